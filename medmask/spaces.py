@@ -1,0 +1,146 @@
+"""Geometry helpers around :class:`spacetransformer.Space`.
+
+Conventions (the same as medmask 0.1.x):
+
+* In memory an array is ``(z, y, x)`` and its ``Space`` is kept in the same
+  ``(z, y, x)`` order (``Space.reverse_axis_order()`` of the usual ``(x, y, z)``
+  space), so that ``space.shape == array.shape``.
+* On disk the space JSON is written in ``(x, y, z)`` order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from spacetransformer import Space
+
+from .errors import CorruptFileError, MaskValidationError, SpaceMismatchError
+
+__all__ = [
+    "Space",
+    "default_space",
+    "space_to_disk_json",
+    "space_from_disk_json",
+    "spaces_match",
+    "check_same_grid",
+    "describe_space",
+    "GRID_ATOL",
+]
+
+#: Absolute tolerance used when two grids are compared: millimetres for origin and
+#: spacing, unitless for direction cosines. Float32 rounding in NIfTI sforms moves
+#: affines by ~1e-4; a real shift or rotation is far larger.
+GRID_ATOL = 1e-3
+
+
+def default_space(shape_zyx: tuple[int, ...]) -> Space:
+    """The default ``(z, y, x)`` space of an array: unit spacing, zero origin, identity axes.
+
+    On disk it is the identity ``(x, y, z)`` space.
+    """
+    return Space(shape=tuple(int(s) for s in shape_zyx[::-1])).reverse_axis_order()
+
+
+def space_to_disk_json(space_zyx: Space) -> bytes:
+    """Serialise an in-memory ``(z, y, x)`` space as the on-disk ``(x, y, z)`` JSON (UTF-8)."""
+    return space_zyx.reverse_axis_order().to_json().encode("utf-8")
+
+
+def space_from_disk_json(raw: bytes, *, path: object = None) -> Space:
+    """Parse the on-disk ``(x, y, z)`` space JSON and return the ``(z, y, x)`` space.
+
+    Raises:
+        CorruptFileError: The bytes are not valid UTF-8 JSON describing a valid space.
+    """
+    try:
+        obj = json.loads(bytes(raw).decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        expected = {"shape", "origin", "spacing", "x_orientation", "y_orientation", "z_orientation"}
+        unknown = set(obj) - expected
+        if unknown or "shape" not in obj:
+            raise ValueError(f"unexpected keys {sorted(unknown)}" if unknown else "no 'shape'")
+        for key, val in obj.items():
+            if not (isinstance(val, list) and len(val) == 3):
+                raise ValueError(f"{key!r} must be a list of 3 numbers")
+            for v in val:
+                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                    raise ValueError(f"{key!r} holds a non-finite or non-numeric value {v!r}")
+        shape = obj["shape"]
+        if not all(isinstance(s, int) and 0 < s < 2**31 for s in shape):
+            raise ValueError(f"shape {shape} must be three positive integers")
+        space = Space.from_dict(obj)
+    except CorruptFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - spacetransformer raises its own types
+        raise CorruptFileError(f"invalid space JSON ({exc})", path=path, field="space") from None
+    return space.reverse_axis_order()
+
+
+def spaces_match(a: Space, b: Space, atol: float = GRID_ATOL) -> bool:
+    """Whether two spaces describe the same voxel grid, within ``atol``.
+
+    Shapes must be equal; origin, spacing and orientation are compared with an
+    absolute tolerance (default :data:`GRID_ATOL`).
+    """
+    if tuple(a.shape) != tuple(b.shape):
+        return False
+    for field in ("origin", "spacing", "x_orientation", "y_orientation", "z_orientation"):
+        if not np.allclose(getattr(a, field), getattr(b, field), rtol=0.0, atol=atol):
+            return False
+    return True
+
+
+def describe_space(space: Space) -> str:
+    """A one-line summary of a ``(z, y, x)`` space for messages."""
+
+    def fmt(v: tuple[float, ...]) -> str:
+        return "(" + ", ".join(f"{float(x):.4g}" for x in v) + ")"
+
+    return (
+        f"shape(z,y,x)={tuple(int(s) for s in space.shape)} spacing={fmt(space.spacing)} "
+        f"origin={fmt(space.origin)} axes=[{fmt(space.x_orientation)}, "
+        f"{fmt(space.y_orientation)}, {fmt(space.z_orientation)}]"
+    )
+
+
+def check_same_grid(expected: Space, got: Space, *, what: str, atol: float = GRID_ATOL) -> None:
+    """Raise :class:`SpaceMismatchError` unless ``got`` is the grid ``expected``.
+
+    Args:
+        expected: The reference space (e.g. the archive's).
+        got: The space to check.
+        what: Words naming the object checked, for the message (``"mask 'liver'"``).
+        atol: Tolerance, see :func:`spaces_match`.
+    """
+    if not spaces_match(expected, got, atol):
+        raise SpaceMismatchError(
+            f"{what} has space {describe_space(got)}, but {describe_space(expected)} was expected "
+            f"(tolerance {atol}); resample it to the archive's grid first"
+        )
+
+
+def coerce_space(space: object, shape_zyx: tuple[int, ...]) -> Space:
+    """Validate a user-supplied ``(z, y, x)`` space against an array shape.
+
+    Args:
+        space: A ``Space`` or ``None`` (default space of ``shape_zyx``).
+        shape_zyx: The array shape.
+
+    Raises:
+        MaskValidationError: ``space`` is not a ``Space`` or its shape differs.
+    """
+    if space is None:
+        return default_space(shape_zyx)
+    if not isinstance(space, Space):
+        raise MaskValidationError(
+            f"space must be a spacetransformer.Space in (z, y, x) order, got {type(space).__name__}"
+        )
+    if tuple(int(s) for s in space.shape) != tuple(int(s) for s in shape_zyx):
+        raise MaskValidationError(
+            f"space shape {tuple(space.shape)} does not match array shape {tuple(shape_zyx)}; "
+            "spaces are (z, y, x) in memory (use space.reverse_axis_order() on an (x, y, z) space)"
+        )
+    return space
