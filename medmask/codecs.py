@@ -1,0 +1,441 @@
+"""Blob codecs: how one mask array becomes bytes and back.
+
+A codec is a small object with a numeric id (stored in files), a name (what
+callers pass as ``codec=``), and ``encode``/``decode``, in the spirit of
+numcodecs. Adding a codec means writing one class here and registering it.
+
+Two codecs ship:
+
+* ``"zstd"`` (id 0): the version-1 blob of medmask 0.1.x. Self-describing
+  (dtype and shape precede the payload), full volume, bool arrays bit-packed in
+  C order, one zstd frame at the default level. Choosing it writes version-1
+  files that medmask 0.1.x opens.
+* ``"bitzstd"`` (id 1): the version-2 blob (the default). The array handed to it
+  is already cropped to its bounding box by the format layer; dtype and shape
+  live in the file's index, so the blob is only a zstd frame of the array in
+  ``(x, y, z)`` C order (i.e. the ``(z, y, x)`` array transposed), bit-packed
+  when boolean. Packing bits along ``z`` compresses organ masks about 7% better
+  than along ``x`` (measured on the TotalSegmentator case, see
+  ``benchmarks/bench_format.py``).
+
+Decoding is defensive: the declared output size is checked against the blob
+size (zstd cannot expand more than :data:`MAX_EXPANSION` times) and a hard
+limit before anything is allocated, and the zstd frame must declare exactly
+the expected size.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import zstandard
+
+from .errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+
+__all__ = [
+    "Codec",
+    "ZstdCodec",
+    "BitZstdCodec",
+    "register_codec",
+    "get_codec",
+    "codec_by_id",
+    "available_codecs",
+    "MASK_DTYPES",
+    "MAX_VOXELS",
+    "MAX_EXPANSION",
+    "DEFAULT_CODEC",
+]
+
+#: The dtypes a stored mask may have.
+MASK_DTYPES: dict[str, np.dtype] = {
+    "bool": np.dtype(bool),
+    "uint8": np.dtype(np.uint8),
+    "uint16": np.dtype(np.uint16),
+    "uint32": np.dtype(np.uint32),
+}
+
+#: Hard ceiling on the number of voxels a stored array may declare (2**36, 64 GiB
+#: of uint8). Anything above is treated as corruption, never allocated.
+MAX_VOXELS = 2**36
+
+#: A zstd frame cannot decompress to more than ~32,768 times its own size (one
+#: 3-byte RLE block header per 128 KiB block); we allow some headroom. A blob
+#: that claims more is a decompression bomb or corrupt.
+MAX_EXPANSION = 40_000
+
+#: Name of the codec used when the caller does not choose one.
+DEFAULT_CODEC = "bitzstd"
+
+
+def raw_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    """Bytes of the uncompressed payload: packed bits for bool, raw bytes otherwise."""
+    n = math.prod(shape)
+    if dtype == np.bool_:
+        return (n + 7) // 8
+    return n * dtype.itemsize
+
+
+def _zstd_decompress(
+    payload: bytes | memoryview,
+    expected: int,
+    *,
+    path: object,
+    mask: str | None,
+) -> bytes:
+    """Decompress one zstd frame that must hold exactly ``expected`` bytes."""
+    payload = bytes(payload)
+    if expected > max(len(payload), 64) * MAX_EXPANSION:
+        raise CorruptFileError(
+            f"blob of {len(payload)} bytes claims {expected} decoded bytes (beyond what zstd "
+            "can produce: corrupt or a decompression bomb)",
+            path=path,
+            mask=mask,
+            field="data",
+        )
+    try:
+        declared = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise CorruptFileError(
+            f"not a zstd frame ({exc})", path=path, mask=mask, field="data"
+        ) from None
+    if declared != expected:
+        raise CorruptFileError(
+            f"zstd frame declares {declared} bytes, expected {expected}",
+            path=path,
+            mask=mask,
+            field="data",
+        )
+    try:
+        out = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
+    except zstandard.ZstdError as exc:
+        raise CorruptFileError(
+            f"zstd decoding failed ({exc})", path=path, mask=mask, field="data"
+        ) from None
+    if len(out) != expected:
+        raise CorruptFileError(
+            f"decoded {len(out)} bytes, expected {expected}", path=path, mask=mask, field="data"
+        )
+    return out
+
+
+def decompress_bounded(
+    payload: bytes | memoryview, limit: int, *, path: object, field: str
+) -> bytes:
+    """Decompress one zstd frame whose declared size must be known and at most ``limit``."""
+    payload = bytes(payload)
+    try:
+        declared = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise CorruptFileError(f"not a zstd frame ({exc})", path=path, field=field) from None
+    if declared < 0 or declared > min(limit, max(len(payload), 64) * MAX_EXPANSION):
+        raise CorruptFileError(
+            f"zstd frame declares {declared} bytes (limit {limit})", path=path, field=field
+        )
+    try:
+        out = zstandard.ZstdDecompressor().decompress(payload, max_output_size=max(declared, 1))
+    except zstandard.ZstdError as exc:
+        raise CorruptFileError(f"zstd decoding failed ({exc})", path=path, field=field) from None
+    if len(out) != declared:
+        raise CorruptFileError(
+            f"decoded {len(out)} bytes, expected {declared}", path=path, field=field
+        )
+    return out
+
+
+def check_shape(shape: tuple[int, ...], *, path: object, mask: str | None, field: str) -> None:
+    """Reject shapes with non-positive dimensions or absurd voxel counts."""
+    if len(shape) != 3:
+        raise CorruptFileError(
+            f"expected 3 dimensions, found {len(shape)}", path=path, mask=mask, field=field
+        )
+    if any((not isinstance(s, int)) or s <= 0 for s in shape):
+        raise CorruptFileError(
+            f"dimensions must be positive integers, found {shape}",
+            path=path,
+            mask=mask,
+            field=field,
+        )
+    if math.prod(shape) > MAX_VOXELS:
+        raise CorruptFileError(
+            f"shape {shape} declares more than {MAX_VOXELS} voxels",
+            path=path,
+            mask=mask,
+            field=field,
+        )
+
+
+def check_dtype(name: object, *, path: object, mask: str | None, field: str = "dtype") -> np.dtype:
+    """Map a stored dtype string to a numpy dtype, rejecting anything that is not a mask dtype."""
+    if not isinstance(name, str) or name not in MASK_DTYPES:
+        raise CorruptFileError(
+            f"dtype {name!r} is not a mask dtype (one of {', '.join(MASK_DTYPES)})",
+            path=path,
+            mask=mask,
+            field=field,
+        )
+    return MASK_DTYPES[name]
+
+
+class Codec(ABC):
+    """A way to turn one mask array into bytes and back.
+
+    Subclasses set ``codec_id`` (stored in files, 0-255), ``name`` (what callers
+    pass as ``codec=``) and ``format_version`` (the file layout the codec belongs
+    to), and implement :meth:`encode` and :meth:`decode`.
+    """
+
+    codec_id: ClassVar[int]
+    name: ClassVar[str]
+    format_version: ClassVar[int]
+
+    @abstractmethod
+    def encode(self, array: np.ndarray) -> bytes:
+        """Encode a 3-D mask array (dtype bool/uint8/uint16/uint32).
+
+        Args:
+            array: The array to store.
+
+        Returns:
+            The blob.
+        """
+
+    @abstractmethod
+    def decode(
+        self,
+        blob: bytes | memoryview,
+        *,
+        dtype: np.dtype | None = None,
+        shape: tuple[int, ...] | None = None,
+        path: object = None,
+        mask: str | None = None,
+    ) -> np.ndarray:
+        """Decode a blob written by :meth:`encode`.
+
+        Args:
+            blob: The stored bytes.
+            dtype: The dtype recorded outside the blob (required when the blob
+                does not describe itself; checked when it does).
+            shape: The shape recorded outside the blob, likewise.
+            path: The file, for error messages.
+            mask: The mask name, for error messages.
+
+        Returns:
+            A new, writable array.
+
+        Raises:
+            CorruptFileError: The blob is damaged or disagrees with ``dtype``/``shape``.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.codec_id}, name={self.name!r})"
+
+
+class ZstdCodec(Codec):
+    """The version-1 blob of medmask 0.1.x (codec id 0, name ``"zstd"``).
+
+    Layout: ``flag u8 | dtype_len u8 | dtype ascii | ndim u8 | shape int64 x ndim |
+    zstd frame``, where ``flag == 1`` means the payload is ``numpy.packbits`` of the
+    flattened boolean array. The frame records its content size.
+    """
+
+    codec_id = 0
+    name = "zstd"
+    format_version = 1
+
+    def __init__(self, level: int = 3) -> None:
+        self.level = level
+
+    def encode(self, array: np.ndarray) -> bytes:
+        arr = np.ascontiguousarray(array)
+        if arr.dtype == np.bool_:
+            flag, payload = 1, np.packbits(arr.reshape(-1)).tobytes()
+        else:
+            flag, payload = 0, arr.tobytes()
+        dtype = str(arr.dtype).encode("ascii")
+        head = struct.pack(
+            f"<BB{len(dtype)}sB{arr.ndim}q", flag, len(dtype), dtype, arr.ndim, *arr.shape
+        )
+        return head + zstandard.ZstdCompressor(level=self.level).compress(payload)
+
+    def decode(
+        self,
+        blob: bytes | memoryview,
+        *,
+        dtype: np.dtype | None = None,
+        shape: tuple[int, ...] | None = None,
+        path: object = None,
+        mask: str | None = None,
+    ) -> np.ndarray:
+        buf = memoryview(blob)
+        try:
+            flag, dlen = struct.unpack_from("<BB", buf, 0)
+            dname = bytes(buf[2 : 2 + dlen]).decode("ascii")
+            if len(dname) != dlen:
+                raise struct.error("truncated dtype")
+            (ndim,) = struct.unpack_from("<B", buf, 2 + dlen)
+            stored_shape = struct.unpack_from(f"<{ndim}q", buf, 3 + dlen)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise CorruptFileError(
+                f"truncated or invalid blob header ({exc})", path=path, mask=mask, field="data"
+            ) from None
+        if flag not in (0, 1):
+            raise CorruptFileError(
+                f"blob flag {flag} is neither 0 nor 1", path=path, mask=mask, field="data"
+            )
+        stored_dtype = check_dtype(dname, path=path, mask=mask, field="data.dtype")
+        if (flag == 1) != (stored_dtype == np.bool_):
+            raise CorruptFileError(
+                f"blob flag {flag} does not match dtype {dname}", path=path, mask=mask, field="data"
+            )
+        stored_shape = tuple(int(s) for s in stored_shape)
+        check_shape(stored_shape, path=path, mask=mask, field="data.shape")
+        if dtype is not None and np.dtype(dtype) != stored_dtype:
+            raise CorruptFileError(
+                f"blob dtype {dname} differs from the recorded {np.dtype(dtype)}",
+                path=path,
+                mask=mask,
+                field="data.dtype",
+            )
+        if shape is not None and tuple(shape) != stored_shape:
+            raise CorruptFileError(
+                f"blob shape {stored_shape} differs from the expected {tuple(shape)}",
+                path=path,
+                mask=mask,
+                field="data.shape",
+            )
+        start = 3 + dlen + 8 * ndim
+        raw = _zstd_decompress(
+            buf[start:], raw_nbytes(stored_dtype, stored_shape), path=path, mask=mask
+        )
+        if flag == 1:
+            bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=math.prod(stored_shape))
+            return bits.view(bool).reshape(stored_shape)
+        return np.frombuffer(raw, dtype=stored_dtype).reshape(stored_shape).copy()
+
+
+class BitZstdCodec(Codec):
+    """The version-2 blob (codec id 1, name ``"bitzstd"``, the default).
+
+    The payload is one zstd frame (with content size) of the array transposed
+    to ``(x, y, z)`` C order: ``numpy.packbits`` (big-endian bit order) of it
+    for bool arrays, the raw little-endian bytes otherwise. Dtype and shape are
+    not in the blob; the file's index records them.
+
+    Args:
+        level: zstd level for boolean masks. 19 was chosen by measurement on
+            TotalSegmentator masks (about 7% smaller than level 15 at ~3x the
+            encode time, decode speed unchanged).
+        label_level: zstd level for multi-label arrays (larger and slower to
+            compress at high levels).
+    """
+
+    codec_id = 1
+    name = "bitzstd"
+    format_version = 2
+
+    def __init__(self, level: int = 19, label_level: int = 9) -> None:
+        self.level = level
+        self.label_level = label_level
+
+    def encode(self, array: np.ndarray) -> bytes:
+        if array.dtype not in MASK_DTYPES.values():
+            raise MaskValidationError(f"cannot encode dtype {array.dtype}")
+        arr = np.ascontiguousarray(array.transpose(2, 1, 0))
+        if arr.dtype == np.bool_:
+            payload = np.packbits(arr.reshape(-1)).tobytes()
+            level = self.level
+        else:
+            payload = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            level = self.label_level
+        return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(payload)
+
+    def decode(
+        self,
+        blob: bytes | memoryview,
+        *,
+        dtype: np.dtype | None = None,
+        shape: tuple[int, ...] | None = None,
+        path: object = None,
+        mask: str | None = None,
+    ) -> np.ndarray:
+        if dtype is None or shape is None:
+            raise ValueError("the bitzstd codec needs the dtype and shape from the index")
+        dtype = np.dtype(dtype)
+        shape = tuple(int(s) for s in shape)
+        check_shape(shape, path=path, mask=mask, field="bbox")
+        raw = _zstd_decompress(blob, raw_nbytes(dtype, shape), path=path, mask=mask)
+        xyz = shape[::-1]
+        if dtype == np.bool_:
+            flat = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=math.prod(shape))
+            arr = flat.view(bool).reshape(xyz)
+        else:
+            arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(xyz)
+        return arr.transpose(2, 1, 0)
+
+
+_BY_NAME: dict[str, Codec] = {}
+_BY_ID: dict[int, Codec] = {}
+
+
+def register_codec(codec: Codec) -> None:
+    """Make a codec available by name and id.
+
+    Raises:
+        ValueError: Another codec already uses the name or id.
+    """
+    if not 0 <= codec.codec_id <= 255:
+        raise ValueError(f"codec id must fit in one byte, got {codec.codec_id}")
+    for key, table in ((codec.name, _BY_NAME), (codec.codec_id, _BY_ID)):
+        if key in table and table[key] is not codec:
+            raise ValueError(f"codec {key!r} is already registered as {table[key]!r}")
+    _BY_NAME[codec.name] = codec
+    _BY_ID[codec.codec_id] = codec
+
+
+def available_codecs() -> list[str]:
+    """Names of the registered codecs."""
+    return sorted(_BY_NAME)
+
+
+def get_codec(codec: str | Codec | None) -> Codec:
+    """Resolve a ``codec=`` argument (``None`` means :data:`DEFAULT_CODEC`).
+
+    Raises:
+        MaskValidationError: The name is unknown.
+    """
+    if codec is None:
+        codec = DEFAULT_CODEC
+    if isinstance(codec, Codec):
+        return codec
+    try:
+        return _BY_NAME[codec]
+    except (KeyError, TypeError):
+        raise MaskValidationError(
+            f"unknown codec {codec!r}; available: {', '.join(available_codecs())}"
+        ) from None
+
+
+def codec_by_id(codec_id: int, *, path: object = None, mask: str | None = None) -> Codec:
+    """Resolve a codec id read from a file.
+
+    Raises:
+        UnsupportedFormatError: No codec with that id is registered.
+    """
+    try:
+        return _BY_ID[codec_id]
+    except KeyError:
+        known = ", ".join(f"{c.codec_id} ({c.name})" for c in _BY_ID.values())
+        raise UnsupportedFormatError(
+            f"unknown codec id {codec_id}; this release reads codec ids {known}",
+            path=path,
+            mask=mask,
+            field="codec_id",
+        ) from None
+
+
+register_codec(ZstdCodec())
+register_codec(BitZstdCodec())

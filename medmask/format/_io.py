@@ -1,0 +1,144 @@
+"""Low-level file helpers shared by the format modules: exact reads, atomic
+replacement, fsync, advisory locks, checksums and bounding boxes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArchiveLockedError, CorruptFileError
+
+try:  # POSIX advisory locks; absent on Windows, where locking is a no-op
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "crc32",
+    "pread_exact",
+    "file_size",
+    "fsync_dir",
+    "atomic_temp",
+    "lock_exclusive",
+    "bounding_box",
+    "BBox",
+]
+
+#: A bounding box as ``(z0, z1, y0, y1, x0, x1)``, half-open.
+BBox = tuple[int, int, int, int, int, int]
+
+
+def crc32(data: bytes | memoryview) -> int:
+    """CRC-32 (zlib polynomial) of ``data`` as an unsigned 32-bit integer."""
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def file_size(fd: int) -> int:
+    """Current size of an open file."""
+    return os.fstat(fd).st_size
+
+
+def pread_exact(
+    fd: int, offset: int, length: int, *, path: object, field: str, mask: str | None = None
+) -> bytes:
+    """Read exactly ``length`` bytes at ``offset`` or raise :class:`CorruptFileError`.
+
+    Uses ``os.pread`` so that several threads can share one descriptor.
+    """
+    if offset < 0 or length < 0:
+        raise CorruptFileError(
+            f"negative offset {offset} or length {length}", path=path, mask=mask, field=field
+        )
+    size = file_size(fd)
+    if offset + length > size:
+        raise CorruptFileError(
+            f"section [{offset}, {offset + length}) lies past the end of the file ({size} bytes); "
+            "the file is truncated or damaged",
+            path=path,
+            mask=mask,
+            field=field,
+        )
+    chunks = []
+    got = 0
+    while got < length:
+        chunk = os.pread(fd, length - got, offset + got)
+        if not chunk:
+            raise CorruptFileError(
+                f"file ended after {got} of {length} bytes", path=path, mask=mask, field=field
+            )
+        chunks.append(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that a rename inside it is durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_temp(target: Path):
+    """Yield ``(fh, temp_path)`` for a temporary sibling of ``target``.
+
+    On normal exit the temporary file is flushed, fsynced and renamed over
+    ``target`` (atomic on POSIX), then the directory is fsynced. On an exception
+    the temporary file is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fh = os.fdopen(fd, "w+b")
+    try:
+        yield fh, Path(tmp)
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def lock_exclusive(fd: int, path: object) -> None:
+    """Take a non-blocking exclusive advisory lock on ``fd``.
+
+    Raises:
+        ArchiveLockedError: Another process (or another open handle) holds it.
+    """
+    if fcntl is None:  # pragma: no cover
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ArchiveLockedError(
+            f"{path}: another writer holds this archive (advisory lock); wait for it to "
+            "close the archive, or open it read-only"
+        ) from None
+
+
+def bounding_box(array: np.ndarray) -> BBox | None:
+    """Half-open bounding box ``(z0, z1, y0, y1, x0, x1)`` of the non-zero voxels, or None."""
+    zs = np.flatnonzero(array.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    z0, z1 = int(zs[0]), int(zs[-1]) + 1
+    sub = array[z0:z1]
+    ys = np.flatnonzero(sub.any(axis=(0, 2)))
+    xs = np.flatnonzero(sub.any(axis=(0, 1)))
+    return z0, z1, int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1

@@ -1,0 +1,92 @@
+"""Records shared by the version-1 and version-2 layouts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codecs import Codec
+from ..errors import CorruptFileError, MaskValidationError
+from ..mapping import LabelMapping
+from ._io import BBox
+
+__all__ = ["Entry", "parse_mapping", "bbox_slices", "full_bbox"]
+
+
+def parse_mapping(obj: object, *, path: object, mask: str | None) -> LabelMapping:
+    """Validate a stored ``{name: label}`` object, raising :class:`CorruptFileError`."""
+    if not isinstance(obj, dict):
+        raise CorruptFileError(
+            f"mapping must be a JSON object, found {type(obj).__name__}",
+            path=path,
+            mask=mask,
+            field="mapping",
+        )
+    try:
+        return LabelMapping(obj)
+    except MaskValidationError as exc:
+        raise CorruptFileError(
+            f"invalid mapping ({exc})", path=path, mask=mask, field="mapping"
+        ) from None
+
+
+def bbox_slices(bbox: BBox) -> tuple[slice, slice, slice]:
+    """``(z, y, x)`` slices of a half-open bounding box."""
+    z0, z1, y0, y1, x0, x1 = bbox
+    return slice(z0, z1), slice(y0, y1), slice(x0, x1)
+
+
+def full_bbox(shape: tuple[int, ...]) -> BBox:
+    """The bounding box covering a whole volume."""
+    return 0, int(shape[0]), 0, int(shape[1]), 0, int(shape[2])
+
+
+@dataclass
+class Entry:
+    """One stored mask as the index describes it.
+
+    Attributes:
+        name: The mask's name (unique in its archive).
+        raw_mapping: The stored ``{name: label}`` object (validated on first use).
+        offset: Absolute byte offset of the blob (0 and ``length == 0`` for an empty v2 mask).
+        length: Blob size in bytes.
+        codec: The codec that decodes the blob.
+        dtype: The array dtype (``None`` for version 1, where the blob records it).
+        bbox: Half-open ``(z0, z1, y0, y1, x0, x1)`` box of the stored region;
+            ``None`` for an empty mask (version 2). Version 1 stores full volumes.
+        crc: CRC-32 of the blob (``None`` for version 1).
+        voxels: Number of non-zero voxels when recorded (version 2).
+    """
+
+    name: str
+    raw_mapping: object
+    offset: int
+    length: int
+    codec: Codec
+    dtype: np.dtype | None = None
+    bbox: BBox | None = None
+    crc: int | None = None
+    voxels: int | None = None
+    _mapping: LabelMapping | None = field(default=None, repr=False)
+
+    def mapping(self, path: object = None) -> LabelMapping:
+        """The entry's label mapping (parsed and validated once)."""
+        if self._mapping is None:
+            self._mapping = parse_mapping(self.raw_mapping, path=path, mask=self.name)
+        return self._mapping
+
+    @property
+    def box_shape(self) -> tuple[int, int, int] | None:
+        """Shape of the stored region, or ``None`` when empty."""
+        if self.bbox is None:
+            return None
+        z0, z1, y0, y1, x0, x1 = self.bbox
+        return z1 - z0, y1 - y0, x1 - x0
+
+    @property
+    def box_voxels(self) -> int:
+        """Number of voxels in the stored region."""
+        shape = self.box_shape
+        return 0 if shape is None else math.prod(shape)

@@ -1,0 +1,496 @@
+"""Version 2: cropped, checksummed, crash-safe ``.msk`` / ``.mska`` layouts.
+
+``docs/format.md`` is the normative description; this module follows it.
+
+``.msk`` (one mask, written once, atomically)::
+
+    header (64 B) | meta JSON | blob
+
+``.mska`` (many masks, append-only)::
+
+    preamble (16 B) | commit slot A (64 B) | commit slot B (64 B) | blobs, space, index segments ...
+
+A commit slot points at the space section, the newest index segment and the
+logical end of the file. Appending writes the new blob(s) and a new index
+segment after the current end, fsyncs, then overwrites the *older* slot with a
+higher generation and fsyncs again. A reader takes the valid slot with the
+highest generation, so a crash at any instant leaves the previous commit
+intact. Index segments form a chain (each names its predecessor); merging
+equal-sized segments like a binary counter keeps the chain O(log n) long while
+each append writes O(log n) entries amortised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+import zstandard
+
+from ..codecs import MASK_DTYPES, Codec, check_dtype, codec_by_id, decompress_bounded
+from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from ..mapping import LabelMapping
+from ..spaces import Space, space_from_disk_json, space_to_disk_json
+from ._io import BBox, bounding_box, crc32, file_size, pread_exact
+from .base import Entry, bbox_slices
+
+__all__ = [
+    "MSK_HEADER",
+    "PREAMBLE",
+    "SLOT",
+    "SLOT_OFFSETS",
+    "DATA_START",
+    "INDEX_FIELDS",
+    "encode_record",
+    "encode_msk",
+    "decode_msk",
+    "MskaV2",
+]
+
+#: ``.msk`` v2 header: magic, major, minor, flags, header length, meta offset+length,
+#: meta CRC, blob CRC, blob offset+length, 8 reserved bytes, header CRC (of bytes 0-59).
+MSK_HEADER = struct.Struct("<4sBBHIQQIIQQ8xI")
+#: ``.mska`` v2 preamble: magic, major, minor, flags, slot size, slot count, CRC of bytes 0-11.
+PREAMBLE = struct.Struct("<4sBBHHHI")
+#: Commit slot: generation, mask count, space offset/length/CRC, index offset/length/CRC,
+#: end offset, reserved, CRC of bytes 0-59.
+SLOT = struct.Struct("<QQQIIQIIQII")
+SLOT_OFFSETS = (PREAMBLE.size, PREAMBLE.size + SLOT.size)
+DATA_START = PREAMBLE.size + 2 * SLOT.size
+#: Column order of an index row.
+INDEX_FIELDS = ["name", "codec", "offset", "length", "crc32", "dtype", "bbox", "voxels", "mapping"]
+#: Largest decoded index segment or meta section accepted (bytes).
+MAX_INDEX_BYTES = 1 << 30
+
+assert MSK_HEADER.size == 64 and PREAMBLE.size == 16 and SLOT.size == 64
+
+
+def encode_record(array: np.ndarray, codec: Codec) -> tuple[bytes, BBox | None, int]:
+    """Crop ``array`` to its bounding box and encode it.
+
+    Returns:
+        ``(blob, bbox, voxels)``; an empty mask gives ``(b"", None, 0)``.
+    """
+    bbox = bounding_box(array)
+    if bbox is None:
+        return b"", None, 0
+    crop = array[bbox_slices(bbox)]
+    return codec.encode(crop), bbox, int(np.count_nonzero(crop))
+
+
+def _bad(msg: str, path: object, field: str, mask: str | None = None) -> CorruptFileError:
+    return CorruptFileError(msg, path=path, mask=mask, field=field)
+
+
+def _is_uint(v: object, bits: int = 64) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < (1 << bits)
+
+
+def _loads(raw: bytes, *, path: object, field: str) -> object:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _bad(f"invalid JSON ({exc})", path, field) from None
+
+
+def _entry_from_row(
+    row: object, k: int, shape: tuple[int, ...] | None, end: int, path: object
+) -> Entry:
+    """Validate one index row (a list in :data:`INDEX_FIELDS` order)."""
+    if not isinstance(row, list) or len(row) != len(INDEX_FIELDS):
+        raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
+    name, codec_id, off, length, crc, dtype, bbox, voxels, mapping = row
+    if not isinstance(name, str) or not name:
+        raise _bad(f"index row {k} has an invalid name {name!r}", path, "index")
+    if not _is_uint(codec_id, 8):
+        raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
+    codec = codec_by_id(codec_id, path=path, mask=name)
+    if not (_is_uint(off) and _is_uint(length) and _is_uint(crc, 32)):
+        raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
+    if length and (off < DATA_START or off + length > end):
+        raise _bad(
+            f"blob [{off}, {off + length}) lies outside the data region [{DATA_START}, {end})",
+            path,
+            "index.offset",
+            name,
+        )
+    np_dtype = check_dtype(dtype, path=path, mask=name, field="index.dtype")
+    if not _is_uint(voxels):
+        raise _bad(f"invalid voxel count {voxels!r}", path, "index.voxels", name)
+    if bbox is None:
+        if length or voxels:
+            raise _bad("an empty mask (no bbox) cannot have data", path, "index.bbox", name)
+        box = None
+    else:
+        if shape is None:
+            raise _bad("a stored mask needs the archive space", path, "space", name)
+        if not (isinstance(bbox, list) and len(bbox) == 6 and all(_is_uint(v, 32) for v in bbox)):
+            raise _bad(f"bbox {bbox!r} is not six non-negative integers", path, "index.bbox", name)
+        box = tuple(bbox)
+        for axis in range(3):
+            lo, hi = box[2 * axis], box[2 * axis + 1]
+            if not lo < hi <= shape[axis]:
+                raise _bad(f"bbox {bbox} lies outside the volume {shape}", path, "index.bbox", name)
+        if length == 0:
+            raise _bad("a non-empty mask has no blob", path, "index.length", name)
+        n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
+        if voxels > n:
+            raise _bad(f"{voxels} voxels do not fit the bbox {bbox}", path, "index.voxels", name)
+    return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels)
+
+
+def _row(e: Entry) -> list:
+    return [
+        e.name,
+        e.codec.codec_id,
+        e.offset,
+        e.length,
+        e.crc,
+        e.dtype.name,
+        list(e.bbox) if e.bbox is not None else None,
+        e.voxels,
+        e.raw_mapping,
+    ]
+
+
+def read_box(fd: int, path: object, entry: Entry) -> np.ndarray:
+    """Read, verify and decode the stored (cropped) region of a non-empty entry."""
+    blob = pread_exact(fd, entry.offset, entry.length, path=path, field="data", mask=entry.name)
+    if crc32(blob) != entry.crc:
+        raise _bad("blob checksum mismatch (the data is damaged)", path, "data.crc32", entry.name)
+    return entry.codec.decode(
+        blob, dtype=entry.dtype, shape=entry.box_shape, path=path, mask=entry.name
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# .msk
+# --------------------------------------------------------------------------------------------
+def encode_msk(array: np.ndarray, mapping: LabelMapping, space: Space, codec: Codec) -> bytes:
+    """Serialise one mask as a version-2 ``.msk`` file (bytes)."""
+    blob, bbox, voxels = encode_record(array, codec)
+    meta = {
+        "space": json.loads(space_to_disk_json(space)),
+        "mapping": mapping.to_dict(),
+        "codec": codec.codec_id,
+        "dtype": array.dtype.name,
+        "bbox": list(bbox) if bbox is not None else None,
+        "voxels": voxels,
+    }
+    meta_b = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    m_off = MSK_HEADER.size
+    b_off = m_off + len(meta_b)
+    head = MSK_HEADER.pack(
+        b"MSK1",
+        2,
+        0,
+        0,
+        MSK_HEADER.size,
+        m_off,
+        len(meta_b),
+        crc32(meta_b),
+        crc32(blob),
+        b_off,
+        len(blob),
+        0,
+    )
+    head = head[:-4] + struct.pack("<I", crc32(head[:-4]))
+    return head + meta_b + blob
+
+
+def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.ndarray | None]:
+    """Read a version-2 ``.msk``: returns the entry, the space and the cropped region (or None)."""
+    (_m, _maj, _min, _flags, hlen, m_off, m_len, m_crc, b_crc, b_off, b_len, h_crc) = (
+        MSK_HEADER.unpack(header)
+    )
+    if crc32(header[:-4]) != h_crc:
+        raise _bad("header checksum mismatch", path, "header")
+    if hlen != MSK_HEADER.size:
+        raise _bad(f"header length {hlen}, expected {MSK_HEADER.size}", path, "header_length")
+    if m_len > MAX_INDEX_BYTES:
+        raise _bad(f"meta section of {m_len} bytes is implausibly large", path, "meta")
+    raw = pread_exact(fd, m_off, m_len, path=path, field="meta")
+    if crc32(raw) != m_crc:
+        raise _bad("meta checksum mismatch", path, "meta")
+    meta = _loads(raw, path=path, field="meta")
+    keys = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
+    if not isinstance(meta, dict) or set(meta) != keys:
+        raise _bad(f"meta must be an object with keys {sorted(keys)}", path, "meta")
+    space = space_from_disk_json(json.dumps(meta["space"]).encode(), path=path)
+    entry = _entry_from_row(
+        [
+            "mask",
+            meta["codec"],
+            b_off,
+            b_len,
+            b_crc,
+            meta["dtype"],
+            meta["bbox"],
+            meta["voxels"],
+            meta["mapping"],
+        ],
+        0,
+        tuple(space.shape),
+        file_size(fd),
+        path,
+    )
+    box = None if entry.bbox is None else read_box(fd, path, entry)
+    return entry, space, box
+
+
+# --------------------------------------------------------------------------------------------
+# .mska
+# --------------------------------------------------------------------------------------------
+class MskaV2:
+    """A version-2 archive open on a file descriptor, for reading and (optionally) appending.
+
+    Args:
+        fd: An open descriptor (read-only, or read-write for appending).
+        path: The file, for messages.
+        fsync: Whether commits call ``os.fsync`` (turn off only for temporary files).
+    """
+
+    version = 2
+
+    def __init__(self, fd: int, path: object, *, fsync: bool = True) -> None:
+        self.fd = fd
+        self.path = path
+        self.fsync = fsync
+        self.space: Space | None = None
+        self.entries: list[Entry] = []
+        self.generation = 0
+        self.active_slot = 1  # so that the first commit writes slot 0
+        self.end = DATA_START
+        self.write_pos = DATA_START
+        self._space_ref = (0, 0, 0)
+        self._segments: list[
+            tuple[int, int, int, int]
+        ] = []  # (offset, length, crc, rows), oldest first
+        self._committed = 0
+        self._pending_space: Space | None = None
+
+    # -- creation --------------------------------------------------------------------------
+    @classmethod
+    def create(cls, fd: int, path: object, *, fsync: bool = True) -> MskaV2:
+        """Initialise an empty file on ``fd``: preamble and two empty slots (no commit yet)."""
+        pre = PREAMBLE.pack(b"MSKA", 2, 0, 0, SLOT.size, 2, 0)
+        pre = pre[:-4] + struct.pack("<I", crc32(pre[:12]))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, pre + b"\0" * (2 * SLOT.size), 0)
+        return cls(fd, path, fsync=fsync)
+
+    # -- reading ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, fd: int, path: object, *, fsync: bool = True) -> MskaV2:
+        """Parse and verify the preamble, the newest valid commit, the space and the index."""
+        self = cls(fd, path, fsync=fsync)
+        size = file_size(fd)
+        head = pread_exact(fd, 0, DATA_START, path=path, field="header")
+        magic, major, minor, flags, slot_size, nslots, pcrc = PREAMBLE.unpack_from(head, 0)
+        if crc32(head[:12]) != pcrc:
+            raise _bad("preamble checksum mismatch", path, "header")
+        if (slot_size, nslots, flags) != (SLOT.size, 2, 0):
+            raise _bad(
+                f"unexpected slot layout {slot_size}x{nslots}, flags {flags}", path, "header"
+            )
+        best = None
+        problems = []
+        for k, off in enumerate(SLOT_OFFSETS):
+            raw = head[off : off + SLOT.size]
+            fields = SLOT.unpack(raw)
+            if fields[0] == 0:
+                problems.append(f"slot {k} empty")
+                continue
+            if crc32(raw[:-4]) != fields[-1]:
+                problems.append(f"slot {k} checksum mismatch")
+                continue
+            if best is None or fields[0] > best[1][0]:
+                best = (k, fields)
+        if best is None:
+            raise _bad("no valid commit slot (" + "; ".join(problems) + ")", path, "commit slot")
+        k, (gen, count, s_off, s_len, s_crc, i_off, i_len, i_crc, end, _r, _c) = best
+        if not DATA_START <= end <= size:
+            raise _bad(
+                f"commit {gen} ends at byte {end} but the file has {size} bytes (truncated?)",
+                path,
+                "end_offset",
+            )
+        self.generation, self.active_slot, self.end, self.write_pos = gen, k, end, end
+        if s_len:
+            raw = self._section(s_off, s_len, s_crc, "space")
+            self.space = space_from_disk_json(raw, path=path)
+        self._space_ref = (s_off, s_len, s_crc)
+        shape = None if self.space is None else tuple(int(s) for s in self.space.shape)
+
+        segments = []
+        rows: list = []
+        ref = (i_off, i_len, i_crc) if i_len else None
+        while ref is not None:
+            off, length, crc = ref
+            raw = self._section(off, length, crc, "index")
+            seg = _loads(
+                decompress_bounded(raw, MAX_INDEX_BYTES, path=path, field="index"),
+                path=path,
+                field="index",
+            )
+            if not (isinstance(seg, dict) and set(seg) == {"prev", "fields", "rows"}):
+                raise _bad("index segment must be an object with prev, fields, rows", path, "index")
+            if seg["fields"] != INDEX_FIELDS:
+                raise UnsupportedFormatError(
+                    f"index fields {seg['fields']!r} are not {INDEX_FIELDS}",
+                    path=path,
+                    field="index",
+                )
+            if not isinstance(seg["rows"], list) or not seg["rows"]:
+                raise _bad("index segment has no rows", path, "index")
+            segments.append((off, length, crc, len(seg["rows"])))
+            rows.append(seg["rows"])
+            prev = seg["prev"]
+            if prev is None:
+                ref = None
+            elif (
+                isinstance(prev, list)
+                and len(prev) == 3
+                and all(_is_uint(v) for v in prev)
+                and prev[0] < off
+            ):
+                ref = tuple(prev)
+            else:
+                raise _bad(f"invalid previous-segment pointer {prev!r}", path, "index")
+            if len(segments) > 64:
+                raise _bad("index chain is implausibly long", path, "index")
+        segments.reverse()
+        rows.reverse()
+        flat = [r for seg_rows in rows for r in seg_rows]
+        if len(flat) != count:
+            raise _bad(
+                f"commit says {count} masks but the index lists {len(flat)}", path, "mask_count"
+            )
+        names: set[str] = set()
+        for n, row in enumerate(flat):
+            entry = _entry_from_row(row, n, shape, end, path)
+            if entry.name in names:
+                raise _bad(f"duplicate name {entry.name!r} in the index", path, "index", entry.name)
+            names.add(entry.name)
+            self.entries.append(entry)
+        self._segments = segments
+        self._committed = len(self.entries)
+        return self
+
+    def _section(self, off: int, length: int, crc: int, field: str) -> bytes:
+        if off < DATA_START or off + length > self.end:
+            raise _bad(
+                f"section [{off}, {off + length}) lies outside [{DATA_START}, {self.end})",
+                self.path,
+                field,
+            )
+        raw = pread_exact(self.fd, off, length, path=self.path, field=field)
+        if crc32(raw) != crc:
+            raise _bad("checksum mismatch", self.path, field)
+        return raw
+
+    def read_box(self, entry: Entry) -> np.ndarray:
+        """Read, verify and decode the stored (cropped) region of a non-empty entry."""
+        return read_box(self.fd, self.path, entry)
+
+    # -- appending -------------------------------------------------------------------------
+    def _write(self, data: bytes) -> int:
+        pos = self.write_pos
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self.fd, view[done:], pos + done)
+        self.write_pos = pos + len(data)
+        return pos
+
+    @property
+    def pending(self) -> list[Entry]:
+        """Entries staged since the last commit (readable, not yet durable)."""
+        return self.entries[self._committed :]
+
+    def stage(
+        self, name: str, array: np.ndarray, mapping: LabelMapping, codec: Codec, space: Space
+    ) -> Entry:
+        """Write one mask's blob after the end; it becomes durable and visible to
+        other readers at :meth:`commit` (this object sees it at once)."""
+        if array.dtype.name not in MASK_DTYPES:
+            raise MaskValidationError(f"mask {name!r}: dtype {array.dtype} cannot be stored")
+        if self.space is None and self._pending_space is None:
+            self._pending_space = space
+        blob, bbox, voxels = encode_record(array, codec)
+        offset = self._write(blob) if blob else 0
+        entry = Entry(
+            name,
+            mapping.to_dict(),
+            offset,
+            len(blob),
+            codec,
+            array.dtype,
+            bbox,
+            crc32(blob),
+            voxels,
+        )
+        entry._mapping = mapping.copy()
+        self.entries.append(entry)
+        return entry
+
+    def rollback(self) -> None:
+        """Forget staged masks (their bytes past the end are ignored and later overwritten)."""
+        del self.entries[self._committed :]
+        self._pending_space = None
+        self.write_pos = self.end
+
+    def commit(self) -> None:
+        """Make staged masks durable and visible: write space/index after the end, then a slot."""
+        space_ref = self._space_ref
+        if self._pending_space is not None:
+            sb = space_to_disk_json(self._pending_space)
+            space_ref = (self._write(sb), len(sb), crc32(sb))
+        segments = list(self._segments)
+        start = self._committed
+        # binary-counter merge: fold the newest segments into the new one while not larger
+        while segments and segments[-1][3] <= len(self.entries) - start:
+            start -= segments.pop()[3]
+        if start < len(self.entries):
+            prev = list(segments[-1][:3]) if segments else None
+            rows = [_row(e) for e in self.entries[start:]]
+            seg_json = json.dumps(
+                {"prev": prev, "fields": INDEX_FIELDS, "rows": rows},
+                separators=(",", ":"),
+                ensure_ascii=False,
+            ).encode("utf-8")
+            seg_b = zstandard.ZstdCompressor(level=19, write_content_size=True).compress(seg_json)
+            segments.append((self._write(seg_b), len(seg_b), crc32(seg_b), len(rows)))
+        end = self.write_pos
+        if self.fsync:
+            os.fsync(self.fd)
+        gen = self.generation + 1
+        slot_idx = 1 - self.active_slot
+        head = segments[-1] if segments else (0, 0, 0, 0)
+        raw = SLOT.pack(
+            gen,
+            len(self.entries),
+            space_ref[0],
+            space_ref[1],
+            space_ref[2],
+            head[0],
+            head[1],
+            head[2],
+            end,
+            0,
+            0,
+        )
+        raw = raw[:-4] + struct.pack("<I", crc32(raw[:-4]))
+        os.pwrite(self.fd, raw, SLOT_OFFSETS[slot_idx])
+        if self.fsync:
+            os.fsync(self.fd)
+        # the commit is durable: update the in-memory view
+        self.generation, self.active_slot, self.end = gen, slot_idx, end
+        self._space_ref = space_ref
+        if self._pending_space is not None:
+            self.space = self._pending_space
+        self._committed = len(self.entries)
+        self._segments = segments
+        self._pending_space = None

@@ -1,0 +1,590 @@
+"""MaskFile (``.msk``), MaskArchive (``.mska``), save_mask and load_mask."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codecs import Codec, get_codec
+from .errors import MaskNotFoundError, MaskValidationError, close_matches
+from .format import Entry, bbox_slices, open_archive, read_msk, sniff, v1, v2
+from .format._io import BBox, atomic_temp, fsync_dir, lock_exclusive, pread_exact
+from .mapping import LabelMapping
+from .segmask import SegmentationMask
+from .spaces import Space, check_same_grid
+
+__all__ = ["MaskFile", "MaskArchive", "MaskInfo", "save_mask", "load_mask"]
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """What an archive's index says about one mask, without decoding it.
+
+    Attributes:
+        name: The mask's name.
+        index: Its position in the archive.
+        mapping: Its ``{name: label}`` mapping.
+        dtype: Its dtype name (``None`` for version 1 until decoded).
+        bbox: Half-open ``(z0, z1, y0, y1, x0, x1)`` box of the non-zero voxels
+            (version 2; ``None`` when empty or for version 1).
+        voxels: Number of non-zero voxels (version 2; ``None`` for version 1).
+        nbytes: Bytes the mask occupies in the file.
+    """
+
+    name: str
+    index: int
+    mapping: dict[str, int]
+    dtype: str | None
+    bbox: BBox | None
+    voxels: int | None
+    nbytes: int
+
+
+# --------------------------------------------------------------------------------------------
+class MaskFile:
+    """One mask in a ``.msk`` file.
+
+    Args:
+        path: The file.
+        mode: ``"r"`` to read, ``"w"`` to write (the file is replaced atomically).
+        codec: For writing: ``None``/``"bitzstd"`` (version 2) or ``"zstd"`` (version 1).
+
+    Example:
+        >>> with MaskFile("liver.msk", "w") as f:          # doctest: +SKIP
+        ...     f.write(segmask)
+        >>> segmask = MaskFile("liver.msk").read()          # doctest: +SKIP
+    """
+
+    def __init__(
+        self, path: PathLike, mode: str = "r", *, codec: str | Codec | None = None
+    ) -> None:
+        if mode not in ("r", "w"):
+            raise ValueError(f"MaskFile mode must be 'r' or 'w', got {mode!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self.codec = get_codec(codec)
+        if mode == "r" and not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no such mask file")
+
+    def read(self) -> SegmentationMask:
+        """Read the mask.
+
+        Raises:
+            CorruptFileError: The file is damaged or not a ``.msk``.
+        """
+        return SegmentationMask.load(self.path)
+
+    def read_cropped(self) -> tuple[np.ndarray, BBox | None, LabelMapping, Space]:
+        """The stored bounding-box region without expanding it to the full volume.
+
+        Returns:
+            ``(array, bbox, mapping, space)``; for an empty mask ``bbox`` is None
+            and ``array`` has shape ``(0, 0, 0)``.
+        """
+        array, mapping, space, bbox, _ = read_msk(self.path, cropped=True)
+        return array, bbox, mapping, space
+
+    def write(self, segmask: SegmentationMask) -> None:
+        """Write ``segmask`` (atomically: readers see the old file or the new one).
+
+        Raises:
+            MaskValidationError: Not a SegmentationMask.
+            io.UnsupportedOperation: The file was opened with mode ``"r"``.
+        """
+        if self.mode != "w":
+            import io
+
+            raise io.UnsupportedOperation(f"{self.path}: opened read-only (mode 'r')")
+        if not isinstance(segmask, SegmentationMask):
+            raise MaskValidationError(f"expected a SegmentationMask, got {type(segmask).__name__}")
+        segmask.save(self.path, codec=self.codec)
+
+    def close(self) -> None:
+        """Nothing to release (each call opens and closes the file); kept for symmetry."""
+
+    def __enter__(self) -> MaskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MaskFile({str(self.path)!r}, mode={self.mode!r})"
+
+
+def save_mask(
+    segmask: SegmentationMask, path: PathLike, *, codec: str | Codec | None = None
+) -> None:
+    """Write one mask to a ``.msk`` file. See :meth:`SegmentationMask.save`."""
+    MaskFile(path, "w", codec=codec).write(segmask)
+
+
+def load_mask(path: PathLike, *, codec: str | Codec | None = None) -> SegmentationMask:
+    """Read a ``.msk`` file of any supported version.
+
+    Args:
+        path: The file.
+        codec: Accepted for compatibility with medmask 0.1.x and ignored: the
+            file's header names its codec.
+    """
+    return MaskFile(path, "r").read()
+
+
+# --------------------------------------------------------------------------------------------
+class _V1Backend:
+    """Version-1 archive held as blobs; the whole file is rewritten (atomically) on flush."""
+
+    version = 1
+
+    def __init__(self, path: Path, space: Space | None, items: list | None = None) -> None:
+        self.path = path
+        self.space = space
+        self.items: list[tuple[str, bytes, dict[str, int]]] = items or []
+        self.codec = v1.ZstdCodec()
+        # for version 1 in memory, Entry.offset is the position in ``items``
+        self.entries = [
+            Entry(n, m, k, len(b), self.codec) for k, (n, b, m) in enumerate(self.items)
+        ]
+
+    @classmethod
+    def load(cls, fd: int, path: Path) -> _V1Backend:
+        reader = open_archive(fd, path)
+        assert reader.version == 1
+        items = [
+            (
+                e.name,
+                pread_exact(fd, e.offset, e.length, path=path, field="data", mask=e.name),
+                e.raw_mapping,
+            )
+            for e in reader.entries
+        ]
+        for e in reader.entries:
+            e.mapping(path)  # validate before we rewrite anything
+        return cls(path, reader.space, items)
+
+    def stage(self, name: str, array: np.ndarray, mapping: LabelMapping, space: Space) -> None:
+        if self.space is None:
+            self.space = space
+        blob = self.codec.encode(array)
+        self.items.append((name, blob, mapping.to_dict()))
+        self.entries.append(
+            Entry(name, mapping.to_dict(), len(self.items) - 1, len(blob), self.codec)
+        )
+
+    def rollback(self, count: int) -> None:
+        del self.items[count:]
+        del self.entries[count:]
+
+    def flush(self, target: Path) -> None:
+        if self.space is None:
+            raise MaskValidationError(
+                f"{target}: a version-1 archive needs a space; pass space= or add a mask"
+            )
+        data = v1.build_mska(self.space, self.items)
+        with atomic_temp(target) as (fh, _):
+            fh.write(data)
+
+    def read_box(self, entry: Entry) -> np.ndarray:
+        return self.codec.decode(
+            self.items[entry.offset][1],
+            shape=tuple(self.space.shape),
+            path=self.path,
+            mask=entry.name,
+        )
+
+
+class MaskArchive:
+    """Many masks of one case in a ``.mska`` file, with random access by name or position.
+
+    All masks share the archive's space. The index is read once when the archive
+    is opened; lookups by name or position are O(1) and decode only that mask.
+
+    Args:
+        path: The archive.
+        mode: ``"r"`` read; ``"w"`` create or replace (the new archive appears
+            atomically at :meth:`close`; on an exception inside a ``with`` block
+            nothing is written); ``"a"`` append, creating the file if missing
+            (every :meth:`add_segmask` is committed durably before it returns).
+        space: The ``(z, y, x)`` space for a new archive (default: that of the
+            first mask added).
+        codec: ``None``/``"bitzstd"`` for version 2 (default for new archives),
+            ``"zstd"`` for version 1 (readable by medmask 0.1.x). When appending, the
+            existing file's version is kept; a contradicting codec raises.
+
+    Raises:
+        FileNotFoundError: Mode ``"r"`` and the file does not exist.
+        CorruptFileError: The file is damaged (the message names file, mask, field).
+        UnsupportedFormatError: A format version or codec this release does not read.
+        ArchiveLockedError: Another writer holds the archive (modes ``"w"``/``"a"``).
+
+    Example:
+        >>> with MaskArchive("case.mska", "w") as ar:         # doctest: +SKIP
+        ...     ar.add_segmask(liver, "liver")
+        >>> with MaskArchive("case.mska") as ar:              # doctest: +SKIP
+        ...     liver = ar["liver"]; first = ar[0]; names = ar.all_names()
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        mode: str = "r",
+        *,
+        space: Space | None = None,
+        codec: str | Codec | None = None,
+    ) -> None:
+        if mode not in ("r", "w", "a"):
+            raise ValueError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self._tmp: Path | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._backend: v1.MskaV1Reader | v2.MskaV2 | _V1Backend
+        if space is not None and not isinstance(space, Space):
+            raise MaskValidationError(
+                f"space must be a spacetransformer.Space, got {type(space).__name__}"
+            )
+        self._codec = get_codec(codec) if (codec is not None or mode == "w") else None
+        try:
+            if mode == "r":
+                self._open_read()
+            elif mode == "w":
+                self._open_write(space)
+            else:
+                self._open_append(space)
+        except BaseException:
+            self._release(discard=True)
+            raise
+        self._reindex()
+
+    # -- opening -----------------------------------------------------------------------
+    def _open_read(self) -> None:
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._backend = open_archive(self._fd, self.path)
+
+    def _open_write(self, space: Space | None) -> None:
+        if self.path.exists():  # refuse to replace an archive another process is appending to
+            self._lock_fd = os.open(self.path, os.O_RDONLY)
+            lock_exclusive(self._lock_fd, self.path)
+        if self._codec.format_version == 1:
+            self._backend = _V1Backend(self.path, space)
+            return
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self._fd, self._tmp = fd, Path(tmp)
+        self._backend = v2.MskaV2.create(fd, self.path, fsync=False)
+        if space is not None:
+            self._backend._pending_space = space
+
+    def _open_append(self, space: Space | None) -> None:
+        if not self.path.exists():
+            codec = self._codec or get_codec(None)
+            if codec.format_version == 1:
+                # created at the first flush (a version-1 file cannot exist without a space)
+                self._backend = _V1Backend(self.path, space)
+                if space is not None:
+                    self._backend.flush(self.path)
+                    self._relock()
+                return
+            with atomic_temp(self.path) as (fh, tmp):
+                new = v2.MskaV2.create(fh.fileno(), tmp, fsync=False)
+                new._pending_space = space
+                new.commit()
+        self._fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        lock_exclusive(self._fd, self.path)
+        _kind, major = sniff(self._fd, self.path)
+        if self._codec is not None and self._codec.format_version != major:
+            raise MaskValidationError(
+                f"{self.path} is a version-{major} archive; codec {self._codec.name!r} writes "
+                f"version {self._codec.format_version} (use 'medmask convert' to change versions)"
+            )
+        if major == 1:
+            self._backend = _V1Backend.load(self._fd, self.path)
+            self._lock_fd, self._fd = self._fd, None
+        else:
+            self._backend = v2.MskaV2.open(self._fd, self.path)
+            size = os.fstat(self._fd).st_size
+            if size > self._backend.end:  # bytes of an interrupted append: unreferenced, drop them
+                os.ftruncate(self._fd, self._backend.end)
+        if space is not None and self._backend.space is not None:
+            check_same_grid(self._backend.space, space, what=f"space= given for {self.path}")
+
+    def _relock(self) -> None:
+        """After a version-1 rewrite the path names a new inode: lock that one."""
+        new_fd = os.open(self.path, os.O_RDWR)
+        lock_exclusive(new_fd, self.path)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        self._lock_fd = new_fd
+
+    def _reindex(self) -> None:
+        self._entries: list[Entry] = self._backend.entries
+        self._by_name = {e.name: i for i, e in enumerate(self._entries)}
+
+    # -- properties --------------------------------------------------------------------
+    @property
+    def space(self) -> Space | None:
+        """The archive's ``(z, y, x)`` space (``None`` for a new archive with no mask yet)."""
+        b = self._backend
+        return b.space if b.space is not None else getattr(b, "_pending_space", None)
+
+    @property
+    def version(self) -> int:
+        """Format major version of the file (1 or 2)."""
+        return self._backend.version
+
+    # -- writing -----------------------------------------------------------------------
+    def add_segmask(self, segmask: SegmentationMask, name: str) -> None:
+        """Store ``segmask`` under ``name``.
+
+        In mode ``"a"`` the mask is durable when this returns; in mode ``"w"`` it
+        becomes visible when the archive is closed.
+
+        Args:
+            segmask: The mask; its space must match the archive's (tolerance
+                :data:`medmask.spaces.GRID_ATOL`).
+            name: A unique, non-empty name.
+
+        Raises:
+            MaskValidationError: Bad name, duplicate name, not a SegmentationMask.
+            SpaceMismatchError: The mask's grid differs from the archive's.
+            io.UnsupportedOperation: The archive was opened read-only.
+            OSError: The write failed; the archive is left as it was.
+        """
+        self._check_open()
+        if self.mode == "r":
+            import io
+
+            raise io.UnsupportedOperation(f"{self.path}: opened read-only (mode 'r'); use mode 'a'")
+        if not isinstance(segmask, SegmentationMask):
+            raise MaskValidationError(
+                f"add_segmask expects a SegmentationMask, got {type(segmask).__name__}"
+            )
+        if not isinstance(name, str) or not name or "\0" in name:
+            raise MaskValidationError(
+                f"mask name must be a non-empty string without NUL, got {name!r}"
+            )
+        with self._lock:
+            if name in self._by_name:
+                raise MaskValidationError(f"{self.path}: a mask named {name!r} is already stored")
+            space = self.space
+            if space is not None:
+                check_same_grid(space, segmask.space, what=f"mask {name!r}")
+            else:
+                space = segmask.space
+            array = segmask.data
+            b = self._backend
+            if isinstance(b, _V1Backend):
+                count = len(b.entries)
+                try:
+                    b.stage(name, array, segmask.mapping, space)
+                    if self.mode == "a":
+                        b.flush(self.path)
+                        self._relock()
+                except BaseException:
+                    b.rollback(count)
+                    raise
+            else:
+                try:
+                    b.stage(name, array, segmask.mapping, self._codec or get_codec(None), space)
+                    if self.mode == "a":
+                        b.commit()
+                except BaseException:
+                    b.rollback()
+                    raise
+            self._by_name[name] = len(self._entries) - 1
+
+    # -- reading -----------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path}: archive is closed")
+
+    def _entry(self, key: str | int) -> tuple[int, Entry]:
+        self._check_open()
+        if isinstance(key, str):
+            try:
+                i = self._by_name[key]
+            except KeyError:
+                raise MaskNotFoundError(
+                    f"{self.path}: no mask named {key!r} ({len(self)} masks)"
+                    + close_matches(key, self._by_name)
+                ) from None
+            return i, self._entries[i]
+        if isinstance(key, int | np.integer) and not isinstance(key, bool):
+            n = len(self._entries)
+            i = int(key) + n if key < 0 else int(key)
+            if not 0 <= i < n:
+                raise MaskNotFoundError(f"{self.path}: position {key} is out of range ({n} masks)")
+            return i, self._entries[i]
+        raise TypeError(
+            f"archive keys are names (str) or positions (int), got {type(key).__name__}"
+        )
+
+    def _read_full(self, entry: Entry) -> np.ndarray:
+        b = self._backend
+        if b.version == 1:
+            return b.read_box(entry)
+        shape = tuple(int(s) for s in self.space.shape)
+        out = np.zeros(shape, entry.dtype)
+        if entry.bbox is not None:
+            out[bbox_slices(entry.bbox)] = b.read_box(entry)
+        return out
+
+    def read_array(self, key: str | int) -> np.ndarray:
+        """The full-volume ``(z, y, x)`` array of one mask (a new, writable array)."""
+        _, entry = self._entry(key)
+        return self._read_full(entry)
+
+    def read_cropped(self, key: str | int) -> tuple[np.ndarray, BBox | None]:
+        """One mask's bounding-box region without expanding it to the full volume.
+
+        Work is proportional to the box (version 2). For version 1 the full volume
+        is decoded and then cropped.
+
+        Returns:
+            ``(array, bbox)`` with ``bbox = (z0, z1, y0, y1, x0, x1)`` half-open;
+            ``(empty (0,0,0) array, None)`` for an empty mask.
+        """
+        _, entry = self._entry(key)
+        if self._backend.version == 1:
+            from .format._io import bounding_box
+
+            full = self._backend.read_box(entry)
+            box = bounding_box(full)
+            return (full[bbox_slices(box)].copy() if box else full[:0, :0, :0]), box
+        if entry.bbox is None:
+            return np.zeros((0, 0, 0), entry.dtype), None
+        return np.ascontiguousarray(self._backend.read_box(entry)), entry.bbox
+
+    def load_segmask(self, name: str | int) -> SegmentationMask:
+        """Read one mask by name (or position).
+
+        Raises:
+            MaskNotFoundError: No such name (close matches are suggested) or position.
+            CorruptFileError: Its blob is damaged.
+        """
+        _, entry = self._entry(name)
+        array = self._read_full(entry)
+        return SegmentationMask(array, entry.mapping(self.path), self.space, copy=False)
+
+    def info(self, key: str | int) -> MaskInfo:
+        """Index facts about one mask (no decoding)."""
+        i, e = self._entry(key)
+        dtype = None if e.dtype is None else ("bool" if e.dtype == np.bool_ else e.dtype.name)
+        return MaskInfo(
+            e.name, i, e.mapping(self.path).to_dict(), dtype, e.bbox, e.voxels, e.length
+        )
+
+    def all_names(self) -> list[str]:
+        """Names in insertion order."""
+        self._check_open()
+        return [e.name for e in self._entries]
+
+    def read_all_mapping(self) -> dict[str, LabelMapping]:
+        """``{mask name: its LabelMapping}`` for every mask, in insertion order."""
+        self._check_open()
+        return {e.name: e.mapping(self.path) for e in self._entries}
+
+    def read_all_masks(self) -> dict[str, SegmentationMask]:
+        """Every mask, ``{name: SegmentationMask}`` in insertion order."""
+        return {e.name: self.load_segmask(e.name) for e in list(self._entries)}
+
+    def refresh(self) -> None:
+        """Re-read the newest commit (mode ``"r"``): see masks appended since opening."""
+        self._check_open()
+        if self.mode != "r":
+            return
+        self._backend = open_archive(self._fd, self.path)
+        self._reindex()
+
+    # -- container protocol ------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.all_names())
+
+    def __getitem__(self, key: str | int) -> SegmentationMask:
+        return self.load_segmask(key)
+
+    # -- closing -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish writing (mode ``"w"``: commit and atomically replace) and release the file."""
+        if self._closed:
+            return
+        try:
+            if self.mode == "w":
+                b = self._backend
+                if isinstance(b, _V1Backend):
+                    b.flush(self.path)
+                else:
+                    b.commit()
+                    os.fsync(self._fd)
+                    os.replace(self._tmp, self.path)
+                    self._tmp = None
+                    fsync_dir(self.path.parent)
+        finally:
+            self._release(discard=True)
+
+    def _release(self, *, discard: bool) -> None:
+        self._closed = True
+        for attr in ("_fd", "_lock_fd"):
+            fd = getattr(self, attr, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, attr, None)
+        if discard and getattr(self, "_tmp", None) is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+    def discard(self) -> None:
+        """Abandon a mode-``"w"`` archive: nothing is written, an existing file stays."""
+        self._release(discard=True)
+
+    def __enter__(self) -> MaskArchive:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None and self.mode == "w":
+            self.discard()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            if self.mode == "w":
+                warnings.warn(
+                    f"MaskArchive({str(self.path)!r}, 'w') was never closed; nothing was written. "
+                    "Use a with-block or call close().",
+                    ResourceWarning,
+                    stacklevel=2,
+                )
+            self._release(discard=True)
+
+    def __getstate__(self) -> dict:
+        raise TypeError(
+            "MaskArchive holds an open file and cannot be pickled; pass the path instead "
+            "(medmask_monai.MaskArchiveDataset opens archives lazily in each worker)"
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self)} masks"
+        return f"MaskArchive({str(self.path)!r}, mode={self.mode!r}, v{self.version}, {state})"

@@ -1,0 +1,1 @@
+"""MONAI integration for medmask (see issue: LoadMask, MaskReader, MaskArchiveDataset)."""
