@@ -1,0 +1,44 @@
+# medmask: the two commands of the README.
+#   make demo   set up .venv and run the main job on a built-in synthetic dataset
+#   make test   set up .venv and run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: setup demo test test-slow lint bench reliability clean
+
+setup: $(STAMP)
+
+# torch is pinned and installed first so that no CUDA wheels are pulled in
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e ".[all]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check medmask medmask_monai tests benchmarks examples
+	$(PY) -m pytest -n 2 -q $(ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n 2 -q --runslow $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check medmask medmask_monai tests benchmarks examples
+	$(VENV)/bin/ruff format --check medmask medmask_monai tests benchmarks examples
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_format.py $(ARGS)
+
+reliability: $(STAMP)
+	$(PY) benchmarks/reliability_report.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) demo_output bench_output .pytest_cache .hypothesis
