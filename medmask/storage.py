@@ -440,7 +440,7 @@ class MaskArchive:
         shape = tuple(int(s) for s in self.space.shape)
         out = np.zeros(shape, entry.dtype)
         if entry.bbox is not None:
-            out[bbox_slices(entry.bbox)] = b.read_box(entry)
+            b.read_box(entry, out=out[bbox_slices(entry.bbox)])
         return out
 
     def read_array(self, key: str | int) -> np.ndarray:

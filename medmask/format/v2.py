@@ -155,14 +155,22 @@ def _row(e: Entry) -> list:
     ]
 
 
-def read_box(fd: int, path: object, entry: Entry) -> np.ndarray:
-    """Read, verify and decode the stored (cropped) region of a non-empty entry."""
+def read_box(fd: int, path: object, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
+    """Read, verify and decode the stored (cropped) region of a non-empty entry.
+
+    With ``out`` (a writable ``(z, y, x)`` view of the box's shape) the region is
+    decoded into it, which bounds the temporary memory when the codec supports it.
+    """
     blob = pread_exact(fd, entry.offset, entry.length, path=path, field="data", mask=entry.name)
     if crc32(blob) != entry.crc:
         raise _bad("blob checksum mismatch (the data is damaged)", path, "data.crc32", entry.name)
-    return entry.codec.decode(
-        blob, dtype=entry.dtype, shape=entry.box_shape, path=path, mask=entry.name
-    )
+    args = {"dtype": entry.dtype, "shape": entry.box_shape, "path": path, "mask": entry.name}
+    if out is None:
+        return entry.codec.decode(blob, **args)
+    if getattr(entry.codec, "supports_out", False):
+        return entry.codec.decode(blob, out=out, **args)
+    out[...] = entry.codec.decode(blob, **args)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,9 +399,9 @@ class MskaV2:
             raise _bad("checksum mismatch", self.path, field)
         return raw
 
-    def read_box(self, entry: Entry) -> np.ndarray:
+    def read_box(self, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
         """Read, verify and decode the stored (cropped) region of a non-empty entry."""
-        return read_box(self.fd, self.path, entry)
+        return read_box(self.fd, self.path, entry, out)
 
     # -- appending -------------------------------------------------------------------------
     def _write(self, data: bytes) -> int:
