@@ -116,7 +116,9 @@ class LabelMapping:
             return self._label_to_name[int(label)]
         except (KeyError, TypeError, ValueError):
             known = ", ".join(str(v) for v in sorted(self._label_to_name)) or "none"
-            raise MaskNotFoundError(f"label {label!r} is not in the mapping (labels: {known})") from None
+            raise MaskNotFoundError(
+                f"label {label!r} is not in the mapping (labels: {known})"
+            ) from None
 
     def items(self) -> ItemsView[str, int]:
         """``(name, label)`` pairs in insertion order."""
