@@ -237,7 +237,8 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
 
         r["read_all"] = median_time(read_all, max(1, min(repeat, 3)))
         r["read_one"] = statistics.median(
-            median_time(lambda k=k: dec_one(path.read_bytes(), k + 1), repeat) for k in sample
+            median_time(lambda k=k, f=dec_one, p=path: f(p.read_bytes(), k + 1), repeat)
+            for k in sample
         )
         r["note"] = f"label map: {overlap} overlapping voxels lost"
     return {
@@ -277,7 +278,7 @@ def bench_open_10k(repeat: int, workdir: Path, n: int = 10_000) -> dict:
         before = os.path.getsize(path)
         extra = SegmentationMask(np.ones(shape, bool), {"extra": 1}, space)
 
-        def append_one(path=path):
+        def append_one(path=path, extra=extra):
             with MaskArchive(path, "a") as ar:
                 ar.add_segmask(extra, f"extra{time.perf_counter_ns()}")
 
