@@ -1,0 +1,195 @@
+"""NIfTI conversion: geometry as MONAI reports it, round trips, clear errors, nothing half written."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medmask import MaskArchive
+from medmask.errors import MaskValidationError, SpaceMismatchError
+from medmask.nifti import (
+    affine_to_space,
+    archive_to_folder,
+    archive_to_labelmap,
+    folder_to_archive,
+    labelmap_to_archive,
+    labelmap_to_msk,
+    nifti_to_segmask,
+    read_label_table,
+    safe_filename,
+    space_to_affine,
+)
+
+OBLIQUE = np.array(
+    [[-0.6, 0.55, 0.0, 120.0], [0.55, 0.6, 0.1, -40.0], [0.0, -0.09, 2.49, 33.0], [0, 0, 0, 1]],
+    float,
+)
+
+
+def orthonormalise(aff):
+    a = aff.copy()
+    q, _ = np.linalg.qr(a[:3, :3])
+    a[:3, :3] = q * [0.8, 0.85, 2.5]
+    return a
+
+
+AFF = orthonormalise(OBLIQUE)
+
+
+def save(path, data, affine=AFF, qform=None):
+    img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, code=2)
+    img.set_qform(qform if qform is not None else affine, code=1)
+    nib.save(img, str(path))
+
+
+def test_affine_space_round_trip():
+    space = affine_to_space(AFF, (7, 8, 9))
+    assert tuple(space.shape) == (9, 8, 7)
+    np.testing.assert_allclose(space_to_affine(space), AFF, atol=1e-9)
+    with pytest.raises(MaskValidationError, match="sheared"):
+        affine_to_space(
+            np.array([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), (2, 2, 2)
+        )
+
+
+def test_sform_wins_over_qform_like_monai(tmp_path):
+    """When both forms are set, img.affine (sform) is what MONAI reports; medmask follows it."""
+    data = np.zeros((7, 8, 9), np.uint8)
+    data[2:4, 3:5, 1:8] = 1
+    save(tmp_path / "m.nii.gz", data, AFF, qform=np.diag([2.0, 2.0, 2.0, 1.0]))
+    seg = nifti_to_segmask(tmp_path / "m.nii.gz")
+    np.testing.assert_allclose(
+        space_to_affine(seg.space), nib.load(tmp_path / "m.nii.gz").affine, atol=1e-5
+    )
+    np.testing.assert_array_equal(seg.data, data.transpose(2, 1, 0).astype(bool))
+    assert seg.mapping == {"m": 1}
+
+
+def test_folder_round_trip(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for name in ["liver", "spleen", "empty organ"]:
+        a = np.zeros((12, 10, 8), np.uint8)
+        if name != "empty organ":
+            a[rng.integers(0, 6) :, 2:7, 1:5] = 1
+        arrays[name] = a
+        # float32 rounding of the affine, as in real files: same grid
+        save(
+            src / f"{name}.nii.gz",
+            a,
+            AFF + rng.normal(0, 1e-5, (4, 4)) * [[1, 1, 1, 1]] * [1, 1, 1, 0],
+        )
+    names = folder_to_archive(src, tmp_path / "a.mska")
+    assert names == sorted(arrays)
+    out = archive_to_folder(tmp_path / "a.mska", tmp_path / "out")
+    for name, a in arrays.items():
+        img = nib.load(out[name])
+        np.testing.assert_array_equal(np.asarray(img.dataobj), a)
+        np.testing.assert_allclose(img.affine, nib.load(src / f"{name}.nii.gz").affine, atol=1e-3)
+    assert out["empty organ"].name == "empty_organ.nii.gz"
+
+
+def test_grid_mismatch_and_bad_data_leave_nothing(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    save(src / "a.nii.gz", np.ones((4, 4, 4), np.uint8))
+    shifted = AFF.copy()
+    shifted[0, 3] += 1.0
+    save(src / "b.nii.gz", np.ones((4, 4, 4), np.uint8), shifted)
+    with pytest.raises(SpaceMismatchError, match="b.nii.gz.*differs from the archive's grid"):
+        folder_to_archive(src, tmp_path / "a.mska")
+    assert not (tmp_path / "a.mska").exists()
+    (src / "b.nii.gz").unlink()
+    save(src / "c.nii.gz", np.full((4, 4, 4), 3, np.uint8))
+    with pytest.raises(MaskValidationError, match="binary mask holds values"):
+        folder_to_archive(src, tmp_path / "a.mska")
+    (src / "c.nii.gz").unlink()
+    save(src / "d.nii.gz", np.full((4, 4, 4), 0.5, np.float32))
+    with pytest.raises(MaskValidationError, match="float"):
+        folder_to_archive(src, tmp_path / "a.mska")
+    (src / "d.nii.gz").unlink()
+    save(src / "e.nii.gz", np.ones((4, 4, 4, 2), np.uint8))
+    with pytest.raises(MaskValidationError, match="3-D"):
+        folder_to_archive(src, tmp_path / "a.mska")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_labelmap_routes(tmp_path):
+    lab = np.zeros((10, 9, 8), np.uint8)
+    lab[1:4] = 1
+    lab[5:7] = 3
+    save(tmp_path / "lab.nii.gz", lab)
+    (tmp_path / "labels.json").write_text(json.dumps({"liver": 1, "kidney": 3, "absent": 4}))
+    table = read_label_table(tmp_path / "labels.json")
+    counts = labelmap_to_archive(tmp_path / "lab.nii.gz", table, tmp_path / "a.mska")
+    assert counts == {"liver": 3 * 72, "kidney": 2 * 72, "absent": 0}
+    seg = labelmap_to_msk(tmp_path / "lab.nii.gz", table, tmp_path / "m.msk")
+    np.testing.assert_array_equal(seg.data, lab.transpose(2, 1, 0))
+    back, overlap = archive_to_labelmap(tmp_path / "a.mska", tmp_path / "back.nii.gz")
+    assert overlap == 0
+    assert back == {"liver": 1, "kidney": 2, "absent": 3}
+    with pytest.raises(MaskValidationError, match=r"labels \[3\] are not in the label table"):
+        labelmap_to_archive(tmp_path / "lab.nii.gz", {"liver": 1}, tmp_path / "x.mska")
+    assert not (tmp_path / "x.mska").exists()
+    (tmp_path / "classes.json").write_text(json.dumps(["spleen", "kidney_right"]))
+    assert read_label_table(tmp_path / "classes.json") == {"spleen": 1, "kidney_right": 2}
+
+
+def test_overlaps_are_reported(tmp_path):
+    space = affine_to_space(AFF, (6, 6, 6))
+    from medmask import SegmentationMask
+
+    a = np.zeros((6, 6, 6), bool)
+    a[:3] = True
+    b = np.zeros((6, 6, 6), bool)
+    b[2:5] = True
+    with MaskArchive(tmp_path / "a.mska", "w", space=space) as ar:
+        ar.add_segmask(SegmentationMask(a, {"a": 1}, space), "a")
+        ar.add_segmask(SegmentationMask(b, {"b": 1}, space), "b")
+    _, overlap = archive_to_labelmap(tmp_path / "a.mska", tmp_path / "l.nii.gz")
+    assert overlap == 36
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "/abs/path",
+        "a/b\\c",
+        "nul\0byte",
+        "..",
+        ".",
+        "",
+        "CON",
+        "ünï cødé",
+        "x" * 500,
+    ],
+)
+def test_safe_filename_never_escapes(tmp_path, name):
+    f = safe_filename(name)
+    assert f and "/" not in f and "\\" not in f and "\0" not in f and not f.startswith(".")
+    assert (tmp_path / f).resolve().parent == tmp_path.resolve()
+
+
+def test_real_case_round_trip(real_case, tmp_path):
+    names = folder_to_archive(real_case, tmp_path / "s.mska")
+    assert len(names) == 117
+    out = archive_to_folder(tmp_path / "s.mska", tmp_path / "out")
+    worst = 0.0
+    for name in names:
+        a, b = nib.load(real_case / f"{name}.nii.gz"), nib.load(out[name])
+        np.testing.assert_array_equal(np.asarray(a.dataobj) != 0, np.asarray(b.dataobj) != 0)
+        worst = max(worst, float(np.abs(a.affine - b.affine).max()))
+    assert worst < 1e-3
+    table, overlap = archive_to_labelmap(tmp_path / "s.mska", tmp_path / "lab.nii.gz")
+    lab = np.asarray(nib.load(tmp_path / "lab.nii.gz").dataobj)
+    assert len(table) == 117 and overlap >= 0
+    # the multi-label route back in: every label keeps its voxels except the reported overlap
+    counts = labelmap_to_archive(tmp_path / "lab.nii.gz", table, tmp_path / "s2.mska")
+    assert sum(counts.values()) == int(np.count_nonzero(lab))
