@@ -1,7 +1,9 @@
 """NIfTI conversion (needs the ``nifti`` extra: nibabel).
 
 Geometry follows what MONAI reports for a NIfTI file: nibabel's ``img.affine``
-(the sform when its code is set, else the qform), a RAS affine. medmask's
+(the sform when its code is set, else the qform), a RAS affine, except for headers
+whose pixdim contradicts it, where MONAI (and medmask) take the form that agrees
+with pixdim (:func:`effective_affine`). medmask's
 ``Space`` is LPS, so ``affine_ras = diag(-1, -1, 1, 1) @ affine_lps``. Arrays
 are ``(x, y, z)`` in nibabel and ``(z, y, x)`` in medmask (a transpose).
 
@@ -35,6 +37,7 @@ from .storage import MaskArchive
 
 __all__ = [
     "affine_to_space",
+    "effective_affine",
     "space_to_affine",
     "read_nifti",
     "nifti_to_segmask",
@@ -110,6 +113,37 @@ def space_to_affine(space_zyx: Space) -> np.ndarray:
     return _LPS @ lps
 
 
+def _spacing(affine: np.ndarray, rank: int) -> np.ndarray:
+    sp = np.sqrt(np.sum(np.asarray(affine, float)[:rank, :rank] ** 2, axis=0))
+    sp[sp == 0] = 1.0
+    return sp
+
+
+def effective_affine(img) -> np.ndarray:
+    """The RAS affine MONAI's NIfTI loading reports for a nibabel image.
+
+    That is ``img.affine`` (the sform when its code is set, else the qform), except
+    for headers whose pixdim contradicts it: then, like MONAI, take the form whose
+    spacing agrees with pixdim (the qform when the sform is the odd one out).
+    """
+    affine = np.array(img.affine, dtype=np.float64)
+    header = img.header
+    rank = int(header["dim"][0])
+    if rank >= 5:
+        return affine
+    pixdim = np.asarray(header.get_zooms()[:rank], dtype=np.float64)
+    if np.allclose(pixdim, _spacing(affine, rank)):
+        return affine
+    sform, qform = img.get_sform(), img.get_qform()
+    sform_ok = np.allclose(_spacing(sform, rank), pixdim)
+    qform_ok = np.allclose(_spacing(qform, rank), pixdim)
+    if header["sform_code"] != 0 and not sform_ok and qform_ok:
+        return np.array(qform, dtype=np.float64)
+    if header["sform_code"] == 0 and header["qform_code"] != 0 and not qform_ok and sform_ok:
+        return np.array(sform, dtype=np.float64)
+    return affine
+
+
 # -- reading --------------------------------------------------------------------------------
 def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, Space]:
     """Read a 3-D integer NIfTI as a ``(z, y, x)`` array and its space.
@@ -136,7 +170,9 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, Space]:
         data = data.astype(smallest_uint_dtype(int(data.max()) if data.size else 0))
     elif data.dtype.kind not in "iub":
         raise MaskValidationError(f"{path}: unsupported data type {data.dtype}")
-    return np.ascontiguousarray(data.transpose(2, 1, 0)), affine_to_space(img.affine, shape)
+    return np.ascontiguousarray(data.transpose(2, 1, 0)), affine_to_space(
+        effective_affine(img), shape
+    )
 
 
 def nifti_to_segmask(

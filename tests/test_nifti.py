@@ -56,15 +56,33 @@ def test_affine_space_round_trip():
         )
 
 
-def test_sform_wins_over_qform_like_monai(tmp_path):
-    """When both forms are set, img.affine (sform) is what MONAI reports; medmask follows it."""
+@pytest.mark.parametrize(
+    "case", ["agreeing forms", "qform contradicts", "sform only", "qform only"]
+)
+def test_geometry_is_what_monai_reports(tmp_path, case):
+    """img.affine (sform first) unless pixdim contradicts it; checked against MONAI itself."""
+    monai_transforms = pytest.importorskip("monai.transforms")
     data = np.zeros((7, 8, 9), np.uint8)
     data[2:4, 3:5, 1:8] = 1
-    save(tmp_path / "m.nii.gz", data, AFF, qform=np.diag([2.0, 2.0, 2.0, 1.0]))
+    img = nib.Nifti1Image(data, None)
+    if case == "agreeing forms":
+        img.set_qform(AFF, code=1)
+        img.set_sform(AFF + [[0, 0, 0, 0.4], [0] * 4, [0] * 4, [0] * 4], code=2)
+    elif case == "qform contradicts":
+        img.set_sform(AFF, code=2)
+        img.set_qform(np.diag([2.0, 2.0, 2.0, 1.0]), code=1)  # pixdim follows the qform
+    elif case == "sform only":
+        img.set_sform(AFF, code=2)
+        img.set_qform(None, code=0)
+    else:
+        img.set_qform(AFF, code=1)
+        img.set_sform(None, code=0)
+    nib.save(img, str(tmp_path / "m.nii.gz"))
     seg = nifti_to_segmask(tmp_path / "m.nii.gz")
-    np.testing.assert_allclose(
-        space_to_affine(seg.space), nib.load(tmp_path / "m.nii.gz").affine, atol=1e-5
-    )
+    monai_affine = monai_transforms.LoadImage(image_only=True)(
+        str(tmp_path / "m.nii.gz")
+    ).affine.numpy()
+    np.testing.assert_allclose(space_to_affine(seg.space), monai_affine, atol=1e-4)
     np.testing.assert_array_equal(seg.data, data.transpose(2, 1, 0).astype(bool))
     assert seg.mapping == {"m": 1}
 
