@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .codecs import Codec, get_codec
-from .errors import MaskNotFoundError, MaskValidationError, close_matches
+from .errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
 from .format import read_msk, write_msk
 from .mapping import LabelMapping
 from .ops import match_allowed_values, smallest_uint_dtype
@@ -321,7 +321,10 @@ class SegmentationMask:
             UnsupportedFormatError: A version this release does not read.
         """
         array, mapping, space, _bbox, _v = read_msk(path)
-        return cls(array, mapping, space, copy=False)
+        try:
+            return cls(array, mapping, space, copy=False)
+        except MaskValidationError as exc:  # stored parts that do not fit together
+            raise CorruptFileError(str(exc), path=path, field="mapping") from None
 
     # -- dunder ------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .codecs import Codec, get_codec
-from .errors import MaskNotFoundError, MaskValidationError, close_matches
+from .errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
 from .format import Entry, bbox_slices, open_archive, read_msk, sniff, v1, v2
 from .format._io import BBox, atomic_temp, fsync_dir, lock_exclusive, pread_exact
 from .mapping import LabelMapping
@@ -478,7 +478,12 @@ class MaskArchive:
         """
         _, entry = self._entry(name)
         array = self._read_full(entry)
-        return SegmentationMask(array, entry.mapping(self.path), self.space, copy=False)
+        try:
+            return SegmentationMask(array, entry.mapping(self.path), self.space, copy=False)
+        except MaskValidationError as exc:  # stored parts that do not fit together
+            raise CorruptFileError(
+                str(exc), path=self.path, mask=entry.name, field="mapping"
+            ) from None
 
     def info(self, key: str | int) -> MaskInfo:
         """Index facts about one mask (no decoding)."""

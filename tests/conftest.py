@@ -9,7 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 #: The real TotalSegmentator case beside the repository (never copied into it).
-REAL_CASE = Path(os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000"))
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000")
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -12,7 +12,7 @@ import struct
 import numpy as np
 
 from ..codecs import ZstdCodec, codec_by_id
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, UnsupportedFormatError
 from ..mapping import LabelMapping
 from ..spaces import Space, space_from_disk_json, space_to_disk_json
 from ._io import pread_exact
@@ -57,7 +57,7 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[np.ndarray, LabelM
     _magic, _major, _minor, codec_id, s_off, s_len, m_off, m_len, d_off, d_len = MSK_HEADER.unpack(
         header
     )
-    codec = codec_by_id(codec_id, path=path)
+    codec = _v1_codec(codec_id, path)
     space = space_from_disk_json(pread_exact(fd, s_off, s_len, path=path, field="space"), path=path)
     raw_map = pread_exact(fd, m_off, m_len, path=path, field="mapping")
     mapping = parse_mapping(_loads(raw_map, path=path, field="mapping"), path=path, mask=None)
@@ -69,8 +69,21 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[np.ndarray, LabelM
 def _loads(raw: bytes, *, path: object, field: str, mask: str | None = None) -> object:
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CorruptFileError(f"invalid JSON ({exc})", path=path, mask=mask, field=field) from None
+
+
+def _v1_codec(codec_id: int, path: object):
+    """The codec of a version-1 file: only version-1 codecs are valid there."""
+    codec = codec_by_id(codec_id, path=path)
+    if codec.format_version != 1:
+        raise UnsupportedFormatError(
+            f"codec id {codec_id} ({codec.name}) is not valid in a version-1 file; "
+            "version 1 uses codec id 0 (zstd)",
+            path=path,
+            field="codec_id",
+        )
+    return codec
 
 
 def build_mska(space: Space, items: list[tuple[str, bytes, dict[str, int]]]) -> bytes:
@@ -128,7 +141,7 @@ class MskaV1Reader:
         (_m, _maj, _min, codec_id, s_off, s_len, i_off, i_len, _d_off, _d_len, count) = (
             MSKA_HEADER.unpack(header)
         )
-        self.codec = codec_by_id(codec_id, path=path)
+        self.codec = _v1_codec(codec_id, path)
         self.space: Space | None = space_from_disk_json(
             pread_exact(fd, s_off, s_len, path=path, field="space"), path=path
         )

@@ -294,8 +294,10 @@ class MskaV2:
     def open(cls, fd: int, path: object, *, fsync: bool = True) -> MskaV2:
         """Parse and verify the preamble, the newest valid commit, the space and the index."""
         self = cls(fd, path, fsync=fsync)
-        size = file_size(fd)
         head = pread_exact(fd, 0, DATA_START, path=path, field="header")
+        # the size is taken after the slots: a writer may commit in between, and a
+        # commit never points past the file size at the moment it is written
+        size = file_size(fd)
         magic, major, minor, flags, slot_size, nslots, pcrc = PREAMBLE.unpack_from(head, 0)
         if crc32(head[:12]) != pcrc:
             raise _bad("preamble checksum mismatch", path, "header")
