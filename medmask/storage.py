@@ -331,8 +331,11 @@ class MaskArchive:
         self._lock_fd = new_fd
 
     def _reindex(self) -> None:
-        self._entries: list[Entry] = self._backend.entries
-        self._by_name = {e.name: i for i, e in enumerate(self._entries)}
+        self._entries = self._backend.entries
+        names = getattr(self._entries, "names", None)
+        if names is None:
+            names = [e.name for e in self._entries]
+        self._by_name = {n: i for i, n in enumerate(names)}
 
     # -- properties --------------------------------------------------------------------
     @property
@@ -496,7 +499,7 @@ class MaskArchive:
     def all_names(self) -> list[str]:
         """Names in insertion order."""
         self._check_open()
-        return [e.name for e in self._entries]
+        return list(self._by_name)
 
     def read_all_mapping(self) -> dict[str, LabelMapping]:
         """``{mask name: its LabelMapping}`` for every mask, in insertion order."""

@@ -7,12 +7,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codecs import Codec
+from ..codecs import Codec, check_shape
 from ..errors import CorruptFileError, MaskValidationError
 from ..mapping import LabelMapping
+from ..spaces import Space, space_from_disk_json
 from ._io import BBox
 
-__all__ = ["Entry", "parse_mapping", "bbox_slices", "full_bbox"]
+__all__ = ["Entry", "parse_mapping", "read_space", "bbox_slices", "full_bbox"]
+
+
+def read_space(raw: bytes, *, path: object) -> Space:
+    """Parse a stored space JSON and check its volume against the voxel limit.
+
+    Reliability fix: ``space_from_disk_json`` accepts each dimension up to 2**31, so a
+    hostile shape such as ``[2**31 - 1] * 3`` (about 2**93 voxels) was accepted and the
+    full-volume read of a version-2 mask then raised a bare ``ValueError`` / ``MemoryError``
+    from ``numpy.zeros`` instead of :class:`CorruptFileError`. The space's volume is now
+    held to :data:`medmask.codecs.MAX_VOXELS` like every other declared shape.
+    """
+    space = space_from_disk_json(raw, path=path)
+    check_shape(tuple(int(s) for s in space.shape), path=path, mask=None, field="space.shape")
+    return space
 
 
 def parse_mapping(obj: object, *, path: object, mask: str | None) -> LabelMapping:

@@ -14,9 +14,9 @@ import numpy as np
 from ..codecs import ZstdCodec, codec_by_id
 from ..errors import CorruptFileError, UnsupportedFormatError
 from ..mapping import LabelMapping
-from ..spaces import Space, space_from_disk_json, space_to_disk_json
+from ..spaces import Space, space_to_disk_json
 from ._io import pread_exact
-from .base import Entry, full_bbox, parse_mapping
+from .base import Entry, full_bbox, parse_mapping, read_space
 
 __all__ = [
     "MSK_HEADER",
@@ -58,7 +58,7 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[np.ndarray, LabelM
         header
     )
     codec = _v1_codec(codec_id, path)
-    space = space_from_disk_json(pread_exact(fd, s_off, s_len, path=path, field="space"), path=path)
+    space = read_space(pread_exact(fd, s_off, s_len, path=path, field="space"), path=path)
     raw_map = pread_exact(fd, m_off, m_len, path=path, field="mapping")
     mapping = parse_mapping(_loads(raw_map, path=path, field="mapping"), path=path, mask=None)
     blob = pread_exact(fd, d_off, d_len, path=path, field="data")
@@ -142,7 +142,7 @@ class MskaV1Reader:
             MSKA_HEADER.unpack(header)
         )
         self.codec = _v1_codec(codec_id, path)
-        self.space: Space | None = space_from_disk_json(
+        self.space: Space | None = read_space(
             pread_exact(fd, s_off, s_len, path=path, field="space"), path=path
         )
         raw_index = pread_exact(fd, i_off, i_len, path=path, field="index").rstrip(b"\0")

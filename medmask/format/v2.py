@@ -29,12 +29,20 @@ import struct
 import numpy as np
 import zstandard
 
-from ..codecs import MASK_DTYPES, Codec, check_dtype, codec_by_id, decompress_bounded
+from ..codecs import (
+    MASK_DTYPES,
+    MAX_EXPANSION,
+    Codec,
+    check_dtype,
+    codec_by_id,
+    decompress_bounded,
+    raw_nbytes,
+)
 from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
 from ..mapping import LabelMapping
-from ..spaces import Space, space_from_disk_json, space_to_disk_json
+from ..spaces import Space, space_to_disk_json
 from ._io import BBox, bounding_box, crc32, file_size, pread_exact
-from .base import Entry, bbox_slices
+from .base import Entry, bbox_slices, read_space
 
 __all__ = [
     "MSK_HEADER",
@@ -138,6 +146,19 @@ def _entry_from_row(
         n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
         if voxels > n:
             raise _bad(f"{voxels} voxels do not fit the bbox {bbox}", path, "index.voxels", name)
+        # Reliability fix: check what the box implies against the blob's size here, when the
+        # index is read. The codec checks it too, but only once the blob is decoded, and
+        # MaskArchive.read_array allocates the full volume before that: a 100-byte blob whose
+        # row declares a 2048**3 box in a 2048**3 space made it allocate 8 GiB first.
+        need = raw_nbytes(np_dtype, (box[1] - box[0], box[3] - box[2], box[5] - box[4]))
+        if need > max(length, 64) * MAX_EXPANSION:
+            raise _bad(
+                f"a blob of {length} bytes cannot hold the {need} bytes its bbox {bbox} declares "
+                "(corrupt or a decompression bomb)",
+                path,
+                "index.length",
+                name,
+            )
     return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels)
 
 
@@ -226,7 +247,11 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.n
     keys = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
     if not isinstance(meta, dict) or set(meta) != keys:
         raise _bad(f"meta must be an object with keys {sorted(keys)}", path, "meta")
-    space = space_from_disk_json(json.dumps(meta["space"]).encode(), path=path)
+    try:
+        space_raw = json.dumps(meta["space"]).encode()
+    except (ValueError, RecursionError) as exc:  # reliability fix: nothing but CorruptFileError
+        raise _bad(f"invalid space ({exc})", path, "space") from None
+    space = read_space(space_raw, path=path)
     entry = _entry_from_row(
         [
             "mask",
@@ -251,6 +276,53 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.n
 # --------------------------------------------------------------------------------------------
 # .mska
 # --------------------------------------------------------------------------------------------
+class LazyEntries:
+    """The index rows of an archive, turned into validated :class:`Entry` objects on
+    first use (opening a 10,000-mask archive then costs one JSON parse and a name
+    check, not 10,000 validations). Names, their uniqueness and the count are checked
+    at once."""
+
+    def __init__(self, rows: list, make, path: object) -> None:
+        names = [
+            r[0] if isinstance(r, list) and r and isinstance(r[0], str) and r[0] else None
+            for r in rows
+        ]
+        if None in names:
+            k = names.index(None)
+            raise _bad(f"index row {k} is not a list starting with a non-empty name", path, "index")
+        if len(set(names)) != len(names):
+            seen: set[str] = set()
+            dup = next(n for n in names if n in seen or seen.add(n))
+            raise _bad(f"duplicate name {dup!r} in the index", path, "index", dup)
+        self.names = names
+        self._rows = rows
+        self._items: list[Entry | None] = [None] * len(rows)
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        item = self._items[i]
+        if item is None:
+            k = i + len(self) if i < 0 else i
+            item = self._items[k] = self._make(self._rows[k], k)
+        return item
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+    def append(self, entry: Entry) -> None:
+        self._items.append(entry)
+        self._rows.append(None)
+        self.names.append(entry.name)
+
+    def __delitem__(self, i: slice) -> None:
+        del self._items[i], self._rows[i], self.names[i]
+
+
 class MskaV2:
     """A version-2 archive open on a file descriptor, for reading and (optionally) appending.
 
@@ -267,7 +339,7 @@ class MskaV2:
         self.path = path
         self.fsync = fsync
         self.space: Space | None = None
-        self.entries: list[Entry] = []
+        self.entries: LazyEntries = LazyEntries([], None, path)
         self.generation = 0
         self.active_slot = 1  # so that the first commit writes slot 0
         self.end = DATA_START
@@ -330,7 +402,7 @@ class MskaV2:
         self.generation, self.active_slot, self.end, self.write_pos = gen, k, end, end
         if s_len:
             raw = self._section(s_off, s_len, s_crc, "space")
-            self.space = space_from_disk_json(raw, path=path)
+            self.space = read_space(raw, path=path)
         self._space_ref = (s_off, s_len, s_crc)
         shape = None if self.space is None else tuple(int(s) for s in self.space.shape)
 
@@ -378,13 +450,9 @@ class MskaV2:
             raise _bad(
                 f"commit says {count} masks but the index lists {len(flat)}", path, "mask_count"
             )
-        names: set[str] = set()
-        for n, row in enumerate(flat):
-            entry = _entry_from_row(row, n, shape, end, path)
-            if entry.name in names:
-                raise _bad(f"duplicate name {entry.name!r} in the index", path, "index", entry.name)
-            names.add(entry.name)
-            self.entries.append(entry)
+        self.entries = LazyEntries(
+            flat, lambda row, k: _entry_from_row(row, k, shape, end, path), path
+        )
         self._segments = segments
         self._committed = len(self.entries)
         return self
