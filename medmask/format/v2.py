@@ -450,6 +450,12 @@ class MskaV2:
             raise _bad(
                 f"commit says {count} masks but the index lists {len(flat)}", path, "mask_count"
             )
+        # Reliability fix: every commit that stores a mask also stores the space, so masks
+        # without one mean a damaged commit. With rows validated lazily, an empty mask of such
+        # a commit reached MaskArchive.read_array, which failed with AttributeError on
+        # ``space.shape`` instead of CorruptFileError.
+        if flat and self.space is None:
+            raise _bad(f"the commit lists {len(flat)} masks but no space", path, "space")
         self.entries = LazyEntries(
             flat, lambda row, k: _entry_from_row(row, k, shape, end, path), path
         )

@@ -123,9 +123,9 @@ def build_samples() -> dict[str, Sample]:
         out["mska2"] = Sample("mska2", "mska2", p.read_bytes(), exp, space)
         p = d / "a2w.mska"  # version 2 written at once (mode "w": one segment, generation 1)
         with MaskArchive(p, "w") as ar:
-            for n, m in masks[:3]:
+            for n, m in masks[:4]:
                 ar.add_segmask(m, n)
-        out["mska2_w"] = Sample("mska2_w", "mska2", p.read_bytes(), exp[:3], space)
+        out["mska2_w"] = Sample("mska2_w", "mska2", p.read_bytes(), exp[:4], space)
     return out
 
 
@@ -511,7 +511,7 @@ def mska2_commit(
     """
     p = parse_mska2(data)
     cur = p["slots"][p["active"]]
-    body = bytearray(data[: cur["end"]])
+    body = bytearray(data)  # anything after the commit's end stays (forged sections may live there)
     s_off, s_len, s_crc = cur["s_off"], cur["s_len"], cur["s_crc"]
     if space is not None:
         s_off, s_len, s_crc = len(body), len(space), crc(space)
