@@ -340,3 +340,69 @@ def verdict(case, res: Result) -> str | None:
     if case.must_reject and res.status != "rejected" and not res.failed:
         return f"invalid content was accepted ({res.status})"
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# a whole sweep
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Sweep:
+    """What a sweep tried and what happened."""
+
+    counts: dict = field(default_factory=dict)  # (kind, family, status) -> n
+    failures: list = field(default_factory=list)  # (sample, family, label, why)
+    total: int = 0
+    max_seconds: float = 0.0
+    max_seconds_case: str = ""
+    max_peak: int = 0
+    max_peak_case: str = ""
+    worker_restarts: int = 0
+    worker_max_rss_kib: int = 0
+    wall: float = 0.0
+
+
+def run_sweep(cases, workers: int = 1, timeout: float = TIME_BOUND) -> Sweep:
+    """Check every case in ``workers`` sandboxed worker processes."""
+    import queue
+    import threading
+
+    sweep = Sweep()
+    lock = threading.Lock()
+    todo: queue.Queue = queue.Queue(maxsize=256)
+    t0 = time.perf_counter()
+
+    def run() -> None:
+        with Worker(timeout) as w:
+            while True:
+                case = todo.get()
+                if case is None:
+                    break
+                res = w.check(case.sample, case.kind, case.data)
+                why = verdict(case, res)
+                with lock:
+                    key = (case.kind, case.family, res.status)
+                    sweep.counts[key] = sweep.counts.get(key, 0) + 1
+                    sweep.total += 1
+                    where = f"{case.sample}/{case.family}/{case.label}"
+                    if res.seconds > sweep.max_seconds:
+                        sweep.max_seconds, sweep.max_seconds_case = res.seconds, where
+                    if res.peak > sweep.max_peak:
+                        sweep.max_peak, sweep.max_peak_case = res.peak, where
+                    if why:
+                        sweep.failures.append((case.sample, case.family, case.label, why))
+            w.close()
+        with lock:
+            sweep.worker_restarts += w.restarts
+            sweep.worker_max_rss_kib = max(sweep.worker_max_rss_kib, w.max_rss_kib)
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for case in cases:
+        todo.put(case)
+    for _ in threads:
+        todo.put(None)
+    for t in threads:
+        t.join()
+    sweep.wall = time.perf_counter() - t0
+    return sweep

@@ -1,0 +1,161 @@
+"""Hostile and corrupt files against the reader contract (tests/fuzz/contract.py).
+
+Every variant of every sample (``.msk``/``.mska``, versions 1 and 2) produced by
+tests/fuzz/mutators.py is read through every public read path in a sandboxed worker
+process (address space capped, traced memory measured, time bounded). A variant must
+raise ``CorruptFileError`` or read back exactly what was stored (version 1, which has no
+checksums, may also return different data for a damaged payload); hostile files whose
+content is invalid must be rejected. The quick run samples the systematic families; the
+long run (``--runslow``) and ``make reliability`` run everything.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+from fuzz import contract as C
+from fuzz import mutators as M
+from fuzz import samples as S
+
+from medmask import MaskArchive, load_mask
+from medmask.codecs import MAX_VOXELS
+from medmask.errors import CorruptFileError
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return S.build_samples()
+
+
+def _report(sweep: C.Sweep) -> str:
+    lines = [f"{len(sweep.failures)} failures of {sweep.total} cases:"]
+    lines += [f"  {s}/{f}/{label}: {why[:300]}" for s, f, label, why in sweep.failures[:25]]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("kind", S.KINDS)
+def test_corrupt_and_hostile_variants_quick(samples, kind):
+    names = [n for n, s in samples.items() if s.kind == kind]
+    cases = M.generate(samples, n_random=25, seed=1, sample_names=names, subsample=0.35)
+    sweep = C.run_sweep(cases)
+    assert not sweep.failures, _report(sweep)
+    assert sweep.total > 300
+    families = {fam for (_k, fam, _s) in sweep.counts}
+    assert {"truncate-boundary", "bitflip-random", "field-extreme", "hostile", "bomb"} <= {
+        "hostile" if f in ("hostile-json", "v1-blob-header") else f for f in families
+    }
+    assert sweep.max_seconds < C.TIME_BOUND
+    assert sweep.max_peak < C.MEMORY_BOUND
+    assert sweep.worker_restarts == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_corrupt_and_hostile_variants_long(samples, seed):
+    sweep = C.run_sweep(M.generate(samples, n_random=600, seed=seed), workers=2)
+    assert not sweep.failures, _report(sweep)
+    assert sweep.total > 20_000
+
+
+# -- the bugs the sweep found, as plain regression tests --------------------------------------
+def _write(tmp_path, name: str, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def _bounded_read(fn, limit: int = 32 << 20):
+    """Run ``fn``; return the exception it raised and the traced peak."""
+    tracemalloc.start()
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        err = exc
+    else:
+        err = None
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < limit, f"traced peak {peak} bytes"
+    return err
+
+
+@pytest.mark.parametrize("shape", [[2**31 - 1] * 3, [2**13, 2**13, 2**11]])
+def test_space_volume_over_the_limit_is_corrupt(samples, tmp_path, shape):
+    """A v2 space of ~2**93 voxels used to pass and make read_array raise a bare
+    ValueError (or MemoryError) from numpy.zeros."""
+    assert np.prod(shape, dtype=object) > MAX_VOXELS
+    p = S.parse_msk2(samples["msk2_empty"].data)
+    meta = {**p["meta"], "space": {**p["meta"]["space"], "shape": shape}}
+    path = _write(tmp_path, "a.msk", S.build_msk2(meta, p["blob"]))
+    err = _bounded_read(lambda: load_mask(path))
+    assert isinstance(err, CorruptFileError) and err.field == "space.shape", err
+    space = json.dumps(
+        {**json.loads(S.parse_mska2(samples["mska2"].data)["space"]), "shape": shape}
+    )
+    path = _write(tmp_path, "a.mska", S.mska2_commit(samples["mska2"].data, space=space.encode()))
+    err = _bounded_read(lambda: MaskArchive(path))
+    assert isinstance(err, CorruptFileError) and err.field == "space.shape", err
+    v1 = S.parse_msk1(samples["msk1"].data)
+    space1 = json.dumps({**json.loads(v1["space"]), "shape": shape}).encode()
+    path = _write(tmp_path, "v1.msk", S.build_msk1(space1, v1["mapping"], v1["blob"]))
+    assert isinstance(_bounded_read(lambda: load_mask(path)), CorruptFileError)
+
+
+@pytest.mark.parametrize("side", [1024, 2048])
+def test_bomb_row_is_rejected_before_the_volume_is_allocated(samples, tmp_path, side):
+    """A 21-byte blob whose row declares a side**3 box in a side**3 space: read_array used
+    to allocate the full volume (1-8 GiB) before the codec noticed the claim."""
+    raw = samples["mska2"].data
+    frame = S.rle_frame(1, side**3, max_blocks=2)
+    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, side] * 3, 1, {"b": 1}]
+    space = json.dumps({**json.loads(S.parse_mska2(raw)["space"]), "shape": [side] * 3}).encode()
+    path = _write(tmp_path, "bomb.mska", S.mska2_commit(raw + frame, rows=[row], space=space))
+
+    def read() -> None:
+        with MaskArchive(path) as ar:
+            ar.read_array("bomb")
+
+    err = _bounded_read(read)
+    assert isinstance(err, CorruptFileError) and err.field == "index.length", err
+
+
+def test_commit_with_masks_but_no_space_is_corrupt(samples, tmp_path):
+    """Only empty masks and no space: read_array used to fail with AttributeError."""
+    raw = samples["mska2"].data
+    rows = [r for r in S.parse_mska2(raw)["rows"] if r[6] is None]
+    data = S.mska2_commit(raw, rows=rows, slot={"s_off": 0, "s_len": 0, "s_crc": 0})
+    path = _write(tmp_path, "nospace.mska", data)
+    with pytest.raises(CorruptFileError, match="no space"):
+        MaskArchive(path)
+
+
+def test_mode_a_refuses_a_corrupt_archive_and_leaves_it(samples, tmp_path):
+    raw = bytearray(samples["mska2"].data)
+    for off in S.SLOT_OFFSETS:  # both commit slots damaged
+        raw[off + 3] ^= 0x10
+    path = _write(tmp_path, "bad.mska", bytes(raw))
+    for mode in ("r", "a"):
+        with pytest.raises(CorruptFileError, match="no valid commit slot"):
+            MaskArchive(path, mode)
+    assert path.read_bytes() == bytes(raw)
+
+
+def test_every_crasher_fixture_is_rejected_under_the_contract():
+    """Every input that ever broke a reader (tests/fuzz/crashers/, from this sweep, the
+    fuzzers and the campaign) is rejected, within the time and memory bounds, and
+    mode 'a' refuses it without touching it."""
+    folder = C.TESTS_DIR / "fuzz" / "crashers"
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    assert any(p.name.startswith("sweep_") for p in files)
+    with C.Worker() as w:
+        for p in files:
+            data = p.read_bytes()
+            kind = ("mska" if data[:4] == b"MSKA" else "msk") + (
+                "1" if data[4:5] == b"\x01" else "2"
+            )
+            res = w.check(kind if kind in S.KINDS else "msk2", kind, data)
+            assert res.status not in C.FAIL_STATUSES, (p.name, res)
+            assert res.status == "rejected" or res.failed, (p.name, res)
