@@ -195,19 +195,132 @@ def test_safe_filename_never_escapes(tmp_path, name):
     assert (tmp_path / f).resolve().parent == tmp_path.resolve()
 
 
+def test_unreadable_and_float_files(tmp_path):
+    (tmp_path / "junk.nii.gz").write_bytes(b"this is not gzip")
+    with pytest.raises(MaskValidationError, match="junk.nii.gz: cannot read as NIfTI"):
+        nifti_to_segmask(tmp_path / "junk.nii.gz")
+    save(tmp_path / "ok.nii.gz", np.ones((5, 5, 5), np.uint8))
+    (tmp_path / "cut.nii.gz").write_bytes((tmp_path / "ok.nii.gz").read_bytes()[:100])
+    with pytest.raises(MaskValidationError, match="cut.nii.gz: cannot read"):
+        nifti_to_segmask(tmp_path / "cut.nii.gz")
+    with pytest.raises(FileNotFoundError):
+        nifti_to_segmask(tmp_path / "missing.nii.gz")
+    ones = np.zeros((5, 5, 5), np.float32)
+    ones[1:3] = 1
+    save(tmp_path / "f.nii.gz", ones)
+    with pytest.raises(MaskValidationError, match="float data.*allow_float"):
+        nifti_to_segmask(tmp_path / "f.nii.gz")
+    seg = nifti_to_segmask(tmp_path / "f.nii.gz", allow_float=True)
+    np.testing.assert_array_equal(seg.data, ones.transpose(2, 1, 0) != 0)
+    save(tmp_path / "neg.nii.gz", np.full((3, 3, 3), -1, np.int16))
+    with pytest.raises(MaskValidationError, match="negative"):
+        nifti_to_segmask(tmp_path / "neg.nii.gz", binary=False)
+    save(tmp_path / "single.nii.gz", np.ones((3, 4, 5, 1), np.uint8))  # singleton 4th axis: fine
+    assert nifti_to_segmask(tmp_path / "single.nii.gz").shape == (5, 4, 3)
+
+
+def test_mismatched_shape_is_named(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    save(src / "a.nii.gz", np.ones((4, 4, 4), np.uint8))
+    save(src / "b.nii.gz", np.ones((4, 4, 5), np.uint8))
+    with pytest.raises(SpaceMismatchError, match=r"b.nii.gz.*shape \(5, 4, 4\) vs \(4, 4, 4\)"):
+        folder_to_archive(src, tmp_path / "a.mska")
+    assert not (tmp_path / "a.mska").exists()
+
+
+def test_resample_only_when_asked(tmp_path):
+    """A grid shifted by whole voxels resamples to an exact shift; within tolerance is no-op."""
+    src = tmp_path / "src"
+    src.mkdir()
+    a = np.zeros((10, 12, 8), np.uint8)
+    a[3:6, 4:9, 2:5] = 1
+    save(src / "a.nii.gz", a)
+    shifted = AFF.copy()
+    shifted[:3, 3] += AFF[:3, 0] * 2  # origin moved by two voxels along x
+    save(src / "b.nii.gz", a, shifted)
+    with pytest.raises(SpaceMismatchError, match="origin by"):
+        folder_to_archive(src, tmp_path / "r.mska")
+    from medmask.nifti import MaskResampledWarning
+
+    with pytest.warns(MaskResampledWarning, match="b.nii.gz"):
+        folder_to_archive(src, tmp_path / "r.mska", resample=True)
+    with MaskArchive(tmp_path / "r.mska") as ar:
+        b = ar.read_array("b").transpose(2, 1, 0)
+        assert ar.read_array("a").transpose(2, 1, 0).sum() == a.sum()
+    expected = np.zeros_like(a, bool)
+    expected[5:8, 4:9, 2:5] = True  # b's voxel i sits at a's voxel i + 2
+    np.testing.assert_array_equal(b, expected)
+
+
+def test_label_tables_and_msk_coverage(tmp_path):
+    (tmp_path / "map.json").write_text(json.dumps({"1": "spleen", "2": "kidney_right"}))
+    assert read_label_table(tmp_path / "map.json") == {"spleen": 1, "kidney_right": 2}
+    (tmp_path / "t.txt").write_text("# comment\n1 liver\n5, portal vein\n")
+    assert read_label_table(tmp_path / "t.txt") == {"liver": 1, "portal vein": 5}
+    (tmp_path / "dup.json").write_text(json.dumps({"a": 1, "b": 1}))
+    with pytest.raises(MaskValidationError, match="label 1 is already used"):
+        read_label_table(tmp_path / "dup.json")
+    lab = np.zeros((5, 5, 5), np.uint8)
+    lab[0] = 1
+    lab[3] = 7
+    save(tmp_path / "lab.nii.gz", lab)
+    with pytest.raises(MaskValidationError, match=r"labels \[7\] are not in the label table"):
+        labelmap_to_msk(tmp_path / "lab.nii.gz", {"liver": 1}, tmp_path / "m.msk")
+    assert not (tmp_path / "m.msk").exists()
+    (tmp_path / "full.json").write_text(json.dumps({"liver": 1, "kidney": 7}))
+    seg = labelmap_to_msk(tmp_path / "lab.nii.gz", tmp_path / "full.json", tmp_path / "m.msk")
+    assert seg.mapping == {"liver": 1, "kidney": 7}
+    np.testing.assert_array_equal(seg.data, lab.transpose(2, 1, 0))
+
+
+def test_labelmap_export_of_a_multilabel_mask(tmp_path):
+    space = affine_to_space(AFF, (4, 4, 4))
+    from medmask import SegmentationMask
+
+    lab = np.zeros((4, 4, 4), np.uint8)
+    lab[0] = 3
+    lab[1] = 5
+    single = np.zeros((4, 4, 4), bool)
+    single[2] = True
+    with MaskArchive(tmp_path / "m.mska", "w", space=space) as ar:
+        ar.add_segmask(SegmentationMask(lab, {"bg": 0, "liver": 3, "spleen": 5}, space), "organs")
+        ar.add_segmask(SegmentationMask(single, {"x": 1}, space), "aorta")
+    table, overlap = archive_to_labelmap(tmp_path / "m.mska", tmp_path / "l.nii.gz")
+    assert table == {"liver": 1, "spleen": 2, "aorta": 3} and overlap == 0
+    out = np.asarray(nib.load(tmp_path / "l.nii.gz").dataobj).transpose(2, 1, 0)
+    assert [int((out == k).sum()) for k in (1, 2, 3)] == [16, 16, 16]
+
+
 def test_real_case_round_trip(real_case, tmp_path):
     names = folder_to_archive(real_case, tmp_path / "s.mska")
     assert len(names) == 117
     out = archive_to_folder(tmp_path / "s.mska", tmp_path / "out")
     worst = 0.0
+    originals = {}
     for name in names:
         a, b = nib.load(real_case / f"{name}.nii.gz"), nib.load(out[name])
-        np.testing.assert_array_equal(np.asarray(a.dataobj) != 0, np.asarray(b.dataobj) != 0)
+        data = np.asarray(a.dataobj)
+        originals[name] = data != 0
+        np.testing.assert_array_equal(data, np.asarray(b.dataobj))
+        assert b.get_data_dtype() == a.get_data_dtype()
         worst = max(worst, float(np.abs(a.affine - b.affine).max()))
     assert worst < 1e-3
+    # the multi-label route: out as one label map (overlaps counted), back in, out again
     table, overlap = archive_to_labelmap(tmp_path / "s.mska", tmp_path / "lab.nii.gz")
-    lab = np.asarray(nib.load(tmp_path / "lab.nii.gz").dataobj)
-    assert len(table) == 117 and overlap >= 0
-    # the multi-label route back in: every label keeps its voxels except the reported overlap
+    lab_img = nib.load(tmp_path / "lab.nii.gz")
+    lab = np.asarray(lab_img.dataobj)
+    assert len(table) == 117
+    np.testing.assert_allclose(lab_img.affine, nib.load(out[names[0]]).affine, atol=1e-6)
+    lost = sum(int(m.sum()) for m in originals.values()) - int(np.count_nonzero(lab))
+    assert lost == overlap  # every voxel the label map could not hold is reported
     counts = labelmap_to_archive(tmp_path / "lab.nii.gz", table, tmp_path / "s2.mska")
     assert sum(counts.values()) == int(np.count_nonzero(lab))
+    with MaskArchive(tmp_path / "s2.mska") as ar:
+        for name in names:
+            got = ar.read_array(name).transpose(2, 1, 0)
+            np.testing.assert_array_equal(got, lab == table[name])
+            assert not np.any(got & ~originals[name])  # never a voxel that was not there
+    back, overlap2 = archive_to_labelmap(tmp_path / "s2.mska", tmp_path / "lab2.nii.gz")
+    assert overlap2 == 0 and back == table
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "lab2.nii.gz").dataobj), lab)
