@@ -14,9 +14,22 @@ from pathlib import Path
 import numpy as np
 
 from .codecs import Codec, get_codec
-from .errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
+from .errors import (
+    ArchiveLockedError,
+    CorruptFileError,
+    MaskNotFoundError,
+    MaskValidationError,
+    close_matches,
+)
 from .format import Entry, bbox_slices, open_archive, read_msk, sniff, v1, v2
-from .format._io import BBox, atomic_temp, fsync_dir, lock_exclusive, pread_exact
+from .format._io import (
+    BBox,
+    atomic_temp,
+    fsync_dir,
+    lock_exclusive,
+    open_locked,
+    pread_exact,
+)
 from .mapping import LabelMapping
 from .segmask import SegmentationMask
 from .spaces import Space, check_same_grid
@@ -185,14 +198,31 @@ class _V1Backend:
         del self.items[count:]
         del self.entries[count:]
 
-    def flush(self, target: Path) -> None:
+    def flush(self, target: Path, *, keep_lock: bool = False, replace: bool = True) -> int | None:
+        """Rewrite the archive (temporary sibling renamed over ``target``).
+
+        With ``keep_lock`` the new file is locked *before* it is renamed into place and the
+        locked descriptor is returned (reliability fix: locking it after the rename left a
+        moment in which another writer could open and lock the new file, read it, and later
+        rename its own copy over ours, losing our masks).
+        """
         if self.space is None:
             raise MaskValidationError(
                 f"{target}: a version-1 archive needs a space; pass space= or add a mask"
             )
         data = v1.build_mska(self.space, self.items)
-        with atomic_temp(target) as (fh, _):
-            fh.write(data)
+        lock_fd = None
+        try:
+            with atomic_temp(target, replace=replace) as (fh, tmp):
+                fh.write(data)
+                if keep_lock:
+                    lock_fd = os.open(tmp, os.O_RDWR)
+                    lock_exclusive(lock_fd, target)  # nobody else can know this file yet
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return lock_fd
 
     def read_box(self, entry: Entry) -> np.ndarray:
         return self.codec.decode(
@@ -276,8 +306,7 @@ class MaskArchive:
 
     def _open_write(self, space: Space | None) -> None:
         if self.path.exists():  # refuse to replace an archive another process is appending to
-            self._lock_fd = os.open(self.path, os.O_RDONLY)
-            lock_exclusive(self._lock_fd, self.path)
+            self._lock_fd = open_locked(self.path, os.O_RDONLY)
         if self._codec.format_version == 1:
             self._backend = _V1Backend(self.path, space)
             return
@@ -296,15 +325,15 @@ class MaskArchive:
                 # created at the first flush (a version-1 file cannot exist without a space)
                 self._backend = _V1Backend(self.path, space)
                 if space is not None:
-                    self._backend.flush(self.path)
-                    self._relock()
+                    self._flush_v1()
                 return
-            with atomic_temp(self.path) as (fh, tmp):
-                new = v2.MskaV2.create(fh.fileno(), tmp, fsync=False)
-                new._pending_space = space
-                new.commit()
-        self._fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
-        lock_exclusive(self._fd, self.path)
+            # replace=False: if another writer created it meanwhile, open and lock theirs
+            with contextlib.suppress(FileExistsError):  # noqa: SIM117 - the link may raise it
+                with atomic_temp(self.path, replace=False) as (fh, tmp):
+                    new = v2.MskaV2.create(fh.fileno(), tmp, fsync=False)
+                    new._pending_space = space
+                    new.commit()
+        self._fd = open_locked(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
         _kind, major = sniff(self._fd, self.path)
         if self._codec is not None and self._codec.format_version != major:
             raise MaskValidationError(
@@ -322,10 +351,19 @@ class MaskArchive:
         if space is not None and self._backend.space is not None:
             check_same_grid(self._backend.space, space, what=f"space= given for {self.path}")
 
-    def _relock(self) -> None:
-        """After a version-1 rewrite the path names a new inode: lock that one."""
-        new_fd = os.open(self.path, os.O_RDWR)
-        lock_exclusive(new_fd, self.path)
+    def _flush_v1(self) -> None:
+        """Rewrite a version-1 archive; the path then names a new inode, locked before it
+        was renamed into place: keep that lock, drop the old one."""
+        # without a lock we hold, the archive did not exist when we opened it: create it only
+        # if it still does not (another writer may have created it meanwhile)
+        try:
+            new_fd = self._backend.flush(
+                self.path, keep_lock=True, replace=self._lock_fd is not None
+            )
+        except FileExistsError:
+            raise ArchiveLockedError(
+                f"{self.path}: another writer created this archive meanwhile; reopen it to append"
+            ) from None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
         self._lock_fd = new_fd
@@ -395,8 +433,7 @@ class MaskArchive:
                 try:
                     b.stage(name, array, segmask.mapping, space)
                     if self.mode == "a":
-                        b.flush(self.path)
-                        self._relock()
+                        self._flush_v1()
                 except BaseException:
                     b.rollback(count)
                     raise
@@ -407,6 +444,10 @@ class MaskArchive:
                         b.commit()
                 except BaseException:
                     b.rollback()
+                    # reliability fix: a commit whose slot was written (only its final fsync
+                    # failed) is kept by rollback(); the name index must then list it too
+                    if len(self._entries) and self._entries[-1].name == name:
+                        self._by_name[name] = len(self._entries) - 1
                     raise
             self._by_name[name] = len(self._entries) - 1
 
@@ -538,6 +579,11 @@ class MaskArchive:
             return
         try:
             if self.mode == "w":
+                if self._lock_fd is None and self.path.exists():
+                    # Reliability fix: the file appeared after we opened (another writer
+                    # created it): never replace an archive someone is appending to.
+                    with contextlib.suppress(FileNotFoundError):
+                        self._lock_fd = open_locked(self.path, os.O_RDONLY)
                 b = self._backend
                 if isinstance(b, _V1Backend):
                     b.flush(self.path)

@@ -25,6 +25,7 @@ __all__ = [
     "fsync_dir",
     "atomic_temp",
     "lock_exclusive",
+    "open_locked",
     "bounding_box",
     "BBox",
 ]
@@ -91,12 +92,17 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_temp(target: Path):
+def atomic_temp(target: Path, *, replace: bool = True):
     """Yield ``(fh, temp_path)`` for a temporary sibling of ``target``.
 
     On normal exit the temporary file is flushed, fsynced and renamed over
     ``target`` (atomic on POSIX), then the directory is fsynced. On an exception
     the temporary file is removed and ``target`` is left untouched.
+
+    With ``replace=False`` the file is created only if ``target`` does not exist
+    (``FileExistsError`` otherwise): reliability fix for two writers creating the same
+    archive at once, where the second rename used to replace the file the first one had
+    already locked and was appending to.
     """
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -106,10 +112,24 @@ def atomic_temp(target: Path):
         fh.flush()
         os.fsync(fh.fileno())
         fh.close()
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)  # atomic, and fails if target exists
+            except FileExistsError:
+                raise
+            except OSError:  # pragma: no cover - a filesystem without hard links
+                os.replace(tmp, target)
+            else:
+                os.unlink(tmp)
         fsync_dir(target.parent)
     except BaseException:
-        fh.close()
+        # Reliability fix: closing flushes what is still buffered, which fails again when
+        # the disk is full (ENOSPC/EFBIG); that second error used to skip the unlink below
+        # and leave the temporary file behind.
+        with contextlib.suppress(OSError):
+            fh.close()
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
@@ -130,6 +150,38 @@ def lock_exclusive(fd: int, path: object) -> None:
             f"{path}: another writer holds this archive (advisory lock); wait for it to "
             "close the archive, or open it read-only"
         ) from None
+
+
+def open_locked(path: Path, flags: int) -> int:
+    """Open ``path`` and take its exclusive advisory lock, on the file the path names.
+
+    Reliability fix: a writer used to ``open`` then ``flock``. When another writer replaced
+    the file in between (mode ``"w"``, or any version-1 append, both rename a new file over
+    the path), the lock was taken on the old, unlinked file: every mask appended afterwards
+    went into that orphan and was lost although ``add_segmask`` returned. After locking,
+    the descriptor must still be the file at ``path``; if not, the new file is opened and
+    locked instead.
+
+    Raises:
+        ArchiveLockedError: Another writer holds the lock.
+        OSError: The file cannot be opened.
+    """
+    for _ in range(100):
+        fd = os.open(path, flags)
+        try:
+            lock_exclusive(fd, path)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+            return fd
+        os.close(fd)  # replaced between open and lock: lock the file the path names now
+    raise ArchiveLockedError(f"{path}: the file keeps being replaced by another writer")
 
 
 def bounding_box(array: np.ndarray) -> BBox | None:

@@ -568,9 +568,11 @@ class MskaV2:
         )
         raw = raw[:-4] + struct.pack("<I", crc32(raw[:-4]))
         os.pwrite(self.fd, raw, SLOT_OFFSETS[slot_idx])
-        if self.fsync:
-            os.fsync(self.fd)
-        # the commit is durable: update the in-memory view
+        # Reliability fix: the slot is written, so readers already see this commit; update
+        # the in-memory view *before* the last fsync. If that fsync fails, the caller's
+        # rollback used to rewind to the previous commit, and the next append then wrote its
+        # blob over the blob and index segment the visible commit points at (a crash or a
+        # reader at that moment found a torn archive).
         self.generation, self.active_slot, self.end = gen, slot_idx, end
         self._space_ref = space_ref
         if self._pending_space is not None:
@@ -578,3 +580,5 @@ class MskaV2:
         self._committed = len(self.entries)
         self._segments = segments
         self._pending_space = None
+        if self.fsync:
+            os.fsync(self.fd)
