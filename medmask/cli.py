@@ -264,6 +264,10 @@ def _already_packed(case: Path, out: Path) -> bool:
         return False
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _case_error(case: Path, exc: BaseException) -> str:
     msg = _one_line(exc)
     return msg if str(case) in msg else f"{case}: {msg}"
@@ -327,7 +331,7 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
     ratio = f", {total_in / total_out:.1f}x smaller" if total_out else ""
     _say(
         args,
-        f"{len(cases)} cases: {len(results)} packed ({masks} masks, {total_in:,} -> {total_out:,} "
+        f"{_plural(len(cases), 'case')}: {len(results)} packed ({masks} masks, {total_in:,} -> {total_out:,} "
         f"bytes{ratio}), {skipped} already packed and verified, {len(failed)} failed, "
         f"in {time.perf_counter() - t:.1f} s -> {dest}",
     )

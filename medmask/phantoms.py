@@ -85,24 +85,41 @@ def write_phantom_dataset(
     n_cases: int = 4,
     shape_zyx: tuple[int, int, int] = (48, 96, 96),
     seed: int = 0,
+    layout: str = "segmentations",
 ) -> list[Path]:
-    """Write ``n_cases`` phantom cases as ``root/case_XXXX/segmentations/<organ>.nii.gz``
-    (TotalSegmentator's layout) plus a synthetic CT image ``root/case_XXXX/ct.nii.gz``.
+    """Write ``n_cases`` phantom cases as ``.nii.gz``, laid out as TotalSegmentator does.
+
+    Args:
+        root: Dataset root (created if missing).
+        n_cases: Number of cases.
+        shape_zyx: Grid of every case (each case gets its own oblique orientation,
+            spacing and origin).
+        seed: Seed of the first case (case ``c`` uses ``seed + c``).
+        layout: ``"segmentations"``: ``root/case_XXXX/segmentations/<organ>.nii.gz`` plus
+            a synthetic CT ``root/case_XXXX/ct.nii.gz`` (the TotalSegmentator dataset);
+            ``"flat"``: ``root/case_XXXX/<organ>.nii.gz`` (TotalSegmentator's output
+            folder); ``"mixed"``: alternating the two.
 
     Returns:
-        The case folders.
+        The folders holding the masks of each case.
+
+    Raises:
+        ValueError: Unknown ``layout``.
     """
     import nibabel as nib
 
     from .nifti import space_to_affine
 
+    if layout not in ("segmentations", "flat", "mixed"):
+        raise ValueError(f"layout must be 'segmentations', 'flat' or 'mixed', got {layout!r}")
     root = Path(root)
     cases = []
     for c in range(n_cases):
         masks, space = phantom_case(seed + c, shape_zyx)
         affine = space_to_affine(space)
         case = root / f"case_{c:04d}"
-        seg = case / "segmentations"
+        nested = layout == "segmentations" or (layout == "mixed" and c % 2 == 0)
+        seg = case / "segmentations" if nested else case
         seg.mkdir(parents=True, exist_ok=True)
         ct = np.random.default_rng(seed + c).normal(-100, 30, shape_zyx).astype(np.float32)
         for k, (name, m) in enumerate(masks.items()):
@@ -110,7 +127,9 @@ def write_phantom_dataset(
             img = nib.Nifti1Image(m.transpose(2, 1, 0).astype(np.uint8), affine)
             img.set_qform(affine, code=1)
             img.set_sform(affine, code=1)
+            img.header.set_xyzt_units("mm")
             nib.save(img, str(seg / f"{name}.nii.gz"))
-        nib.save(nib.Nifti1Image(ct.transpose(2, 1, 0), affine), str(case / "ct.nii.gz"))
-        cases.append(case)
+        if nested:
+            nib.save(nib.Nifti1Image(ct.transpose(2, 1, 0), affine), str(case / "ct.nii.gz"))
+        cases.append(seg)
     return cases

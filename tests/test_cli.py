@@ -306,3 +306,19 @@ def test_labelmap_export_reports_overlap(tmp_path):
     r = run("unpack", tmp_path / "o.mska", "--labelmap", tmp_path / "l.nii.gz")
     assert r.returncode == 0 and "16 voxels belonged to several masks" in r.stderr
     assert json.loads((tmp_path / "l.labels.json").read_text()) == {"a": 1, "b": 2}
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """examples/demo.py (the job of 'make demo') on a tiny phantom dataset."""
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+    r = subprocess.run(
+        [sys.executable, str(demo), "--out", str(tmp_path / "d"), "--cases", "2"]
+        + ["--shape", "12", "20", "20", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK: 16 of 16 masks came back equal" in r.stdout
+    assert "smaller" in r.stdout and "faster" in r.stdout
+    assert len(list((tmp_path / "d" / "packed").glob("*.mska"))) == 2
