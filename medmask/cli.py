@@ -209,7 +209,9 @@ def verify_file(path: str | os.PathLike) -> dict:
         path: A ``.msk`` or ``.mska``.
 
     Returns:
-        ``{"file", "ok", "version", "masks", "error"}``; ``error`` is one line.
+        ``{"file", "ok", "version", "masks", "checksums", "error"}``: ``checksums`` is
+        False for version-1 files, which carry none (their masks are decoded only);
+        ``error`` is one line.
     """
     path = Path(path)
     try:
@@ -225,12 +227,26 @@ def verify_file(path: str | os.PathLike) -> dict:
         else:
             _array, _mapping, _space, _bbox, version = read_msk(path, cropped=True)
             n = 1
-        return {"file": str(path), "ok": True, "version": version, "masks": n, "error": None}
+        return {
+            "file": str(path),
+            "ok": True,
+            "version": version,
+            "masks": n,
+            "checksums": version >= 2,  # version 1 files carry none: decoded only
+            "error": None,
+        }
     except Exception as exc:  # noqa: BLE001 - whatever breaks, the file is not sound
         msg = _one_line(exc)
         if str(path) not in msg:
             msg = f"{path}: {msg}"
-        return {"file": str(path), "ok": False, "version": None, "masks": None, "error": msg}
+        return {
+            "file": str(path),
+            "ok": False,
+            "version": None,
+            "masks": None,
+            "checksums": None,
+            "error": msg,
+        }
 
 
 def _pack_case(
@@ -544,7 +560,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for r in results:
             if r["ok"]:
-                _say(args, f"ok      {r['file']} (version {r['version']}, {r['masks']} masks)")
+                note = "" if r["checksums"] else "; version 1 has no checksums: decoded only"
+                _say(
+                    args, f"ok      {r['file']} (version {r['version']}, {r['masks']} masks{note})"
+                )
         if len(results) > 1:
             _say(args, f"{len(results) - len(bad)} of {len(results)} files sound")
     for r in bad:
@@ -630,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=help,
             description=description,
             formatter_class=_Formatter,
+            epilog="Exit status: 0 success, 1 a file failed, 2 bad usage.",
         )
 
     s = add(
@@ -643,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  medmask pack s0000/segmentations -o s0000.mska\n"
         "  medmask pack labels.nii.gz --labels classes.json -o case.mska",
     )
-    s.add_argument("src", help="folder of .nii.gz masks, or a multi-label .nii.gz")
+    s.add_argument("src", metavar="SRC", help="folder of .nii.gz masks, or a multi-label .nii.gz")
     s.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="the .mska (or .msk) to write"
     )
@@ -678,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the others go on (exit status 1).\n\nexample:\n"
         "  medmask pack-tree Totalsegmentator_dataset/ -o packed/ --workers 8",
     )
-    s.add_argument("root", help="dataset root (or a single case folder)")
+    s.add_argument("root", metavar="ROOT", help="dataset root (or a single case folder)")
     s.add_argument("-o", "--output", required=True, metavar="DEST", help="folder for the archives")
     s.add_argument(
         "-w",
@@ -705,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  medmask unpack s0000.mska -o restored/\n"
         "  medmask unpack s0000.mska --labelmap s0000_labels.nii.gz",
     )
-    s.add_argument("archive", help="the .mska or .msk")
+    s.add_argument("archive", metavar="ARCHIVE", help="the .mska (or .msk)")
     s.add_argument("-o", "--output", metavar="DIR", help="folder to write into")
     s.add_argument("--labelmap", metavar="FILE", help="write one multi-label .nii.gz instead")
     s.set_defaults(func=cmd_unpack)
@@ -717,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bounding\nbox (half-open z0:z1,y0:y1,x0:x1 in (z, y, x) voxel indices) and bytes in "
         "the file.",
     )
-    s.add_argument("archive", help="the .mska or .msk")
+    s.add_argument("archive", metavar="FILE", help="the .mska (or .msk)")
     s.add_argument("--json", action="store_true", help="machine-readable output (a JSON list)")
     s.set_defaults(func=cmd_ls)
 
@@ -727,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Show the format version, codec, grid (shape, spacing, origin, axes; RAS affine) and "
         "sizes of a\n.msk or .mska file.",
     )
-    s.add_argument("file", help="a .mska or .msk")
+    s.add_argument("file", metavar="FILE", help="a .mska or .msk")
     s.add_argument("--json", action="store_true", help="machine-readable output (a JSON object)")
     s.set_defaults(func=cmd_info)
 
@@ -735,8 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         "check every checksum and decode every mask",
         "Open each file (header and index checksums), then read and decode every mask (each "
-        "blob's\nCRC32). Folders are searched for .msk/.mska files. Exit status 0 when every "
-        "file is sound,\n1 otherwise; each failure is one line on stderr.\n\nexample:\n"
+        "blob's\nCRC32). Version-1 files carry no checksums: their masks are decoded only. Folders "
+        "are\nsearched for .msk/.mska files. Exit status 0 when every file is sound, 1 otherwise; "
+        "each\nfailure is one line on stderr.\n\nexample:\n"
         "  medmask verify packed/",
     )
     s.add_argument("files", nargs="+", metavar="FILE", help="files (or folders) to verify")
@@ -750,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
         "smaller\nand faster. Also compacts a version-2 archive. OUT appears atomically.\n\n"
         "example:\n  medmask convert old.mska -o new.mska --to 2",
     )
-    s.add_argument("src", help="a .mska or .msk")
+    s.add_argument("src", metavar="SRC", help="a .mska or .msk")
     s.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
     s.add_argument("--to", type=int, choices=[1, 2], default=2, help="target version (default 2)")
     s.set_defaults(func=cmd_convert)
