@@ -11,63 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import multiprocessing as mp
 import os
-import random
 import resource
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from spacetransformer import Space
+from fuzz import workload as W
+from fuzz.workload import (
+    CODECS,
+    FORK,
+    SHAPE,
+    assert_archive,
+    make_archive,
+    mask,
+    noise,
+    temp_leftovers,
+)
 
 from medmask import MaskArchive, SegmentationMask, load_mask, save_mask
 from medmask.errors import ArchiveLockedError, MaskValidationError
 from medmask.format import _io
-
-SHAPE = (10, 12, 14)
-SPACE = Space(shape=SHAPE[::-1], spacing=(1.0, 1.0, 2.0)).reverse_axis_order()
-CODECS = [None, "zstd"]  # version 2, version 1
-FORK = mp.get_context("fork")
-
-
-def mask(k: int) -> SegmentationMask:
-    """Deterministic mask number ``k`` (bool or uint8 labels, a box that moves with k)."""
-    rng = np.random.default_rng(k)
-    z, y, x = k % 5, (3 * k) % 6, (7 * k) % 8
-    if k % 3 == 2:
-        arr = np.zeros(SHAPE, np.uint8)
-        arr[z : z + 5, y : y + 6, x : x + 6] = rng.integers(0, 3, (5, 6, 6), dtype=np.uint8)
-        return SegmentationMask(arr, {"a": 1, "b": 2}, SPACE)
-    arr = np.zeros(SHAPE, bool)
-    arr[z : z + 4, y : y + 5, x : x + 6] = rng.random((4, 5, 6)) > 0.3
-    return SegmentationMask(arr, {f"m{k}": 1}, SPACE)
-
-
-def noise(seed: int = 0) -> SegmentationMask:
-    """Incompressible: a few KiB on disk whatever the codec."""
-    return SegmentationMask(np.random.default_rng(seed).random(SHAPE) > 0.5, {"noise": 1}, SPACE)
-
-
-def make_archive(path: Path, n: int, codec=None, start: int = 0) -> None:
-    with MaskArchive(path, "w", codec=codec) as ar:
-        for k in range(start, start + n):
-            ar.add_segmask(mask(k), f"m{k}")
-
-
-def assert_archive(path: Path, ks) -> None:
-    ks = list(ks)
-    with MaskArchive(path) as ar:
-        assert ar.all_names() == [f"m{k}" for k in ks]
-        for k in ks:
-            assert ar[f"m{k}"] == mask(k), k
-
-
-def temp_leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
 # -- locks ---------------------------------------------------------------------------------
@@ -164,83 +130,33 @@ def test_second_writer_refused_in_every_mode(tmp_path, codec):
 
 
 # -- SIGKILL ---------------------------------------------------------------------------------
-def _append_forever(path: str, start: int, codec, conn) -> None:
-    k = start
-    with MaskArchive(path, "a", codec=codec) as ar:
-        while True:
-            ar.add_segmask(mask(k), f"m{k}")
-            conn.send(k)
-            k += 1
-
-
-def kill_cycles(path: Path, cycles: int, codec, seed: int = 0) -> dict:
-    """SIGKILL a child that appends in a loop at random moments; after each kill the
-    archive opens and every mask the child reported stored reads back equal."""
-    rng = random.Random(seed)
-    done: list[int] = []
-    for _ in range(cycles):
-        parent, child = FORK.Pipe(duplex=False)
-        p = FORK.Process(target=_append_forever, args=(str(path), len(done), codec, child))
-        p.start()
-        child.close()
-        time.sleep(rng.uniform(0.002, 0.05))
-        os.kill(p.pid, signal.SIGKILL)
-        p.join()
-        while parent.poll():
-            try:
-                done.append(parent.recv())
-            except EOFError:
-                break
-        parent.close()
-        if not path.exists():
-            assert not done
-            continue
-        with MaskArchive(path) as ar:
-            names = ar.all_names()
-            assert names[: len(done)] == [f"m{k}" for k in done]
-            done += [int(n[1:]) for n in names[len(done) :]]  # committed, report lost
-            for k in done[-4:]:
-                assert ar[f"m{k}"] == mask(k)
-    assert_archive(path, done)
-    return {
-        "cycles": cycles,
-        "masks": len(done),
-        "leftover_temps": len(temp_leftovers(path.parent)),
-    }
-
-
 def test_sigkill_while_appending_version1(tmp_path):
-    r = kill_cycles(tmp_path / "a.mska", 30, "zstd")
-    assert r["masks"] >= 10, r
+    """(Version 2 is covered by tests/test_reliability.py.)"""
+    r = W.kill_cycles(tmp_path / "a.mska", 30, "zstd")
+    assert r["problems"] == [] and r["masks"] >= 10, r
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("codec", CODECS)
 def test_sigkill_while_appending_long(tmp_path, codec):
-    r = kill_cycles(tmp_path / "a.mska", 400, codec, seed=7)
-    assert r["masks"] >= 200, r
-
-
-def _save_forever(path: str, codec) -> None:
-    k = 0
-    while True:
-        save_mask(mask(k % 2), path, codec=codec)
-        k += 1
+    r = W.kill_cycles(tmp_path / "a.mska", 400, codec, seed=7)
+    assert r["problems"] == [] and r["masks"] >= 200, r
 
 
 @pytest.mark.parametrize("codec", CODECS)
-def test_sigkill_while_replacing_a_msk(tmp_path, codec):
-    """save_mask over an existing file, killed at random: the old mask or the new one."""
-    path = tmp_path / "m.msk"
-    save_mask(mask(0), path, codec=codec)
-    rng = random.Random(1)
-    for _ in range(15):
-        p = FORK.Process(target=_save_forever, args=(str(path), codec))
-        p.start()
-        time.sleep(rng.uniform(0.002, 0.03))
-        os.kill(p.pid, signal.SIGKILL)
-        p.join()
-        assert load_mask(path) in (mask(0), mask(1))
+@pytest.mark.parametrize("kind", ["msk", "mska"])
+def test_sigkill_while_replacing(tmp_path, codec, kind):
+    """save_mask / mode "w" over an existing file, killed at random: old or new, never torn."""
+    r = W.replace_cycles(tmp_path, 12, codec, kind)
+    assert r["problems"] == [], r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("kind", ["msk", "mska"])
+def test_sigkill_while_replacing_long(tmp_path, codec, kind):
+    r = W.replace_cycles(tmp_path, 200, codec, kind, seed=3)
+    assert r["problems"] == [] and r["versions_seen"] == 2, r
 
 
 # -- failing writes --------------------------------------------------------------------------

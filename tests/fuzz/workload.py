@@ -1,0 +1,319 @@
+"""Writers and readers under stress: SIGKILL cycles, replacement cycles, concurrent
+readers (processes and threads). Each runner returns its figures and a list of
+problems (empty when every guarantee held); the tests assert on them at small scale and
+``benchmarks/reliability_report.py`` runs them at full scale.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from spacetransformer import Space
+
+from medmask import MaskArchive, SegmentationMask, load_mask, save_mask
+from medmask.errors import CorruptFileError
+
+SHAPE = (10, 12, 14)
+SPACE = Space(shape=SHAPE[::-1], spacing=(1.0, 1.0, 2.0)).reverse_axis_order()
+CODECS = [None, "zstd"]  # version 2, version 1
+FORK = mp.get_context("fork")
+
+
+def mask(k: int) -> SegmentationMask:
+    """Deterministic mask number ``k`` (bool or uint8 labels, a box that moves with k)."""
+    rng = np.random.default_rng(k)
+    z, y, x = k % 5, (3 * k) % 6, (7 * k) % 8
+    if k % 3 == 2:
+        arr = np.zeros(SHAPE, np.uint8)
+        arr[z : z + 5, y : y + 6, x : x + 6] = rng.integers(0, 3, (5, 6, 6), dtype=np.uint8)
+        return SegmentationMask(arr, {"a": 1, "b": 2}, SPACE)
+    arr = np.zeros(SHAPE, bool)
+    arr[z : z + 4, y : y + 5, x : x + 6] = rng.random((4, 5, 6)) > 0.3
+    return SegmentationMask(arr, {f"m{k}": 1}, SPACE)
+
+
+def noise(seed: int = 0) -> SegmentationMask:
+    """Incompressible: about 250 bytes on disk whatever the codec."""
+    return SegmentationMask(np.random.default_rng(seed).random(SHAPE) > 0.5, {"noise": 1}, SPACE)
+
+
+def make_archive(path: Path, n: int, codec=None, start: int = 0) -> None:
+    with MaskArchive(path, "w", codec=codec) as ar:
+        for k in range(start, start + n):
+            ar.add_segmask(mask(k), f"m{k}")
+
+
+def assert_archive(path: Path, ks) -> None:
+    """The archive holds exactly masks ``m{k}`` for ``k`` in ``ks``, in that order, equal."""
+    ks = list(ks)
+    with MaskArchive(path) as ar:
+        assert ar.all_names() == [f"m{k}" for k in ks], ar.all_names()
+        for k in ks:
+            assert ar[f"m{k}"] == mask(k), k
+
+
+def temp_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith(".tmp"))
+
+
+# -- SIGKILL while appending -------------------------------------------------------------------
+def _append_forever(path: str, start: int, codec, conn) -> None:
+    k = start
+    with MaskArchive(path, "a", codec=codec) as ar:
+        while True:
+            ar.add_segmask(mask(k), f"m{k}")
+            conn.send(k)
+            k += 1
+
+
+def kill_cycles(
+    path: Path, cycles: int, codec=None, seed: int = 0, max_sleep: float = 0.05
+) -> dict:
+    """SIGKILL a child that appends in a loop at a random moment, ``cycles`` times. After
+    each kill the archive must open and list every mask the child reported stored (a mask
+    committed whose report was lost is fine), each reading back equal."""
+    rng = random.Random(seed)
+    done: list[int] = []
+    problems: list[str] = []
+    t0 = time.perf_counter()
+    for cycle in range(cycles):
+        parent, child = FORK.Pipe(duplex=False)
+        p = FORK.Process(target=_append_forever, args=(str(path), len(done), codec, child))
+        p.start()
+        child.close()
+        time.sleep(rng.uniform(0.001, max_sleep))
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+        while parent.poll():
+            try:
+                done.append(parent.recv())
+            except EOFError:
+                break
+        parent.close()
+        if not path.exists():
+            if done:
+                problems.append(f"cycle {cycle}: archive missing after {len(done)} masks")
+            continue
+        try:
+            with MaskArchive(path) as ar:
+                names = ar.all_names()
+                if names[: len(done)] != [f"m{k}" for k in done]:
+                    problems.append(f"cycle {cycle}: lists {names[-3:]}, stored {done[-3:]}")
+                    break
+                done += [int(n[1:]) for n in names[len(done) :]]
+                for k in done[-4:]:
+                    if ar[f"m{k}"] != mask(k):
+                        problems.append(f"cycle {cycle}: m{k} differs")
+        except (CorruptFileError, OSError) as exc:
+            problems.append(f"cycle {cycle}: {type(exc).__name__}: {exc}")
+            break
+    if not problems:
+        try:
+            assert_archive(path, done)
+        except (AssertionError, CorruptFileError) as exc:
+            problems.append(f"final check: {exc}")
+    return {
+        "cycles": cycles,
+        "masks": len(done),
+        "leftover_temps": len(temp_leftovers(path.parent)),
+        "seconds": time.perf_counter() - t0,
+        "problems": problems,
+    }
+
+
+# -- SIGKILL while replacing (mode "w", save_mask) ----------------------------------------------
+def _replace_forever(path: str, codec, kind: str) -> None:
+    k = 0
+    while True:
+        if kind == "msk":
+            save_mask(mask(k % 2), path, codec=codec)
+        else:
+            make_archive(Path(path), 3 + k % 2, codec, start=10 * (k % 2))
+        k += 1
+
+
+def replace_cycles(
+    folder: Path, cycles: int, codec=None, kind: str = "mska", seed: int = 0
+) -> dict:
+    """SIGKILL a child that keeps replacing a file (``save_mask`` / ``MaskArchive(..., "w")``)
+    between two contents: after each kill the file holds one of them, never a torn mix."""
+    rng = random.Random(seed)
+    path = Path(folder) / ("m.msk" if kind == "msk" else "a.mska")
+    olds = [[0, 1, 2], [10, 11, 12, 13]]
+    if kind == "msk":
+        save_mask(mask(0), path, codec=codec)
+    else:
+        make_archive(path, 3, codec)
+    problems: list[str] = []
+    seen = set()
+    for cycle in range(cycles):
+        p = FORK.Process(target=_replace_forever, args=(str(path), codec, kind))
+        p.start()
+        time.sleep(rng.uniform(0.001, 0.04))
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+        try:
+            if kind == "msk":
+                m = load_mask(path)
+                which = [k for k in (0, 1) if m == mask(k)]
+                if not which:
+                    problems.append(f"cycle {cycle}: the .msk holds neither version")
+                seen.update(which)
+            else:
+                with MaskArchive(path) as ar:
+                    ks = [int(n[1:]) for n in ar.all_names()]
+                    if ks not in olds or any(ar[f"m{k}"] != mask(k) for k in ks):
+                        problems.append(f"cycle {cycle}: torn archive {ks}")
+                    seen.add(tuple(ks))
+        except (CorruptFileError, OSError) as exc:
+            problems.append(f"cycle {cycle}: {type(exc).__name__}: {exc}")
+    return {
+        "cycles": cycles,
+        "versions_seen": len(seen),
+        "leftover_temps": len(temp_leftovers(folder)),
+        "problems": problems,
+    }
+
+
+# -- readers while a writer appends --------------------------------------------------------------
+def _reader(path: str, seconds: float, threads: int, q) -> None:
+    """Open once and ``refresh()`` (each thread its own handle), or reopen each round;
+    every listed mask, read by name, position, crop and info, must equal the original."""
+    stats = {"opens": 0, "refreshes": 0, "reads": 0, "bad": []}
+    lock = threading.Lock()
+    deadline = time.time() + seconds
+
+    def work(tid: int) -> None:
+        ar = MaskArchive(path)
+        opens = 1
+        refreshes = reads = 0
+        bad = []
+        rng = random.Random(tid)
+        try:
+            while time.time() < deadline:
+                if rng.random() < 0.3:
+                    ar.close()
+                    ar = MaskArchive(path)
+                    opens += 1
+                else:
+                    ar.refresh()
+                    refreshes += 1
+                names = ar.all_names()
+                for i in rng.sample(range(len(names)), min(len(names), 12)):
+                    k = int(names[i][1:])
+                    exp = mask(k)
+                    got = ar[i] if rng.random() < 0.5 else ar[names[i]]
+                    crop, box = ar.read_cropped(names[i])
+                    full = np.zeros(SHAPE, crop.dtype)
+                    if box is not None:
+                        full[box[0] : box[1], box[2] : box[3], box[4] : box[5]] = crop
+                    if got != exp or not np.array_equal(full, exp.data):
+                        bad.append(names[i])
+                    if ar.info(names[i]).mapping != exp.mapping.to_dict():
+                        bad.append(names[i] + " info")
+                    reads += 1
+        except Exception as exc:  # noqa: BLE001 - reported, not raised, in the child
+            bad.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            ar.close()
+        with lock:
+            stats["opens"] += opens
+            stats["refreshes"] += refreshes
+            stats["reads"] += reads
+            stats["bad"] += bad
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    q.put(stats)
+
+
+def _shared_reader(path: str, seconds: float, threads: int, q) -> None:
+    """One MaskArchive handle shared by ``threads`` threads (a snapshot)."""
+    stats = {"reads": 0, "bad": []}
+    lock = threading.Lock()
+    deadline = time.time() + seconds
+    with MaskArchive(path) as ar:
+        names = ar.all_names()
+
+        def work(tid: int) -> None:
+            rng = random.Random(tid)
+            reads, bad = 0, []
+            try:
+                while time.time() < deadline:
+                    i = rng.randrange(len(names))
+                    got = ar.read_array(names[i]) if tid % 2 else ar[i].data
+                    if not np.array_equal(got, mask(int(names[i][1:])).data):
+                        bad.append(names[i])
+                    reads += 1
+            except Exception as exc:  # noqa: BLE001
+                bad.append(f"{type(exc).__name__}: {exc}")
+            with lock:
+                stats["reads"] += reads
+                stats["bad"] += bad
+
+        ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    q.put(stats)
+
+
+def concurrent_readers(
+    path: Path, seconds: float = 2.0, readers: int = 2, threads: int = 2, codec=None
+) -> dict:
+    """Reader processes (each with ``threads`` threads refreshing or reopening their own
+    handle) plus one process whose threads share a single handle, while this process
+    appends; a second writer is refused meanwhile."""
+    from medmask.errors import ArchiveLockedError
+
+    make_archive(path, 5, codec)
+    q = FORK.Queue()
+    procs = [
+        FORK.Process(target=_reader, args=(str(path), seconds, threads, q)) for _ in range(readers)
+    ]
+    procs.append(FORK.Process(target=_shared_reader, args=(str(path), seconds, 4, q)))
+    for p in procs:
+        p.start()
+    t0 = time.time()
+    k = 5
+    refused = 0
+    with MaskArchive(path, "a") as ar:
+        while time.time() - t0 < seconds:
+            ar.add_segmask(mask(k), f"m{k}")
+            k += 1
+            if k % 10 == 0:
+                try:
+                    MaskArchive(path, "a").close()
+                except ArchiveLockedError:
+                    refused += 1
+            if codec == "zstd":
+                time.sleep(0.005)  # version 1 rewrites the file per append
+    results = [q.get(timeout=seconds + 60) for _ in procs]
+    for p in procs:
+        p.join()
+    problems = [b for r in results for b in r["bad"]]
+    try:
+        assert_archive(path, range(k))
+    except AssertionError as exc:
+        problems.append(f"final: {exc}")
+    return {
+        "appended": k - 5,
+        "reader_processes": len(procs),
+        "threads": readers * threads + 4,
+        "opens": sum(r.get("opens", 0) for r in results),
+        "refreshes": sum(r.get("refreshes", 0) for r in results),
+        "reads": sum(r["reads"] for r in results),
+        "second_writer_refused": refused,
+        "problems": problems,
+    }
