@@ -88,6 +88,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if src.is_dir():
         if args.labels:
             raise UsageError("--labels is for a multi-label file, but SRC is a folder")
+        if out.name.endswith(".msk"):
+            raise UsageError("a folder of masks packs into an archive: give -o OUT.mska")
         files = nifti.nifti_files(src)
         if not files:
             raise UsageError(f"{src}: no .nii.gz / .nii files in this folder")
@@ -250,10 +252,17 @@ def verify_file(path: str | os.PathLike) -> dict:
 
 
 def _pack_case(
-    case: str, out: str, codec: str | None, resample: bool, allow_float: bool
-) -> tuple[str, int, int, list[str]]:
+    case: str, out: str, codec: str | None, resample: bool, allow_float: bool, force: bool
+) -> dict:
+    """Pack one case unless it is already packed and verified (runs in a worker process).
+
+    Returns:
+        ``{"out", "skipped", "masks", "before", "notes"}``.
+    """
     from .nifti import MaskResampledWarning, folder_to_archive, nifti_files
 
+    if not force and _already_packed(Path(case), Path(out)):
+        return {"out": out, "skipped": True, "masks": 0, "before": 0, "notes": []}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MaskResampledWarning)
         names = folder_to_archive(
@@ -261,7 +270,7 @@ def _pack_case(
         )
     notes = [str(w.message) for w in caught if issubclass(w.category, MaskResampledWarning)]
     before = sum(f.stat().st_size for f in nifti_files(case))
-    return out, len(names), before, notes
+    return {"out": out, "skipped": False, "masks": len(names), "before": before, "notes": notes}
 
 
 def _already_packed(case: Path, out: Path) -> bool:
@@ -302,20 +311,15 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
         raise UsageError(f"{root}: no folder with .nii.gz masks found")
     dest.mkdir(parents=True, exist_ok=True)
     codec = _codec(args)
-    jobs, skipped, failed = [], 0, []
     taken: set[str] = set()
-    for case in cases:
-        out = dest / f"{safe_filename(case_name(root, case), taken)}.mska"
-        if not args.force and _already_packed(case, out):
-            skipped += 1
-        else:
-            jobs.append((case, out))
+    jobs = [(case, dest / f"{safe_filename(case_name(root, case), taken)}.mska") for case in cases]
     t = time.perf_counter()
     bar = _progress(args, len(jobs), "cases", unit="case")
-    results = []
+    results: list[dict] = []
+    failed: list[str] = []
 
     def job_args(case: Path, out: Path) -> tuple:
-        return str(case), str(out), codec, args.resample, args.allow_float
+        return str(case), str(out), codec, args.resample, args.allow_float, args.force
 
     if args.workers == 1 or len(jobs) <= 1:
         for case, out in bar(jobs):
@@ -325,7 +329,7 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
                 if args.debug:
                     raise
                 failed.append(_case_error(case, exc))
-    elif jobs:
+    else:
         with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs))) as pool:
             futures = {pool.submit(_pack_case, *job_args(c, o)): c for c, o in jobs}
             for fut in bar(as_completed(futures)):
@@ -335,19 +339,20 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
                     if args.debug:
                         raise
                     failed.append(_case_error(futures[fut], exc))
-    total_in = total_out = masks = 0
-    for out, n, before, notes in results:
-        total_in += before
-        total_out += Path(out).stat().st_size
-        masks += n
-        for note in notes:
+    packed = [r for r in results if not r["skipped"]]
+    skipped = len(results) - len(packed)
+    total_in = sum(r["before"] for r in packed)
+    total_out = sum(Path(r["out"]).stat().st_size for r in packed)
+    masks = sum(r["masks"] for r in packed)
+    for r in packed:
+        for note in r["notes"]:
             print(f"medmask pack-tree: note: {note}", file=sys.stderr)
     for line in sorted(failed):
         _err(args, line)
     ratio = f", {total_in / total_out:.1f}x smaller" if total_out else ""
     _say(
         args,
-        f"{_plural(len(cases), 'case')}: {len(results)} packed ({masks} masks, {total_in:,} -> {total_out:,} "
+        f"{_plural(len(cases), 'case')}: {len(packed)} packed ({masks} masks, {total_in:,} -> {total_out:,} "
         f"bytes{ratio}), {skipped} already packed and verified, {len(failed)} failed, "
         f"in {time.perf_counter() - t:.1f} s -> {dest}",
     )

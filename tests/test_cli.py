@@ -322,3 +322,34 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "OK: 16 of 16 masks came back equal" in r.stdout
     assert "smaller" in r.stdout and "faster" in r.stdout
     assert len(list((tmp_path / "d" / "packed").glob("*.mska"))) == 2
+
+
+def test_find_cases_layouts_and_names(tmp_path):
+    from medmask.cli import case_name, find_cases
+
+    root = tmp_path / "ds"
+    write_phantom_dataset(root / "site", n_cases=2, shape_zyx=(6, 8, 8), layout="mixed")
+    case = root / "site" / "case_0001"  # flat layout: CASE/<organ>.nii.gz
+    for twin in ("a b", "a_b"):  # two folders whose safe names collide
+        shutil.copytree(case, root / twin)
+    (root / ".hidden").mkdir()
+    shutil.copy(case / "liver.nii.gz", root / ".hidden" / "liver.nii.gz")
+    cases = find_cases(root)
+    rel = [c.relative_to(root).as_posix() for c in cases]
+    assert rel == ["a b", "a_b", "site/case_0000/segmentations", "site/case_0001"]
+    assert case_name(root, cases[2]) == "site__case_0000"
+    assert find_cases(case) == [case] and case_name(case, case) == "case_0001"
+    seg = root / "site" / "case_0000" / "segmentations"
+    assert case_name(seg, seg) == "case_0000"
+    dest = tmp_path / "packed"
+    r = run("pack-tree", root, "-o", dest, "-w", "2")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "a_b-2.mska",
+        "a_b.mska",
+        "site__case_0000.mska",
+        "site__case_0001.mska",
+    ]
+    assert "ct" not in [
+        x["name"] for x in json.loads(run("ls", dest / "site__case_0000.mska", "--json").stdout)
+    ]
