@@ -317,3 +317,79 @@ def concurrent_readers(
         "second_writer_refused": refused,
         "problems": problems,
     }
+
+
+# -- leaks: a DataLoader with worker processes over MaskArchiveDataset ---------------------------
+def leak_run(
+    archives: list[Path], items: int, workers: int = 2, epochs: int = 2, max_open: int = 4
+) -> dict:
+    """Iterate ``epochs`` epochs of ``items`` random items through a ``workers``-process
+    DataLoader over ``MaskArchiveDataset(archives, max_open=max_open)`` (more archives than
+    ``max_open``: the per-worker LRU closes and reopens files). Workers are new each epoch.
+    Samples the open descriptors and RSS of this process and of the workers every few
+    batches; returns the samples' summary."""
+    import psutil
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from medmask_monai import MaskArchiveDataset
+
+    me = psutil.Process()
+    fds_before = me.num_fds()
+    ds = MaskArchiveDataset([str(a) for a in archives], max_open=max_open)
+    # (epoch, fraction done, own fds, worker fds, own rss, worker rss, most archives open in a worker)
+    samples = []
+    seen = 0
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        sampler = RandomSampler(
+            ds, replacement=True, num_samples=items, generator=torch.Generator().manual_seed(epoch)
+        )
+        loader = DataLoader(ds, batch_size=8, sampler=sampler, num_workers=workers)
+        n = len(loader)
+        for b, batch in enumerate(loader):
+            seen += len(batch["name"])
+            if b % max(1, n // 20) == 0 or b == n - 1:
+                kids = [c for c in me.children(recursive=True) if c.is_running()]
+                try:
+                    wf = sum(c.num_fds() for c in kids)
+                    wr = sum(c.memory_info().rss for c in kids)
+                    wa = max(
+                        (sum(f.path.endswith(".mska") for f in c.open_files()) for c in kids),
+                        default=0,
+                    )
+                except psutil.NoSuchProcess:
+                    continue
+                samples.append((epoch, b / n, me.num_fds(), wf, me.memory_info().rss, wr, wa))
+        del loader, batch
+    ds.close()
+    import gc
+
+    gc.collect()
+    fds_after = me.num_fds()
+    steady = [s for s in samples if s[0] > 0 or s[1] >= 0.25]  # after the warm-up
+    first = [s for s in steady if s[0] == steady[0][0] and s[1] < 0.5] or steady[:1]
+    last = [s for s in steady if s[0] == epochs - 1 and s[1] >= 0.5] or steady[-1:]
+    return {
+        "items": seen,
+        "epochs": epochs,
+        "workers": workers,
+        "archives": len(archives),
+        "max_open": max_open,
+        "seconds": time.perf_counter() - t0,
+        "own_fds_before": fds_before,
+        "own_fds_after": fds_after,
+        "own_fds_max": max(s[2] for s in samples),
+        "worker_archive_fds_max": max(s[6] for s in samples),
+        "own_archive_fds_after": sum(f.path.endswith(".mska") for f in me.open_files()),
+        "worker_fds_min": min(s[3] for s in steady),
+        "worker_fds_max": max(s[3] for s in steady),
+        "worker_fds_start": max(s[3] for s in first),
+        "worker_fds_end": max(s[3] for s in last),
+        "own_rss_start": max(s[4] for s in first),
+        "own_rss_end": max(s[4] for s in last),
+        "worker_rss_start": max(s[5] for s in first),
+        "worker_rss_end": max(s[5] for s in last),
+        "peak_rss_total": max(s[4] + s[5] for s in samples),
+        "samples": len(samples),
+    }
