@@ -158,7 +158,9 @@ def effective_affine(img) -> np.ndarray:
     That is ``img.affine`` (the sform when its code is set, else the qform), except
     for headers whose pixdim contradicts it: then, like MONAI's
     ``correct_nifti_header_if_necessary``, take the form whose spacing agrees with
-    pixdim (the qform when the sform is the odd one out, and vice versa).
+    pixdim (the qform when the sform is the odd one out, and vice versa), stored the
+    way MONAI stores it (through the header's float32 fields), so that the affine is
+    bit for bit the one ``LoadImage`` reports.
 
     Args:
         img: A ``nibabel.Nifti1Image`` (or ``Nifti2Image``).
@@ -177,10 +179,18 @@ def effective_affine(img) -> np.ndarray:
     sform, qform = img.get_sform(), img.get_qform()
     sform_ok = np.allclose(_spacing(sform, rank), pixdim)
     qform_ok = np.allclose(_spacing(qform, rank), pixdim)
-    if header["sform_code"] != 0 and not sform_ok and qform_ok:
-        return np.array(qform, dtype=np.float64)
-    if header["sform_code"] == 0 and header["qform_code"] != 0 and not qform_ok and sform_ok:
-        return np.array(sform, dtype=np.float64)
+    # As MONAI: copy the agreeing form into the other one's header fields (float32 srow,
+    # or quaternion), then take nibabel's best affine; on a copy of the header, so that
+    # the result is bit for bit what MONAI reports.
+    fixed = header.copy()
+    if header["sform_code"] != 0:
+        if sform_ok or not qform_ok:
+            return affine
+        fixed.set_sform(qform)
+        return np.array(fixed.get_best_affine(), dtype=np.float64)
+    if header["qform_code"] != 0 and not qform_ok and sform_ok:
+        fixed.set_qform(sform)
+        return np.array(fixed.get_best_affine(), dtype=np.float64)
     return affine
 
 

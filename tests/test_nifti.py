@@ -57,7 +57,14 @@ def test_affine_space_round_trip():
 
 
 @pytest.mark.parametrize(
-    "case", ["agreeing forms", "qform contradicts", "sform only", "qform only"]
+    "case",
+    [
+        "agreeing forms",
+        "qform contradicts",
+        "oblique qform wins",
+        "sform only",
+        "qform only",
+    ],
 )
 def test_geometry_is_what_monai_reports(tmp_path, case):
     """img.affine (sform first) unless pixdim contradicts it; checked against MONAI itself."""
@@ -71,6 +78,9 @@ def test_geometry_is_what_monai_reports(tmp_path, case):
     elif case == "qform contradicts":
         img.set_sform(AFF, code=2)
         img.set_qform(np.diag([2.0, 2.0, 2.0, 1.0]), code=1)  # pixdim follows the qform
+    elif case == "oblique qform wins":  # MONAI copies the qform into the float32 sform fields
+        img.set_qform(AFF, code=1)  # pixdim follows the qform
+        img.set_sform(np.diag([3.0, 3.0, 3.0, 1.0]), code=2)
     elif case == "sform only":
         img.set_sform(AFF, code=2)
         img.set_qform(None, code=0)
@@ -82,7 +92,7 @@ def test_geometry_is_what_monai_reports(tmp_path, case):
     monai_affine = monai_transforms.LoadImage(image_only=True)(
         str(tmp_path / "m.nii.gz")
     ).affine.numpy()
-    np.testing.assert_allclose(space_to_affine(seg.space), monai_affine, atol=1e-4)
+    np.testing.assert_allclose(space_to_affine(seg.space), monai_affine, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(seg.data, data.transpose(2, 1, 0).astype(bool))
     assert seg.mapping == {"m": 1}
 
