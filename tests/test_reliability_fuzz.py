@@ -4,44 +4,20 @@ the long runs are documented in docs/reliability.md."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fuzz import fuzzrun
 
 FUZZ = Path(__file__).parent / "fuzz"
 HARNESS = FUZZ / "fuzz_forged.py"
 
 
 def run_forged_fuzzer(workdir: Path, *args: str, timeout: float = 600) -> dict:
-    """Run the harness; return libFuzzer's figures and any finding."""
     pytest.importorskip("atheris")
-    corpus = workdir / "corpus"
-    if not corpus.exists():
-        subprocess.run([sys.executable, str(HARNESS), "--make-corpus", str(corpus)], check=True)
-    proc = subprocess.run(
-        [sys.executable, str(HARNESS), str(corpus), "-timeout=10", "-rss_limit_mb=3072",
-         f"-artifact_prefix={workdir}/", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=workdir,
-    )  # fmt: skip
-    err = proc.stderr
-    done = re.findall(r"Done (\d+) runs in (\d+) second", err)
-    return {
-        "rc": proc.returncode,
-        "runs": int(done[-1][0]) if done else 0,
-        "seconds": int(done[-1][1]) if done else 0,
-        "cov": max((int(c) for c in re.findall(r"cov: (\d+)", err)), default=0),
-        "ft": max((int(c) for c in re.findall(r"ft: (\d+)", err)), default=0),
-        "corpus": len(list(corpus.iterdir())),
-        "findings": sorted(
-            p.name
-            for p in workdir.iterdir()
-            if p.name.split("-")[0] in ("crash", "timeout", "oom", "leak")
-        ),
-        "tail": err[-4000:],
-    }
+    return fuzzrun.run("fuzz_forged.py", workdir, *args, timeout=timeout)
 
 
 def test_forged_fuzzer_short(tmp_path):

@@ -6,6 +6,8 @@ problems (empty when every guarantee held); the tests assert on them at small sc
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing as mp
 import os
 import random
@@ -393,3 +395,262 @@ def leak_run(
         "peak_rss_total": max(s[4] + s[5] for s in samples),
         "samples": len(samples),
     }
+
+
+# -- writes that fail ------------------------------------------------------------------------------
+def _fsize_child(path: str, mode: str, codec, limit: int, q) -> None:
+    import errno
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        if mode == "msk":
+            save_mask(noise(), path, codec=codec)
+        else:
+            with MaskArchive(path, mode, codec=codec) as ar:
+                for j in range(50):
+                    ar.add_segmask(noise(j), f"noise{j}")
+        q.put("written")
+    except OSError as exc:
+        q.put(errno.errorcode.get(exc.errno, str(exc.errno)))
+
+
+def _unchanged(path: Path, before: bytes, expect_ks, mode: str) -> list[str]:
+    """The file reads as before (a version-2 archive may keep unreferenced tail bytes)."""
+    problems = []
+    now = path.read_bytes()
+    if now != before and not (path.suffix == ".mska" and now[: len(before)] == before):
+        problems.append(f"{path.name}: bytes changed")
+    try:
+        if mode == "msk":
+            if load_mask(path) != mask(0):
+                problems.append(f"{path.name}: mask differs")
+        else:
+            assert_archive(path, expect_ks)
+    except (AssertionError, CorruptFileError) as exc:
+        problems.append(f"{path.name}: {exc}")
+    if temp_leftovers(path.parent):
+        problems.append(f"{path.name}: temporary files left {temp_leftovers(path.parent)}")
+    return problems
+
+
+def fsize_limit_cases(folder: Path) -> dict:
+    """RLIMIT_FSIZE just above the file (SIGXFSZ ignored) while appending / replacing /
+    saving, both versions: EFBIG, file unchanged."""
+    rows, problems = 0, []
+    for codec in CODECS:
+        for mode in ("a", "w", "msk"):
+            d = Path(folder) / f"fsize-{mode}-{codec}"
+            d.mkdir(parents=True)
+            path = d / ("m.msk" if mode == "msk" else "a.mska")
+            if mode == "msk":
+                save_mask(mask(0), path, codec=codec)
+            else:
+                make_archive(path, 3, codec)
+            before = path.read_bytes()
+            q = FORK.Queue()
+            p = FORK.Process(
+                target=_fsize_child, args=(str(path), mode, codec, len(before) + 64, q)
+            )
+            p.start()
+            p.join()
+            got = q.get(timeout=10)
+            if got != "EFBIG":
+                problems.append(f"{mode}/{codec}: {got}")
+            problems += _unchanged(path, before, range(3), mode)
+            rows += 1
+    return {"cases": rows, "problems": problems}
+
+
+def tmpfs_full_cases(folder: Path) -> dict:
+    """ENOSPC on a 512 KiB tmpfs (root only): appending until the disk is full, replacing,
+    saving; completed appends kept, the failed ones leave nothing."""
+    import errno
+    import subprocess
+
+    mnt = Path(folder) / "tmpfs"
+    mnt.mkdir(parents=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if r.returncode:
+        return {"cases": 0, "skipped": r.stderr.decode().strip(), "problems": []}
+    problems, cases, appended = [], 0, 0
+    try:
+        for codec in CODECS:
+            d = mnt / f"v{1 if codec else 2}"
+            d.mkdir()
+            arch, single = d / "a.mska", d / "m.msk"
+            make_archive(arch, 3, codec)
+            save_mask(mask(0), single, codec=codec)
+            filler = d / "filler"
+            st = os.statvfs(d)
+            with open(filler, "wb") as fh, contextlib.suppress(OSError):
+                fh.write(b"\0" * max(0, st.f_bavail * st.f_frsize - 1024))
+            done = []
+            try:
+                with MaskArchive(arch, "a") as ar:
+                    for j in range(400):
+                        ar.add_segmask(noise(j), f"noise{j}")
+                        done.append(j)
+                problems.append(f"v{codec}: the disk never filled")
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    problems.append(f"append: {exc}")
+            cases += 1
+            appended += len(done)
+            with MaskArchive(arch) as ar:
+                if ar.all_names() != [f"m{k}" for k in range(3)] + [f"noise{j}" for j in done]:
+                    problems.append(f"v{codec}: completed appends not all kept")
+            before_a, before_m = arch.read_bytes(), single.read_bytes()
+            for what in ("w", "msk"):
+                try:
+                    if what == "msk":
+                        save_mask(
+                            SegmentationMask(
+                                np.random.default_rng(1).random((60, 60, 60)) > 0.5, {"n": 1}
+                            ),
+                            single,
+                            codec=codec,
+                        )
+                    else:
+                        with MaskArchive(arch, "w", codec=codec) as ar:
+                            for j in range(400):
+                                ar.add_segmask(noise(j), f"noise{j}")
+                    problems.append(f"{what}/{codec}: no error on a full disk")
+                except OSError:
+                    pass
+                cases += 1
+            if arch.read_bytes() != before_a or single.read_bytes() != before_m:
+                problems.append(f"v{codec}: a failed write changed a file")
+            if temp_leftovers(d):
+                problems.append(f"v{codec}: temporary files left")
+            filler.unlink()
+            with MaskArchive(arch, "a") as ar:
+                ar.add_segmask(mask(99), "m99")
+            cases += 1
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    return {"cases": cases, "appends_before_full": appended, "problems": problems}
+
+
+def _as_nobody(fn, q) -> None:
+    try:
+        os.setgid(65534)
+        os.setuid(65534)
+        fn()
+        q.put("no error")
+    except PermissionError:
+        q.put("PermissionError")
+    except BaseException as exc:  # noqa: BLE001
+        q.put(f"{type(exc).__name__}: {exc}")
+
+
+def _perm_action(what: str, d: Path, codec) -> None:
+    if what == "save":
+        save_mask(mask(1), d / "m.msk", codec=codec)
+        return
+    path = d / ("new.mska" if what == "create" else "a.mska")
+    with MaskArchive(path, "w" if what == "replace" else "a", codec=codec) as ar:
+        ar.add_segmask(mask(5), "m5")
+
+
+def permission_cases(folder: Path) -> dict:
+    """Append, replace, save and create in a read-only folder, as an unprivileged user."""
+    problems, cases = [], 0
+    for codec in CODECS:
+        d = Path(folder) / f"ro-{codec}"
+        d.mkdir(parents=True)
+        arch, single = d / "a.mska", d / "m.msk"
+        make_archive(arch, 2, codec)
+        save_mask(mask(0), single, codec=codec)
+        before_a, before_m = arch.read_bytes(), single.read_bytes()
+        Path(folder).chmod(0o755)
+        d.chmod(0o555)
+        arch.chmod(0o444)
+        single.chmod(0o444)
+
+        for what in ("append", "replace", "save", "create"):
+            fn = functools.partial(_perm_action, what, d, codec)
+            if os.geteuid() == 0:  # root ignores permissions: act as nobody in a child
+                q = FORK.Queue()
+                p = FORK.Process(target=_as_nobody, args=(fn, q))
+                p.start()
+                p.join()
+                got = q.get(timeout=10)
+            else:
+                try:
+                    fn()
+                    got = "no error"
+                except PermissionError:
+                    got = "PermissionError"
+            if got != "PermissionError":
+                problems.append(f"{what}/{codec}: {got}")
+            cases += 1
+        d.chmod(0o755)
+        if arch.read_bytes() != before_a or single.read_bytes() != before_m:
+            problems.append(f"{codec}: a refused write changed a file")
+        if sorted(p.name for p in d.iterdir()) != ["a.mska", "m.msk"]:
+            problems.append(f"{codec}: files left behind")
+    return {"cases": cases, "problems": problems}
+
+
+def io_error_cases(folder: Path) -> dict:
+    """An EIO injected at the n-th write/fsync/rename/link/truncate of one append, for
+    every n, both versions: the append happened entirely or not at all, the handle agrees
+    with the file, and it appends fine afterwards."""
+    import errno
+
+    cases, committed, problems = 0, 0, []
+    names = ("pwrite", "write", "fsync", "replace", "link", "ftruncate")
+    for codec in CODECS:
+        path = Path(folder) / f"eio-{codec}.mska"
+        make_archive(path, 2, codec)
+        n = 0
+        while n < 50:
+            n += 1
+            real = {name: getattr(os, name) for name in names}
+            calls = {"k": 0}
+
+            def wrap(fn, calls=calls, n=n):
+                def f(*a, **kw):
+                    calls["k"] += 1
+                    if calls["k"] == n:
+                        raise OSError(errno.EIO, "injected I/O error")
+                    return fn(*a, **kw)
+
+                return f
+
+            with MaskArchive(path, "a") as ar:
+                stored = len(ar)
+                for name in names:
+                    setattr(os, name, wrap(real[name]))
+                try:
+                    ar.add_segmask(mask(stored), f"m{stored}")
+                    failed = False
+                except OSError:
+                    failed = True
+                finally:
+                    for name in names:
+                        setattr(os, name, real[name])
+                with MaskArchive(path) as fresh:
+                    on_disk = fresh.all_names()
+                if on_disk != ar.all_names():
+                    problems.append(f"{codec} step {n}: handle and file disagree")
+                if on_disk not in (
+                    [f"m{k}" for k in range(stored)],
+                    [f"m{k}" for k in range(stored + 1)],
+                ):
+                    problems.append(f"{codec} step {n}: unexpected masks {on_disk[-3:]}")
+                cases += failed
+                committed += failed and len(on_disk) > stored
+                if not failed:
+                    break
+                if f"m{stored}" not in ar:
+                    ar.add_segmask(mask(stored), f"m{stored}")
+            try:
+                assert_archive(path, range(len(on_disk) if not failed else stored + 1))
+            except AssertionError as exc:
+                problems.append(f"{codec} step {n}: {exc}")
+    return {"cases": cases, "visible_after_failed_fsync": committed, "problems": problems}
