@@ -122,6 +122,50 @@ def test_bomb_row_is_rejected_before_the_volume_is_allocated(samples, tmp_path, 
     assert isinstance(err, CorruptFileError) and err.field == "index.length", err
 
 
+def test_index_whitespace_bomb_is_rejected_cheaply(samples, tmp_path):
+    """32 KiB index segment = valid JSON + 1 GiB of spaces: opening used to take 2.5 s and
+    2 GiB of memory (64 such segments per chain were allowed)."""
+    import time
+
+    raw = samples["mska2"].data
+    p = S.parse_mska2(raw)
+    seg = json.dumps({"prev": None, "fields": S.INDEX_FIELDS, "rows": p["rows"]}).encode()
+    frame = S.whitespace_bomb(seg, 1 << 30)
+    cur = p["slots"][p["active"]]
+    slot = {"i_off": cur["end"], "i_len": len(frame), "i_crc": S.crc(frame)}
+    path = _write(tmp_path, "ws.mska", S.mska2_commit(raw[: cur["end"]] + frame, slot=slot))
+    t0 = time.perf_counter()
+    err = _bounded_read(lambda: MaskArchive(path))
+    assert isinstance(err, CorruptFileError) and err.field == "index", err
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_large_real_indexes_still_open(tmp_path):
+    """The index limits leave room for real archives: thousands of masks with sequential
+    names (the most compressible rows a writer produces), in one segment and in a chain."""
+    from medmask import SegmentationMask
+    from medmask.format.v2 import INDEX_MAX_RATIO
+
+    space = S.sample_space()
+    empty = SegmentationMask(np.zeros(S.SHAPE, bool), {"organ": 1}, space)
+    one = tmp_path / "one.mska"
+    with MaskArchive(one, "w") as ar:
+        for k in range(3000):
+            ar.add_segmask(empty, f"case_000_mask_{k:06d}")
+    chain = tmp_path / "chain.mska"
+    with MaskArchive(chain, "a") as ar:
+        for k in range(300):
+            ar.add_segmask(empty, f"m{k:06d}")
+    for p, n in ((one, 3000), (chain, 300)):
+        with MaskArchive(p) as ar:
+            assert len(ar) == n and ar[n - 1] == empty
+            ratios = [
+                len(json.dumps(seg, separators=(",", ":"))) / length
+                for _off, length, seg in S.parse_mska2(p.read_bytes())["segments"]
+            ]
+            assert max(ratios) < INDEX_MAX_RATIO / 5, ratios
+
+
 def test_commit_with_masks_but_no_space_is_corrupt(samples, tmp_path):
     """Only empty masks and no space: read_array used to fail with AttributeError."""
     raw = samples["mska2"].data

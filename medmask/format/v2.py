@@ -71,6 +71,13 @@ DATA_START = PREAMBLE.size + 2 * SLOT.size
 INDEX_FIELDS = ["name", "codec", "offset", "length", "crc32", "dtype", "bbox", "voxels", "mapping"]
 #: Largest decoded index segment or meta section accepted (bytes).
 MAX_INDEX_BYTES = 1 << 30
+#: Reliability fix: an index segment may not decode to more than this many times its stored
+#: size (beyond :data:`INDEX_SMALL` bytes), and all segments of a commit together to more than
+#: :data:`MAX_INDEX_BYTES`. Real segments compress 30-90x (100,000 rows of empty masks with
+#: sequential names: 86x); a 32 KiB hostile segment used to decode to 1 GiB of JSON
+#: whitespace, and opening the archive took 2.5 s and 2 GiB of memory, times 64 segments.
+INDEX_MAX_RATIO = 1000
+INDEX_SMALL = 1 << 20
 
 assert MSK_HEADER.size == 64 and PREAMBLE.size == 16 and SLOT.size == 64
 
@@ -409,14 +416,15 @@ class MskaV2:
         segments = []
         rows: list = []
         ref = (i_off, i_len, i_crc) if i_len else None
+        budget = MAX_INDEX_BYTES  # decoded bytes left for the whole chain
         while ref is not None:
             off, length, crc = ref
             raw = self._section(off, length, crc, "index")
-            seg = _loads(
-                decompress_bounded(raw, MAX_INDEX_BYTES, path=path, field="index"),
-                path=path,
-                field="index",
-            )
+            limit = min(budget, max(INDEX_SMALL, len(raw) * INDEX_MAX_RATIO))
+            decoded = decompress_bounded(raw, limit, path=path, field="index")
+            budget -= len(decoded)
+            seg = _loads(decoded, path=path, field="index")
+            del decoded
             if not (isinstance(seg, dict) and set(seg) == {"prev", "fields", "rows"}):
                 raise _bad("index segment must be an object with prev, fields, rows", path, "index")
             if seg["fields"] != INDEX_FIELDS:

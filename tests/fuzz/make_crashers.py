@@ -39,6 +39,15 @@ def crashers() -> dict[str, bytes]:
     out["sweep_v2_mska_masks_without_space.mska"] = S.mska2_commit(
         raw, rows=rows, slot={"s_off": 0, "s_len": 0, "s_crc": 0}
     )
+    # 2.5 s and 2 GiB to open: 32 KiB index segment of valid JSON + 1 GiB of spaces
+    # (fixed: v2.INDEX_MAX_RATIO and a budget for the whole chain)
+    p2 = S.parse_mska2(raw)
+    seg = json.dumps({"prev": None, "fields": S.INDEX_FIELDS, "rows": p2["rows"]}).encode()
+    frame = S.whitespace_bomb(seg, 1 << 30)
+    cur = p2["slots"][p2["active"]]
+    body = raw[: cur["end"]] + frame
+    slot = {"i_off": cur["end"], "i_len": len(frame), "i_crc": S.crc(frame)}
+    out["sweep_v2_mska_index_whitespace_1GiB.mska"] = S.mska2_commit(body, slot=slot)
     return out
 
 

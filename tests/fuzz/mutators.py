@@ -575,6 +575,8 @@ def hostile_mska2(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
         ("seg.bomb-claims-1GiB", S.rle_frame(0x20, 1 << 30, max_blocks=1)),
         ("seg.bomb-claims-2**63", S.zstd_frame(1 << 63, [S.rle_block(0x20, 1 << 17, True)])),
         ("seg.lies-small", S.rle_frame(0x20, 1 << 18, declared=10)),
+        # honest: valid JSON padded with 1 GiB of spaces, 32 KiB stored
+        ("seg.whitespace-1GiB", S.whitespace_bomb(json.dumps(seg).encode(), 1 << 30)),
     ]:
         yield case(label, _with_raw_segment(s.data, frame, len(rows)), fam="bomb")
     # commit slot oddities (valid slot CRC)

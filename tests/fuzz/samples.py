@@ -587,3 +587,14 @@ def rle_frame(
         if max_blocks is not None and len(blocks) >= max_blocks:
             break
     return zstd_frame(total if declared == "same" else declared, blocks)  # type: ignore[arg-type]
+
+
+def whitespace_bomb(payload: bytes, total: int) -> bytes:
+    """An honest zstd frame of ``payload`` followed by spaces up to ``total`` bytes: valid
+    JSON when ``payload`` is, ~32,768x smaller than what it decodes to."""
+    blocks, left = [raw_block(payload, False)], total - len(payload)
+    while left > 0:
+        n = min(left, 1 << 17)
+        left -= n
+        blocks.append(rle_block(0x20, n, left == 0))
+    return zstd_frame(total, blocks)

@@ -119,8 +119,8 @@ def kill_cycles(
     if not problems:
         try:
             assert_archive(path, done)
-        except (AssertionError, CorruptFileError) as exc:
-            problems.append(f"final check: {exc}")
+        except (AssertionError, CorruptFileError, OSError) as exc:
+            problems.append(f"final check: {type(exc).__name__}: {exc}")
     return {
         "cycles": cycles,
         "masks": len(done),
@@ -604,6 +604,7 @@ def io_error_cases(folder: Path) -> dict:
 
     cases, committed, problems = 0, 0, []
     names = ("pwrite", "write", "fsync", "replace", "link", "ftruncate")
+    Path(folder).mkdir(parents=True, exist_ok=True)
     for codec in CODECS:
         path = Path(folder) / f"eio-{codec}.mska"
         make_archive(path, 2, codec)
