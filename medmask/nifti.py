@@ -28,9 +28,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import re
+import tempfile
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -628,6 +630,17 @@ def labelmap_to_archive(
 
 
 # -- writing --------------------------------------------------------------------------------
+def _umask() -> int:
+    """The process umask, read without changing it where the system tells it (Linux)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def segmask_to_nifti(segmask: SegmentationMask, path: str | os.PathLike) -> Path:
     """Write a mask as a NIfTI (``.nii.gz`` compresses); bool masks become uint8 0/1.
 
@@ -654,10 +667,18 @@ def segmask_to_nifti(segmask: SegmentationMask, path: str | os.PathLike) -> Path
     img.set_qform(affine, code=1)
     img.header.set_xyzt_units("mm")
     path = Path(path)
-    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    # a fresh temporary sibling made with O_EXCL (mkstemp): never a link planted there
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
     try:
-        nib.save(img, str(tmp))
+        with contextlib.suppress(OSError, AttributeError):  # mkstemp makes 0600: as nib.save
+            os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
+                    img.to_file_map({"image": nib.FileHolder(fileobj=gz)})
+            else:
+                img.to_file_map({"image": nib.FileHolder(fileobj=raw)})
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

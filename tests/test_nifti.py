@@ -334,3 +334,30 @@ def test_real_case_round_trip(real_case, tmp_path):
     assert overlap2 == 0 and back == table
     lab2 = np.asarray(nib.load(tmp_path / "lab2.nii.gz").dataobj).transpose(2, 1, 0)
     assert np.array_equal(lab2, lab)
+
+
+def test_export_is_atomic_and_keeps_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from medmask import SegmentationMask
+
+    space = affine_to_space(AFF, (4, 5, 6))
+    seg = SegmentationMask(np.ones((6, 5, 4), bool), {"m": 1}, space)
+    plain = tmp_path / "plain.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 5, 6), np.uint8), AFF), str(plain))
+    out = tmp_path / "m.nii.gz"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out.symlink_to(victim)  # replaced as a link, never written through
+    from medmask.nifti import segmask_to_nifti
+
+    segmask_to_nifti(seg, out)
+    assert victim.read_text() == "precious" and not out.is_symlink()
+    assert stat.S_IMODE(os.stat(out).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nii.gz", "plain.nii.gz", "victim.txt"]
+    back = nib.load(out)
+    np.testing.assert_allclose(back.affine, AFF, atol=1e-5)
+    assert back.header.get_xyzt_units()[0] == "mm" and np.asarray(back.dataobj).all()
+    segmask_to_nifti(seg, tmp_path / "raw.nii")  # uncompressed too
+    assert nib.load(tmp_path / "raw.nii").shape == (4, 5, 6)
