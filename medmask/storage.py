@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from .format._io import (
     atomic_temp,
     fsync_dir,
     lock_exclusive,
+    make_temp,
     open_locked,
     pread_exact,
 )
@@ -310,9 +310,7 @@ class MaskArchive:
         if self._codec.format_version == 1:
             self._backend = _V1Backend(self.path, space)
             return
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
+        fd, tmp = make_temp(self.path)
         self._fd, self._tmp = fd, Path(tmp)
         self._backend = v2.MskaV2.create(fd, self.path, fsync=False)
         if space is not None:

@@ -365,3 +365,21 @@ def test_many_masks_index_stays_short(tmp_path):
     assert chain <= 7  # popcount(100) == 3; never more than log2(n) + 1
     with MaskArchive(p) as ar:
         assert len(ar) == 100 and ar["o99"] == organ(99 % 6) and ar[37] == organ(37 % 6)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Files are written through a private temporary, but end up 0666 minus the umask."""
+    old = os.umask(0o022)
+    try:
+        with MaskArchive(tmp_path / "w.mska", "w") as ar:
+            ar.add_segmask(organ(0), "a")
+        with MaskArchive(tmp_path / "a.mska", "a") as ar:
+            ar.add_segmask(organ(0), "a")
+        save_mask(organ(0), tmp_path / "m.msk")
+        save_mask(organ(0), tmp_path / "v1.msk", codec="zstd")
+    finally:
+        os.umask(old)
+    from medmask.format._io import FILE_MODE
+
+    for name in ("w.mska", "a.mska", "m.msk", "v1.msk"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == FILE_MODE, name

@@ -77,6 +77,26 @@ def pread_exact(
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Files are created through ``mkstemp`` (mode 0600) and renamed into place; they are
+#: then given the mode a plain ``open(path, "w")`` would give (0666 minus the umask),
+#: so that archives packed into a shared dataset stay readable by its other users.
+FILE_MODE = 0o666 & ~_current_umask()
+
+
+def make_temp(target: Path) -> tuple[int, str]:
+    """``mkstemp`` beside ``target`` with the usual file permissions instead of 0600."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with contextlib.suppress(OSError, AttributeError):  # no fchmod on Windows
+        os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 def fsync_dir(path: Path) -> None:
     """fsync a directory so that a rename inside it is durable (no-op where unsupported)."""
     try:
@@ -105,7 +125,7 @@ def atomic_temp(target: Path, *, replace: bool = True):
     already locked and was appending to.
     """
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = make_temp(target)
     fh = os.fdopen(fd, "w+b")
     try:
         yield fh, Path(tmp)
