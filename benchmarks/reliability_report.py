@@ -553,6 +553,10 @@ FIXES = [
     "**Failed fsync after the commit slot** (`v2.MskaV2.commit`, `MaskArchive.add_segmask`): the commit "
     "was visible but the handle rolled back to the previous one, and its next append overwrote the blob "
     "and index the visible commit pointed at. The in-memory view is now updated before that fsync.",
+    "**Export through a planted symlink** (`medmask/nifti.py`, `segmask_to_nifti`, fixed by its owner in "
+    "283ddf0): the temporary NIfTI had a predictable name (`.<name>.tmp<pid>.nii.gz`) and was written "
+    "through a symlink planted there, overwriting a file outside the target folder "
+    "(`tests/test_reliability_paths.py`). Mask names themselves never left the folder.",
     "Found at the same time by tests/campaign.py (fixed in the same files): version-1 files accepted "
     "version-2 codec ids; deep JSON nesting raised `RecursionError`; labels that do not fit the dtype "
     "raised `MaskValidationError` from `load_mask`/`ar[...]`; the archive size was read before the slots.",
@@ -568,10 +572,6 @@ LIMITS = [
     "Bytes after the zstd frame of a blob are ignored (the stored array still reads back exactly).",
     '`mode="w"` on a path where no file exists takes no lock until it closes: two such writers both '
     "succeed and the last rename wins (each file is complete).",
-    "Open finding outside the reliability code (`medmask/nifti.py`, `segmask_to_nifti`): the temporary "
-    "file has a predictable name (`.<name>.tmp<pid>.nii.gz`) and is written through a symlink planted "
-    "there (xfail test in `tests/test_reliability_paths.py`). Mask names themselves never leave the "
-    "target folder (forged hostile names, CLI and API, both versions).",
     "The `.msk` v2 header's reserved `flags` field is not checked (the `.mska` preamble's is).",
 ]
 
