@@ -1,18 +1,33 @@
-"""Array operations on label maps: fast label selection.
+"""Array operations on label maps: fast selection of voxels by label value.
 
-``match_allowed_values`` picks a strategy per call (measured in
-``benchmarks/bench_match.py``):
+:func:`match_allowed_values` answers "which voxels carry one of these labels?" and
+picks its strategy per call (figures and tuning in ``benchmarks/bench_match.py``):
 
-* empty set -> all False; a set covering the whole dtype range -> all True;
-* a few runs of consecutive values -> OR of one vectorised compare per run:
-  ``==`` for a single value, and ``(a - lo) <= (hi - lo)`` on an unsigned view for
-  a range (one subtraction and one compare instead of two compares and an AND);
-* many runs on 8/16-bit dtypes -> a boolean lookup table applied in cache-sized
-  chunks (cost independent of how many labels are asked for);
-* many runs on 32/64-bit dtypes -> ``numpy.isin``.
+* empty set (after dropping values the dtype cannot hold) -> all False; a set that
+  covers the whole dtype -> all True; one value -> a single ``==``.
+* otherwise, the cheaper of two strategies by a cost model (:data:`COMPARE_NS` ...),
+  fed with the number of runs of consecutive values in the set and with the share
+  of voxels inside the set's window ``[lo, hi]``, estimated from a strided sample of
+  :data:`SAMPLE_SIZE` voxels (label maps are mostly background, often outside it):
 
-Values outside the dtype's range are dropped first, so they never match
-(no wrap-around).
+  - one compare per run, OR-ed: ``==`` for a lone value, and
+    ``(a - lo) <= (hi - lo)`` on the unsigned view for a run (one subtraction and
+    one compare, exact thanks to the wrap-around); cost grows with the runs;
+  - a lookup table indexed by the offset ``a - lo``: one compare settles the voxels
+    outside the window; the table is read for the others, by a gather over the whole
+    block when many voxels of that block fall inside, or by index over just those
+    voxels when few do. 8-bit arrays read the table two voxels at a time (a
+    65,536-entry table of voxel pairs), which halves the gathers. Cost does not
+    grow with the runs.
+
+* 32/64-bit arrays whose set spans more than :data:`MAX_TABLE_SPAN` values (or
+  more than the array's size) and has many runs -> binary search of the runs
+  (``numpy.searchsorted``), never a huge table.
+
+Everything runs over blocks of :data:`BLOCK_BYTES` of input so that temporaries stay
+in cache and no full-size temporary is allocated besides the result.
+
+:func:`smallest_uint_dtype` is the helper other modules use to store label maps.
 """
 
 from __future__ import annotations
@@ -26,26 +41,48 @@ from .errors import MaskValidationError
 
 __all__ = ["match_allowed_values", "smallest_uint_dtype"]
 
-#: Up to this many runs of consecutive values, 8/16-bit arrays use one compare per run
-#: (~0.5-0.8 ms per run on a 10M-voxel map) rather than the lookup table (~5.5 ms).
-MAX_RUNS_SMALL = 6
-#: Up to this many runs, 32/64-bit arrays use compares rather than ``numpy.isin``.
-MAX_RUNS = 8
-#: Elements per chunk of the lookup-table path (keeps the index temporaries in cache).
-LUT_CHUNK = 1 << 18
+#: Estimated cost, in nanoseconds per voxel and by itemsize, of: one compare per run;
+#: the table path's window test (``a - lo <= hi - lo``, counted per block); its gather
+#: over every voxel of a block; and its gather/scatter per voxel inside the window
+#: (the sparse variant). Measured on 10M-voxel label maps (2-core AMD EPYC, numpy 2.x,
+#: ``benchmarks/bench_match.py``); :func:`match_allowed_values` compares
+#: ``runs * COMPARE`` with ``WINDOW + min(GATHER, share * SPARSE)``, the share of voxels
+#: inside the window being estimated from a sample of the array.
+COMPARE_NS = {1: 0.032, 2: 0.042, 4: 0.075, 8: 0.12}
+WINDOW_NS = {1: 0.08, 2: 0.17, 4: 0.28, 8: 0.53}
+GATHER_NS = {1: 0.17, 2: 0.33, 4: 0.45, 8: 0.66}
+SPARSE_NS = {1: 4.3, 2: 4.2, 4: 4.5, 8: 4.6}
+#: Voxels sampled (evenly strided) to estimate the share inside the window.
+SAMPLE_SIZE = 2048
+#: Beyond this many runs, sets too wide for a table use a binary search, not compares.
+MAX_SEARCH_COMPARE_RUNS = 8
+#: Bytes of input processed per block (keeps the temporaries in L2 cache).
+BLOCK_BYTES = 1 << 18
+#: Largest window ``hi - lo`` for which 32/64-bit arrays use a lookup table (a table
+#: of that many bytes); wider sets use a binary search of the runs.
+MAX_TABLE_SPAN = 1 << 22
+#: Stride of the probe (a strided sample of a block's offsets) that tells the table path
+#: whether a block is dense enough for a full gather without an exact window test.
+BLOCK_PROBE_STRIDE = 61
+#: 8-bit arrays with at least this many voxels read the table by voxel pairs.
+PAIR_TABLE_MIN_SIZE = 1 << 15
 
 
 def smallest_uint_dtype(max_value: int) -> np.dtype:
     """The smallest unsigned integer dtype that holds ``max_value``.
 
     Args:
-        max_value: A non-negative integer.
+        max_value: A non-negative integer (the largest value to store).
 
     Returns:
-        ``uint8``, ``uint16``, ``uint32`` or ``uint64``.
+        ``uint8``, ``uint16``, ``uint32`` or ``uint64`` (never ``bool``).
 
     Raises:
-        ValueError: ``max_value`` is negative or does not fit 64 bits.
+        ValueError: ``max_value`` is negative or does not fit in 64 bits.
+
+    Example:
+        >>> smallest_uint_dtype(255), smallest_uint_dtype(256)
+        (dtype('uint8'), dtype('uint16'))
     """
     max_value = int(max_value)
     if max_value < 0:
@@ -53,39 +90,77 @@ def smallest_uint_dtype(max_value: int) -> np.dtype:
     for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
         if max_value <= np.iinfo(dt).max:
             return np.dtype(dt)
-    raise ValueError(f"{max_value} does not fit in 64 bits")
+    raise ValueError(f"max_value {max_value} does not fit in 64 bits")
 
 
-def _as_int_values(allowed_set: object) -> list[int]:
-    if isinstance(allowed_set, int | np.integer) and not isinstance(allowed_set, bool):
-        allowed_set = [allowed_set]
+# -- the allowed set -----------------------------------------------------------------------
+
+
+def _bad_member(v: object) -> MaskValidationError:
+    return MaskValidationError(f"allowed values must be integers, got {v!r} ({type(v).__name__})")
+
+
+def _as_int(v: object) -> int:
+    """One member of the allowed set as a Python int (integral floats accepted)."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v.item()
+    if isinstance(v, numbers.Integral | np.bool_):  # int, bool, numpy integers
+        return int(v)
+    if isinstance(v, numbers.Real):  # float, numpy floats, Fraction: only if integral
+        try:
+            iv = int(v)
+        except (ValueError, OverflowError):  # nan, inf
+            raise _bad_member(v) from None
+        if iv == v:
+            return iv
+    raise _bad_member(v)
+
+
+def _int_values(allowed_set: object) -> Iterable[int]:
+    """The members of ``allowed_set`` as Python ints (unsorted, maybe repeated)."""
+    if isinstance(allowed_set, numbers.Integral) and not isinstance(allowed_set, bool):
+        return [int(allowed_set)]  # a single label
     if isinstance(allowed_set, np.ndarray):
-        if allowed_set.dtype.kind == "f":
-            bad = allowed_set[allowed_set != np.round(allowed_set)]
+        kind = allowed_set.dtype.kind
+        if kind in "iub":
+            return [int(v) for v in np.unique(allowed_set).tolist()]
+        if kind == "f":
+            vals = np.unique(allowed_set)
+            bad = vals[~np.isfinite(vals)]
+            if not bad.size:
+                bad = vals[vals != np.trunc(vals)]
             if bad.size:
-                raise MaskValidationError(f"allowed values must be integers, got {bad[0]!r}")
-        elif allowed_set.dtype.kind not in "iub":
+                raise _bad_member(bad.flat[0])
+            return [int(v) for v in vals.tolist()]
+        if kind != "O":
             raise MaskValidationError(
-                f"allowed values must be integers, got dtype {allowed_set.dtype}"
+                f"allowed values must be integers, got an array of dtype {allowed_set.dtype}"
             )
         allowed_set = allowed_set.ravel().tolist()
-    if not isinstance(allowed_set, Iterable) or isinstance(allowed_set, str | bytes):
+    if isinstance(allowed_set, str | bytes) or not isinstance(allowed_set, Iterable):
         raise MaskValidationError(
-            f"allowed_set must be an iterable of integers, got {allowed_set!r}"
+            "allowed_set must be an iterable of integers (set, list, tuple, range, "
+            f"integer array), got {type(allowed_set).__name__} {allowed_set!r}"
         )
-    out = []
-    for v in allowed_set:
-        if isinstance(v, bool | np.bool_ | numbers.Integral):
-            out.append(int(v))
-        elif isinstance(v, numbers.Real) and float(v).is_integer():
-            out.append(int(v))  # 2.0 means label 2
-        else:
-            raise MaskValidationError(f"allowed values must be integers, got {v!r}")
-    return out
+    return [_as_int(v) for v in allowed_set]
+
+
+def _range_runs(r: range, vmin: int, vmax: int) -> list[tuple[int, int]]:
+    """Runs of a ``range`` clipped to ``[vmin, vmax]``, without iterating the range."""
+    if r.step < 0:
+        r = r[::-1]
+    if not r:
+        return []
+    if r.step == 1:
+        lo, hi = max(r.start, vmin), min(r[-1], vmax)
+        return [(lo, hi)] if lo <= hi else []
+    i0 = max(0, -((r.start - vmin) // r.step))  # first index with value >= vmin
+    i1 = max(0, (vmax - r.start) // r.step + 1)  # one past the last with value <= vmax
+    return [(v, v) for v in r[i0:i1]]
 
 
 def _runs(values: list[int]) -> list[tuple[int, int]]:
-    """Sorted unique values -> inclusive ``(lo, hi)`` runs of consecutive integers."""
+    """Sorted unique ints -> inclusive ``(lo, hi)`` runs of consecutive integers."""
     runs: list[tuple[int, int]] = []
     for v in values:
         if runs and v == runs[-1][1] + 1:
@@ -95,84 +170,209 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+def _allowed_runs(allowed_set: object, vmin: int, vmax: int) -> list[tuple[int, int]]:
+    """Sorted, disjoint, non-adjacent runs of the allowed values within ``[vmin, vmax]``."""
+    if isinstance(allowed_set, range):
+        return _range_runs(allowed_set, vmin, vmax)
+    return _runs(sorted({v for v in _int_values(allowed_set) if vmin <= v <= vmax}))
+
+
+# -- the public function -------------------------------------------------------------------
+
+
 def match_allowed_values(image_data: np.ndarray, allowed_set: Iterable[int] | int) -> np.ndarray:
     """Boolean array of the voxels whose value is in ``allowed_set``.
 
-    Correct for every integer (and bool) dtype and any set: empty, one value,
-    contiguous ranges, scattered values, values outside the dtype's range (they
-    never match). The input is never modified.
+    Exact for every integer dtype (``bool``, ``uint8`` ... ``uint64``, ``int8`` ...
+    ``int64``, either byte order) and any set: empty, one value, ranges, scattered
+    values. Values the dtype cannot hold (e.g. 256 or -1 for ``uint8``, or Python
+    ints of any size) never match; nothing wraps around. The strategy (compares,
+    lookup table, binary search) is chosen per call; see the module documentation.
+
+    Integral floats in the set (``2.0``, ``np.float32(3)``) are accepted as the
+    integers they equal, so labels read back from JSON or float arrays work;
+    ``True``/``False`` count as 1/0. Anything else that is not an integer raises.
 
     Args:
-        image_data: An integer or bool array of any shape (need not be contiguous).
-        allowed_set: The values to keep: an iterable of integers (set, list,
-            range, integer array) or a single integer.
+        image_data: Integer or bool label array of any shape, including 0-d; it may
+            be a non-contiguous view. It is never modified.
+        allowed_set: The values to keep: any iterable of integers (``set``, ``list``,
+            ``tuple``, ``range``, integer ``numpy`` array), possibly empty; a single
+            integer is accepted too.
 
     Returns:
-        A new boolean array of ``image_data``'s shape.
+        A new ``bool`` array with ``image_data``'s shape, True where the voxel's
+        value is in ``allowed_set``.
 
     Raises:
-        MaskValidationError: ``image_data`` is not an integer/bool array, or
-            ``allowed_set`` holds non-integers.
+        MaskValidationError: ``image_data`` is not an integer or bool array (e.g. a
+            float array), or ``allowed_set`` is not an iterable of integers or holds
+            a non-integral member (``1.5``, ``nan``, ``"a"``, ``None``).
 
     Example:
-        >>> lab = np.array([[[0, 1, 2, 3, 7]]], np.uint8)
-        >>> match_allowed_values(lab, {1, 2, 7, 300}).astype(int).tolist()
-        [[[0, 1, 1, 0, 1]]]
+        >>> lab = np.array([[0, 1, 2], [3, 7, 255]], np.uint8)
+        >>> match_allowed_values(lab, {1, 2, 7, 256, -1}).astype(int).tolist()
+        [[0, 1, 1], [0, 1, 0]]
+        >>> match_allowed_values(lab, range(2, 4)).astype(int).tolist()
+        [[0, 0, 1], [1, 0, 0]]
     """
     arr = np.asarray(image_data)
     kind = arr.dtype.kind
-    if kind not in "iub":
+    if kind not in "biu":
         raise MaskValidationError(
-            f"match_allowed_values needs an integer label array, got dtype {arr.dtype}"
+            f"match_allowed_values needs an integer or bool label array, got dtype {arr.dtype}"
+            + (" (cast label maps to an integer dtype first)" if kind == "f" else "")
         )
     if kind == "b":
         arr = arr.view(np.uint8)
+    elif not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     info = np.iinfo(arr.dtype)
-    values = sorted({v for v in _as_int_values(allowed_set) if info.min <= v <= info.max})
-    if not values:
+    vmin, vmax = int(info.min), int(info.max)
+    runs = _allowed_runs(allowed_set, vmin, vmax)
+    if not runs or arr.size == 0:
         return np.zeros(arr.shape, bool)
-    if len(values) == info.max - info.min + 1:
+    if runs[0] == (vmin, vmax):
         return np.ones(arr.shape, bool)
-    runs = _runs(values)
-    small = arr.dtype.itemsize <= 2
-    if len(runs) <= (MAX_RUNS_SMALL if small else MAX_RUNS):
-        return _match_runs(arr, runs)
-    if small:
-        return _match_lut(arr, values)
-    return np.isin(arr, np.array(values, dtype=arr.dtype))
+    if len(runs) == 1 and runs[0][0] == runs[0][1]:
+        return np.asarray(np.equal(arr, arr.dtype.type(runs[0][0])))
+
+    # Work on a C-contiguous 1-D view (F-ordered input: its transpose is C-ordered).
+    if arr.flags.c_contiguous:
+        src, flip = arr, False
+    elif arr.flags.f_contiguous:
+        src, flip = arr.T, True
+    else:
+        src, flip = np.ascontiguousarray(arr), False
+    flat = src.reshape(-1)
+    out = np.empty(flat.size, bool)
+    size = flat.dtype.itemsize
+    lo, hi = runs[0][0], runs[-1][1]
+    table_ok = size <= 2 or hi - lo <= min(MAX_TABLE_SPAN, max(flat.size, 1 << 16))
+    if table_ok:
+        compare = len(runs) * COMPARE_NS[size]
+        window = WINDOW_NS[size] + min(
+            GATHER_NS[size], _window_share(flat, lo, hi) * SPARSE_NS[size]
+        )
+        use_compares = compare <= window
+    else:
+        use_compares = len(runs) <= MAX_SEARCH_COMPARE_RUNS
+    if use_compares:
+        _match_compares(flat, runs, out)
+    elif table_ok:
+        _match_table(flat, runs, out)
+    else:
+        _match_search(flat, runs, out)
+    out = out.reshape(src.shape)
+    return out.T if flip else out
 
 
-def _match_runs(arr: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
-    """OR of one vectorised compare per run (``==`` for a single value)."""
-    bits = 8 * arr.dtype.itemsize
-    udt = np.dtype(f"u{arr.dtype.itemsize}")
-    view = (
-        arr.view(udt)
-        if arr.dtype != udt and arr.flags.c_contiguous
-        else arr.astype(udt, copy=False)
-    )
-    out = None
-    for lo, hi in runs:
-        if lo == hi:
-            hit = arr == arr.dtype.type(lo)
+# -- strategies (1-D contiguous native input, preallocated 1-D bool output) ------------------
+
+
+def _unsigned(flat: np.ndarray) -> tuple[np.ndarray, np.dtype, int]:
+    udt = np.dtype(f"u{flat.dtype.itemsize}")
+    return flat.view(udt), udt, (1 << (8 * udt.itemsize)) - 1
+
+
+def _block(flat: np.ndarray) -> int:
+    """Elements per block: a multiple of 64, so that every block but the last is even."""
+    return max(64, BLOCK_BYTES // flat.dtype.itemsize) & ~63
+
+
+def _window_share(flat: np.ndarray, lo: int, hi: int) -> float:
+    """Share of voxels inside ``[lo, hi]``, estimated from an evenly strided sample."""
+    sample = flat[:: max(1, flat.size // SAMPLE_SIZE)]
+    su, udt, mask = _unsigned(sample)
+    inside = np.subtract(su, udt.type(lo & mask)) <= udt.type(hi - lo)
+    return np.count_nonzero(inside) / max(1, inside.size)
+
+
+def _match_compares(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray) -> None:
+    """OR of one compare per run, block by block."""
+    fu, udt, mask = _unsigned(flat)
+    ops = [
+        (flat, flat.dtype.type(lo), None)
+        if lo == hi
+        else (fu, udt.type(lo & mask), udt.type(hi - lo))
+        for lo, hi in runs
+    ]
+    n = flat.size
+    step = min(n, _block(flat))
+    hit = np.empty(step, bool) if len(ops) > 1 else None
+    diff = np.empty(step, udt) if any(op[2] is not None for op in ops) else None
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        o = out[i:j]
+        for r, (a, lo, width) in enumerate(ops):
+            dst = o if r == 0 else hit[: j - i]
+            if width is None:
+                np.equal(a[i:j], lo, out=dst)
+            else:  # lo <= a <= hi  <=>  (a - lo) mod 2**bits <= hi - lo
+                d = diff[: j - i]
+                np.subtract(a[i:j], lo, out=d)
+                np.less_equal(d, width, out=dst)
+            if r:
+                np.logical_or(o, dst, out=o)
+
+
+def _match_table(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray) -> None:
+    """Lookup table indexed by the offset ``a - lo`` into the set's window."""
+    fu, udt, mask = _unsigned(flat)
+    lo, span = runs[0][0], runs[-1][1] - runs[0][0]
+    size = flat.dtype.itemsize
+    # table[d] is True iff lo + d is allowed; past the window it is False: 8/16-bit
+    # tables cover every offset, wider ones end with one False entry that
+    # take(mode="clip") maps every larger offset onto.
+    table = np.zeros(1 << (8 * size) if size <= 2 else span + 2, bool)
+    for a, b in runs:
+        table[a - lo : b - lo + 1] = True
+    n = flat.size
+    pairs = None
+    if size == 1 and n >= PAIR_TABLE_MIN_SIZE:
+        # two voxels per lookup: pairs[x] holds the answers for both bytes of x
+        t16 = table.astype(np.uint16)
+        pairs = ((t16[:, None] << 8) | t16[None, :]).reshape(-1)
+    lo_u, width = udt.type(lo & mask), udt.type(span)
+    past = udt.type(min(span + 1, mask))
+    mode = "clip" if size > 2 else "wrap"
+    sparse = GATHER_NS[size] / SPARSE_NS[size]  # share below which a block goes sparse
+    step = min(n, _block(flat))
+    diff = np.empty(step, udt)
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        m = j - i
+        d, o = diff[:m], out[i:j]
+        np.subtract(fu[i:j], lo_u, out=d)
+        probe = d[::BLOCK_PROBE_STRIDE]
+        if np.count_nonzero(probe <= width) <= sparse * probe.size:
+            # few voxels of the block inside the window (maybe none): settle them exactly
+            np.less_equal(d, width, out=o)
+            inside = np.count_nonzero(o)
+            if inside == 0:
+                continue
+            if inside < sparse * m:
+                idx = np.flatnonzero(o)
+                o[idx] = table.take(d.take(idx))
+                continue
+        if pairs is not None:
+            even = m & ~1
+            np.take(pairs, d[:even].view(np.uint16), out=o[:even].view(np.uint16), mode="wrap")
+            if m != even:
+                o[-1] = table[d[-1]]
         else:
-            # (a - lo) mod 2**bits <= hi - lo  <=>  lo <= a <= hi: one subtraction, one compare
-            tmp = np.subtract(view, udt.type(lo % (1 << bits)))
-            if udt.itemsize == 1:  # compare in place: one temporary instead of two
-                hit = np.less_equal(tmp, udt.type(hi - lo), out=tmp.view(bool))
-            else:
-                hit = tmp <= udt.type(hi - lo)
-        out = hit if out is None else np.logical_or(out, hit, out=out)
-    return out
+            if size == 8:  # uint64 offsets past intp's range would wrap to negatives
+                np.minimum(d, past, out=d)
+            np.take(table, d, out=o, mode=mode)
 
 
-def _match_lut(arr: np.ndarray, values: list[int]) -> np.ndarray:
-    """Boolean lookup table for 8/16-bit arrays, applied in cache-sized chunks."""
-    nbits = 8 * arr.dtype.itemsize
-    lut = np.zeros(1 << nbits, bool)
-    lut[np.array(values, dtype=np.int64) & ((1 << nbits) - 1)] = True  # two's complement for signed
-    flat = np.ascontiguousarray(arr).reshape(-1).view(np.dtype(f"u{arr.dtype.itemsize}"))
-    out = np.empty(flat.shape, bool)
-    for i in range(0, flat.size, LUT_CHUNK):
-        np.take(lut, flat[i : i + LUT_CHUNK], out=out[i : i + LUT_CHUNK])
-    return out.reshape(arr.shape)
+def _match_search(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray) -> None:
+    """Binary search of the runs: for sets too wide for a table (32/64-bit only)."""
+    starts = np.array([a for a, _ in runs], flat.dtype)
+    ends = np.array([b for _, b in runs], flat.dtype)
+    n = flat.size
+    step = min(n, _block(flat))
+    for i in range(0, n, step):
+        a = flat[i : i + step]
+        k = np.searchsorted(starts, a, side="right") - 1  # last run starting at or before a
+        np.logical_and(k >= 0, a <= ends.take(k, mode="clip"), out=out[i : i + step])
