@@ -4,113 +4,189 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from multiprocessing import util as mp_util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from medmask import MaskArchive
-from medmask.errors import MaskNotFoundError, close_matches
+from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
 
 from ._load import mask_meta
 from .transforms import to_metatensor
 
 __all__ = ["MaskArchiveDataset"]
 
+PathLike = str | os.PathLike
+
+
+def _close_all(cache: OrderedDict) -> None:
+    while cache:
+        with contextlib.suppress(Exception):
+            cache.popitem(last=False)[1].close()
+
+
+class _OpenArchives:
+    """The archives one process opened for one dataset; never crosses a fork or a pickle.
+
+    At most ``max_open`` stay open (least recently used dropped first). A dropped
+    archive is closed as soon as no thread is reading from it (CPython frees it, and
+    ``MaskArchive`` releases its file then); :meth:`close` and process exit close
+    what is left.
+    """
+
+    def __init__(self, max_open: int) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.cache: OrderedDict[int, MaskArchive] = OrderedDict()
+        self.max_open = max_open
+        # runs when this object is freed, or when a multiprocessing worker exits
+        mp_util.Finalize(self, _close_all, args=(self.cache,), exitpriority=0)
+
+    def get(self, a_idx: int, path: str) -> MaskArchive:
+        with self.lock:
+            ar = self.cache.get(a_idx)
+            if ar is not None:
+                self.cache.move_to_end(a_idx)
+                return ar
+        opened = MaskArchive(path)  # outside the lock: other threads keep reading meanwhile
+        with self.lock:
+            ar = self.cache.get(a_idx)
+            if ar is not None:  # another thread was quicker
+                opened.close()
+                self.cache.move_to_end(a_idx)
+                return ar
+            self.cache[a_idx] = opened
+            while len(self.cache) > self.max_open:
+                self.cache.popitem(last=False)
+        return opened
+
+    def close(self) -> None:
+        with self.lock:
+            _close_all(self.cache)
+
+
+def _archive_paths(archives: PathLike | Iterable[PathLike]) -> list[str]:
+    if isinstance(archives, str | os.PathLike):
+        p = Path(archives)
+        if p.is_dir():
+            found = sorted(p.glob("*.mska"))
+            if not found:
+                raise MaskValidationError(f"{p}: no .mska archive in this folder")
+            return [str(f) for f in found]
+        return [str(p)]
+    return [str(Path(a)) for a in archives]
+
 
 class MaskArchiveDataset(Dataset):
-    """A ``torch.utils.data.Dataset`` over the masks of one or many archives.
+    """A ``torch.utils.data.Dataset`` over the masks of one archive or many.
 
-    Item ``i`` is the ``i``-th ``(archive, mask)`` pair, archives in the order given
-    and masks in archive order, read by index-based random access. Building the
-    dataset reads only the archives' indexes.
+    Item ``i`` is the ``i``-th ``(archive, mask)`` pair: archives in the order given
+    and, inside each, masks in archive order (or in the order of ``names``), read by
+    index-based random access. Building the dataset reads only the archives'
+    indexes (about a millisecond per archive; nothing is decoded).
 
-    Each item is a dict ``{"mask": MetaTensor (1, x, y, z), "name": str, "archive":
-    str, "index": int}`` passed through ``transform`` when given. The mask is
-    ``uint8`` 0/1 for binary masks (or the stored labels of a multi-label entry) with
-    the RAS affine of its NIfTI origin.
+    Each item is a dict ``{key: MetaTensor (1, x, y, z), "name": str, "archive": str,
+    "index": int}`` (``index``: the mask's position in its archive), passed through
+    ``transform`` when one is given. The mask is ``uint8`` 0/1 for binary masks; an
+    entry holding several labels keeps its stored labels unless ``binary``. Its
+    ``affine`` is the RAS affine MONAI's ``LoadImage`` reports for the NIfTI it came
+    from; its meta has ``filename_or_obj`` (the archive) and ``mask_name``, and
+    nothing that differs in structure between masks, so MONAI's and torch's
+    collation batch masks of different names and archives.
 
-    Worker safety: the dataset holds paths, not open files; each process opens the
-    archives it needs lazily (at most ``max_open`` at a time, least recently used
-    closed first) and reopens them after a fork, so no file handle is shared across
-    processes. It pickles (for ``spawn`` workers) without its handles.
+    Worker safety: the dataset holds paths, not open files. Each process opens the
+    archives it needs lazily (at most ``max_open`` at a time) and notices a fork by
+    its process id, so no file handle is ever used across processes; pickling (for
+    ``spawn`` workers) leaves handles behind. Reads use ``os.pread``: threads of one
+    process may share the dataset. :meth:`close` (or a ``with`` block) closes what
+    the calling process opened; workers close theirs when they exit.
 
     Args:
-        archives: One path or a sequence of paths to ``.mska`` files.
-        names: Only these mask names (absent ones are skipped unless ``strict``).
+        archives: A ``.mska`` path, a folder (its ``*.mska``, sorted by name) or a
+            sequence of ``.mska`` paths.
+        names: Only these mask names, in this order (absent ones are skipped unless
+            ``strict``).
         transform: Applied to each item dict (e.g. a MONAI ``Compose``).
         key: Dict key of the mask.
+        binary: Return entries holding several labels as 0/1 (their non-zero voxels).
         strict: With ``names``, raise if an archive lacks one of them.
         max_open: Most archives kept open per process.
 
+    Raises:
+        MaskNotFoundError: ``strict`` and an archive lacks one of ``names``.
+        FileNotFoundError: An archive does not exist.
+        CorruptFileError: An archive's index is damaged.
+
     Example:
-        >>> ds = MaskArchiveDataset(sorted(Path("packed").glob("*.mska")), names=["liver"])  # doctest: +SKIP
-        >>> loader = DataLoader(ds, batch_size=2, num_workers=2)                              # doctest: +SKIP
+        >>> ds = MaskArchiveDataset("packed/", names=["liver", "spleen"])  # doctest: +SKIP
+        >>> loader = DataLoader(ds, batch_size=2, num_workers=2)           # doctest: +SKIP
     """
 
     def __init__(
         self,
-        archives: str | os.PathLike | Sequence[str | os.PathLike],
-        names: Iterable[str] | None = None,
-        transform: Callable | None = None,
+        archives: PathLike | Sequence[PathLike],
+        names: str | Iterable[str] | None = None,
+        transform: Callable[[dict], Any] | None = None,
         *,
         key: str = "mask",
+        binary: bool = False,
         strict: bool = False,
         max_open: int = 32,
     ) -> None:
-        if isinstance(archives, str | os.PathLike):
-            archives = [archives]
-        self.archives = [str(Path(a)) for a in archives]
+        self.archives = _archive_paths(archives)
         self.names = None if names is None else [names] if isinstance(names, str) else list(names)
         self.transform = transform
         self.key = key
+        self.binary = binary
         self.max_open = max(1, int(max_open))
+        #: ``(archive position, mask position, mask name)`` of every item, in order.
         self.items: list[tuple[int, int, str]] = []
         for a_idx, path in enumerate(self.archives):
             with MaskArchive(path) as ar:
                 stored = ar.all_names()
-                if self.names is None:
-                    self.items.extend((a_idx, i, n) for i, n in enumerate(stored))
-                    continue
-                positions = {n: i for i, n in enumerate(stored)}
-                for n in self.names:
-                    if n in positions:
-                        self.items.append((a_idx, positions[n], n))
-                    elif strict:
-                        raise MaskNotFoundError(
-                            f"{path}: no mask named {n!r}" + close_matches(n, stored)
-                        )
-        self._handles: OrderedDict[int, MaskArchive] = OrderedDict()
-        self._pid = os.getpid()
+            if self.names is None:
+                self.items.extend((a_idx, i, n) for i, n in enumerate(stored))
+                continue
+            positions = {n: i for i, n in enumerate(stored)}
+            for n in self.names:
+                if n in positions:
+                    self.items.append((a_idx, positions[n], n))
+                elif strict:
+                    raise MaskNotFoundError(
+                        f"{path}: no mask named {n!r}" + close_matches(n, stored)
+                    )
+        self._open: _OpenArchives | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _archive(self, a_idx: int) -> MaskArchive:
-        if self._pid != os.getpid():  # forked: never use the parent's descriptors
-            self._handles = OrderedDict()
-            self._pid = os.getpid()
-        ar = self._handles.get(a_idx)
-        if ar is None:
-            ar = MaskArchive(self.archives[a_idx])
-            self._handles[a_idx] = ar
-            while len(self._handles) > self.max_open:
-                self._handles.popitem(last=False)[1].close()
-        else:
-            self._handles.move_to_end(a_idx)
-        return ar
+        opened = self._open
+        if opened is None or opened.pid != os.getpid():  # first use here, or a forked child
+            opened = self._open = _OpenArchives(self.max_open)
+        return opened.get(a_idx, self.archives[a_idx])
 
-    def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} masks")
-        a_idx, pos, name = self.items[i]
+    def __getitem__(self, i: int) -> Any:
+        n = len(self.items)
+        if not isinstance(i, int | np.integer) or isinstance(i, bool):
+            raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} masks")
+        a_idx, pos, name = self.items[int(i)]
         ar = self._archive(a_idx)
         array = ar.read_array(pos)
         if array.dtype == np.bool_:
             array = array.view(np.uint8)
-        meta = mask_meta(self.archives[a_idx], ar.space, {name: 1}, "labelmap")
+        elif self.binary:
+            array = (array != 0).view(np.uint8)
+        meta = mask_meta(self.archives[a_idx], ar.space, None, "labelmap")
+        meta["mask_name"] = name
         item = {
             self.key: to_metatensor(array[None].transpose(0, 3, 2, 1), meta),
             "name": name,
@@ -119,21 +195,31 @@ class MaskArchiveDataset(Dataset):
         }
         return self.transform(item) if self.transform is not None else item
 
+    @property
+    def _handles(self) -> dict[int, MaskArchive]:
+        """``{archive position: open archive}`` of the calling process (a snapshot)."""
+        opened = self._open
+        if opened is None or opened.pid != os.getpid():
+            return {}
+        with opened.lock:
+            return dict(opened.cache)
+
     def close(self) -> None:
-        """Close the archives this process opened."""
-        if self._pid == os.getpid():
-            for ar in self._handles.values():
-                ar.close()
-        self._handles = OrderedDict()
+        """Close the archives the calling process opened (they reopen on the next read)."""
+        opened, self._open = self._open, None
+        if opened is not None and opened.pid == os.getpid():
+            opened.close()
+
+    def __enter__(self) -> MaskArchiveDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_handles"] = OrderedDict()  # never ship open files to another process
+        state["_open"] = None  # never ship open files (or a lock) to another process
         return state
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown
-            self.close()
 
     def __repr__(self) -> str:
         return f"MaskArchiveDataset({len(self.archives)} archives, {len(self)} masks)"
