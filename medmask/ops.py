@@ -328,25 +328,28 @@ def _match_table(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray)
     for a, b in runs:
         table[a - lo : b - lo + 1] = True
     n = flat.size
+    lo_u, width = udt.type(lo & mask), udt.type(span)
+    # 8/16-bit: dense blocks index a table by the raw (unsigned) value, no subtraction
+    raw = np.roll(table, lo & mask) if size <= 2 else None
     pairs = None
     if size == 1 and n >= PAIR_TABLE_MIN_SIZE:
         # two voxels per lookup: pairs[x] holds the answers for both bytes of x
-        t16 = table.astype(np.uint16)
+        t16 = raw.astype(np.uint16)
         pairs = ((t16[:, None] << 8) | t16[None, :]).reshape(-1)
-    lo_u, width = udt.type(lo & mask), udt.type(span)
     past = udt.type(min(span + 1, mask))
-    mode = "clip" if size > 2 else "wrap"
     sparse = GATHER_NS[size] / SPARSE_NS[size]  # share below which a block goes sparse
     step = min(n, _block(flat))
     diff = np.empty(step, udt)
     for i in range(0, n, step):
         j = min(i + step, n)
         m = j - i
-        d, o = diff[:m], out[i:j]
-        np.subtract(fu[i:j], lo_u, out=d)
-        probe = d[::BLOCK_PROBE_STRIDE]
+        a, o = fu[i:j], out[i:j]
+        d = None
+        probe = np.subtract(a[::BLOCK_PROBE_STRIDE], lo_u)
         if np.count_nonzero(probe <= width) <= sparse * probe.size:
             # few voxels of the block inside the window (maybe none): settle them exactly
+            d = diff[:m]
+            np.subtract(a, lo_u, out=d)
             np.less_equal(d, width, out=o)
             inside = np.count_nonzero(o)
             if inside == 0:
@@ -357,13 +360,18 @@ def _match_table(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray)
                 continue
         if pairs is not None:
             even = m & ~1
-            np.take(pairs, d[:even].view(np.uint16), out=o[:even].view(np.uint16), mode="wrap")
+            np.take(pairs, a[:even].view(np.uint16), out=o[:even].view(np.uint16), mode="wrap")
             if m != even:
-                o[-1] = table[d[-1]]
+                o[-1] = raw[a[-1]]
+        elif raw is not None:
+            np.take(raw, a, out=o, mode="wrap")
         else:
+            if d is None:
+                d = diff[:m]
+                np.subtract(a, lo_u, out=d)
             if size == 8:  # uint64 offsets past intp's range would wrap to negatives
                 np.minimum(d, past, out=d)
-            np.take(table, d, out=o, mode=mode)
+            np.take(table, d, out=o, mode="clip")
 
 
 def _match_search(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray) -> None:

@@ -246,6 +246,12 @@ def test_bool_maps_and_other_layouts():
     np.testing.assert_array_equal(
         match_allowed_values(unaligned, values), reference(unaligned, values)
     )
+    odd = np.arange(1002, dtype=np.uint16).astype(np.uint8)[1:]  # odd address
+    assert odd.ctypes.data % 2 == 1
+    for strategy in ("table-dense", "auto"):
+        np.testing.assert_array_equal(
+            call(odd, values, strategy, small_blocks=True), reference(odd, values)
+        )
     # plain Python sequences work as arrays
     assert match_allowed_values([[1, 2], [3, 4]], {2, 3}).tolist() == [[False, True], [True, False]]
 
