@@ -48,10 +48,10 @@ __all__ = ["match_allowed_values", "smallest_uint_dtype"]
 #: ``benchmarks/bench_match.py``); :func:`match_allowed_values` compares
 #: ``runs * COMPARE`` with ``WINDOW + min(GATHER, share * SPARSE)``, the share of voxels
 #: inside the window being estimated from a sample of the array.
-COMPARE_NS = {1: 0.032, 2: 0.042, 4: 0.075, 8: 0.12}
-WINDOW_NS = {1: 0.08, 2: 0.17, 4: 0.28, 8: 0.53}
-GATHER_NS = {1: 0.17, 2: 0.33, 4: 0.45, 8: 0.66}
-SPARSE_NS = {1: 4.3, 2: 4.2, 4: 4.5, 8: 4.6}
+COMPARE_NS = {1: 0.032, 2: 0.04, 4: 0.072, 8: 0.118}
+WINDOW_NS = {1: 0.065, 2: 0.12, 4: 0.35, 8: 0.6}
+GATHER_NS = {1: 0.19, 2: 0.4, 4: 0.49, 8: 0.72}
+SPARSE_NS = {1: 5.0, 2: 5.2, 4: 5.5, 8: 5.9}
 #: Voxels sampled (evenly strided) to estimate the share inside the window.
 SAMPLE_SIZE = 2048
 #: Beyond this many runs, sets too wide for a table use a binary search, not compares.
@@ -350,10 +350,11 @@ def _match_table(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray)
             # few voxels of the block inside the window (maybe none): settle them exactly
             d = diff[:m]
             np.subtract(a, lo_u, out=d)
+            if np.minimum.reduce(d) > width:  # none inside: cheaper than compare + count
+                o.fill(False)
+                continue
             np.less_equal(d, width, out=o)
             inside = np.count_nonzero(o)
-            if inside == 0:
-                continue
             if inside < sparse * m:
                 idx = np.flatnonzero(o)
                 o[idx] = table.take(d.take(idx))
