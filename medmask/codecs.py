@@ -320,17 +320,26 @@ class ZstdCodec(Codec):
 class BitZstdCodec(Codec):
     """The version-2 blob (codec id 1, name ``"bitzstd"``, the default).
 
-    The payload is one zstd frame (with content size) of the array transposed
-    to ``(x, y, z)`` C order: ``numpy.packbits`` (big-endian bit order) of it
-    for bool arrays, the raw little-endian bytes otherwise. Dtype and shape are
-    not in the blob; the file's index records them.
+    The array handed over is the mask's bounding box, ``(z, y, x)`` C order. The
+    payload is one zstd frame (with content size) of:
+
+    * bool: every ``x`` row packed on its own (``numpy.packbits(box, axis=2)``,
+      big-endian bit order, each row zero-padded to whole bytes), i.e.
+      ``Z * Y * ceil(X / 8)`` bytes;
+    * integers: the raw little-endian bytes of the box.
+
+    Dtype and box shape are not in the blob; the file's index records them.
+
+    Why rows: with each row starting on a byte boundary, identical rows are
+    identical bytes, which zstd matches; packing the flattened box instead shifts
+    every row by ``X mod 8`` bits. On the 117 TotalSegmentator masks the row layout
+    is 24% smaller than flat packing (35.3 kB against 46.5 kB at level 19) and it
+    decodes straight into ``(z, y, x)`` memory (no transpose).
 
     Args:
-        level: zstd level for boolean masks. 19 was chosen by measurement on
-            TotalSegmentator masks (about 7% smaller than level 15 at ~3x the
-            encode time, decode speed unchanged).
-        label_level: zstd level for multi-label arrays (larger and slower to
-            compress at high levels).
+        level: zstd level for boolean masks (19, chosen by measurement: 7% smaller
+            than level 15, encode ~0.17 s for a whole TotalSegmentator case).
+        label_level: zstd level for multi-label arrays (bigger, slower to compress).
     """
 
     codec_id = 1
@@ -343,15 +352,24 @@ class BitZstdCodec(Codec):
         self.level = level
         self.label_level = label_level
 
+    @staticmethod
+    def payload_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+        """Size of the decompressed payload of a box of ``shape`` and ``dtype``."""
+        z, y, x = shape
+        if np.dtype(dtype) == np.bool_:
+            return z * y * ((x + 7) // 8)
+        return z * y * x * np.dtype(dtype).itemsize
+
     def encode(self, array: np.ndarray) -> bytes:
         if array.dtype not in MASK_DTYPES.values():
             raise MaskValidationError(f"cannot encode dtype {array.dtype}")
-        arr = np.ascontiguousarray(array.transpose(2, 1, 0))
-        if arr.dtype == np.bool_:
-            payload = np.packbits(arr.reshape(-1)).tobytes()
+        if array.ndim != 3:
+            raise MaskValidationError(f"cannot encode a {array.ndim}-D array")
+        if array.dtype == np.bool_:
+            payload = np.packbits(array, axis=2).tobytes()
             level = self.level
         else:
-            payload = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            payload = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
             level = self.label_level
         return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(payload)
 
@@ -370,39 +388,21 @@ class BitZstdCodec(Codec):
         dtype = np.dtype(dtype)
         shape = tuple(int(s) for s in shape)
         check_shape(shape, path=path, mask=mask, field="bbox")
-        raw = _zstd_decompress(blob, raw_nbytes(dtype, shape), path=path, mask=mask)
-        xyz = shape[::-1]
-        if out is not None:
-            return self._decode_into(raw, dtype, xyz, out)
-        if dtype == np.bool_:
-            flat = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=math.prod(shape))
-            arr = flat.view(bool).reshape(xyz)
-        else:
-            arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(xyz)
-        return arr.transpose(2, 1, 0)
-
-    @staticmethod
-    def _decode_into(
-        raw: bytes, dtype: np.dtype, xyz: tuple[int, ...], out: np.ndarray
-    ) -> np.ndarray:
-        """Write the decoded region into ``out`` (a ``(z, y, x)`` view) slab by slab.
-
-        Bits are unpacked a group of ``x`` slabs at a time, so the temporary buffer
-        stays small (256 Ki bits; peak memory ~1.0-1.2x the output, not 2x).
-        """
-        target = out.transpose(2, 1, 0)  # (x, y, z) view of the caller's array
+        raw = _zstd_decompress(blob, self.payload_nbytes(dtype, shape), path=path, mask=mask)
         if dtype != np.bool_:
-            target[...] = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(xyz)
+            arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+            if out is None:
+                return arr.astype(dtype)  # native byte order, writable
+            out[...] = arr
             return out
-        nx, plane = xyz[0], xyz[1] * xyz[2]
-        unit = 8 // math.gcd(plane, 8)  # slabs per byte-aligned group
-        step = max(unit, (max(1, (1 << 18) // max(plane, 1)) // unit) * unit)  # ~4 MiB of bits
-        packed = np.frombuffer(raw, dtype=np.uint8)
-        for x0 in range(0, nx, step):
-            x1 = min(nx, x0 + step)
-            b0, nbits = x0 * plane // 8, (x1 - x0) * plane
-            bits = np.unpackbits(packed[b0 : b0 + (nbits + 7) // 8], count=nbits)
-            target[x0:x1] = bits.view(bool).reshape(x1 - x0, xyz[1], xyz[2])
+        z, y, x = shape
+        packed = np.frombuffer(raw, dtype=np.uint8).reshape(z, y, (x + 7) // 8)
+        if out is None:
+            return np.unpackbits(packed, axis=2, count=x).view(bool)
+        # unpack a few z slices at a time: the temporary stays ~256 Ki voxels
+        step = max(1, (1 << 18) // max(1, y * x))
+        for z0 in range(0, z, step):
+            out[z0 : z0 + step] = np.unpackbits(packed[z0 : z0 + step], axis=2, count=x).view(bool)
         return out
 
 

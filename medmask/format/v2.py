@@ -157,7 +157,8 @@ def _entry_from_row(
         # index is read. The codec checks it too, but only once the blob is decoded, and
         # MaskArchive.read_array allocates the full volume before that: a 100-byte blob whose
         # row declares a 2048**3 box in a 2048**3 space made it allocate 8 GiB first.
-        need = raw_nbytes(np_dtype, (box[1] - box[0], box[3] - box[2], box[5] - box[4]))
+        box_shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
+        need = getattr(codec, "payload_nbytes", raw_nbytes)(np_dtype, box_shape)
         if need > max(length, 64) * MAX_EXPANSION:
             raise _bad(
                 f"a blob of {length} bytes cannot hold the {need} bytes its bbox {bbox} declares "
