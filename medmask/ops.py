@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import MaskValidationError
 
-__all__ = ["match_allowed_values", "smallest_uint_dtype"]
+__all__ = ["match_allowed_values", "smallest_uint_dtype", "value_runs"]
 
 #: Estimated cost, in nanoseconds per voxel and by itemsize, of: one compare per run;
 #: the table path's window test (``a - lo <= hi - lo``, counted per block); its gather
@@ -159,8 +159,13 @@ def _range_runs(r: range, vmin: int, vmax: int) -> list[tuple[int, int]]:
     return [(v, v) for v in r[i0:i1]]
 
 
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    """Sorted unique ints -> inclusive ``(lo, hi)`` runs of consecutive integers."""
+def value_runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted unique ints -> inclusive ``(lo, hi)`` runs of consecutive integers.
+
+    Example:
+        >>> value_runs([1, 2, 3, 7, 9, 10])
+        [(1, 3), (7, 7), (9, 10)]
+    """
     runs: list[tuple[int, int]] = []
     for v in values:
         if runs and v == runs[-1][1] + 1:
@@ -174,7 +179,7 @@ def _allowed_runs(allowed_set: object, vmin: int, vmax: int) -> list[tuple[int, 
     """Sorted, disjoint, non-adjacent runs of the allowed values within ``[vmin, vmax]``."""
     if isinstance(allowed_set, range):
         return _range_runs(allowed_set, vmin, vmax)
-    return _runs(sorted({v for v in _int_values(allowed_set) if vmin <= v <= vmax}))
+    return value_runs(sorted({v for v in _int_values(allowed_set) if vmin <= v <= vmax}))
 
 
 # -- the public function -------------------------------------------------------------------

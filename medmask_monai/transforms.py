@@ -18,7 +18,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from medmask.errors import MaskValidationError
-from medmask.ops import match_allowed_values, smallest_uint_dtype
+from medmask.ops import match_allowed_values, smallest_uint_dtype, value_runs
 
 from ._load import Names, as_numpy_dtype, check_options, load_mask_array
 
@@ -156,16 +156,6 @@ def _torch_dtype(dt: np.dtype) -> torch.dtype:
     return torch.from_numpy(np.empty(0, dt)).dtype
 
 
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for v in values:
-        if runs and v == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], v)
-        else:
-            runs.append((v, v))
-    return runs
-
-
 class SelectLabels(Transform):
     """Keep (and optionally remap) a set of labels of a label map; other voxels become 0.
 
@@ -290,7 +280,7 @@ class SelectLabels(Transform):
                         hit |= work == old
                 out.masked_fill_(hit, new)
             return out.to(out_dtype)
-        runs = _runs([v for v in self.labels if info[0] <= v <= info[1]])
+        runs = value_runs([v for v in self.labels if info[0] <= v <= info[1]])
         if not runs:
             sel = torch.zeros(t.shape, dtype=torch.bool, device=dev)
         elif len(runs) <= 8:
