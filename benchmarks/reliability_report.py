@@ -161,7 +161,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
         if (REPO / "tests" / "fuzz" / "fuzz_readers.py").exists():
             fz["fuzz_readers.py"] = fuzzrun.run(
                 "fuzz_readers.py", work / "fuzz-readers", f"-max_total_time={secs}", "-seed=1",
-                seeds=REPO / "tests" / "fuzz" / "corpus",
+                seeds=REPO / "tests" / "fixtures" / "fuzz_corpus",
             )  # fmt: skip
     except ImportError as exc:
         fz["skipped"] = str(exc)
@@ -171,7 +171,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     fig["fuzz"] = fz
 
     print("crasher fixtures ...", flush=True)
-    crashers = sorted(p for p in (REPO / "tests" / "fuzz" / "crashers").iterdir() if p.is_file())
+    crashers = sorted(p for p in (REPO / "tests" / "fixtures" / "crashers").iterdir() if p.is_file())
     bad = []
     with C.Worker() as w:
         for p in crashers:
@@ -478,7 +478,7 @@ def render(fig: dict) -> str:
     a(
         "`tests/fuzz/fuzz_readers.py` reads the raw bytes. Both run with a 3 GiB address-space cap and a"
     )
-    a("10 s timeout per input. Longer runs (findings go to `tests/fuzz/crashers/` once fixed):")
+    a("10 s timeout per input. Longer runs (findings go to `tests/fixtures/crashers/` once fixed):")
     a("")
     a("```sh")
     a(
@@ -488,7 +488,7 @@ def render(fig: dict) -> str:
         ".venv/bin/python tests/fuzz/fuzz_forged.py /tmp/forged -max_total_time=3600 -timeout=10 -rss_limit_mb=3072 -artifact_prefix=/tmp/forged-"
     )
     a(
-        ".venv/bin/python tests/fuzz/fuzz_readers.py tests/fuzz/corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024"
+        ".venv/bin/python tests/fuzz/fuzz_readers.py tests/fixtures/fuzz_corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024"
     )
     a(
         ".venv/bin/python benchmarks/reliability_report.py --fuzz-seconds 3600 --random 3000   # everything, longer"
@@ -497,7 +497,7 @@ def render(fig: dict) -> str:
     a("```")
     a("")
     a(
-        f"`tests/fuzz/crashers/` holds {fig['crashers']['files']} inputs that once broke a reader; every one is"
+        f"`tests/fixtures/crashers/` holds {fig['crashers']['files']} inputs that once broke a reader; every one is"
     )
     a("replayed in the test suite (as is and with forged checksums) and here: "
       + ("all rejected." if not fig["crashers"]["problems"] else f"{len(fig['crashers']['problems'])} not rejected!"))  # fmt: skip

@@ -16,7 +16,9 @@ from medmask.errors import CorruptFileError
 FUZZ = Path(__file__).parent / "fuzz"
 
 
-@pytest.mark.parametrize("crasher", sorted((FUZZ / "crashers").iterdir()), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "crasher", sorted((FUZZ.parent / "fixtures" / "crashers").iterdir()), ids=lambda p: p.name
+)
 def test_crashers_now_raise_corrupt_file_error(crasher):
     with pytest.raises(CorruptFileError):
         campaign.read_everything(crasher)
@@ -25,7 +27,7 @@ def test_crashers_now_raise_corrupt_file_error(crasher):
 def run_fuzzer(tmp_path: Path, runs: int) -> dict:
     pytest.importorskip("atheris")
     corpus = tmp_path / "corpus"
-    shutil.copytree(FUZZ / "corpus", corpus)
+    shutil.copytree(FUZZ.parent / "fixtures" / "fuzz_corpus", corpus)
     proc = subprocess.run(
         [
             sys.executable,

@@ -35,7 +35,7 @@ def test_forged_fuzzer_long(tmp_path):
 def test_crashers_replay_through_the_forging_harness():
     """Each crasher, as it is and with its checksums forged, must read or raise
     CorruptFileError (the harness raises anything else)."""
-    files = sorted(p for p in (FUZZ / "crashers").iterdir() if p.is_file())
+    files = sorted(p for p in (FUZZ.parent / "fixtures" / "crashers").iterdir() if p.is_file())
     inputs = [bytes([mode]) + p.read_bytes() for p in files for mode in (0, 1)]
     proc = subprocess.run(
         [sys.executable, "-c", _REPLAY], input=b"".join(len(i).to_bytes(8, "little") + i for i in inputs),

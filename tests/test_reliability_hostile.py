@@ -188,10 +188,10 @@ def test_mode_a_refuses_a_corrupt_archive_and_leaves_it(samples, tmp_path):
 
 
 def test_every_crasher_fixture_is_rejected_under_the_contract():
-    """Every input that ever broke a reader (tests/fuzz/crashers/, from this sweep, the
+    """Every input that ever broke a reader (tests/fixtures/crashers/, from this sweep, the
     fuzzers and the campaign) is rejected, within the time and memory bounds, and
     mode 'a' refuses it without touching it."""
-    folder = C.TESTS_DIR / "fuzz" / "crashers"
+    folder = C.TESTS_DIR / "fixtures" / "crashers"
     files = sorted(p for p in folder.iterdir() if p.is_file())
     assert any(p.name.startswith("sweep_") for p in files)
     with C.Worker() as w:

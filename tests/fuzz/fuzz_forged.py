@@ -16,7 +16,7 @@ Short run (the test suite does this)::
 
     .venv/bin/python tests/fuzz/fuzz_forged.py -runs=3000 -seed=1 CORPUS_DIR
 
-Long run (manual; copy the findings into tests/fuzz/crashers/ after fixing them)::
+Long run (manual; copy the findings into tests/fixtures/crashers/ after fixing them)::
 
     mkdir -p /tmp/forged && .venv/bin/python tests/fuzz/fuzz_forged.py --make-corpus /tmp/forged
     .venv/bin/python tests/fuzz/fuzz_forged.py /tmp/forged -max_total_time=3600 -timeout=10 \\

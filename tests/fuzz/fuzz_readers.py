@@ -3,11 +3,11 @@
 Any input must either read (every mask) or raise ``CorruptFileError``; anything else
 (another exception, a hang, a crash) is a finding. Short run (in the test suite)::
 
-    .venv/bin/python tests/fuzz/fuzz_readers.py tests/fuzz/corpus -runs=2000
+    .venv/bin/python tests/fuzz/fuzz_readers.py tests/fixtures/fuzz_corpus -runs=2000
 
-Long run (manual; findings land in ./crash-*; copy them to tests/fuzz/crashers/)::
+Long run (manual; findings land in ./crash-*; copy them to tests/fixtures/crashers/)::
 
-    .venv/bin/python tests/fuzz/fuzz_readers.py tests/fuzz/corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024
+    .venv/bin/python tests/fuzz/fuzz_readers.py tests/fixtures/fuzz_corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024
 
 ``--make-corpus DIR`` writes seed files (one of each kind and version) into DIR.
 """

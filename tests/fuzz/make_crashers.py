@@ -1,8 +1,8 @@
-"""Write the inputs with which the reliability sweep found bugs into ``crashers/``.
+"""Write the inputs with which the reliability sweep found bugs into ``tests/fixtures/crashers/``.
 
 Each file made a reader raise something other than ``CorruptFileError`` or allocate
 far beyond its size before the fix named in its docstring entry below. The test suite
-replays every file in ``crashers/`` (``tests/test_fuzz.py``, ``tests/test_reliability_fuzz.py``).
+replays every file in ``tests/fixtures/crashers/`` (``tests/test_fuzz.py``, ``tests/test_reliability_fuzz.py``).
 
     .venv/bin/python -m fuzz.make_crashers      (from tests/, or with tests/ on PYTHONPATH)
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import samples as S
 
-HERE = Path(__file__).resolve().parent / "crashers"
+HERE = Path(__file__).resolve().parents[1] / "fixtures" / "crashers"
 
 
 def crashers() -> dict[str, bytes]:
