@@ -71,14 +71,6 @@ MAX_EXPANSION = 40_000
 DEFAULT_CODEC = "bitzstd"
 
 
-def raw_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
-    """Bytes of the uncompressed payload: packed bits for bool, raw bytes otherwise."""
-    n = math.prod(shape)
-    if dtype == np.bool_:
-        return (n + 7) // 8
-    return n * dtype.itemsize
-
-
 def _zstd_decompress(
     payload: bytes | memoryview,
     expected: int,
@@ -191,6 +183,19 @@ class Codec(ABC):
     codec_id: ClassVar[int]
     name: ClassVar[str]
     format_version: ClassVar[int]
+
+    @staticmethod
+    def payload_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+        """Size of the decompressed payload for an array of ``dtype`` and ``shape``.
+
+        Default: the flattened array, bit-packed when boolean (``ceil(n / 8)`` bytes),
+        raw bytes otherwise. Readers check a blob's declared size against it before
+        allocating anything.
+        """
+        n = math.prod(shape)
+        if np.dtype(dtype) == np.bool_:
+            return (n + 7) // 8
+        return n * np.dtype(dtype).itemsize
 
     @abstractmethod
     def encode(self, array: np.ndarray) -> bytes:
@@ -309,7 +314,7 @@ class ZstdCodec(Codec):
             )
         start = 3 + dlen + 8 * ndim
         raw = _zstd_decompress(
-            buf[start:], raw_nbytes(stored_dtype, stored_shape), path=path, mask=mask
+            buf[start:], self.payload_nbytes(stored_dtype, stored_shape), path=path, mask=mask
         )
         if flag == 1:
             bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=math.prod(stored_shape))

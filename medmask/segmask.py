@@ -107,7 +107,7 @@ class SegmentationMask:
     ) -> None:
         self._array = normalize_mask_array(mask_array, copy=copy)
         if isinstance(mapping, LabelMapping):
-            self._mapping = mapping.copy() if copy else mapping
+            self._mapping = mapping.copy()  # always: masks never share a mutable mapping
         else:
             self._mapping = LabelMapping(mapping)
         self._space = coerce_space(space, self._array.shape)

@@ -24,6 +24,7 @@ from .format import Entry, bbox_slices, open_archive, read_msk, sniff, v1, v2
 from .format._io import (
     BBox,
     atomic_temp,
+    crop_to_bbox,
     fsync_dir,
     lock_exclusive,
     make_temp,
@@ -502,11 +503,7 @@ class MaskArchive:
         """
         _, entry = self._entry(key)
         if self._backend.version == 1:
-            from .format._io import bounding_box
-
-            full = self._backend.read_box(entry)
-            box = bounding_box(full)
-            return (full[bbox_slices(box)].copy() if box else full[:0, :0, :0]), box
+            return crop_to_bbox(self._backend.read_box(entry))
         if entry.bbox is None:
             return np.zeros((0, 0, 0), entry.dtype), None
         return np.ascontiguousarray(self._backend.read_box(entry)), entry.bbox
@@ -543,7 +540,7 @@ class MaskArchive:
     def read_all_mapping(self) -> dict[str, LabelMapping]:
         """``{mask name: its LabelMapping}`` for every mask, in insertion order."""
         self._check_open()
-        return {e.name: e.mapping(self.path) for e in self._entries}
+        return {e.name: e.mapping(self.path).copy() for e in self._entries}
 
     def read_all_masks(self) -> dict[str, SegmentationMask]:
         """Every mask, ``{name: SegmentationMask}`` in insertion order."""

@@ -383,3 +383,18 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 
     for name in ("w.mska", "a.mska", "m.msk", "v1.msk"):
         assert (tmp_path / name).stat().st_mode & 0o777 == FILE_MODE, name
+
+
+def test_editing_a_loaded_mask_does_not_change_the_archive(tmp_path):
+    """A loaded mask owns its mapping: add_label on it, or on read_all_mapping's result,
+    never changes what the open archive reports."""
+    with MaskArchive(tmp_path / "a.mska", "w") as ar:
+        ar.add_segmask(SegmentationMask(np.zeros(SHAPE, np.uint8), {"a": 1}), "x")
+    with MaskArchive(tmp_path / "a.mska") as ar:
+        m = ar["x"]
+        region = np.zeros(SHAPE, bool)
+        region[0] = True
+        m.add_label(region, 2, "b")
+        ar.read_all_mapping()["x"]["c"] = 3
+        assert ar["x"].mapping == {"a": 1}
+        assert ar.read_all_mapping()["x"] == {"a": 1}

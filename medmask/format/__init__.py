@@ -17,7 +17,7 @@ from ..errors import CorruptFileError, UnsupportedFormatError
 from ..mapping import LabelMapping
 from ..spaces import Space
 from . import v1, v2
-from ._io import BBox, atomic_temp, file_size
+from ._io import BBox, atomic_temp, crop_to_bbox, file_size
 from .base import Entry, bbox_slices
 
 __all__ = [
@@ -106,16 +106,8 @@ def read_msk(
         if major == 1:
             array, mapping, space = v1.decode_msk(fd, path, _header(fd, path, v1.MSK_HEADER.size))
             if cropped:
-                from ._io import bounding_box
-
-                box = bounding_box(array)
-                return (
-                    (array[bbox_slices(box)].copy() if box else array[:0, :0, :0]),
-                    mapping,
-                    space,
-                    box,
-                    1,
-                )
+                crop, box = crop_to_bbox(array)
+                return crop, mapping, space, box, 1
             return array, mapping, space, None, 1
         entry, space, box_arr = v2.decode_msk(fd, path, _header(fd, path, v2.MSK_HEADER.size))
         mapping = entry.mapping(path)

@@ -27,6 +27,7 @@ __all__ = [
     "lock_exclusive",
     "open_locked",
     "bounding_box",
+    "crop_to_bbox",
     "BBox",
 ]
 
@@ -214,3 +215,12 @@ def bounding_box(array: np.ndarray) -> BBox | None:
     ys = np.flatnonzero(sub.any(axis=(0, 2)))
     xs = np.flatnonzero(sub.any(axis=(0, 1)))
     return z0, z1, int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+
+
+def crop_to_bbox(array: np.ndarray) -> tuple[np.ndarray, BBox | None]:
+    """``(copy of the bounding-box region, bbox)``; ``((0, 0, 0) array, None)`` when empty."""
+    box = bounding_box(array)
+    if box is None:
+        return array[:0, :0, :0].copy(), None
+    z0, z1, y0, y1, x0, x1 = box
+    return array[z0:z1, y0:y1, x0:x1].copy(), box

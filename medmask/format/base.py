@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,9 +98,3 @@ class Entry:
             return None
         z0, z1, y0, y1, x0, x1 = self.bbox
         return z1 - z0, y1 - y0, x1 - x0
-
-    @property
-    def box_voxels(self) -> int:
-        """Number of voxels in the stored region."""
-        shape = self.box_shape
-        return 0 if shape is None else math.prod(shape)

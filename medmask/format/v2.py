@@ -36,7 +36,6 @@ from ..codecs import (
     check_dtype,
     codec_by_id,
     decompress_bounded,
-    raw_nbytes,
 )
 from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
 from ..mapping import LabelMapping
@@ -158,7 +157,7 @@ def _entry_from_row(
         # MaskArchive.read_array allocates the full volume before that: a 100-byte blob whose
         # row declares a 2048**3 box in a 2048**3 space made it allocate 8 GiB first.
         box_shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
-        need = getattr(codec, "payload_nbytes", raw_nbytes)(np_dtype, box_shape)
+        need = codec.payload_nbytes(np_dtype, box_shape)
         if need > max(length, 64) * MAX_EXPANSION:
             raise _bad(
                 f"a blob of {length} bytes cannot hold the {need} bytes its bbox {bbox} declares "
