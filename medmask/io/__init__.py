@@ -1,0 +1,22 @@
+"""Where bytes come from and go to: local files and URLs (fsspec).
+
+Every reader of ``.msk`` / ``.mska`` files reads through a :class:`ByteSource`
+(:mod:`medmask.io.source`), so the same parsing code serves a local file (``os.pread``)
+and an object in a bucket (byte-range requests through fsspec, :mod:`medmask.io.remote`).
+:mod:`medmask.io.names` says what a path or URL is by its name.
+"""
+
+from __future__ import annotations
+
+from .names import expect_name, format_from_name, is_url, split_suffix
+from .source import ByteSource, LocalFileSource, open_source
+
+__all__ = [
+    "ByteSource",
+    "LocalFileSource",
+    "open_source",
+    "is_url",
+    "format_from_name",
+    "expect_name",
+    "split_suffix",
+]

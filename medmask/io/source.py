@@ -1,0 +1,176 @@
+"""The byte-source layer: the one interface every medmask reader reads through.
+
+A :class:`ByteSource` is a read-only view of one file or object: exact range reads, its
+size, a tag that changes when the object is replaced, and ``close``. Two implementations:
+:class:`LocalFileSource` (``os.pread`` on a descriptor; thread-safe, no seek state) and
+:class:`medmask.io.remote.FsspecSource` (byte-range requests through fsspec for
+``s3://``, ``gs://``, ``az://``, ``http(s)://``, ``file://``, ``memory://`` URLs).
+:func:`open_source` picks one from the target.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import CorruptFileError
+from .names import is_url
+
+__all__ = ["ByteSource", "LocalFileSource", "open_source"]
+
+
+class ByteSource(ABC):
+    """Read-only random access to the bytes of one file or object.
+
+    Attributes:
+        name: The path or URL, for messages.
+        is_local: Whether this is a local file (locks and ``fileno`` are available).
+    """
+
+    name: str
+    is_local: bool = False
+
+    @abstractmethod
+    def size(self) -> int:
+        """Size in bytes of the object (as pinned at open for remote objects)."""
+
+    @property
+    @abstractmethod
+    def tag(self) -> str | None:
+        """A version tag of the object (ETag / version id, or inode + mtime locally)."""
+
+    @abstractmethod
+    def read(
+        self, offset: int, length: int, *, field: str = "data", mask: str | None = None
+    ) -> bytes:
+        """Exactly ``length`` bytes at ``offset``.
+
+        Args:
+            offset: Absolute byte offset.
+            length: Number of bytes.
+            field: The file section being read (for error messages).
+            mask: The mask being read, if any (for error messages).
+
+        Raises:
+            CorruptFileError: The range lies (partly) past the end of the object.
+            OSError: The read failed (after retries, for remote objects).
+        """
+
+    def read_many(self, ranges: Sequence[tuple[int, int]], *, field: str = "data") -> list[bytes]:
+        """Several ranges at once, in the order given.
+
+        Remote sources coalesce neighbouring ranges into a few requests; the default reads
+        them one by one.
+        """
+        return [self.read(off, length, field=field) for off, length in ranges]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the source holds (idempotent)."""
+
+    def __enter__(self) -> ByteSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class LocalFileSource(ByteSource):
+    """A local file read with ``os.pread`` (several threads may share one source).
+
+    Args:
+        path: The file.
+        fd: An already open descriptor to read instead of opening ``path`` (the source
+            then does not close it unless ``own_fd``).
+        own_fd: Whether :meth:`close` closes ``fd``.
+
+    Raises:
+        OSError: The file cannot be opened (FileNotFoundError when it does not exist).
+    """
+
+    is_local = True
+
+    def __init__(
+        self, path: str | os.PathLike, *, fd: int | None = None, own_fd: bool = True
+    ) -> None:
+        self.name = os.fspath(path)
+        if fd is None:
+            fd = os.open(self.name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            own_fd = True
+        self.fd = fd
+        self._own = own_fd
+
+    def fileno(self) -> int:
+        """The descriptor (for locks and fsync)."""
+        return self.fd
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    @property
+    def tag(self) -> str | None:
+        st = os.fstat(self.fd)
+        return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+
+    def read(
+        self, offset: int, length: int, *, field: str = "data", mask: str | None = None
+    ) -> bytes:
+        if offset < 0 or length < 0:
+            raise CorruptFileError(
+                f"negative offset {offset} or length {length}",
+                path=self.name,
+                mask=mask,
+                field=field,
+            )
+        chunks = []
+        got = 0
+        while got < length:
+            chunk = os.pread(self.fd, length - got, offset + got)
+            if not chunk:
+                size = self.size()
+                raise CorruptFileError(
+                    f"section [{offset}, {offset + length}) lies past the end of the file "
+                    f"({size} bytes); the file is truncated or damaged",
+                    path=self.name,
+                    mask=mask,
+                    field=field,
+                )
+            chunks.append(chunk)
+            got += len(chunk)
+        if not chunks:
+            return b""
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if self._own and fd >= 0:
+            os.close(fd)
+
+
+def open_source(
+    target: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None
+) -> ByteSource:
+    """Open ``target`` (a local path or a URL) for reading.
+
+    Args:
+        target: A local path, or a URL fsspec understands (``s3://``, ``gs://``, ``az://``,
+            ``http(s)://``, ``file://``, ``memory://``).
+        storage_options: Passed to the fsspec filesystem of a URL (credentials, endpoint,
+            ...); fsspec's own configuration and environment variables apply too.
+
+    Returns:
+        A :class:`ByteSource`; close it when done.
+
+    Raises:
+        FileNotFoundError: No such file or object.
+        OSError: It cannot be opened.
+    """
+    if is_url(target):
+        from .remote import FsspecSource
+
+        return FsspecSource(os.fspath(target), storage_options=storage_options)
+    return LocalFileSource(target)
