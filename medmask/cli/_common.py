@@ -1,0 +1,158 @@
+"""What every subcommand shares: exit statuses, one-line errors, progress bars,
+common options (``-q``, ``--debug``, ``--storage-option``) and small path helpers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import MedMaskError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MASK_SUFFIXES = (".mska", ".msk")
+CODEC_HELP = "bitzstd: format version 2 (default); zstd: version 1, readable by medmask 0.1.x"
+
+
+class AddCommand(Protocol):
+    """``add(name, help, description)`` returns a new subcommand parser."""
+
+    def __call__(self, name: str, help: str, description: str) -> argparse.ArgumentParser: ...
+
+
+class UsageError(Exception):
+    """Bad arguments discovered after parsing (exit status 2)."""
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and not isinstance(exc, MedMaskError):
+        text = text.strip("'\"")
+    first = text.splitlines()[0] if text else ""
+    return first or type(exc).__name__
+
+
+def err(args: argparse.Namespace, msg: str) -> None:
+    print(f"medmask {args.command}: error: {msg}", file=sys.stderr)
+
+
+def progress(
+    args: argparse.Namespace, total: int | None = None, desc: str = "", unit: str = "mask"
+) -> Callable[[Iterable], Iterable]:
+    """A tqdm wrapper factory honouring ``--quiet`` (no bar when stderr is not a terminal)."""
+
+    def wrap(it: Iterable) -> Iterable:
+        if args.quiet or not sys.stderr.isatty():
+            return it
+        try:
+            from tqdm import tqdm
+        except ImportError:  # the ``cli`` extra is optional
+            return it
+        return tqdm(it, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+    return wrap
+
+
+def say(args: argparse.Namespace, msg: str) -> None:
+    if not args.quiet:
+        print(msg)
+
+
+def is_archive(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"MSKA"
+
+
+def codec_arg(args: argparse.Namespace) -> str | None:
+    return "zstd" if args.codec == "zstd" else None
+
+
+def require_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a .msk/.mska file")
+
+
+def expand_files(paths: Sequence[str]) -> list[Path]:
+    """Folders expand to the ``.msk``/``.mska`` files below them."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.name.endswith(MASK_SUFFIXES) and f.is_file()
+            )
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+
+def common_options(suppress: bool) -> argparse.ArgumentParser:
+    """``-q``/``--debug``, accepted before or after the subcommand.
+
+    The subcommands' copies default to SUPPRESS so that they do not overwrite a
+    value given before the subcommand (``medmask -q verify ...``).
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if suppress else False
+    p.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="no progress bars or summaries"
+    )
+    p.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks on errors"
+    )
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        default=argparse.SUPPRESS if suppress else [],
+        help="fsspec storage option for URLs (repeatable; e.g. "
+        "client_kwargs.endpoint_url=http://127.0.0.1:9000); fsspec's own environment "
+        "variables (FSSPEC_S3_ENDPOINT_URL, AWS_*) apply too",
+    )
+    return p
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--storage-option KEY=VALUE`` pairs as fsspec ``storage_options`` (``None`` when none).
+
+    Values are parsed as JSON where they parse (numbers, booleans, objects), else kept as strings;
+    a dotted key (``client_kwargs.endpoint_url=...``) builds nested dicts.
+
+    Raises:
+        UsageError: A pair without ``=``.
+    """
+    import json
+
+    pairs = getattr(args, "storage_option", None) or []
+    if not pairs:
+        return None
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--storage-option takes KEY=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"--storage-option {key}: {p!r} is both a value and a group")
+        node[leaf] = value
+    return out
