@@ -14,7 +14,9 @@ locked file), so code written against plain Python keeps working.
     ├── CorruptFileError        (also ValueError)  a file is damaged, truncated or not ours
     │   └── UnsupportedFormatError                   an unknown version or codec id
     ├── MaskNotFoundError       (also KeyError)    a name or position that is not stored
-    └── ArchiveLockedError      (also OSError)     another writer holds the archive
+    ├── ArchiveLockedError      (also OSError)     another writer holds the archive
+    └── RemoteReadError         (also OSError)     a URL stays unreadable after retries
+        └── RemoteChangedError                       the object was replaced while open
 
 Every message names the file and, where it applies, the mask and the field.
 """
@@ -32,6 +34,8 @@ __all__ = [
     "UnsupportedFormatError",
     "MaskNotFoundError",
     "ArchiveLockedError",
+    "RemoteReadError",
+    "RemoteChangedError",
     "close_matches",
 ]
 
@@ -99,6 +103,47 @@ class MaskNotFoundError(MedMaskError, KeyError):
 
 class ArchiveLockedError(MedMaskError, OSError):
     """Another writer holds the advisory lock of the archive."""
+
+
+class RemoteReadError(MedMaskError, OSError):
+    """Reading or writing an object through a URL failed, after the retries of transient faults.
+
+    Attributes:
+        url: The object's URL.
+        mask: The mask (name) being read, when known.
+        field: The section being read (``"header"``, ``"index"``, ``"data"``...), when known.
+        cause: The last underlying exception, when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        mask: str | None = None,
+        field: str | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        self.url = url
+        self.mask = mask
+        self.field = field
+        self.cause = cause
+        parts = [p for p in (url, None if mask is None else f"mask {mask!r}") if p]
+        if field is not None:
+            parts.append(f"field {field!r}")
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
+class RemoteChangedError(RemoteReadError):
+    """The object behind a URL was replaced or deleted while an archive was open on it.
+
+    medmask pins the object's version (ETag, version id, size) when it opens it and never
+    mixes bytes of two versions; reopen the archive to read the new version.
+    """
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> str:
