@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["remote_support"]  # moto S3 server and fault-injecting proxy fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 #: The real TotalSegmentator case beside the repository (never copied into it).
 REAL_CASE = Path(
