@@ -9,6 +9,7 @@ The core needs only numpy, zstandard and spacetransformer-core. NIfTI conversion
 (:mod:`medmask.nifti`) needs nibabel; MONAI integration lives in ``medmask_monai``.
 """
 
+from . import stats  # callable module: medmask.stats(paths); pandas imported on use
 from .codecs import available_codecs, get_codec, register_codec
 from .errors import (
     ArchiveLockedError,
@@ -35,6 +36,7 @@ __all__ = [
     "save_mask",
     "load_mask",
     "match_allowed_values",
+    "stats",
     "available_codecs",
     "get_codec",
     "register_codec",

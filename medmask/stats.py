@@ -1,0 +1,552 @@
+"""Statistics of a mask dataset, from the archives' index (pandas; the ``stats`` extra).
+
+``medmask.stats(paths)`` describes every mask of a dataset in one :class:`pandas.DataFrame`
+without decoding a voxel where the files allow it: a version-2 archive stores each mask's
+voxel count and bounding box in its index, and format 2.1 (medmask >= 0.3) its centroid and
+attributes too. What an older file lacks is computed by decoding, and the ``source`` column
+says so for each row:
+
+==========================  ==========================================================
+file                        where the figures come from
+==========================  ==========================================================
+``.mska`` format 2.1        the index alone (``source == "index"``)
+``.mska`` format 2.0        voxels and box from the index; the centroid of each
+(medmask 0.2.0)             non-empty mask by decoding its bounding box (``"decoded"``)
+``.mska`` version 1         every mask decoded in full (``"decoded"``): version 1 has
+(medmask 0.1.x)             no per-mask statistics; ``medmask convert`` upgrades it
+``.msk`` (any version)      the file's bounding box decoded (``"decoded"``)
+==========================  ==========================================================
+
+Columns of the per-mask table, one row per mask:
+
+* ``case``: the file's stem (``s0000.mska`` -> ``s0000``); for a ``.msk`` file, the name
+  of its folder (a case stored as one ``.msk`` per organ).
+* ``name``: the mask's name (for a ``.msk``, the file's stem).
+* ``voxels``: number of non-zero voxels; ``volume_ml``: voxels x voxel volume / 1000.
+* ``bbox``: half-open voxel box ``(z0, z1, y0, y1, x0, x1)`` in medmask's ``(z, y, x)``
+  array order (NIfTI ``i, j, k`` are ``x, y, z``); ``None`` when empty.
+* ``centroid_ras_mm``: the centre of mass in world RAS millimetres, as nibabel
+  (``img.affine @ mean ijk``) and MONAI report coordinates; ``None`` when empty.
+* ``touches_border``: the mask reaches a face of the image grid (it may be cut off).
+* ``empty``: no voxel is set.
+* the mask's stored attributes, one column per attribute key present in the dataset
+  (``color``, ``description``, ``label_value``, coded concepts; see :mod:`medmask.attrs`).
+* ``labels`` (the ``{name: label}`` mapping), ``source`` (``"index"`` or ``"decoded"``),
+  ``format`` (``"2.1"``, ``"2.0"``, ``"1"``) and ``path``.
+
+:func:`summarize` gives one row per mask name across the dataset, and :func:`lacking` the
+cases without a given organ (for building cohorts).
+
+The module is callable: ``medmask.stats(paths)`` is :func:`stats`.
+
+Example:
+    >>> import medmask                                                       # doctest: +SKIP
+    >>> df = medmask.stats("packed/")                                        # doctest: +SKIP
+    >>> medmask.stats.summarize(df)                                          # doctest: +SKIP
+    >>> df[(df.name == "liver") & ~df.empty & ~df.touches_border].case.tolist()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import types
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import MaskValidationError, MedMaskError
+from .io.names import is_url, split_suffix
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from .spaces import Space
+
+__all__ = ["stats", "summarize", "lacking", "find_mask_files", "MASK_COLUMNS", "SUMMARY_COLUMNS"]
+
+#: The columns every per-mask table has (attribute columns come after ``empty``).
+MASK_COLUMNS = (
+    "case",
+    "name",
+    "voxels",
+    "volume_ml",
+    "bbox",
+    "centroid_ras_mm",
+    "touches_border",
+    "empty",
+    "labels",
+    "source",
+    "format",
+    "path",
+)
+#: The columns of :func:`summarize`.
+SUMMARY_COLUMNS = (
+    "name",
+    "cases",
+    "present",
+    "empty",
+    "missing",
+    "touching_border",
+    "volume_ml_min",
+    "volume_ml_median",
+    "volume_ml_max",
+    "lacking",
+)
+_SUFFIXES = (".mska", ".msk")
+PathArg = str | os.PathLike
+
+
+def _pd():
+    try:
+        import pandas
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("medmask.stats needs pandas: pip install 'medmask[stats]'") from None
+    return pandas
+
+
+# -- finding files ---------------------------------------------------------------------------
+def _url_fs(url: str, storage_options: dict | None):
+    try:
+        import fsspec
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"{url}: reading URLs needs fsspec: pip install 'medmask[remote]'"
+        ) from None
+    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+
+
+def find_mask_files(
+    paths: PathArg | Sequence[PathArg], *, storage_options: dict | None = None
+) -> list[str]:
+    """The ``.mska``/``.msk`` files named by ``paths``, folders expanded recursively.
+
+    Args:
+        paths: Files, folders and URLs (``s3://bucket/prefix/`` expands like a folder,
+            through fsspec), one or a sequence.
+        storage_options: fsspec options for URLs.
+
+    Returns:
+        Paths and URLs, folders' contents sorted, in the order given, without duplicates.
+
+    Raises:
+        FileNotFoundError: A path or URL that does not exist.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def keep(p: str) -> None:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+
+    for p in paths:
+        s = os.fspath(p)
+        if is_url(s):
+            fs, root = _url_fs(s, storage_options)
+            if s.lower().endswith(_SUFFIXES) and not s.endswith("/"):
+                keep(s)
+                continue
+            if not fs.isdir(root):
+                if fs.exists(root):
+                    raise MaskValidationError(f"{s}: not a .mska/.msk file or a folder of them")
+                raise FileNotFoundError(f"{s}: no such file or folder")
+            found = sorted(f for f in fs.find(root) if f.lower().endswith(_SUFFIXES))
+            for f in found:
+                keep(f if is_url(f) else fs.unstrip_protocol(f))
+            continue
+        path = Path(s)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if (
+                    f.name.lower().endswith(_SUFFIXES)
+                    and not f.name.startswith(".")
+                    and f.is_file()
+                ):
+                    keep(str(f))
+        elif path.is_file():
+            keep(str(path))
+        else:
+            raise FileNotFoundError(f"{s}: no such file or folder")
+    return out
+
+
+# -- geometry ---------------------------------------------------------------------------------
+def _affine(space: Space) -> np.ndarray:
+    try:
+        from .geometry import space_to_affine  # where the interchange work puts it
+    except ImportError:
+        from .nifti import space_to_affine
+    return space_to_affine(space)
+
+
+class _Grid:
+    """What every row of one file needs from its space."""
+
+    def __init__(self, space: Space) -> None:
+        self.shape = tuple(int(s) for s in space.shape)
+        self.voxel_ml = float(abs(np.prod(np.asarray(space.spacing, dtype=np.float64)))) / 1000.0
+        self.affine = _affine(space)
+
+    def ras(self, centroid_zyx: Sequence[float] | None) -> tuple[float, float, float] | None:
+        if centroid_zyx is None:
+            return None
+        ijk = np.asarray(centroid_zyx, dtype=np.float64)[::-1]  # (z, y, x) -> NIfTI (i, j, k)
+        r = self.affine[:3, :3] @ ijk + self.affine[:3, 3]
+        return (float(r[0]), float(r[1]), float(r[2]))
+
+    def touches(self, bbox: Sequence[int] | None) -> bool:
+        if bbox is None:
+            return False
+        z0, z1, y0, y1, x0, x1 = (int(b) for b in bbox)
+        nz, ny, nx = self.shape
+        return z0 == 0 or y0 == 0 or x0 == 0 or z1 == nz or y1 == ny or x1 == nx
+
+
+def _row(
+    grid: _Grid,
+    *,
+    case: str,
+    name: str,
+    voxels: int,
+    bbox: Sequence[int] | None,
+    centroid: Sequence[float] | None,
+    attrs: dict,
+    labels: dict,
+    source: str,
+    fmt: str,
+    path: str,
+) -> dict[str, Any]:
+    voxels = int(voxels)
+    return {
+        "case": case,
+        "name": name,
+        "voxels": voxels,
+        "volume_ml": voxels * grid.voxel_ml,
+        "bbox": None if bbox is None or voxels == 0 else tuple(int(b) for b in bbox),
+        "centroid_ras_mm": grid.ras(centroid) if voxels else None,
+        "touches_border": grid.touches(bbox) if voxels else False,
+        "empty": voxels == 0,
+        "_attrs": dict(attrs or {}),
+        "labels": dict(labels),
+        "source": source,
+        "format": fmt,
+        "path": path,
+    }
+
+
+# -- reading one file -------------------------------------------------------------------------
+def _open_archive(path: str, storage_options: dict | None):
+    import inspect
+
+    from .storage import MaskArchive
+
+    if is_url(path) or storage_options:
+        if "storage_options" not in inspect.signature(MaskArchive).parameters:
+            raise MaskValidationError(
+                f"{path}: this medmask build reads local files only (no URL support in "
+                "MaskArchive); copy the archive locally or install a release with remote support"
+            )
+        return MaskArchive(path, storage_options=storage_options)
+    return MaskArchive(path)
+
+
+def _archive_infos(ar) -> list:
+    infos = getattr(ar, "infos", None)
+    if callable(infos):
+        return list(infos())
+    return [ar.info(i) for i in range(len(ar))]
+
+
+def _archive_rows(path: str, storage_options: dict | None) -> list[dict[str, Any]]:
+    from .attrs import centroid_of
+
+    case = split_suffix(path)[0]
+    rows = []
+    with _open_archive(path, storage_options) as ar:
+        space = ar.space
+        if space is None:  # an archive created without a mask or a space
+            return []
+        grid = _Grid(space)
+        minor = int(getattr(ar, "minor_version", 0) or 0)
+        fmt = "1" if ar.version == 1 else f"{ar.version}.{minor}"
+        for i, info in enumerate(_archive_infos(ar)):
+            voxels, bbox = info.voxels, info.bbox
+            centroid = getattr(info, "centroid", None)
+            source = "index"
+            if voxels is None or (voxels > 0 and (bbox is None or centroid is None)):
+                crop, bbox = ar.read_cropped(i)
+                origin = (0, 0, 0) if bbox is None else (bbox[0], bbox[2], bbox[4])
+                voxels, centroid = centroid_of(crop, origin)
+                source = "decoded"
+            rows.append(
+                _row(
+                    grid,
+                    case=case,
+                    name=info.name,
+                    voxels=voxels,
+                    bbox=bbox,
+                    centroid=centroid,
+                    attrs=getattr(info, "attrs", None) or {},
+                    labels=info.mapping,
+                    source=source,
+                    fmt=fmt,
+                    path=path,
+                )
+            )
+    return rows
+
+
+def _msk_rows(path: str, storage_options: dict | None) -> list[dict[str, Any]]:
+    from .attrs import centroid_of
+    from .format import read_msk_record
+
+    if is_url(path):
+        raise MaskValidationError(
+            f"{path}: statistics of single .msk files are read from local paths only; "
+            "pack them into a .mska archive, or copy them locally"
+        )
+    r = read_msk_record(path, cropped=True)
+    origin = (0, 0, 0) if r.bbox is None else (r.bbox[0], r.bbox[2], r.bbox[4])
+    voxels, centroid = centroid_of(r.array, origin)
+    if r.centroid is not None:
+        centroid = r.centroid
+    p = Path(path)
+    return [
+        _row(
+            _Grid(r.space),
+            case=p.resolve().parent.name,
+            name=split_suffix(p.name)[0],
+            voxels=voxels,
+            bbox=r.bbox,
+            centroid=centroid,
+            attrs=dict(getattr(r, "attrs", None) or {}),
+            labels=r.mapping.to_dict(),
+            source="decoded",
+            fmt="1" if r.version == 1 else f"{r.version}.{getattr(r, 'minor', 0)}",
+            path=path,
+        )
+    ]
+
+
+def _is_archive(path: str, storage_options: dict | None) -> bool:
+    low = split_suffix(path)[1].lower()
+    if low in _SUFFIXES:
+        return low == ".mska"
+    if is_url(path):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"MSKA"
+
+
+def _file_rows(path: str, storage_options: dict | None) -> list[dict[str, Any]]:
+    if _is_archive(path, storage_options):
+        return _archive_rows(path, storage_options)
+    return _msk_rows(path, storage_options)
+
+
+def _wrap_progress(
+    progress: bool | Callable[[Iterable], Iterable] | None, total: int
+) -> Callable[[Iterable], Iterable]:
+    if callable(progress):
+        return progress
+    show = progress if progress is not None else (total > 20 and sys.stderr.isatty())
+    if not show:
+        return lambda it: it
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the ``cli`` extra is optional
+        return lambda it: it
+    return lambda it: tqdm(it, total=total, desc="stats", unit="file", leave=False)
+
+
+# -- the table --------------------------------------------------------------------------------
+def stats(
+    paths: PathArg | Sequence[PathArg],
+    *,
+    storage_options: dict | None = None,
+    progress: bool | Callable[[Iterable], Iterable] | None = None,
+    on_error: str = "raise",
+) -> pd.DataFrame:
+    """One row per mask of every ``.mska``/``.msk`` file under ``paths``.
+
+    Version-2 archives answer from their index; what a file's index lacks (centroids of
+    medmask 0.2.0 archives, everything for version-1 files) is computed by decoding, and the
+    row's ``source`` column says ``"decoded"``. See the module docstring for the columns.
+
+    Args:
+        paths: Files, folders (searched recursively) and URLs (``s3://bucket/prefix/``
+            folders expand through fsspec), one or a sequence.
+        storage_options: fsspec options for URLs (endpoint, credentials).
+        progress: ``True`` for a progress bar, ``False`` for none, a wrapper such as
+            ``tqdm.tqdm``, or ``None`` (default): a bar on a terminal for more than 20 files.
+        on_error: ``"raise"`` (default): an unreadable file raises; ``"skip"``: it is left
+            out with a warning, and listed as ``(path, message)`` in ``df.attrs["failed"]``.
+
+    Returns:
+        A :class:`pandas.DataFrame`; ``df.attrs`` holds ``files`` (the files read),
+        ``failed`` and ``decoded`` (how many rows needed decoding).
+
+    Raises:
+        FileNotFoundError: A path that does not exist.
+        CorruptFileError: A damaged file (message names file and mask); not with ``"skip"``.
+        MaskValidationError: A URL this build cannot read; a bad ``on_error``.
+        ImportError: pandas is not installed.
+    """
+    if on_error not in ("raise", "skip"):
+        raise MaskValidationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    pd = _pd()
+    files = find_mask_files(paths, storage_options=storage_options)
+    rows: list[dict[str, Any]] = []
+    failed: list[tuple[str, str]] = []
+    for f in _wrap_progress(progress, len(files))(files):
+        try:
+            rows.extend(_file_rows(f, storage_options))
+        except (MedMaskError, OSError, ValueError) as exc:
+            if on_error == "raise":
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if f not in msg:
+                msg = f"{f}: {msg}"
+            warnings.warn(f"medmask.stats: skipped {msg}", RuntimeWarning, stacklevel=2)
+            failed.append((f, msg))
+    return _frame(
+        pd, rows, files=[f for f in files if f not in {x for x, _ in failed}], failed=failed
+    )
+
+
+def _frame(pd, rows: list[dict[str, Any]], *, files: list[str], failed: list) -> pd.DataFrame:
+    attr_keys: list[str] = []
+    for r in rows:
+        for k in r["_attrs"]:
+            if k not in attr_keys:
+                attr_keys.append(k)
+    base = list(MASK_COLUMNS)
+    attr_cols = [(k, k if k not in base else f"attr_{k}") for k in attr_keys]
+    records = []
+    for r in rows:
+        a = r.pop("_attrs")
+        rec = {c: r[c] for c in base[:8]}
+        for k, col in attr_cols:
+            v = a.get(k)
+            rec[col] = tuple(v) if isinstance(v, list) else v
+        for c in base[8:]:
+            rec[c] = r[c]
+        records.append(rec)
+    columns = base[:8] + [c for _, c in attr_cols] + base[8:]
+    df = pd.DataFrame.from_records(records, columns=columns)
+    df["voxels"] = df["voxels"].astype("int64")
+    df["volume_ml"] = df["volume_ml"].astype("float64")
+    df["touches_border"] = df["touches_border"].astype(bool)
+    df["empty"] = df["empty"].astype(bool)
+    df.attrs["files"] = list(files)
+    df.attrs["failed"] = list(failed)
+    df.attrs["decoded"] = int((df["source"] == "decoded").sum())
+    return df
+
+
+def _case_keys(df: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """All files of the table (``df.attrs["files"]`` plus paths in rows) and how to call each
+    one: its case name, or its path where two files share a case name."""
+    files = list(dict.fromkeys([*df.attrs.get("files", []), *df["path"].tolist()]))
+    case_of = dict(zip(df["path"], df["case"], strict=False))
+    for f in files:
+        case_of.setdefault(f, split_suffix(f)[0])
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[case_of[f]] = counts.get(case_of[f], 0) + 1
+    return files, {f: case_of[f] if counts[case_of[f]] == 1 else f for f in files}
+
+
+def lacking(df: pd.DataFrame, name: str, *, empty_is_missing: bool = True) -> list[str]:
+    """The cases that lack the mask ``name``: not stored, or (by default) stored empty.
+
+    Args:
+        df: A table from :func:`stats`.
+        name: The mask name (``"liver"``).
+        empty_is_missing: Count a stored but empty mask as lacking (default ``True``).
+
+    Returns:
+        Case names, sorted (a file's path instead where two files share a case name).
+
+    Raises:
+        MaskValidationError: ``df`` is not a table from :func:`stats`.
+    """
+    _check_table(df)
+    files, key = _case_keys(df)
+    rows = df[df["name"] == name]
+    if empty_is_missing:
+        rows = rows[~rows["empty"]]
+    have = set(rows["path"])
+    return sorted(key[f] for f in files if f not in have)
+
+
+def _check_table(df: object) -> None:
+    missing = [
+        c
+        for c in ("case", "name", "voxels", "empty", "path")
+        if c not in getattr(df, "columns", ())
+    ]
+    if missing:
+        raise MaskValidationError(
+            f"expected a table from medmask.stats(); it lacks the columns {missing}"
+        )
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per mask name across the dataset of a :func:`stats` table.
+
+    Columns: ``name``; ``cases`` (files storing the name), ``present`` (of those, non-empty),
+    ``empty``, ``missing`` (files not storing it), ``touching_border`` (non-empty masks that
+    reach the grid's border); ``volume_ml_min``/``_median``/``_max`` over the non-empty
+    masks (NaN when none); ``lacking``: the cases without it or with it empty (sorted).
+
+    Args:
+        df: A table from :func:`stats` (its ``attrs["files"]`` also counts files that
+            hold no mask at all).
+
+    Returns:
+        A :class:`pandas.DataFrame` sorted by name.
+
+    Raises:
+        MaskValidationError: ``df`` is not a table from :func:`stats`.
+    """
+    _check_table(df)
+    pd = _pd()
+    files, key = _case_keys(df)
+    out = []
+    for name, g in df.groupby("name", sort=True):
+        full = g[~g["empty"]]
+        vols = full["volume_ml"].to_numpy(dtype=np.float64)
+        have = set(full["path"])
+        out.append(
+            {
+                "name": name,
+                "cases": int(g["path"].nunique()),
+                "present": int(full["path"].nunique()),
+                "empty": int(g["empty"].sum()),
+                "missing": len(files) - int(g["path"].nunique()),
+                "touching_border": int(full["touches_border"].sum()),
+                "volume_ml_min": float(vols.min()) if vols.size else math.nan,
+                "volume_ml_median": float(np.median(vols)) if vols.size else math.nan,
+                "volume_ml_max": float(vols.max()) if vols.size else math.nan,
+                "lacking": sorted(key[f] for f in files if f not in have),
+            }
+        )
+    return pd.DataFrame.from_records(out, columns=list(SUMMARY_COLUMNS))
+
+
+class _CallableModule(types.ModuleType):
+    """``medmask.stats`` is this module and also the function :func:`stats`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        return stats(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
