@@ -1,0 +1,120 @@
+"""Reading gzip-compressed NIfTI through the fastest inflater available.
+
+Packing a folder of ``.nii.gz`` masks is bound by gzip: CPython's ``gzip`` module inflates
+(and CRC-checks) the 117 files of a TotalSegmentator case in about 1.1-1.5 s, zlib-ng
+(``pip install zlib-ng``, part of the ``nifti`` extra) in about 0.2 s, with the same bytes
+out. This module picks zlib-ng when it is installed and falls back to the standard
+library cleanly otherwise; the bytes and the checks (CRC, length) are the same either way.
+
+The decompressed stream is handed to nibabel as a seekable file object, so nibabel parses
+the header as usual and inflates the voxel data straight into its own array buffer (no
+intermediate copy). The compressed bytes are read into memory first (they are small:
+tens of kB for a mask), so no operating-system file handle stays open after the call.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+from typing import IO, Any
+
+__all__ = ["INFLATER", "open_gzip", "gunzip", "load_gzipped_nifti"]
+
+
+def _pick() -> tuple[str, Any]:
+    try:
+        from zlib_ng import gzip_ng
+    except ImportError:  # the ``nifti`` extra is optional: the standard library works too
+        return "zlib", gzip
+    return "zlib-ng", gzip_ng
+
+
+#: Name of the inflater in use: ``"zlib-ng"`` when the ``zlib-ng`` package is installed,
+#: else ``"zlib"`` (CPython's ``gzip`` module).
+INFLATER, _GZIP = _pick()
+
+
+def open_gzip(path: str | os.PathLike, *, fileobj: IO[bytes] | None = None) -> IO[bytes]:
+    """A seekable, readable file object over the decompressed bytes of a gzip file.
+
+    Args:
+        path: The ``.gz`` file (also the name used in messages when ``fileobj`` is given).
+        fileobj: Read the compressed bytes from this object instead of opening ``path``.
+
+    Returns:
+        A binary file object (``gzip_ng.GzipNGFile`` or ``gzip.GzipFile``). Reading it checks
+        the gzip CRC and length at the end of the stream; a truncated or damaged stream
+        raises ``EOFError`` / ``gzip.BadGzipFile`` / ``zlib.error`` while reading. It holds no
+        operating-system file handle: the compressed bytes are read at once.
+
+    Raises:
+        OSError: ``path`` cannot be read.
+    """
+    if fileobj is None:
+        with open(path, "rb") as fh:
+            compressed = fh.read()
+    else:
+        compressed = fileobj.read()
+    return _GZIP.GzipFile(filename=os.fspath(path), mode="rb", fileobj=io.BytesIO(compressed))
+
+
+def gunzip(path: str | os.PathLike) -> bytes:
+    """The decompressed bytes of a gzip file (every member), with the fastest inflater.
+
+    Args:
+        path: The ``.gz`` file.
+
+    Returns:
+        The decompressed bytes.
+
+    Raises:
+        OSError: ``path`` cannot be read.
+        EOFError, gzip.BadGzipFile, zlib.error: The stream is truncated or damaged.
+    """
+    with open(path, "rb") as fh:
+        return _GZIP.decompress(fh.read())
+
+
+def _nifti_class(head: bytes, nib: Any) -> Any | None:
+    """The nibabel single-file image class for the first bytes of a NIfTI, or ``None``."""
+    if len(head) < 348:
+        return None
+    for order in "<>":
+        (size,) = struct.unpack(f"{order}i", head[:4])
+        if size == 348 and head[344:348] == b"n+1\0":
+            return nib.Nifti1Image
+        if size == 540 and len(head) >= 8 and head[4:8] == b"n+2\0":
+            return nib.Nifti2Image
+    return None
+
+
+def load_gzipped_nifti(path: str | os.PathLike) -> Any | None:
+    """A nibabel image of a single-file ``.nii.gz``, inflated through :data:`INFLATER`.
+
+    The image's data is read lazily (``img.dataobj``) from the decompressed stream, exactly
+    as ``nibabel.load`` would read it, only faster.
+
+    Args:
+        path: A ``.nii.gz`` file.
+
+    Returns:
+        A ``nibabel.Nifti1Image`` / ``Nifti2Image``, or ``None`` when the file is not a
+        single-file NIfTI-1/2 (then ``nibabel.load`` decides what it is, and says what is
+        wrong).
+
+    Raises:
+        OSError: The file cannot be read.
+        EOFError, gzip.BadGzipFile, zlib.error: The header cannot be inflated (not gzip,
+            truncated); damage in the voxel data surfaces when the data is read.
+    """
+    import nibabel as nib
+
+    stream = open_gzip(path)
+    klass = _nifti_class(stream.read(352), nib)
+    if klass is None:
+        stream.close()
+        return None
+    stream.seek(0)
+    return klass.from_stream(stream)
