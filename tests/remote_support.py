@@ -216,8 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
             rec.body_bytes = len(payload)
+            self.wfile.write(payload)
             return
         status, headers, payload = self._forward(body)
         rec.status = status
@@ -237,13 +237,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if kind == "truncate":
             half = payload[: len(payload) // 2]
+            rec.body_bytes = len(half)
             self.wfile.write(half)
             self.wfile.flush()
-            rec.body_bytes = len(half)
             self.close_connection = True
             return
+        rec.body_bytes = len(payload)  # before the write: the client may look at once
         self.wfile.write(payload)
-        rec.body_bytes = len(payload)
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         conn = getattr(self, "_up", None)
