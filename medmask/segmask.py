@@ -302,15 +302,35 @@ class SegmentationMask:
         return self._array.astype(bool) if self._array.dtype != np.bool_ else self._array.copy()
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, codec: str | Codec | None = None) -> None:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        codec: str | Codec | None = None,
+        attrs: dict | None = None,
+    ) -> None:
         """Write this mask to a ``.msk`` file (atomically).
 
         Args:
             path: Destination.
             codec: ``None``/``"bitzstd"`` (version 2, default) or ``"zstd"`` (version 1,
                 readable by medmask 0.1.x).
+            attrs: Attributes stored with the mask (version 2 only; see
+                :mod:`medmask.attrs`). Without them the file is readable by medmask 0.2.0.
+
+        Raises:
+            MaskValidationError: Bad attributes, or attributes with a version-1 codec.
         """
-        write_msk(path, self._array, self._mapping, self._space, get_codec(codec))
+        from .attrs import validate_attrs
+
+        write_msk(
+            path,
+            self._array,
+            self._mapping,
+            self._space,
+            get_codec(codec),
+            validate_attrs(attrs, mask=os.fspath(path)),
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SegmentationMask:

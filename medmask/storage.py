@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .attrs import validate_attrs
 from .codecs import Codec, get_codec
 from .errors import (
     ArchiveLockedError,
@@ -20,7 +22,7 @@ from .errors import (
     MaskValidationError,
     close_matches,
 )
-from .format import Entry, bbox_slices, open_archive, read_msk, sniff, v1, v2
+from .format import Entry, bbox_slices, open_archive, read_msk, read_msk_record, sniff, v1, v2
 from .format._io import (
     BBox,
     atomic_temp,
@@ -53,6 +55,11 @@ class MaskInfo:
             (version 2; ``None`` when empty or for version 1).
         voxels: Number of non-zero voxels (version 2; ``None`` for version 1).
         nbytes: Bytes the mask occupies in the file.
+        centroid: Mean ``(z, y, x)`` voxel index of the non-zero voxels, as stored at
+            write time (format 2.1); ``None`` when the mask is empty or the file does
+            not record it (version 1, files of medmask 0.2.0).
+        attrs: The mask's stored attributes (colour, coded terminology, description,
+            ...; see :mod:`medmask.attrs`); ``{}`` when none.
     """
 
     name: str
@@ -62,6 +69,8 @@ class MaskInfo:
     bbox: BBox | None
     voxels: int | None
     nbytes: int
+    centroid: tuple[float, float, float] | None = None
+    attrs: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,11 +117,41 @@ class MaskFile:
         array, mapping, space, bbox, _ = read_msk(self.path, cropped=True)
         return array, bbox, mapping, space
 
-    def write(self, segmask: SegmentationMask) -> None:
-        """Write ``segmask`` (atomically: readers see the old file or the new one).
+    def info(self) -> MaskInfo:
+        """What the file says about its mask (decodes only the bounding-box region).
+
+        Returns:
+            A :class:`MaskInfo` (``index`` 0; ``name`` the file name's stem).
 
         Raises:
-            MaskValidationError: Not a SegmentationMask.
+            CorruptFileError: The file is damaged or not a ``.msk``.
+        """
+        r = read_msk_record(self.path, cropped=True)
+        nbytes = self.path.stat().st_size
+        return MaskInfo(
+            self.path.name.removesuffix(".msk"),
+            0,
+            r.mapping.to_dict(),
+            "bool" if r.array.dtype == np.bool_ else r.array.dtype.name,
+            r.bbox,
+            r.voxels,
+            nbytes,
+            r.centroid if r.centroid is not None else _centroid_of_crop(r.array, r.bbox),
+            r.attrs,
+        )
+
+    def write(self, segmask: SegmentationMask, *, attrs: dict | None = None) -> None:
+        """Write ``segmask`` (atomically: readers see the old file or the new one).
+
+        Args:
+            segmask: The mask.
+            attrs: Attributes to store with it (see :mod:`medmask.attrs`; version 2 only).
+                Without attributes the file is readable by medmask 0.2.0; with them it
+                is format 2.1.
+
+        Raises:
+            MaskValidationError: Not a SegmentationMask, bad attributes, or attributes
+                with a version-1 codec.
             io.UnsupportedOperation: The file was opened with mode ``"r"``.
         """
         if self.mode != "w":
@@ -121,7 +160,7 @@ class MaskFile:
             raise io.UnsupportedOperation(f"{self.path}: opened read-only (mode 'r')")
         if not isinstance(segmask, SegmentationMask):
             raise MaskValidationError(f"expected a SegmentationMask, got {type(segmask).__name__}")
-        segmask.save(self.path, codec=self.codec)
+        segmask.save(self.path, codec=self.codec, attrs=attrs)
 
     def close(self) -> None:
         """Nothing to release (each call opens and closes the file); kept for symmetry."""
@@ -137,10 +176,32 @@ class MaskFile:
 
 
 def save_mask(
-    segmask: SegmentationMask, path: PathLike, *, codec: str | Codec | None = None
+    segmask: SegmentationMask,
+    path: PathLike,
+    *,
+    codec: str | Codec | None = None,
+    attrs: dict | None = None,
 ) -> None:
-    """Write one mask to a ``.msk`` file. See :meth:`SegmentationMask.save`."""
-    MaskFile(path, "w", codec=codec).write(segmask)
+    """Write one mask to a ``.msk`` file (atomically).
+
+    Args:
+        segmask: The mask.
+        path: Destination.
+        codec: ``None``/``"bitzstd"`` (version 2, default) or ``"zstd"`` (version 1).
+        attrs: Attributes to store with the mask (version 2 only; see :mod:`medmask.attrs`).
+
+    Raises:
+        MaskValidationError: Not a SegmentationMask, or bad attributes.
+    """
+    MaskFile(path, "w", codec=codec).write(segmask, attrs=attrs)
+
+
+def _centroid_of_crop(crop: np.ndarray, bbox: BBox | None) -> tuple[float, float, float] | None:
+    from .attrs import centroid_of
+
+    if bbox is None:
+        return None
+    return centroid_of(crop, (bbox[0], bbox[2], bbox[4]))[1]
 
 
 def load_mask(path: PathLike, *, codec: str | Codec | None = None) -> SegmentationMask:
@@ -251,6 +312,11 @@ class MaskArchive:
         codec: ``None``/``"bitzstd"`` for version 2 (default for new archives),
             ``"zstd"`` for version 1 (readable by medmask 0.1.x). When appending, the
             existing file's version is kept; a contradicting codec raises.
+        compat: ``None`` (default: the current layout, format 2.1, which stores each
+            mask's centroid and attributes) or ``"0.2"``: format 2.0, readable by
+            medmask 0.2.0, without extras (attributes are then refused). ``"0.1"`` is
+            the same as ``codec="zstd"`` (version 1). Applies to new files; appending
+            keeps the existing file's layout.
 
     Raises:
         FileNotFoundError: Mode ``"r"`` and the file does not exist.
@@ -272,9 +338,19 @@ class MaskArchive:
         *,
         space: Space | None = None,
         codec: str | Codec | None = None,
+        compat: str | None = None,
     ) -> None:
         if mode not in ("r", "w", "a"):
             raise ValueError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
+        if compat not in (None, "0.2", "0.1"):
+            raise MaskValidationError(
+                f"compat must be None (current layout), '0.2' or '0.1', got {compat!r}"
+            )
+        if compat == "0.1":
+            if codec is not None and get_codec(codec).format_version != 1:
+                raise MaskValidationError("compat='0.1' writes version 1: leave codec= out")
+            codec = "zstd"
+        self._minor = 0 if compat == "0.2" else v2.MINOR
         self.path = Path(path)
         self.mode = mode
         self._fd: int | None = None
@@ -313,7 +389,7 @@ class MaskArchive:
             return
         fd, tmp = make_temp(self.path)
         self._fd, self._tmp = fd, Path(tmp)
-        self._backend = v2.MskaV2.create(fd, self.path, fsync=False)
+        self._backend = v2.MskaV2.create(fd, self.path, fsync=False, minor=self._minor)
         if space is not None:
             self._backend._pending_space = space
 
@@ -329,7 +405,7 @@ class MaskArchive:
             # replace=False: if another writer created it meanwhile, open and lock theirs
             with contextlib.suppress(FileExistsError):  # noqa: SIM117 - the link may raise it
                 with atomic_temp(self.path, replace=False) as (fh, tmp):
-                    new = v2.MskaV2.create(fh.fileno(), tmp, fsync=False)
+                    new = v2.MskaV2.create(fh.fileno(), tmp, fsync=False, minor=self._minor)
                     new._pending_space = space
                     new.commit()
         self._fd = open_locked(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
@@ -386,8 +462,53 @@ class MaskArchive:
         """Format major version of the file (1 or 2)."""
         return self._backend.version
 
+    @property
+    def minor_version(self) -> int:
+        """Format minor version of the file (2.1 stores per-mask extras; 0 otherwise)."""
+        return getattr(self._backend, "minor", 0)
+
+    @property
+    def supports_attrs(self) -> bool:
+        """Whether masks stored in this archive can carry attributes (format 2.1)."""
+        return bool(getattr(self._backend, "supports_attrs", False))
+
+    @property
+    def generation(self) -> int | None:
+        """Commit generation of the state this handle sees (version 2; ``None`` for version 1)."""
+        self._check_open()
+        return getattr(self._backend, "generation", None)
+
+    @property
+    def index_segments(self) -> int | None:
+        """Number of index segments of the commit this handle sees (version 2; ``None`` for 1)."""
+        self._check_open()
+        segs = getattr(self._backend, "_segments", None)
+        return None if segs is None else len(segs)
+
+    @property
+    def end_offset(self) -> int | None:
+        """Logical end of the committed archive in bytes (version 2: bytes beyond it are
+        garbage of an interrupted append; ``None`` for version 1)."""
+        self._check_open()
+        return getattr(self._backend, "end", None)
+
+    @property
+    def codec_names(self) -> list[str]:
+        """Names of the codecs the stored masks use (sorted; the version's default when empty)."""
+        self._check_open()
+        names = sorted({e.codec.name for e in self._entries})
+        return names or (["zstd"] if self.version == 1 else ["bitzstd"])
+
+    @property
+    def mask_bytes(self) -> int:
+        """Bytes taken by the masks' blobs (what the index references)."""
+        self._check_open()
+        return sum(int(e.length) for e in self._entries)
+
     # -- writing -----------------------------------------------------------------------
-    def add_segmask(self, segmask: SegmentationMask, name: str) -> None:
+    def add_segmask(
+        self, segmask: SegmentationMask, name: str, *, attrs: dict | None = None
+    ) -> None:
         """Store ``segmask`` under ``name``.
 
         In mode ``"a"`` the mask is durable when this returns; in mode ``"w"`` it
@@ -397,9 +518,13 @@ class MaskArchive:
             segmask: The mask; its space must match the archive's (tolerance
                 :data:`medmask.spaces.GRID_ATOL`).
             name: A unique, non-empty name.
+            attrs: The mask's attributes (colour, description, coded terminology, ...;
+                see :mod:`medmask.attrs`). Needs format 2.1 (the default for new
+                archives); version-1 and format-2.0 archives refuse them.
 
         Raises:
-            MaskValidationError: Bad name, duplicate name, not a SegmentationMask.
+            MaskValidationError: Bad name, duplicate name, not a SegmentationMask, bad
+                attributes or attributes the archive's format cannot hold.
             SpaceMismatchError: The mask's grid differs from the archive's.
             io.UnsupportedOperation: The archive was opened read-only.
             OSError: The write failed; the archive is left as it was.
@@ -416,6 +541,14 @@ class MaskArchive:
         if not isinstance(name, str) or not name or "\0" in name:
             raise MaskValidationError(
                 f"mask name must be a non-empty string without NUL, got {name!r}"
+            )
+        attrs = validate_attrs(attrs, mask=name)
+        if attrs and not self.supports_attrs:
+            raise MaskValidationError(
+                f"{self.path}: mask {name!r}: this archive is format "
+                f"{self.version}.{self.minor_version}, which cannot hold attributes (version-1 "
+                "and medmask 0.2.0 layouts); write a new archive without compat= / codec= "
+                "('medmask convert' upgrades an existing one)"
             )
         with self._lock:
             if name in self._by_name:
@@ -438,7 +571,14 @@ class MaskArchive:
                     raise
             else:
                 try:
-                    b.stage(name, array, segmask.mapping, self._codec or get_codec(None), space)
+                    b.stage(
+                        name,
+                        array,
+                        segmask.mapping,
+                        self._codec or get_codec(None),
+                        space,
+                        attrs,
+                    )
                     if self.mode == "a":
                         b.commit()
                 except BaseException:
@@ -525,12 +665,44 @@ class MaskArchive:
             ) from None
 
     def info(self, key: str | int) -> MaskInfo:
-        """Index facts about one mask (no decoding)."""
+        """Index facts about one mask (no decoding).
+
+        Args:
+            key: The mask's name or position.
+
+        Returns:
+            A :class:`MaskInfo`; ``centroid`` is ``None`` where the file does not store
+            it (version 1, format 2.0), ``attrs`` ``{}`` when none.
+
+        Raises:
+            MaskNotFoundError: No such name or position.
+            CorruptFileError: The mask's index row is damaged.
+        """
         i, e = self._entry(key)
+        return self._info(i, e)
+
+    def _info(self, i: int, e: Entry) -> MaskInfo:
         dtype = None if e.dtype is None else ("bool" if e.dtype == np.bool_ else e.dtype.name)
         return MaskInfo(
-            e.name, i, e.mapping(self.path).to_dict(), dtype, e.bbox, e.voxels, e.length
+            e.name,
+            i,
+            e.mapping(self.path).to_dict(),
+            dtype,
+            e.bbox,
+            e.voxels,
+            e.length,
+            e.centroid,
+            copy.deepcopy(e.attrs),
         )
+
+    def infos(self) -> list[MaskInfo]:
+        """:meth:`info` of every mask, in archive order, from the index alone.
+
+        Raises:
+            CorruptFileError: An index row is damaged.
+        """
+        self._check_open()
+        return [self._info(i, e) for i, e in enumerate(self._entries)]
 
     def all_names(self) -> list[str]:
         """Names in insertion order."""

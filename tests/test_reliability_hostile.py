@@ -110,7 +110,7 @@ def test_bomb_row_is_rejected_before_the_volume_is_allocated(samples, tmp_path, 
     to allocate the full volume (1-8 GiB) before the codec noticed the claim."""
     raw = samples["mska2"].data
     frame = S.rle_frame(1, side**3, max_blocks=2)
-    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, side] * 3, 1, {"b": 1}]
+    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, side] * 3, 1, {"b": 1}, None]
     space = json.dumps({**json.loads(S.parse_mska2(raw)["space"]), "shape": [side] * 3}).encode()
     path = _write(tmp_path, "bomb.mska", S.mska2_commit(raw + frame, rows=[row], space=space))
 

@@ -8,12 +8,13 @@ so that the object model can depend on it without an import cycle.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..codecs import Codec
-from ..errors import CorruptFileError, UnsupportedFormatError
+from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
 from ..mapping import LabelMapping
 from ..spaces import Space
 from . import v1, v2
@@ -24,6 +25,8 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "sniff",
     "read_msk",
+    "read_msk_record",
+    "MskRecord",
     "write_msk",
     "open_archive",
     "Entry",
@@ -76,6 +79,33 @@ def _header(fd: int, path: object, size: int) -> bytes:
     return head
 
 
+@dataclass
+class MskRecord:
+    """What a ``.msk`` file holds.
+
+    Attributes:
+        array: The full volume, or the bounding-box region when read ``cropped``.
+        mapping: The ``{name: label}`` mapping.
+        space: The ``(z, y, x)`` space.
+        bbox: See :func:`read_msk`.
+        version: The format major version.
+        minor: The format minor version.
+        voxels: Number of non-zero voxels (from the header for version 2).
+        centroid: Stored centroid (format 2.1 files with attributes), else ``None``.
+        attrs: Stored attributes (``{}`` when none).
+    """
+
+    array: np.ndarray
+    mapping: LabelMapping
+    space: Space
+    bbox: BBox | None
+    version: int
+    minor: int
+    voxels: int
+    centroid: tuple[float, float, float] | None
+    attrs: dict
+
+
 def read_msk(
     path: str | os.PathLike, *, cropped: bool = False
 ) -> tuple[np.ndarray, LabelMapping, Space, BBox | None, int]:
@@ -94,6 +124,24 @@ def read_msk(
         CorruptFileError: The file is damaged; UnsupportedFormatError: unknown version.
         OSError: The file cannot be opened.
     """
+    r = read_msk_record(path, cropped=cropped)
+    return r.array, r.mapping, r.space, r.bbox, r.version
+
+
+def read_msk_record(path: str | os.PathLike, *, cropped: bool = False) -> MskRecord:
+    """Read a ``.msk`` file of either version, with its stored extras.
+
+    Args:
+        path: The file.
+        cropped: Return only the stored bounding-box region instead of the full volume.
+
+    Returns:
+        A :class:`MskRecord`.
+
+    Raises:
+        CorruptFileError: The file is damaged; UnsupportedFormatError: unknown version.
+        OSError: The file cannot be opened.
+    """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         kind, major = sniff(fd, path)
@@ -105,33 +153,64 @@ def read_msk(
             )
         if major == 1:
             array, mapping, space = v1.decode_msk(fd, path, _header(fd, path, v1.MSK_HEADER.size))
+            box = None
             if cropped:
-                crop, box = crop_to_bbox(array)
-                return crop, mapping, space, box, 1
-            return array, mapping, space, None, 1
-        entry, space, box_arr = v2.decode_msk(fd, path, _header(fd, path, v2.MSK_HEADER.size))
+                array, box = crop_to_bbox(array)
+            voxels = int(np.count_nonzero(array))
+            return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {})
+        header = _header(fd, path, v2.MSK_HEADER.size)
+        entry, space, box_arr = v2.decode_msk(fd, path, header)
         mapping = entry.mapping(path)
         dtype = entry.dtype
         if cropped:
             if box_arr is None:
-                return np.zeros((0, 0, 0), dtype), mapping, space, None, 2
-            return np.ascontiguousarray(box_arr), mapping, space, entry.bbox, 2
-        out = np.zeros(tuple(space.shape), dtype)
-        if box_arr is not None:
-            out[bbox_slices(entry.bbox)] = box_arr
-        return out, mapping, space, entry.bbox, 2
+                array = np.zeros((0, 0, 0), dtype)
+            else:
+                array = np.ascontiguousarray(box_arr)
+        else:
+            array = np.zeros(tuple(space.shape), dtype)
+            if box_arr is not None:
+                array[bbox_slices(entry.bbox)] = box_arr
+        return MskRecord(
+            array,
+            mapping,
+            space,
+            entry.bbox,
+            2,
+            header[5],
+            entry.voxels,
+            entry.centroid,
+            entry.attrs,
+        )
     finally:
         os.close(fd)
 
 
 def write_msk(
-    path: str | os.PathLike, array: np.ndarray, mapping: LabelMapping, space: Space, codec: Codec
+    path: str | os.PathLike,
+    array: np.ndarray,
+    mapping: LabelMapping,
+    space: Space,
+    codec: Codec,
+    attrs: dict | None = None,
 ) -> None:
-    """Write a ``.msk`` atomically (temporary sibling + rename) in the codec's version."""
+    """Write a ``.msk`` atomically (temporary sibling + rename) in the codec's version.
+
+    ``attrs`` (validated by :func:`medmask.attrs.validate_attrs`) need version 2; the file
+    is then format 2.1.
+
+    Raises:
+        MaskValidationError: ``attrs`` given with a version-1 codec.
+    """
     if codec.format_version == 1:
+        if attrs:
+            raise MaskValidationError(
+                f"{path}: a version-1 file (codec {codec.name!r}) cannot hold attributes; "
+                "write version 2 (the default codec) or drop attrs="
+            )
         data = v1.encode_msk(array, mapping, space)
     else:
-        data = v2.encode_msk(array, mapping, space, codec)
+        data = v2.encode_msk(array, mapping, space, codec, attrs)
     with atomic_temp(Path(path)) as (fh, _tmp):
         fh.write(data)
 

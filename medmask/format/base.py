@@ -72,6 +72,9 @@ class Entry:
             ``None`` for an empty mask (version 2). Version 1 stores full volumes.
         crc: CRC-32 of the blob (``None`` for version 1).
         voxels: Number of non-zero voxels when recorded (version 2).
+        centroid: Mean ``(z, y, x)`` index of the non-zero voxels when recorded
+            (format 2.1); ``None`` when empty or unknown.
+        attrs: The mask's stored attributes (format 2.1; see :mod:`medmask.attrs`).
     """
 
     name: str
@@ -83,6 +86,8 @@ class Entry:
     bbox: BBox | None = None
     crc: int | None = None
     voxels: int | None = None
+    centroid: tuple[float, float, float] | None = None
+    attrs: dict = field(default_factory=dict)
     _mapping: LabelMapping | None = field(default=None, repr=False)
 
     def mapping(self, path: object = None) -> LabelMapping:

@@ -29,6 +29,7 @@ import struct
 import numpy as np
 import zstandard
 
+from ..attrs import centroid_of, make_extra, parse_extra
 from ..codecs import (
     MASK_DTYPES,
     MAX_EXPANSION,
@@ -50,6 +51,8 @@ __all__ = [
     "SLOT_OFFSETS",
     "DATA_START",
     "INDEX_FIELDS",
+    "INDEX_FIELDS_20",
+    "MINOR",
     "encode_record",
     "encode_msk",
     "decode_msk",
@@ -66,8 +69,23 @@ PREAMBLE = struct.Struct("<4sBBHHHI")
 SLOT = struct.Struct("<QQQIIQIIQII")
 SLOT_OFFSETS = (PREAMBLE.size, PREAMBLE.size + SLOT.size)
 DATA_START = PREAMBLE.size + 2 * SLOT.size
-#: Column order of an index row.
-INDEX_FIELDS = ["name", "codec", "offset", "length", "crc32", "dtype", "bbox", "voxels", "mapping"]
+#: Column order of an index row of format 2.0 (medmask 0.2.0).
+INDEX_FIELDS_20 = [
+    "name",
+    "codec",
+    "offset",
+    "length",
+    "crc32",
+    "dtype",
+    "bbox",
+    "voxels",
+    "mapping",
+]
+#: Column order of an index row of format 2.1: 2.0's columns and the per-mask ``extra``.
+INDEX_FIELDS = [*INDEX_FIELDS_20, "extra"]
+#: Minor version written in new files (1: per-mask extras). Files of minor 0 stay minor 0
+#: when appended to (their index keeps 2.0's columns, so medmask 0.2.0 still reads them).
+MINOR = 1
 #: Largest decoded index segment or meta section accepted (bytes).
 MAX_INDEX_BYTES = 1 << 30
 #: Reliability fix: an index segment may not decode to more than this many times its stored
@@ -81,17 +99,20 @@ INDEX_SMALL = 1 << 20
 assert MSK_HEADER.size == 64 and PREAMBLE.size == 16 and SLOT.size == 64
 
 
-def encode_record(array: np.ndarray, codec: Codec) -> tuple[bytes, BBox | None, int]:
+def encode_record(
+    array: np.ndarray, codec: Codec
+) -> tuple[bytes, BBox | None, int, tuple[float, float, float] | None]:
     """Crop ``array`` to its bounding box and encode it.
 
     Returns:
-        ``(blob, bbox, voxels)``; an empty mask gives ``(b"", None, 0)``.
+        ``(blob, bbox, voxels, centroid)``; an empty mask gives ``(b"", None, 0, None)``.
     """
     bbox = bounding_box(array)
     if bbox is None:
-        return b"", None, 0
+        return b"", None, 0, None
     crop = array[bbox_slices(bbox)]
-    return codec.encode(crop), bbox, int(np.count_nonzero(crop))
+    voxels, centroid = centroid_of(crop, (bbox[0], bbox[2], bbox[4]))
+    return codec.encode(crop), bbox, voxels, centroid
 
 
 def _bad(msg: str, path: object, field: str, mask: str | None = None) -> CorruptFileError:
@@ -112,10 +133,11 @@ def _loads(raw: bytes, *, path: object, field: str) -> object:
 def _entry_from_row(
     row: object, k: int, shape: tuple[int, ...] | None, end: int, path: object
 ) -> Entry:
-    """Validate one index row (a list in :data:`INDEX_FIELDS` order)."""
+    """Validate one index row (a list in :data:`INDEX_FIELDS` order; rows of format 2.0
+    were given a ``None`` extra when their segment was read)."""
     if not isinstance(row, list) or len(row) != len(INDEX_FIELDS):
         raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
-    name, codec_id, off, length, crc, dtype, bbox, voxels, mapping = row
+    name, codec_id, off, length, crc, dtype, bbox, voxels, mapping, extra = row
     if not isinstance(name, str) or not name:
         raise _bad(f"index row {k} has an invalid name {name!r}", path, "index")
     if not _is_uint(codec_id, 8):
@@ -166,11 +188,12 @@ def _entry_from_row(
                 "index.length",
                 name,
             )
-    return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels)
+    centroid, attrs = parse_extra(extra, bbox=box, path=path, mask=name)
+    return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
 
 
-def _row(e: Entry) -> list:
-    return [
+def _row(e: Entry, minor: int) -> list:
+    row = [
         e.name,
         e.codec.codec_id,
         e.offset,
@@ -181,6 +204,9 @@ def _row(e: Entry) -> list:
         e.voxels,
         e.raw_mapping,
     ]
+    if minor >= 1:
+        row.append(make_extra(e.centroid, e.attrs) or None)
+    return row
 
 
 def read_box(fd: int, path: object, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
@@ -204,9 +230,19 @@ def read_box(fd: int, path: object, entry: Entry, out: np.ndarray | None = None)
 # --------------------------------------------------------------------------------------------
 # .msk
 # --------------------------------------------------------------------------------------------
-def encode_msk(array: np.ndarray, mapping: LabelMapping, space: Space, codec: Codec) -> bytes:
-    """Serialise one mask as a version-2 ``.msk`` file (bytes)."""
-    blob, bbox, voxels = encode_record(array, codec)
+def encode_msk(
+    array: np.ndarray,
+    mapping: LabelMapping,
+    space: Space,
+    codec: Codec,
+    attrs: dict | None = None,
+) -> bytes:
+    """Serialise one mask as a version-2 ``.msk`` file (bytes).
+
+    Without ``attrs`` the file is format 2.0, byte for byte what medmask 0.2.0 writes;
+    with (validated) ``attrs`` the meta gains ``extra`` and the header says minor 1.
+    """
+    blob, bbox, voxels, centroid = encode_record(array, codec)
     meta = {
         "space": json.loads(space_to_disk_json(space)),
         "mapping": mapping.to_dict(),
@@ -215,13 +251,15 @@ def encode_msk(array: np.ndarray, mapping: LabelMapping, space: Space, codec: Co
         "bbox": list(bbox) if bbox is not None else None,
         "voxels": voxels,
     }
+    if attrs:
+        meta["extra"] = make_extra(centroid, attrs)
     meta_b = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     m_off = MSK_HEADER.size
     b_off = m_off + len(meta_b)
     head = MSK_HEADER.pack(
         b"MSK1",
         2,
-        0,
+        1 if attrs else 0,
         0,
         MSK_HEADER.size,
         m_off,
@@ -252,8 +290,12 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.n
         raise _bad("meta checksum mismatch", path, "meta")
     meta = _loads(raw, path=path, field="meta")
     keys = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
-    if not isinstance(meta, dict) or set(meta) != keys:
-        raise _bad(f"meta must be an object with keys {sorted(keys)}", path, "meta")
+    if not isinstance(meta, dict) or set(meta) - {"extra"} != keys:
+        raise _bad(
+            f"meta must be an object with keys {sorted(keys)} (and optionally 'extra')",
+            path,
+            "meta",
+        )
     try:
         space_raw = json.dumps(meta["space"]).encode()
     except (ValueError, RecursionError) as exc:  # reliability fix: nothing but CorruptFileError
@@ -270,6 +312,7 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.n
             meta["bbox"],
             meta["voxels"],
             meta["mapping"],
+            meta.get("extra"),
         ],
         0,
         tuple(space.shape),
@@ -341,8 +384,9 @@ class MskaV2:
 
     version = 2
 
-    def __init__(self, fd: int, path: object, *, fsync: bool = True) -> None:
+    def __init__(self, fd: int, path: object, *, fsync: bool = True, minor: int = MINOR) -> None:
         self.fd = fd
+        self.minor = minor
         self.path = path
         self.fsync = fsync
         self.space: Space | None = None
@@ -360,13 +404,27 @@ class MskaV2:
 
     # -- creation --------------------------------------------------------------------------
     @classmethod
-    def create(cls, fd: int, path: object, *, fsync: bool = True) -> MskaV2:
-        """Initialise an empty file on ``fd``: preamble and two empty slots (no commit yet)."""
-        pre = PREAMBLE.pack(b"MSKA", 2, 0, 0, SLOT.size, 2, 0)
+    def create(cls, fd: int, path: object, *, fsync: bool = True, minor: int = MINOR) -> MskaV2:
+        """Initialise an empty file on ``fd``: preamble and two empty slots (no commit yet).
+
+        Args:
+            fd: A read-write descriptor of the new file.
+            path: The file, for messages.
+            fsync: Whether commits call ``os.fsync``.
+            minor: 1 (default: per-mask extras) or 0 (the layout of medmask 0.2.0).
+        """
+        if minor not in (0, 1):
+            raise ValueError(f"minor version must be 0 or 1, got {minor!r}")
+        pre = PREAMBLE.pack(b"MSKA", 2, minor, 0, SLOT.size, 2, 0)
         pre = pre[:-4] + struct.pack("<I", crc32(pre[:12]))
         os.ftruncate(fd, 0)
         os.pwrite(fd, pre + b"\0" * (2 * SLOT.size), 0)
-        return cls(fd, path, fsync=fsync)
+        return cls(fd, path, fsync=fsync, minor=minor)
+
+    @property
+    def supports_attrs(self) -> bool:
+        """Whether this archive's layout stores per-mask extras (minor version >= 1)."""
+        return self.minor >= 1
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod
@@ -380,6 +438,7 @@ class MskaV2:
         magic, major, minor, flags, slot_size, nslots, pcrc = PREAMBLE.unpack_from(head, 0)
         if crc32(head[:12]) != pcrc:
             raise _bad("preamble checksum mismatch", path, "header")
+        self.minor = min(minor, MINOR)  # appends keep the file's own layout
         if (slot_size, nslots, flags) != (SLOT.size, 2, 0):
             raise _bad(
                 f"unexpected slot layout {slot_size}x{nslots}, flags {flags}", path, "header"
@@ -427,14 +486,25 @@ class MskaV2:
             del decoded
             if not (isinstance(seg, dict) and set(seg) == {"prev", "fields", "rows"}):
                 raise _bad("index segment must be an object with prev, fields, rows", path, "index")
-            if seg["fields"] != INDEX_FIELDS:
+            if seg["fields"] not in (INDEX_FIELDS, INDEX_FIELDS_20):
                 raise UnsupportedFormatError(
-                    f"index fields {seg['fields']!r} are not {INDEX_FIELDS}",
+                    f"index fields {str(seg['fields'])[:200]} are neither {INDEX_FIELDS} "
+                    f"(format 2.1) nor {INDEX_FIELDS_20} (format 2.0); a newer medmask wrote "
+                    "this archive: upgrade medmask to open it",
                     path=path,
                     field="index",
                 )
             if not isinstance(seg["rows"], list) or not seg["rows"]:
                 raise _bad("index segment has no rows", path, "index")
+            if seg["fields"] == INDEX_FIELDS_20:  # format 2.0 rows: no extra
+                for r in seg["rows"]:
+                    if not (isinstance(r, list) and len(r) == len(INDEX_FIELDS_20)):
+                        raise _bad(
+                            f"an index row is not a list of {len(INDEX_FIELDS_20)} fields",
+                            path,
+                            "index",
+                        )
+                    r.append(None)
             segments.append((off, length, crc, len(seg["rows"])))
             rows.append(seg["rows"])
             prev = seg["prev"]
@@ -503,15 +573,30 @@ class MskaV2:
         return self.entries[self._committed :]
 
     def stage(
-        self, name: str, array: np.ndarray, mapping: LabelMapping, codec: Codec, space: Space
+        self,
+        name: str,
+        array: np.ndarray,
+        mapping: LabelMapping,
+        codec: Codec,
+        space: Space,
+        attrs: dict | None = None,
     ) -> Entry:
         """Write one mask's blob after the end; it becomes durable and visible to
-        other readers at :meth:`commit` (this object sees it at once)."""
+        other readers at :meth:`commit` (this object sees it at once).
+
+        ``attrs`` must be validated (:func:`medmask.attrs.validate_attrs`) and may be
+        given only when :attr:`supports_attrs`."""
         if array.dtype.name not in MASK_DTYPES:
             raise MaskValidationError(f"mask {name!r}: dtype {array.dtype} cannot be stored")
+        if attrs and not self.supports_attrs:
+            raise MaskValidationError(
+                f"{self.path}: mask {name!r}: this archive has the layout of medmask 0.2.0 "
+                "(format 2.0), which cannot hold attributes; convert it to the current layout "
+                "with 'medmask convert' first"
+            )
         if self.space is None and self._pending_space is None:
             self._pending_space = space
-        blob, bbox, voxels = encode_record(array, codec)
+        blob, bbox, voxels, centroid = encode_record(array, codec)
         offset = self._write(blob) if blob else 0
         entry = Entry(
             name,
@@ -523,6 +608,8 @@ class MskaV2:
             bbox,
             crc32(blob),
             voxels,
+            centroid if self.supports_attrs else None,
+            dict(attrs or {}),
         )
         entry._mapping = mapping.copy()
         self.entries.append(entry)
@@ -547,9 +634,10 @@ class MskaV2:
             start -= segments.pop()[3]
         if start < len(self.entries):
             prev = list(segments[-1][:3]) if segments else None
-            rows = [_row(e) for e in self.entries[start:]]
+            rows = [_row(e, self.minor) for e in self.entries[start:]]
+            fields = INDEX_FIELDS if self.minor >= 1 else INDEX_FIELDS_20
             seg_json = json.dumps(
-                {"prev": prev, "fields": INDEX_FIELDS, "rows": rows},
+                {"prev": prev, "fields": fields, "rows": rows},
                 separators=(",", ":"),
                 ensure_ascii=False,
             ).encode("utf-8")

@@ -31,7 +31,7 @@ def crashers() -> dict[str, bytes]:
     out["sweep_v2_mska_space_2pow37_voxels.mska"] = S.mska2_commit(raw, space=big)
     # 8 GiB allocated before a 21-byte blob was checked (fixed: v2._entry_from_row)
     frame = S.rle_frame(1, 2048**3, max_blocks=2)
-    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, 2048] * 3, 1, {"b": 1}]
+    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, 2048] * 3, 1, {"b": 1}, None]
     big = json.dumps({**sp, "shape": [2048] * 3}).encode()
     out["sweep_v2_mska_bomb_row_8GiB.mska"] = S.mska2_commit(raw + frame, rows=[row], space=big)
     # AttributeError: masks listed but no space section (fixed: v2.MskaV2.open)

@@ -490,6 +490,22 @@ def hostile_mska2(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
             not label.endswith("shifted"),
         )
     yield case("row1.bbox=null-with-data", S.mska2_commit(s.data, rows=row_with(k, "bbox", None)))
+    for label, val, must in [
+        ("extra=5", 5, True),
+        ("extra=list", [1, 2], True),
+        ("extra.centroid=str", {"centroid": "abc"}, True),
+        ("extra.centroid=short", {"centroid": [1.0, 2.0]}, True),
+        ("extra.centroid=outside", {"centroid": [1e9, 0.0, 0.0]}, True),
+        ("extra.centroid=bool", {"centroid": [True, 1, 1]}, True),
+        ("extra.attrs=5", {"attrs": 5}, True),
+        ("extra.attrs.color=bad", {"attrs": {"color": [1, 2, 300]}}, True),
+        ("extra.attrs.type=str", {"attrs": {"type": "liver"}}, True),
+        ("extra.attrs.huge", {"attrs": {"description": "x" * 100_000}}, True),
+        ("extra.attrs.deep", {"attrs": {"a": json.loads("[" * 50 + "]" * 50)}}, True),
+        ("extra.unknown-key", {"future": {"x": 1}}, False),
+        ("extra=null", None, False),
+    ]:
+        yield case(f"row1.{label}", S.mska2_commit(s.data, rows=row_with(k, "extra", val)), must)
     empty = next(i for i, r in enumerate(rows) if r[6] is None)
     yield case(
         "row-empty.bbox=whole",

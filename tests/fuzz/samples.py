@@ -139,7 +139,19 @@ PREAMBLE = struct.Struct("<4sBBHHHI")
 SLOT = struct.Struct("<QQQIIQIIQII")
 SLOT_OFFSETS = (16, 80)
 DATA_START = 144
-INDEX_FIELDS = ["name", "codec", "offset", "length", "crc32", "dtype", "bbox", "voxels", "mapping"]
+#: Index columns of format 2.0 (medmask 0.2.0) and of 2.1 (what the writers produce now).
+INDEX_FIELDS_20 = [
+    "name",
+    "codec",
+    "offset",
+    "length",
+    "crc32",
+    "dtype",
+    "bbox",
+    "voxels",
+    "mapping",
+]
+INDEX_FIELDS = [*INDEX_FIELDS_20, "extra"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,261 @@
+"""Per-mask attributes and the per-mask ``extra`` record of format 2.1.
+
+Every mask stored in a version-2 file may carry an ``extra`` JSON object (see
+``docs/format.md``, "Per-mask extras"):
+
+* ``"centroid"``: ``[z, y, x]``, the mean voxel index of the mask's non-zero voxels in
+  the in-memory ``(z, y, x)`` grid (absent for an empty mask). Written by medmask for
+  every mask so that statistics come from the index alone.
+* ``"attrs"``: the mask's attributes, an object with these documented keys (any other
+  key is kept as it is, provided it is JSON):
+
+  ===================  =======================================================
+  ``color``            ``[r, g, b]``, three integers 0-255
+  ``description``      a string
+  ``category``,        coded concepts, each ``{"scheme": str, "value": str,
+  ``type``,            "meaning": str}`` (DICOM CodingSchemeDesignator,
+  ``type_modifier``,   CodeValue, CodeMeaning; other string keys such as
+  ``region``,          ``"version"`` are allowed)
+  ``region_modifier``
+  ``label_value``      the mask's label number in the file it came from (int >= 0)
+  ===================  =======================================================
+
+Writers call :func:`validate_attrs` (:class:`MaskValidationError` on bad input);
+readers call :func:`parse_extra` (:class:`CorruptFileError` on a bad stored record,
+unknown keys of ``extra`` ignored for forward compatibility).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import CorruptFileError, MaskValidationError
+
+__all__ = [
+    "KNOWN_ATTRS",
+    "CODED_ATTRS",
+    "MAX_ATTRS_BYTES",
+    "MAX_ATTRS_DEPTH",
+    "validate_attrs",
+    "parse_extra",
+    "make_extra",
+    "centroid_of",
+]
+
+#: Attribute keys coded as DICOM code triplets.
+CODED_ATTRS = ("category", "type", "type_modifier", "region", "region_modifier")
+#: Attribute keys with a documented meaning (others are free and kept as they are).
+KNOWN_ATTRS = ("color", "description", *CODED_ATTRS, "label_value")
+#: Largest serialised attribute object of one mask (bytes of compact UTF-8 JSON).
+MAX_ATTRS_BYTES = 64 * 1024
+#: Deepest nesting of containers inside an attribute object.
+MAX_ATTRS_DEPTH = 8
+#: Digits after the decimal point kept of a stored centroid (1/10,000 of a voxel).
+CENTROID_DIGITS = 4
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def _depth(obj: object) -> int:
+    """Nesting depth of JSON containers (iterative: never recurses on hostile input)."""
+    deepest = 0
+    stack = [(obj, 1)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, dict):
+            items = item.values()
+        elif isinstance(item, list | tuple):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, d)
+        if deepest > MAX_ATTRS_DEPTH:
+            return deepest
+        stack.extend((v, d + 1) for v in items)
+    return deepest
+
+
+def _attrs_problem(attrs: object) -> tuple[str | None, dict | None]:
+    """``(problem, normalised attrs)``: the first thing wrong with ``attrs`` or ``None``."""
+    if not isinstance(attrs, Mapping):
+        return f"attributes must be a JSON object (dict), got {type(attrs).__name__}", None
+    if _depth(attrs) > MAX_ATTRS_DEPTH:
+        return f"attributes are nested deeper than {MAX_ATTRS_DEPTH} levels", None
+    for key in attrs:
+        if not isinstance(key, str) or not key:
+            return f"attribute names must be non-empty strings, got {key!r}", None
+    try:
+        raw = json.dumps(dict(attrs), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"attributes must be JSON-serialisable ({exc})", None
+    if len(raw.encode("utf-8")) > MAX_ATTRS_BYTES:
+        return f"attributes take more than {MAX_ATTRS_BYTES} bytes as JSON", None
+    norm = json.loads(raw)  # a private deep copy with tuples turned into lists
+    color = norm.get("color")
+    if "color" in norm and not (
+        isinstance(color, list)
+        and len(color) == 3
+        and all(_is_int(c) and 0 <= c <= 255 for c in color)
+    ):
+        return f"'color' must be [r, g, b] with integers 0-255, got {color!r}", None
+    if "description" in norm and not isinstance(norm["description"], str):
+        return f"'description' must be a string, got {norm['description']!r}", None
+    for key in CODED_ATTRS:
+        if key not in norm:
+            continue
+        code = norm[key]
+        if not (
+            isinstance(code, dict)
+            and all(
+                isinstance(code.get(k), str) and code[k] for k in ("scheme", "value", "meaning")
+            )
+            and all(isinstance(v, str) for v in code.values())
+        ):
+            return (
+                f"{key!r} must be a coded concept {{'scheme': str, 'value': str, 'meaning': str}} "
+                f"(DICOM CodingSchemeDesignator, CodeValue, CodeMeaning), got {code!r}",
+                None,
+            )
+    lv = norm.get("label_value")
+    if "label_value" in norm and not (_is_int(lv) and 0 <= lv < 2**32):
+        return f"'label_value' must be an integer 0 <= v < 2**32, got {lv!r}", None
+    return None, norm
+
+
+def validate_attrs(attrs: Mapping[str, Any] | None, *, mask: str | None = None) -> dict:
+    """Check a mask's attributes before they are written.
+
+    Args:
+        attrs: The attributes (see the module docstring for the documented keys), or
+            ``None`` for none.
+        mask: The mask's name, for the message.
+
+    Returns:
+        A normalised private copy (tuples become lists); ``{}`` for ``None``.
+
+    Raises:
+        MaskValidationError: What is wrong, naming the mask and the attribute.
+    """
+    if attrs is None:
+        return {}
+    problem, norm = _attrs_problem(attrs)
+    if problem is not None:
+        where = f"mask {mask!r}: " if mask is not None else ""
+        raise MaskValidationError(where + problem)
+    return norm
+
+
+def make_extra(centroid: tuple[float, float, float] | None, attrs: Mapping | None) -> dict:
+    """The ``extra`` record of one mask (``attrs`` already validated)."""
+    extra: dict = {}
+    if centroid is not None:
+        extra["centroid"] = [round(float(c), CENTROID_DIGITS) for c in centroid]
+    if attrs:
+        extra["attrs"] = dict(attrs)
+    return extra
+
+
+def parse_extra(
+    obj: object,
+    *,
+    bbox: tuple[int, ...] | None,
+    path: object,
+    mask: str | None,
+    field: str = "index.extra",
+) -> tuple[tuple[float, float, float] | None, dict]:
+    """Validate a stored ``extra`` record.
+
+    Args:
+        obj: The stored value (an object, or ``None`` for none).
+        bbox: The mask's stored bounding box (the centroid must lie inside it); ``None``
+            for an empty mask (which has no centroid).
+        path: The file, for messages.
+        mask: The mask's name, for messages.
+        field: The file field, for messages.
+
+    Returns:
+        ``(centroid or None, attrs)``; unknown keys of ``extra`` are ignored.
+
+    Raises:
+        CorruptFileError: The record has the wrong types, sizes or values.
+    """
+    if obj is None:
+        return None, {}
+    if not isinstance(obj, dict):
+        raise CorruptFileError(
+            f"extra must be a JSON object or null, found {type(obj).__name__}",
+            path=path,
+            mask=mask,
+            field=field,
+        )
+    centroid = None
+    raw_c = obj.get("centroid")
+    if raw_c is not None:
+        if not (
+            isinstance(raw_c, list)
+            and len(raw_c) == 3
+            and all(
+                isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
+                for c in raw_c
+            )
+        ):
+            raise CorruptFileError(
+                f"centroid {str(raw_c)[:80]} is not three finite numbers",
+                path=path,
+                mask=mask,
+                field=field + ".centroid",
+            )
+        if bbox is None:
+            raise CorruptFileError(
+                "an empty mask cannot have a centroid", path=path, mask=mask, field=field
+            )
+        for axis, c in enumerate(raw_c):
+            if not bbox[2 * axis] - 1e-3 <= c <= bbox[2 * axis + 1] - 1 + 1e-3:
+                raise CorruptFileError(
+                    f"centroid {raw_c} lies outside the bounding box {list(bbox)}",
+                    path=path,
+                    mask=mask,
+                    field=field + ".centroid",
+                )
+        centroid = (float(raw_c[0]), float(raw_c[1]), float(raw_c[2]))
+    attrs: dict = {}
+    if obj.get("attrs") is not None:
+        problem, norm = _attrs_problem(obj["attrs"])
+        if problem is not None:
+            raise CorruptFileError(
+                f"invalid attributes: {problem}", path=path, mask=mask, field=field + ".attrs"
+            )
+        attrs = norm
+    return centroid, attrs
+
+
+def centroid_of(crop: np.ndarray, origin: tuple[int, int, int] = (0, 0, 0)) -> tuple:
+    """``(voxels, centroid)`` of the non-zero voxels of a ``(z, y, x)`` array.
+
+    Args:
+        crop: The array (typically cropped to its bounding box).
+        origin: Index of ``crop[0, 0, 0]`` in the full volume.
+
+    Returns:
+        ``(count, (z, y, x) mean index)``; ``(0, None)`` when nothing is set.
+    """
+    nz = crop if crop.dtype == np.bool_ else crop != 0
+    zy = np.count_nonzero(nz, axis=2)  # one pass over the box
+    pz = zy.sum(axis=1)
+    total = int(pz.sum())
+    if total == 0:
+        return 0, None
+    py = zy.sum(axis=0)
+    px = np.count_nonzero(nz, axis=(0, 1))
+    c = tuple(
+        float(np.dot(p.astype(np.float64), np.arange(p.size, dtype=np.float64)) / total + o)
+        for p, o in ((pz, origin[0]), (py, origin[1]), (px, origin[2]))
+    )
+    return total, c
