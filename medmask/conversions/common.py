@@ -1,0 +1,168 @@
+"""What every foreign format shares: masks read from a file as ``(name, array, attrs)``
+records, the report of a conversion, and writing records into an archive."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MaskValidationError
+from ..segmask import SegmentationMask
+from ..spaces import Space
+from ..storage import MaskArchive
+
+__all__ = [
+    "MaskRecord",
+    "ConversionReport",
+    "records_to_archive",
+    "archive_records",
+    "MAX_VOXELS",
+    "MAX_SEGMENTS",
+]
+
+#: Largest grid a foreign file may declare (voxels); larger headers are refused before
+#: anything is allocated.
+MAX_VOXELS = 2**31
+#: Most segments one foreign file may declare.
+MAX_SEGMENTS = 65_535
+
+
+@dataclass
+class MaskRecord:
+    """One mask read from a foreign file.
+
+    Attributes:
+        name: The mask name (made unique by the reader).
+        array: A bool ``(z, y, x)`` array on the file's grid.
+        attrs: Attributes for :meth:`MaskArchive.add_segmask` (colour, coded
+            terminology, description, label value, format-specific extras).
+    """
+
+    name: str
+    array: np.ndarray
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did, for printing.
+
+    Attributes:
+        source: The file or folder read.
+        output: The file or folder written.
+        kind: The source's (or output's) format.
+        masks: Mask names, in order.
+        renamed: ``{new name: name in the file}`` for names changed to be unique.
+        notes: Other things worth telling (one line each).
+        voxels: ``{name: voxels}`` where known.
+        lost: ``{name: voxels lost to overlaps}`` (label-map exports).
+        emptied: Masks that lost all their voxels to overlaps.
+    """
+
+    source: str
+    output: str
+    kind: str
+    masks: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    voxels: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, int] = field(default_factory=dict)
+    emptied: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The report as a JSON-ready dict."""
+        return {
+            "source": self.source,
+            "output": self.output,
+            "kind": self.kind,
+            "masks": list(self.masks),
+            "renamed": dict(self.renamed),
+            "notes": list(self.notes),
+            "voxels": dict(self.voxels),
+            "lost": dict(self.lost),
+            "emptied": list(self.emptied),
+        }
+
+
+def records_to_archive(
+    records: Iterable[MaskRecord],
+    space: Space,
+    out: str | os.PathLike,
+    *,
+    codec: str | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> list[str]:
+    """Write mask records into a new archive (atomically: on error nothing is left).
+
+    Args:
+        records: The masks (bool ``(z, y, x)`` arrays on ``space``).
+        space: The grid.
+        out: The ``.mska`` to write.
+        codec: ``None`` (version 2) or ``"zstd"`` (version 1: attributes are then dropped).
+        progress: Optional wrapper of the record iterable.
+
+    Returns:
+        The names written.
+
+    Raises:
+        MaskValidationError: A record's array is not on ``space``.
+    """
+    names = []
+    with MaskArchive(out, "w", codec=codec, space=space) as ar:
+        keep = ar.supports_attrs
+        for rec in progress(records) if progress else records:
+            if tuple(rec.array.shape) != tuple(int(s) for s in space.shape):
+                raise MaskValidationError(
+                    f"mask {rec.name!r}: shape {rec.array.shape} is not the grid {tuple(space.shape)}"
+                )
+            seg = SegmentationMask(rec.array, {rec.name: 1}, space, copy=False)
+            ar.add_segmask(seg, rec.name, attrs=(rec.attrs or None) if keep else None)
+            names.append(rec.name)
+    return names
+
+
+def archive_records(
+    archive: str | os.PathLike, names: Iterable[str] | None = None
+) -> tuple[Space, list[MaskRecord]]:
+    """The masks of an archive as bool records (a multi-label mask gives one per label).
+
+    Args:
+        archive: The ``.mska`` (or ``.msk``).
+        names: Only these masks (default: all, archive order).
+
+    Returns:
+        ``(space, records)``.
+
+    Raises:
+        MaskValidationError: The archive holds no masks.
+        MaskNotFoundError: A name is not stored.
+    """
+    path = Path(archive)
+    with open(path, "rb") as fh:
+        is_archive = fh.read(4) == b"MSKA"
+    out: list[MaskRecord] = []
+    if not is_archive:
+        seg = SegmentationMask.load(path)
+        for n, v in seg.mapping.items():
+            if v:
+                out.append(MaskRecord(n, seg.data == v if seg.data.dtype != np.bool_ else seg.data))
+        return seg.space, out
+    with MaskArchive(path) as ar:
+        if len(ar) == 0 or ar.space is None:
+            raise MaskValidationError(f"{archive}: the archive holds no masks")
+        wanted = list(names) if names is not None else ar.all_names()
+        mappings = ar.read_all_mapping()
+        for name in wanted:
+            arr = ar.read_array(name)
+            attrs = dict(getattr(ar.info(name), "attrs", None) or {})
+            items = [(n, v) for n, v in mappings[name].items() if v]
+            if arr.dtype == np.bool_ or len(items) <= 1:
+                out.append(MaskRecord(name, arr != 0, attrs))
+            else:
+                for n, v in items:
+                    out.append(MaskRecord(f"{name}:{n}" if n != name else n, arr == v, {}))
+        return ar.space, out
