@@ -375,6 +375,11 @@ def test_helpers(s3, tmp_path, blob):
     assert remote.list_files(s3.url("p/"), (".NII.GZ",), storage_options=opts) == [
         s3.url("p/d.nii.gz")
     ]
+    assert remote.list_folders(s3.url("p/"), storage_options=opts) == [s3.url("p/sub")]
+    assert remote.list_folders(s3.url(""), storage_options=opts) == [s3.url("p"), s3.url("q")]
+    assert remote.read_bytes(s3.url("p/d.nii.gz"), storage_options=opts) == blob[:100]
+    with pytest.raises(FileNotFoundError):
+        remote.read_bytes(s3.url("p/none.nii.gz"), storage_options=opts)
     got = remote.download(s3.url("p/a.mska"), tmp_path / "x" / "a.mska", storage_options=opts)
     assert got.read_bytes() == blob[:100] and list((tmp_path / "x").iterdir()) == [got]
     with pytest.raises(FileNotFoundError):

@@ -66,6 +66,8 @@ __all__ = [
     "download",
     "exists",
     "list_files",
+    "list_folders",
+    "read_bytes",
     "remove",
     "read_checked",
     "WHOLE_OBJECT_LIMIT",
@@ -929,3 +931,41 @@ def list_files(
             continue
         out.append(fs.unstrip_protocol(name) if protocol != "file" else name)
     return sorted(out)
+
+
+def list_folders(url_prefix: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """The URLs of the "folders" (common prefixes) directly under a prefix, e.g. the case
+    folders of ``s3://bucket/raw/``.
+
+    Returns:
+        Full URLs with the protocol, without a trailing slash, sorted.
+
+    Raises:
+        RemoteReadError: The listing failed (after the retries).
+    """
+    url_prefix = str(url_prefix)
+    opts, policy = _split_options(url_prefix, storage_options)
+    fs, path = _filesystem(url_prefix, opts)
+    path = path.rstrip("/")
+    fs.invalidate_cache(path)
+    entries = _retrying(url_prefix, policy, "listing", lambda: fs.ls(path, detail=True))
+    protocol = _protocol(url_prefix)
+    out = []
+    for e in entries:
+        if e.get("type") == "directory":
+            name = e["name"].rstrip("/")
+            out.append(fs.unstrip_protocol(name) if protocol != "file" else name)
+    return sorted(out)
+
+
+def read_bytes(url: str, *, storage_options: Mapping[str, Any] | None = None) -> bytes:
+    """The whole object at ``url`` (e.g. a ``.nii.gz`` to convert), with retries.
+
+    Raises:
+        FileNotFoundError: No object at ``url``.
+        RemoteReadError: The read failed after the retries.
+    """
+    url = str(url)
+    opts, policy = _split_options(url, storage_options)
+    fs, path = _filesystem(url, opts)
+    return _retrying(url, policy, "read", lambda: fs.cat_file(path))
