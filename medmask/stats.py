@@ -110,14 +110,14 @@ def _pd():
 
 
 # -- finding files ---------------------------------------------------------------------------
-def _url_fs(url: str, storage_options: dict | None):
+def _list_url(url: str, storage_options: dict | None) -> list[str]:
     try:
-        import fsspec
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"{url}: reading URLs needs fsspec: pip install 'medmask[remote]'"
+        from .io.remote import list_files
+    except ImportError:  # pragma: no cover - a build without remote support
+        raise MaskValidationError(
+            f"{url}: this medmask build reads local files only; copy the files locally"
         ) from None
-    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return list_files(url, _SUFFIXES, storage_options=storage_options)
 
 
 def find_mask_files(
@@ -134,7 +134,8 @@ def find_mask_files(
         Paths and URLs, folders' contents sorted, in the order given, without duplicates.
 
     Raises:
-        FileNotFoundError: A path or URL that does not exist.
+        FileNotFoundError: A local path that does not exist.
+        RemoteReadError: A URL prefix could not be listed.
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
@@ -149,17 +150,11 @@ def find_mask_files(
     for p in paths:
         s = os.fspath(p)
         if is_url(s):
-            fs, root = _url_fs(s, storage_options)
-            if s.lower().endswith(_SUFFIXES) and not s.endswith("/"):
+            if s.lower().endswith(_SUFFIXES):
                 keep(s)
-                continue
-            if not fs.isdir(root):
-                if fs.exists(root):
-                    raise MaskValidationError(f"{s}: not a .mska/.msk file or a folder of them")
-                raise FileNotFoundError(f"{s}: no such file or folder")
-            found = sorted(f for f in fs.find(root) if f.lower().endswith(_SUFFIXES))
-            for f in found:
-                keep(f if is_url(f) else fs.unstrip_protocol(f))
+            else:  # a "folder" (prefix): the objects below it
+                for f in _list_url(s, storage_options):
+                    keep(f)
             continue
         path = Path(s)
         if path.is_dir():
