@@ -14,8 +14,9 @@ import numpy as np
 
 from medmask import MaskArchive, MaskFile
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
+from medmask.io.names import format_from_name, is_url
 from medmask.nifti import space_to_affine
-from medmask.ops import match_allowed_values, smallest_uint_dtype
+from medmask.ops import match_allowed_values
 from medmask.spaces import Space
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "as_numpy_dtype",
     "is_archive",
     "file_kind",
+    "label_dtype",
+    "storage_kw",
+    "as_target",
 ]
 
 #: ``None`` (all), a list of names (labelled 1..N in order) or ``{name: label}``.
@@ -124,25 +128,67 @@ def mask_meta(path: object, space: Space, labels: Mapping[str, int] | None, mode
     return meta
 
 
-def file_kind(path: str | os.PathLike) -> str | None:
-    """``"mska"``, ``"msk"`` or ``None`` (not a medmask file), by the magic bytes."""
-    with open(path, "rb") as fh:
-        return {b"MSKA": "mska", b"MSK1": "msk"}.get(fh.read(4))
+def storage_kw(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{"storage_options": ...}`` for medmask's readers, or ``{}`` when none were given."""
+    return {} if storage_options is None else {"storage_options": dict(storage_options)}
 
 
-def is_archive(path: str | os.PathLike) -> bool:
+def as_target(path: str | os.PathLike) -> str | Path:
+    """A local path as :class:`~pathlib.Path`; a URL stays a string (``Path`` would mangle it)."""
+    return path if is_url(path) else Path(path)
+
+
+def file_kind(
+    path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None
+) -> str | None:
+    """``"mska"``, ``"msk"`` or ``None`` (not a medmask file), by the magic bytes.
+
+    A URL is told by its name when the name says ``.mska``/``.msk`` (no extra request; a
+    file whose content contradicts its name is refused by the reader), else by its bytes.
+
+    Raises:
+        FileNotFoundError: No such file or object.
+    """
+    if is_url(path):
+        named = format_from_name(path)
+        if named in ("mska", "msk"):
+            return named
+        from medmask.io import open_source
+
+        with open_source(path, **storage_kw(storage_options)) as src:
+            head = src.read(0, 4, field="magic") if src.size() >= 4 else b""
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    return {b"MSKA": "mska", b"MSK1": "msk"}.get(head)
+
+
+def is_archive(path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> bool:
     """Whether ``path`` is a ``.mska`` (by its magic bytes, not its name)."""
-    return file_kind(path) == "mska"
+    return file_kind(path, storage_options) == "mska"
+
+
+def label_dtype(top: int) -> np.dtype:
+    """The default dtype of a label map whose largest label is ``top``.
+
+    ``uint8`` up to 255, then ``int16`` up to 32,767, ``int32``, ``int64``: types torch
+    supports in its ordinary kernels (it implements few for ``uint16``/``uint32``: no
+    ``flip``, so ``Orientationd`` would fail).
+    """
+    for dt in (np.uint8, np.int16, np.int32, np.int64):
+        if top <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise MaskValidationError(f"label {top} does not fit in 64 bits")
 
 
 def _output_dtype(dtype: Any, top: int, mode: str) -> np.dtype:
-    """The output dtype: the caller's (checked to hold ``top``) or the smallest unsigned one."""
+    """The output dtype: the caller's (checked to hold ``top``) or :func:`label_dtype`."""
     if mode == "channels":
         dt = as_numpy_dtype(dtype)
         return np.dtype(np.uint8) if dt is None else dt
     dt = as_numpy_dtype(dtype)
     if dt is None:
-        return smallest_uint_dtype(max(top, 1))
+        return label_dtype(max(top, 1))
     if dt.kind == "b" and top > 1:
         raise MaskValidationError(f"dtype bool cannot hold label {top}")
     if dt.kind in "iu" and top > np.iinfo(dt).max:
@@ -201,9 +247,14 @@ def _from_archive(
 
 
 def _from_msk(
-    path: Path, wanted: dict[str, int] | None, mode: str, dtype, missing: str
+    path: str | Path,
+    wanted: dict[str, int] | None,
+    mode: str,
+    dtype,
+    missing: str,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, int], Space]:
-    crop, box, stored, space = MaskFile(path).read_cropped()
+    crop, box, stored, space = MaskFile(path, **storage_kw(storage_options)).read_cropped()
     mapping = stored.to_dict()
     shape = tuple(int(s) for s in space.shape)
     if wanted is None:
@@ -247,6 +298,7 @@ def load_mask_array(
     dtype: Any = None,
     missing: str = "raise",
     archive: MaskArchive | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Load masks from a ``.msk`` or ``.mska`` as a channel-first ``(C, x, y, z)`` array.
 
@@ -261,10 +313,12 @@ def load_mask_array(
         mode: ``"labelmap"`` (one channel of labels; where masks overlap the later name
             wins) or ``"channels"`` (one binary channel per distinct output label, in
             increasing label order; overlaps kept).
-        dtype: Output dtype (NumPy or torch). Default: the smallest unsigned type
-            holding the labels (``uint8`` for ``"channels"``).
+        dtype: Output dtype (NumPy or torch). Default: :func:`label_dtype` of the
+            largest label (``uint8`` up to 255, then ``int16``, ``int32``: types torch's
+            ordinary operations support); ``uint8`` for ``"channels"``.
         missing: ``"raise"`` or ``"empty"`` (absent names give empty masks).
         archive: An already open archive for ``path`` (reused, not closed).
+        storage_options: fsspec options for a URL (credentials, endpoint...).
 
     Returns:
         ``(array, meta)``; ``array`` is the ``(x, y, z)`` view of a C-order
@@ -278,14 +332,14 @@ def load_mask_array(
     """
     check_options(mode, missing)
     wanted = resolve_names(names)
-    path = Path(path)
-    if archive is not None or is_archive(path):
+    path = as_target(path)
+    if archive is not None or is_archive(path, storage_options):
         if archive is not None:
             data, labels, space = _from_archive(archive, path, wanted, mode, dtype, missing)
         else:
-            with MaskArchive(path) as ar:
+            with MaskArchive(path, **storage_kw(storage_options)) as ar:
                 data, labels, space = _from_archive(ar, path, wanted, mode, dtype, missing)
     else:
-        data, labels, space = _from_msk(path, wanted, mode, dtype, missing)
+        data, labels, space = _from_msk(path, wanted, mode, dtype, missing, storage_options)
     meta = mask_meta(path, space, labels, mode)
     return data.transpose(0, 3, 2, 1), meta

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,19 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from medmask import MaskArchive
+from medmask import MaskArchive, MaskInfo
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
+from medmask.io.names import is_url
 
-from ._load import mask_meta
+from ._load import label_dtype, mask_meta, storage_kw
 from .transforms import to_metatensor
 
-__all__ = ["MaskArchiveDataset"]
+__all__ = ["MaskArchiveDataset", "MissingNameWarning"]
+
+
+class MissingNameWarning(UserWarning):
+    """A name given to :class:`MaskArchiveDataset` is in none of its archives."""
+
 
 PathLike = str | os.PathLike
 
@@ -40,8 +47,9 @@ class _OpenArchives:
     what is left.
     """
 
-    def __init__(self, max_open: int) -> None:
+    def __init__(self, max_open: int, storage_options: Mapping[str, Any] | None = None) -> None:
         self.pid = os.getpid()
+        self.storage_options = storage_options
         self.lock = threading.Lock()
         self.cache: OrderedDict[int, MaskArchive] = OrderedDict()
         self.max_open = max_open
@@ -54,7 +62,8 @@ class _OpenArchives:
             if ar is not None:
                 self.cache.move_to_end(a_idx)
                 return ar
-        opened = MaskArchive(path)  # outside the lock: other threads keep reading meanwhile
+        # outside the lock: other threads keep reading meanwhile
+        opened = MaskArchive(path, **storage_kw(self.storage_options))
         with self.lock:
             ar = self.cache.get(a_idx)
             if ar is not None:  # another thread was quicker
@@ -71,8 +80,27 @@ class _OpenArchives:
             _close_all(self.cache)
 
 
-def _archive_paths(archives: PathLike | Iterable[PathLike]) -> list[str]:
+def _url_folder(url: str, storage_options: Mapping[str, Any] | None) -> list[str]:
+    """The ``*.mska`` objects directly under a URL ending in ``/``, sorted by name."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    found = sorted(fs.glob(root.rstrip("/") + "/*.mska"))
+    if not found:
+        raise MaskValidationError(f"{url}: no .mska archive under this prefix")
+    return [f"{protocol}://{f}" for f in found]
+
+
+def _archive_paths(
+    archives: PathLike | Iterable[PathLike], storage_options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Archive paths and URLs, a folder (or a URL ending in ``/``) expanded to its ``*.mska``."""
     if isinstance(archives, str | os.PathLike):
+        if is_url(archives):
+            if str(archives).endswith("/"):
+                return _url_folder(str(archives), storage_options)
+            return [str(archives)]
         p = Path(archives)
         if p.is_dir():
             found = sorted(p.glob("*.mska"))
@@ -80,7 +108,14 @@ def _archive_paths(archives: PathLike | Iterable[PathLike]) -> list[str]:
                 raise MaskValidationError(f"{p}: no .mska archive in this folder")
             return [str(f) for f in found]
         return [str(p)]
-    return [str(Path(a)) for a in archives]
+    return [str(a) if is_url(a) else str(Path(a)) for a in archives]
+
+
+def _voxels(ar: MaskArchive, info: MaskInfo) -> int:
+    """A mask's voxel count: from the index (version 2) or by decoding it (version 1)."""
+    if info.voxels is not None:
+        return int(info.voxels)
+    return int(np.count_nonzero(ar.read_array(info.index)))
 
 
 class MaskArchiveDataset(Dataset):
@@ -107,16 +142,30 @@ class MaskArchiveDataset(Dataset):
     process may share the dataset. :meth:`close` (or a ``with`` block) closes what
     the calling process opened; workers close theirs when they exit.
 
+    Filters: ``min_voxels`` and ``where`` select masks from each archive's index alone
+    (:class:`medmask.MaskInfo`: name, voxels, bounding box, bytes, centroid,
+    attributes), before anything is decoded. Version-1 archives do not record voxel
+    counts: with ``min_voxels`` their masks are decoded once, while the dataset is built.
+
     Args:
-        archives: A ``.mska`` path, a folder (its ``*.mska``, sorted by name) or a
-            sequence of ``.mska`` paths.
-        names: Only these mask names, in this order (absent ones are skipped unless
-            ``strict``).
+        archives: A ``.mska`` path or URL, a folder (its ``*.mska``, sorted by name), a
+            URL ending in ``/`` (the ``*.mska`` objects under it) or a sequence of
+            ``.mska`` paths and URLs.
+        names: Only these mask names, in this order. A name absent from some archives
+            is skipped there (organs missing from some cases are normal); a name found
+            in no archive at all warns (:class:`MissingNameWarning`, with close
+            matches), as it is most likely misspelt. ``strict`` raises instead.
         transform: Applied to each item dict (e.g. a MONAI ``Compose``).
         key: Dict key of the mask.
         binary: Return entries holding several labels as 0/1 (their non-zero voxels).
         strict: With ``names``, raise if an archive lacks one of them.
         max_open: Most archives kept open per process.
+        min_voxels: Keep only masks with at least this many non-zero voxels
+            (``min_voxels=1`` drops empty masks).
+        where: Keep only masks for which ``where(info)`` is true, ``info`` being the
+            mask's :class:`medmask.MaskInfo`
+            (e.g. ``where=lambda info: info.attrs.get("reviewed")``).
+        storage_options: fsspec options for URLs (credentials, endpoint...).
 
     Raises:
         MaskNotFoundError: ``strict`` and an archive lacks one of ``names``.
@@ -138,28 +187,62 @@ class MaskArchiveDataset(Dataset):
         binary: bool = False,
         strict: bool = False,
         max_open: int = 32,
+        min_voxels: int | None = None,
+        where: Callable[[MaskInfo], bool] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.archives = _archive_paths(archives)
+        self.storage_options = None if storage_options is None else dict(storage_options)
+        self.archives = _archive_paths(archives, self.storage_options)
         self.names = None if names is None else [names] if isinstance(names, str) else list(names)
+        if min_voxels is not None and (
+            isinstance(min_voxels, bool) or not isinstance(min_voxels, int | np.integer)
+        ):
+            raise MaskValidationError(f"min_voxels must be an integer, got {min_voxels!r}")
+        if where is not None and not callable(where):
+            raise MaskValidationError(f"where must be a function of a MaskInfo, got {where!r}")
         self.transform = transform
         self.key = key
         self.binary = binary
         self.max_open = max(1, int(max_open))
         #: ``(archive position, mask position, mask name)`` of every item, in order.
         self.items: list[tuple[int, int, str]] = []
+        seen: set[str] = set()  # every stored name, for the check of ``names``
+        found: set[str] = set()
         for a_idx, path in enumerate(self.archives):
-            with MaskArchive(path) as ar:
+            with MaskArchive(path, **storage_kw(self.storage_options)) as ar:
                 stored = ar.all_names()
-            if self.names is None:
-                self.items.extend((a_idx, i, n) for i, n in enumerate(stored))
-                continue
-            positions = {n: i for i, n in enumerate(stored)}
+                if self.names is None:
+                    chosen = list(enumerate(stored))
+                else:
+                    positions = {n: i for i, n in enumerate(stored)}
+                    chosen = []
+                    for n in self.names:
+                        if n in positions:
+                            chosen.append((positions[n], n))
+                            found.add(n)
+                        elif strict:
+                            raise MaskNotFoundError(
+                                f"{path}: no mask named {n!r} ({len(stored)} masks)"
+                                + close_matches(n, stored)
+                            )
+                    seen.update(stored)
+                if min_voxels is not None or where is not None:
+                    infos = ar.infos()
+                    chosen = [
+                        (i, n)
+                        for i, n in chosen
+                        if (min_voxels is None or _voxels(ar, infos[i]) >= min_voxels)
+                        and (where is None or where(infos[i]))
+                    ]
+            self.items.extend((a_idx, i, n) for i, n in chosen)
+        if self.names is not None:
             for n in self.names:
-                if n in positions:
-                    self.items.append((a_idx, positions[n], n))
-                elif strict:
-                    raise MaskNotFoundError(
-                        f"{path}: no mask named {n!r}" + close_matches(n, stored)
+                if n not in found:
+                    warnings.warn(
+                        f"MaskArchiveDataset: no mask named {n!r} in any of the "
+                        f"{len(self.archives)} archives" + close_matches(n, seen),
+                        MissingNameWarning,
+                        stacklevel=2,
                     )
         self._open: _OpenArchives | None = None
 
@@ -169,7 +252,7 @@ class MaskArchiveDataset(Dataset):
     def _archive(self, a_idx: int) -> MaskArchive:
         opened = self._open
         if opened is None or opened.pid != os.getpid():  # first use here, or a forked child
-            opened = self._open = _OpenArchives(self.max_open)
+            opened = self._open = _OpenArchives(self.max_open, self.storage_options)
         return opened.get(a_idx, self.archives[a_idx])
 
     def __getitem__(self, i: int) -> Any:
@@ -185,6 +268,9 @@ class MaskArchiveDataset(Dataset):
             array = array.view(np.uint8)
         elif self.binary:
             array = (array != 0).view(np.uint8)
+        elif array.dtype.kind == "u" and array.dtype.itemsize > 1:
+            # torch has few kernels for uint16/32/64 (no flip): a signed type of the labels
+            array = array.astype(label_dtype(int(array.max(initial=0))))
         meta = mask_meta(self.archives[a_idx], ar.space, None, "labelmap")
         meta["mask_name"] = name
         item = {

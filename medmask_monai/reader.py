@@ -1,21 +1,53 @@
-"""A MONAI ``ImageReader`` for medmask files."""
+"""A MONAI ``ImageReader`` for medmask files: the one place where ``medmask_monai`` decodes.
+
+As in MONAI, the transforms build on the reader: :class:`~medmask_monai.LoadMask` wraps a
+:class:`MaskReader`, which decodes through :func:`medmask_monai._load.load_mask_array`.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
-from medmask.errors import CorruptFileError
+from medmask.errors import CorruptFileError, MaskValidationError
+from medmask.io.names import is_url
 
-from ._load import Names, as_numpy_dtype, check_options, file_kind
-from .transforms import load_paths
+from ._load import Names, as_numpy_dtype, check_options, file_kind, load_mask_array
 
-__all__ = ["MaskReader", "SUFFIXES"]
+__all__ = ["MaskReader", "SUFFIXES", "load_paths"]
+
+PathLike = str | os.PathLike
+
+
+def load_paths(
+    paths: PathLike | Sequence[PathLike],
+    names: Names,
+    mode: str,
+    dtype: Any,
+    missing: str,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Load one file, or several stacked on the channel axis (meta of the first).
+
+    Raises:
+        MaskValidationError: An empty sequence of paths.
+    """
+    kw = {"mode": mode, "dtype": dtype, "missing": missing, "storage_options": storage_options}
+    if isinstance(paths, str | os.PathLike):
+        return load_mask_array(paths, names, **kw)
+    paths = list(paths)
+    if not paths:
+        raise MaskValidationError("no file to load")
+    loaded = [load_mask_array(p, names, **kw) for p in paths]
+    if len(loaded) == 1:
+        return loaded[0]
+    return np.concatenate([a for a, _ in loaded], axis=0), loaded[0][1]
+
 
 #: File name endings :meth:`MaskReader.verify_suffix` accepts.
 SUFFIXES = (".msk", ".mska")
@@ -39,14 +71,19 @@ class MaskReader(ImageReader):
 
     Note that ``LoadImage`` casts to its own ``dtype`` (``float32`` unless told
     otherwise); pass ``dtype=None`` to ``LoadImage(d)`` to keep the integer labels.
+    ``LoadImage`` also passes every name through ``pathlib.Path`` (which turns
+    ``s3://b/k`` into ``s3:/b/k``) unless given ``expanduser=False``: for URLs use
+    :class:`~medmask_monai.LoadMaskd`, or ``LoadImaged(..., expanduser=False)``.
 
     Args:
         names: ``None`` (every mask / label), a list of names (labelled 1..N) or a
             ``{name: label}`` dict. See :class:`medmask_monai.LoadMask`.
         mode: ``"labelmap"`` or ``"channels"``.
-        dtype: Output dtype of the reader (default: the smallest unsigned type
-            holding the labels).
+        dtype: Output dtype of the reader (default: ``uint8`` up to label 255, then
+            ``int16``/``int32``, types torch's ordinary operations support).
         missing: ``"raise"`` or ``"empty"``.
+        storage_options: fsspec options for URLs (``s3://``, ``gs://``, ...):
+            credentials, endpoint... fsspec's own configuration applies too.
 
     Example:
         >>> from monai.transforms import LoadImaged                        # doctest: +SKIP
@@ -60,14 +97,16 @@ class MaskReader(ImageReader):
         mode: str = "labelmap",
         dtype: Any = None,
         missing: str = "raise",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_options(mode, missing)
-        as_numpy_dtype(dtype)
+        as_numpy_dtype(dtype)  # fail early on a bad dtype
         self.names = names
         self.mode = mode
         self.dtype = dtype
         self.missing = missing
+        self.storage_options = None if storage_options is None else dict(storage_options)
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         """Whether every file name ends with ``.msk`` or ``.mska`` (case-insensitive)."""
@@ -84,9 +123,9 @@ class MaskReader(ImageReader):
                 given explicit readers, falls back to the next one, e.g. for NIfTI).
             FileNotFoundError: A file does not exist.
         """
-        paths = [os.fspath(p) for p in ensure_tuple(data)]
+        paths = [p if is_url(p) else os.fspath(p) for p in ensure_tuple(data)]
         for p in paths:
-            if file_kind(p) is None:
+            if file_kind(p, self.storage_options) is None:
                 raise CorruptFileError("not a medmask file (.msk / .mska)", path=p, field="magic")
         return paths if len(paths) > 1 else paths[0]
 
@@ -96,4 +135,6 @@ class MaskReader(ImageReader):
         Returns:
             ``(array (C, x, y, z), meta)``.
         """
-        return load_paths(img, self.names, self.mode, self.dtype, self.missing)
+        return load_paths(
+            img, self.names, self.mode, self.dtype, self.missing, self.storage_options
+        )

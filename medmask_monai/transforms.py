@@ -17,12 +17,21 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from medmask.errors import MaskValidationError
-from medmask.ops import match_allowed_values, smallest_uint_dtype, value_runs
+from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
+from medmask.ops import match_allowed_values, value_runs
 
-from ._load import Names, as_numpy_dtype, check_options, load_mask_array
+from ._load import Names, as_numpy_dtype, label_dtype
+from .reader import MaskReader, load_paths
 
-__all__ = ["LoadMask", "LoadMaskd", "SelectLabels", "SelectLabelsd", "to_metatensor", "load_paths"]
+__all__ = [
+    "LoadMask",
+    "LoadMaskd",
+    "SelectLabels",
+    "SelectLabelsd",
+    "to_metatensor",
+    "load_paths",
+    "LabelSelection",
+]
 
 PathLike = str | os.PathLike
 
@@ -32,21 +41,6 @@ def to_metatensor(array: np.ndarray, meta: dict) -> MetaTensor:
     meta = dict(meta)
     affine = torch.as_tensor(meta.pop("affine"), dtype=torch.float64)
     return MetaTensor(torch.from_numpy(array), affine=affine, meta=meta)
-
-
-def load_paths(
-    paths: PathLike | Sequence[PathLike], names: Names, mode: str, dtype: Any, missing: str
-) -> tuple[np.ndarray, dict]:
-    """Load one file, or several stacked on the channel axis (meta of the first)."""
-    if isinstance(paths, str | os.PathLike):
-        return load_mask_array(paths, names, mode=mode, dtype=dtype, missing=missing)
-    paths = list(paths)
-    if not paths:
-        raise MaskValidationError("no file to load")
-    loaded = [load_mask_array(p, names, mode=mode, dtype=dtype, missing=missing) for p in paths]
-    if len(loaded) == 1:
-        return loaded[0]
-    return np.concatenate([a for a, _ in loaded], axis=0), loaded[0][1]
 
 
 class LoadMask(Transform):
@@ -70,13 +64,17 @@ class LoadMask(Transform):
         mode: ``"labelmap"``: one channel of integer labels; where masks overlap, the
             name that comes later in ``names`` wins. ``"channels"``: one binary channel
             per distinct output label, in increasing label order (overlaps kept).
-        dtype: Output dtype, NumPy or torch (e.g. ``torch.int64``). Default: the
-            smallest unsigned type holding the labels (``uint8`` for ``"channels"``).
-            Labels above 255 give ``uint16``, which torch supports for few operations
-            (no ``flip``): ask for ``torch.int32`` if ``Orientationd`` follows.
+        dtype: Output dtype, NumPy or torch (e.g. ``torch.int64``); honoured as given
+            (a type too small for the labels raises). Default: ``uint8`` up to label
+            255, then ``int16`` up to 32,767, then ``int32``: types torch's ordinary
+            operations support (not ``uint16``, which has no ``flip``, so
+            ``Orientationd`` would fail); ``uint8`` for ``"channels"``.
         missing: ``"raise"`` (default): an absent name raises ``MaskNotFoundError``
             listing close matches. ``"empty"``: it gives empty voxels (organs absent
             from some cases are normal in real data); ``labels`` still lists it.
+        storage_options: fsspec options for URLs (``s3://``, ``gs://``, ``https://``...):
+            credentials, endpoint... fsspec's own configuration applies too. Decoding is
+            done by a :class:`~medmask_monai.MaskReader` with these arguments.
 
     Raises:
         MaskNotFoundError: A requested name is absent and ``missing="raise"``.
@@ -94,13 +92,18 @@ class LoadMask(Transform):
         mode: str = "labelmap",
         dtype: np.dtype | torch.dtype | str | type | None = None,
         missing: str = "raise",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        check_options(mode, missing)
-        as_numpy_dtype(dtype)  # fail early on a bad dtype
-        self.names = names
-        self.mode = mode
-        self.dtype = dtype
-        self.missing = missing
+        self.reader = MaskReader(
+            names=names, mode=mode, dtype=dtype, missing=missing, storage_options=storage_options
+        )
+
+    # the reader's settings, readable here as before
+    names = property(lambda self: self.reader.names)
+    mode = property(lambda self: self.reader.mode)
+    dtype = property(lambda self: self.reader.dtype)
+    missing = property(lambda self: self.reader.missing)
+    storage_options = property(lambda self: self.reader.storage_options)
 
     def __call__(self, path: PathLike | Sequence[PathLike]) -> MetaTensor:
         """Load ``path`` (several paths: stacked on the channel axis).
@@ -108,7 +111,7 @@ class LoadMask(Transform):
         Returns:
             A ``(C, x, y, z)`` ``MetaTensor``.
         """
-        array, meta = load_paths(path, self.names, self.mode, self.dtype, self.missing)
+        array, meta = self.reader.get_data(path)
         return to_metatensor(array, meta)
 
 
@@ -122,6 +125,7 @@ class LoadMaskd(MapTransform):
         dtype: See :class:`LoadMask`.
         missing: See :class:`LoadMask`.
         allow_missing_keys: Skip keys absent from the dictionary instead of raising.
+        storage_options: See :class:`LoadMask`.
 
     Example:
         >>> load = LoadMaskd("label", names=["liver", "spleen"], missing="empty")  # doctest: +SKIP
@@ -137,9 +141,12 @@ class LoadMaskd(MapTransform):
         dtype: np.dtype | torch.dtype | str | type | None = None,
         missing: str = "raise",
         allow_missing_keys: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadMask(names=names, mode=mode, dtype=dtype, missing=missing)
+        self.loader = LoadMask(
+            names=names, mode=mode, dtype=dtype, missing=missing, storage_options=storage_options
+        )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -151,9 +158,58 @@ class LoadMaskd(MapTransform):
 # -- label selection ---------------------------------------------------------------------------
 _WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
 
+#: What :class:`SelectLabels` takes: integer labels or names (``meta["labels"]`` resolves them).
+LabelSelection = int | str | Iterable[int] | Iterable[str] | Mapping[int, int] | Mapping[str, int]
+
 
 def _torch_dtype(dt: np.dtype) -> torch.dtype:
     return torch.from_numpy(np.empty(0, dt)).dtype
+
+
+def _as_label(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+        raise MaskValidationError(f"labels must be non-negative integers, got {v!r}")
+    return int(v)
+
+
+def _int_dtype_for(lo: int, hi: int) -> np.dtype:
+    """The smallest integer dtype holding ``lo..hi`` (unsigned when ``lo >= 0``)."""
+    kinds = (np.uint8, np.uint16, np.uint32, np.uint64) if lo >= 0 else ()
+    for dt in (*kinds, np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    raise MaskValidationError(f"label map values {lo}..{hi} do not fit in 64-bit integers")
+
+
+def _not_whole(dtype: object, example: float) -> MaskValidationError:
+    return MaskValidationError(
+        f"SelectLabels: the label map ({dtype}) holds values that are not whole numbers "
+        f"(e.g. {example!r}), so it is not a label map: resample labels with nearest "
+        "neighbour (Spacingd(..., mode='nearest')) or round them first"
+    )
+
+
+def _whole_numpy(arr: np.ndarray) -> np.ndarray:
+    """A float label map as integers; refuses fractions, NaN and infinities."""
+    r = np.rint(arr)
+    if not np.array_equal(r, arr):  # NaN compares unequal too
+        raise _not_whole(arr.dtype, float(arr[r != arr].flat[0]))
+    if r.size == 0:
+        return r.astype(np.uint8)
+    lo, hi = float(r.min()), float(r.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise _not_whole(arr.dtype, hi if not np.isfinite(hi) else lo)
+    return r.astype(_int_dtype_for(int(lo), int(hi)))
+
+
+def _whole_torch(t: torch.Tensor) -> torch.Tensor:
+    """A floating-point label tensor as int64; refuses fractions, NaN and infinities."""
+    r = torch.round(t)
+    if not (torch.equal(r, t) and bool(torch.isfinite(t).all())):
+        bad = t[(r != t) | ~torch.isfinite(t)]
+        raise _not_whole(t.dtype, float(bad.reshape(-1)[0]))
+    return r.to(torch.int64)
 
 
 class SelectLabels(Transform):
@@ -165,47 +221,72 @@ class SelectLabels(Transform):
     NumPy and take the NumPy path; tensors on other devices use torch kernels (one
     compare per run of consecutive labels, or a lookup table).
 
+    Label maps may be integer or floating point: ``LoadImage(d)`` gives ``float32`` by
+    default and ``Spacingd(mode="nearest")`` returns ``float32``. Floating-point maps
+    must hold whole numbers (anything else is not a label map and raises).
+
+    Labels can be given by name when the input carries its names, as the output of
+    :class:`LoadMask` does (``meta["labels"]``, ``{name: label}``):
+    ``SelectLabels({"colon": 1, "urinary_bladder": 2})``. After selection a
+    ``MetaTensor``'s ``meta["labels"]`` describes the result: every name whose label was
+    kept, with its new label (names that shared a label keep sharing it).
+
     Args:
         labels: The labels to keep: an int or an iterable of ints (kept as they are),
             or a dict ``{old: new}`` that keeps ``old`` and writes ``new`` (several old
-            labels may share one new label; ``new=0`` drops ``old``).
+            labels may share one new label; ``new=0`` drops ``old``). Names instead of
+            ``old`` labels (a name, a list of names, ``{name: new}``) are looked up in the
+            input's ``meta["labels"]``.
         binary: Return a boolean mask of the selected voxels instead of labels.
         dtype: Output dtype (NumPy or torch). Default: the input's when keeping labels,
-            the smallest unsigned type holding the new labels when remapping, ``bool``
-            with ``binary``.
+            ``uint8`` up to new label 255 (else ``int16``/``int32``, types torch's
+            ordinary operations support) when remapping, ``bool`` with ``binary``.
 
     Raises:
-        MaskValidationError: Negative or non-integer labels, or a non-integer label map.
+        MaskValidationError: Negative or non-integer labels, names mixed with integers,
+            a label map that is not numeric or holds fractions, or names on an input
+            without ``meta["labels"]``.
+        MaskNotFoundError: A name is not in the input's ``meta["labels"]`` (the message
+            lists close matches).
 
     Example:
         >>> SelectLabels({5: 1, 6: 1})(np.array([[[0, 5, 6, 7]]])).tolist()
         [[[0, 1, 1, 0]]]
+        >>> SelectLabels([2])(np.array([0.0, 2.0, 3.0], np.float32)).tolist()
+        [0.0, 2.0, 0.0]
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,
-        labels: int | Iterable[int] | Mapping[int, int],
+        labels: LabelSelection,
         binary: bool = False,
         dtype: np.dtype | torch.dtype | str | type | None = None,
     ) -> None:
-        def as_label(v: object) -> int:
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
-                raise MaskValidationError(f"labels must be non-negative integers, got {v!r}")
-            return int(v)
-
+        self.binary = binary
+        self.dtype = as_numpy_dtype(dtype)
+        #: ``{name: new label or None (keep)}`` when labels are given by name, else ``None``.
+        self.names: dict[str, int | None] | None = None
+        self._by_names: dict[tuple, SelectLabels] = {}
         if isinstance(labels, Mapping):
+            keys = list(labels)
+            if keys and all(isinstance(k, str) for k in keys):
+                self.names = {k: _as_label(v) for k, v in labels.items()}
+                self.labels, self.remap = [], None
+                return
             self.remap: dict[int, int] | None = {
-                as_label(k): as_label(v) for k, v in labels.items()
+                _as_label(k): _as_label(v) for k, v in labels.items()
             }
             self.labels = sorted(self.remap)
         else:
+            seq = [labels] if isinstance(labels, int | np.integer | str) else list(labels)
+            if seq and all(isinstance(v, str) for v in seq):
+                self.names = dict.fromkeys(seq)
+                self.labels, self.remap = [], None
+                return
             self.remap = None
-            seq = [labels] if isinstance(labels, int | np.integer) else list(labels)
-            self.labels = sorted({as_label(v) for v in seq})
-        self.binary = binary
-        self.dtype = as_numpy_dtype(dtype)
+            self.labels = sorted({_as_label(v) for v in seq})
         if self.remap is not None:
             groups: dict[int, list[int]] = {}
             for old, new in self.remap.items():
@@ -213,15 +294,83 @@ class SelectLabels(Transform):
                     groups.setdefault(new, []).append(old)
             self._groups = groups
 
+    # -- names ---------------------------------------------------------------------------
+    def _for_names(self, img: object) -> SelectLabels:
+        """The integer selection that this selection by name means for ``img``."""
+        meta = getattr(img, "meta", None)
+        stored = meta.get("labels") if isinstance(meta, Mapping) else None
+        if not isinstance(stored, Mapping):
+            raise MaskValidationError(
+                "SelectLabels by name needs the label names of its input: a MetaTensor whose "
+                "meta['labels'] is {name: label}, as LoadMask(d) gives; this input has none "
+                "(give integer labels instead)"
+            )
+        stored = {str(n): int(v) for n, v in stored.items()}
+        key = tuple(stored.items())
+        sel = self._by_names.get(key)
+        if sel is not None:
+            return sel
+        where = meta.get("filename_or_obj") or "the label map"
+        for n in self.names:
+            if n not in stored:
+                raise MaskNotFoundError(
+                    f"{where}: no label named {n!r} in meta['labels'] ({len(stored)} names)"
+                    + close_matches(n, stored)
+                )
+        if all(v is None for v in self.names.values()):
+            labels: Any = [stored[n] for n in self.names]
+        else:
+            labels = {}
+            for n, new in self.names.items():
+                old = stored[n]
+                if old in labels and labels[old] != new:
+                    shared = [m for m, v in stored.items() if v == old]
+                    raise MaskValidationError(
+                        f"{where}: names {shared} share label {old}; they cannot be given "
+                        f"different new labels ({labels[old]} and {new})"
+                    )
+                labels[old] = new
+        sel = SelectLabels(labels, binary=self.binary, dtype=self.dtype)
+        if len(self._by_names) > 64:
+            self._by_names.clear()
+        self._by_names[key] = sel
+        return sel
+
+    def new_labels(self, labels: Mapping[str, int]) -> dict[str, int]:
+        """``{name: label}`` of the output, given the input's ``{name: label}``.
+
+        Every name whose label is selected stays, with its new label (``1`` with
+        ``binary``); the others go. Names keep the input's order.
+        """
+        stored = {str(n): int(v) for n, v in labels.items()}
+        if self.names is not None:
+            return self._for_names(_Meta(stored)).new_labels(stored)
+        kept = set(self.labels)
+        out = {}
+        for n, v in stored.items():
+            if v not in kept:
+                continue
+            new = 1 if self.binary else (v if self.remap is None else self.remap[v])
+            if new:
+                out[n] = new
+        return out
+
     # -- NumPy ---------------------------------------------------------------------------
     def _remap_dtype(self) -> np.dtype:
         if self.dtype is not None:
             return self.dtype
-        return smallest_uint_dtype(max(self.remap.values(), default=1))
+        return label_dtype(max(self.remap.values(), default=1))
 
     def _numpy(self, arr: np.ndarray) -> np.ndarray:
+        if arr.dtype.kind == "f":
+            out = self._numpy(_whole_numpy(arr))
+            if self.binary or self.remap is not None or self.dtype is not None:
+                return out
+            return out.astype(arr.dtype)  # keeping labels: the input's type, as MONAI has it
         if arr.dtype.kind not in "iub":
-            raise MaskValidationError(f"SelectLabels needs an integer label map, got {arr.dtype}")
+            raise MaskValidationError(
+                f"SelectLabels needs a label map of integers or whole numbers, got {arr.dtype}"
+            )
         if self.binary:
             sel = match_allowed_values(arr, self.labels)
             return sel if self.dtype is None else sel.astype(self.dtype)
@@ -253,8 +402,17 @@ class SelectLabels(Transform):
 
     # -- torch (non-CPU devices) ---------------------------------------------------------
     def _torch(self, t: torch.Tensor) -> torch.Tensor:
-        if t.dtype.is_floating_point or t.dtype.is_complex:
-            raise MaskValidationError(f"SelectLabels needs an integer label map, got {t.dtype}")
+        if self.names is not None:
+            raise MaskValidationError("SelectLabels by name: call it on a MetaTensor")
+        if t.dtype.is_complex:
+            raise MaskValidationError(
+                f"SelectLabels needs a label map of integers or whole numbers, got {t.dtype}"
+            )
+        if t.dtype.is_floating_point:
+            out = self._torch(_whole_torch(t))
+            if self.binary or self.remap is not None or self.dtype is not None:
+                return out
+            return out.to(t.dtype)
         dev = t.device
         top = max(self.labels, default=0)
         # torch implements few kernels for uint16/32/64 ("ge_cpu" ...): compare as int64
@@ -306,18 +464,36 @@ class SelectLabels(Transform):
         return torch.clamp(work.long(), -1, top + 1)
 
     def __call__(self, img: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        """Select labels of ``img`` (array, tensor or ``MetaTensor``); returns the same kind."""
+        """Select labels of ``img`` (array, tensor or ``MetaTensor``); returns the same kind.
+
+        Raises:
+            MaskValidationError: See the class.
+            MaskNotFoundError: A name absent from ``meta["labels"]``.
+        """
+        sel = self._for_names(img) if self.names is not None else self
         if not isinstance(img, torch.Tensor):
-            return self._numpy(np.asarray(img))
+            return sel._numpy(np.asarray(img))
         plain = img.as_tensor() if isinstance(img, MetaTensor) else img
         plain = plain.detach()
         if plain.device.type == "cpu":
-            out = torch.from_numpy(self._numpy(plain.numpy()))
+            out = torch.from_numpy(sel._numpy(plain.numpy()))
         else:
-            out = self._torch(plain)
-        if isinstance(img, MetaTensor):
-            return convert_to_dst_type(out, dst=img, dtype=out.dtype)[0]
-        return out
+            out = sel._torch(plain)
+        if not isinstance(img, MetaTensor):
+            return out
+        result = convert_to_dst_type(out, dst=img, dtype=out.dtype)[0]
+        stored = img.meta.get("labels")
+        if isinstance(stored, Mapping):
+            result.meta = dict(result.meta)  # never change the input's meta
+            result.meta["labels"] = sel.new_labels(stored)
+        return result
+
+
+class _Meta:
+    """A stand-in carrying only ``meta["labels"]`` (for :meth:`SelectLabels.new_labels`)."""
+
+    def __init__(self, labels: Mapping[str, int]) -> None:
+        self.meta = {"labels": dict(labels)}
 
 
 class SelectLabelsd(MapTransform):
@@ -325,13 +501,15 @@ class SelectLabelsd(MapTransform):
 
     Args:
         keys: Keys of the label maps.
-        labels: See :class:`SelectLabels`.
+        labels: See :class:`SelectLabels` (integer labels, or names found in each
+            input's ``meta["labels"]``).
         binary: See :class:`SelectLabels`.
         dtype: See :class:`SelectLabels`.
         allow_missing_keys: Skip absent keys instead of raising.
 
     Example:
         >>> pick = SelectLabelsd("label", {2: 1, 3: 1})   # both kidneys -> 1     # doctest: +SKIP
+        >>> pick = SelectLabelsd("label", {"colon": 1, "urinary_bladder": 2})     # doctest: +SKIP
     """
 
     backend = SelectLabels.backend
@@ -339,7 +517,7 @@ class SelectLabelsd(MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        labels: int | Iterable[int] | Mapping[int, int],
+        labels: LabelSelection,
         binary: bool = False,
         dtype: np.dtype | torch.dtype | str | type | None = None,
         allow_missing_keys: bool = False,

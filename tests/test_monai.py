@@ -96,10 +96,8 @@ def test_names_modes_dtype_missing(case):
     np.testing.assert_array_equal(ch[0].numpy(), arrays["spleen"])
     np.testing.assert_array_equal(ch[1].numpy(), arrays["liver"])  # overlaps kept
     assert LoadMask(names=["liver"], dtype=np.int64)(path).dtype == torch.int64
-    big = LoadMask(names={"liver": 300})(
-        path
-    )  # labels above 255: uint16 (torch supports few ops on it)
-    assert big.dtype == torch.uint16 and big.numpy().max() == 300
+    big = LoadMask(names={"liver": 300})(path)  # above 255: int16 (torch has no uint16 flip)
+    assert big.dtype == torch.int16 and big.numpy().max() == 300
     with pytest.raises(MaskNotFoundError, match="did you mean: 'liver'"):
         LoadMask(names=["livr"])(path)
     empty = LoadMask(names=["liver", "pancreas"], missing="empty")(path)

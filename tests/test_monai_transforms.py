@@ -120,8 +120,12 @@ def test_channels_keep_overlaps(case, archive):
 def test_dtypes(case):
     path = str(case / "case.mska")
     assert LoadMask(names=["liver"])(path).dtype == torch.uint8
-    assert LoadMask(names={"liver": 256})(path).dtype == torch.uint16
-    assert LoadMask(names={"liver": 70000})(path).dtype == torch.uint32
+    # default: types torch's ordinary kernels support (no uint16: it has no flip)
+    assert LoadMask(names={"liver": 255})(path).dtype == torch.uint8
+    assert LoadMask(names={"liver": 256})(path).dtype == torch.int16
+    assert LoadMask(names={"liver": 32767})(path).dtype == torch.int16
+    assert LoadMask(names={"liver": 70000})(path).dtype == torch.int32
+    assert LoadMask(names={"liver": 256}, dtype=torch.uint16)(path).dtype == torch.uint16
     assert LoadMask(names=["liver"], dtype=torch.int64)(path).dtype == torch.int64
     assert LoadMask(names=["liver"], dtype="float32")(path).dtype == torch.float32
     assert LoadMask(names=["liver"], mode="channels", dtype=bool)(path).dtype == torch.bool
@@ -161,7 +165,7 @@ def test_msk_file(case, tmp_path):
     save_mask(SegmentationMask(lab, {"a": 3, "b": 700, "c": 12}, space), tmp_path / "m.msk")
     path = str(tmp_path / "m.msk")
     full = LoadMask()(path)
-    assert full.dtype == torch.uint16 and full.meta["labels"] == {"a": 3, "b": 700, "c": 12}
+    assert full.dtype == torch.int16 and full.meta["labels"] == {"a": 3, "b": 700, "c": 12}
     expect = np.where(np.isin(lab, [3, 700]), lab, 0).transpose(2, 1, 0)
     np.testing.assert_array_equal(full[0].numpy(), expect)
     renum = LoadMask(names=["b", "a"])(path)
@@ -355,10 +359,16 @@ def test_select_labels_errors():
         SelectLabels([-1])
     with pytest.raises(MaskValidationError):
         SelectLabels({1: 1.5})
+    with pytest.raises(MaskValidationError, match="not whole numbers"):
+        SelectLabels([1])(np.full((2, 2), 0.5, np.float32))
+    with pytest.raises(MaskValidationError, match="not whole numbers"):
+        SelectLabels([1])(torch.full((2, 2), 1.25))
+    with pytest.raises(MaskValidationError, match="not whole numbers"):
+        SelectLabels([1])._torch(torch.full((2, 2), float("nan")))
     with pytest.raises(MaskValidationError):
-        SelectLabels([1])(np.zeros((2, 2), np.float32))
-    with pytest.raises(MaskValidationError):
-        SelectLabels([1])(torch.zeros((2, 2)))
+        SelectLabels([1])(np.zeros((2, 2), np.complex64))
+    with pytest.raises(MaskValidationError, match="names with integers|non-negative"):
+        SelectLabels([1, "liver"])
 
 
 #: labels around the values that occur, and at the edges of the 8/16-bit ranges
