@@ -447,3 +447,72 @@ def test_v2_archive_budget(s3p, tmp_path):
     assert recs[-1].body_bytes == len(first_blob)
     assert proxy.bytes_out() <= len(first_blob) + remote.HEAD_BLOCK + remote.TAIL_BLOCK
     assert path.read_bytes().find(first_blob) > 0
+
+
+# -- random fault campaign: right bytes or a clear error, never wrong bytes -----------------
+def _campaign(s3p, blob, reads: int, seed: int) -> dict:
+    proxy = s3p.proxy
+    url = s3p.put("campaign.bin", blob)
+    opts = {**s3p.storage_options, "medmask_retries": 2, "medmask_timeout": 2}
+    src = FsspecSource(url, storage_options=opts)
+    src.read(0, 16)
+    rng = np.random.default_rng(seed)
+    kinds = ["none", "503", "500", "drop", "reset", "truncate", "flip"]
+    outcome = {"right": 0, "error": 0}
+    for _ in range(reads):
+        proxy.clear()
+        kind = kinds[int(rng.integers(len(kinds)))]
+        if kind != "none":
+            proxy.add(kind, times=int(rng.integers(1, 5)), method="GET")
+        off = int(rng.integers(HEAD_SAFE, MB2 - TAIL_SAFE))
+        n = int(rng.integers(1, min(200_000, MB2 - TAIL_SAFE - off)))
+        want = zlib.crc32(blob[off : off + n])
+        try:
+            if rng.random() < 0.5:
+                raw = read_checked(src, off, n, lambda b, w=want: zlib.crc32(b) == w)
+            else:
+                (raw,) = src.read_many([(off, n)])
+        except RemoteReadError as exc:
+            assert url in str(exc)
+            outcome["error"] += 1
+            continue
+        if zlib.crc32(raw) == want:
+            assert raw == blob[off : off + n]
+            outcome["right"] += 1
+        else:  # only a flipped byte may get through the source: the reader's CRC catches it
+            assert kind == "flip" and len(raw) == n
+            outcome["error"] += 1
+    return outcome
+
+
+HEAD_SAFE = 20_000  # keep the campaign's reads out of the cached head and tail
+TAIL_SAFE = 70_000
+
+
+def test_fault_campaign_short(s3p, blob):
+    out = _campaign(s3p, blob, 14, seed=11)
+    assert out["right"] >= 7
+
+
+@pytest.mark.slow
+def test_fault_campaign_long(s3p, blob):
+    out = _campaign(s3p, blob, 300, seed=12)
+    assert out["right"] >= 150
+
+
+def test_threads_share_one_source(s3p, blob):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = s3p.put("a.bin", blob)
+    src = FsspecSource(url, storage_options=s3p.storage_options)
+    s3p.proxy.reset_counts()
+    rng = np.random.default_rng(5)
+    offs = [int(o) for o in rng.integers(0, MB2 - 5000, 64)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda o: src.read(o, 5000), offs))
+    assert got == [blob[o : o + 5000] for o in offs]
+    heads = [r for r in _gets(s3p.proxy) if r.range == f"bytes=0-{remote.HEAD_BLOCK - 1}"]
+    assert len(heads) == 1  # one prefetch for all threads
+    src.close()
+    with pytest.raises(ValueError, match="closed"):
+        src.read(0, 1)

@@ -318,6 +318,7 @@ class FsspecSource(ByteSource):
         self.storage_options = dict(storage_options or {})
         self._opts, self.policy = _split_options(self.name, self.storage_options)
         self._lock = threading.Lock()
+        self._prefetch_lock = threading.Lock()
         self._pid = -1
         self._fs: Any = None
         self._path = ""
@@ -435,6 +436,8 @@ class FsspecSource(ByteSource):
 
     # -- internals -----------------------------------------------------------------------------
     def _check_range(self, offset: int, length: int, field: str, mask: str | None) -> None:
+        if self._closed:
+            raise ValueError(f"{self.name}: I/O on a closed source")
         if offset < 0 or length < 0:
             raise CorruptFileError(
                 f"negative offset {offset} or length {length}",
@@ -460,6 +463,11 @@ class FsspecSource(ByteSource):
     def _prefetch(self, field: str, mask: str | None) -> None:
         if self._prefetched or self._size == 0:
             return
+        with self._prefetch_lock:  # one prefetch even when threads open at once
+            if not self._prefetched:
+                self._prefetch_locked(field, mask)
+
+    def _prefetch_locked(self, field: str, mask: str | None) -> None:
         if self._size <= WHOLE_OBJECT_LIMIT or self._size <= HEAD_BLOCK + TAIL_BLOCK:
             spans = [(0, self._size)]
         else:
