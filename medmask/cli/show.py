@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import MaskValidationError
 from ..io.names import expect_name, split_suffix
 from ._common import EXIT_OK, AddCommand, UsageError, require_file, say
 
@@ -82,7 +83,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         out = Path(args.output)
-        expect_name(out, "png", what="picture (-o)")
+        try:
+            expect_name(out, "png", what="picture (-o)")
+        except MaskValidationError as exc:
+            raise UsageError(str(exc)) from None
     else:
         out = _free_name(split_suffix(path)[0])
     save_png(path, out, args.names, **kwargs)

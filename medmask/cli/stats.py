@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import MaskValidationError
 from ..io.names import expect_name, split_suffix
 from ._common import (
     EXIT_FAILED,
@@ -60,7 +61,10 @@ def _summary_path(path: Path, suffix: str) -> Path:
 
 
 def _write(df, summary, path: Path, kind: str) -> list[Path]:
-    expect_name(path, kind, what=f"--{kind} output")
+    try:
+        expect_name(path, kind, what=f"--{kind} output")
+    except MaskValidationError as exc:
+        raise UsageError(str(exc)) from None
     spath = _summary_path(path, path.name[len(split_suffix(path)[0]) :])
     if kind == "csv":
         _flat(df).to_csv(path, index=False)
