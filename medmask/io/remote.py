@@ -344,6 +344,10 @@ class FsspecSource(ByteSource):
     # -- process-local filesystem -----------------------------------------------------------
     def _filesystem(self) -> Any:
         pid = os.getpid()
+        if self._fs is not None and self._pid != pid:
+            # a forked child: locks may have been held by a thread that did not come along
+            self._lock = threading.Lock()
+            self._prefetch_lock = threading.Lock()
         if self._fs is None or self._pid != pid:
             with self._lock:
                 if self._fs is None or self._pid != pid:
@@ -438,6 +442,8 @@ class FsspecSource(ByteSource):
     def _check_range(self, offset: int, length: int, field: str, mask: str | None) -> None:
         if self._closed:
             raise ValueError(f"{self.name}: I/O on a closed source")
+        if self._pid != os.getpid():
+            self._filesystem()  # forked: fresh locks and client before anything else
         if offset < 0 or length < 0:
             raise CorruptFileError(
                 f"negative offset {offset} or length {length}",
