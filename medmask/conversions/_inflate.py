@@ -14,6 +14,7 @@ tens of kB for a mask), so no operating-system file handle stays open after the 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -36,6 +37,53 @@ def _pick() -> tuple[str, Any]:
 INFLATER, _GZIP = _pick()
 
 
+class _DirectStream(io.RawIOBase):
+    """zlib-ng's raw gzip reader as a file object whose ``readinto`` inflates straight into
+    the caller's buffer (``GzipNGFile.readinto`` inflates into a temporary bytes object and
+    copies it). Reads are complete: short only at the end of the stream. Seeking forward
+    inflates and drops; seeking backward starts again from the compressed bytes."""
+
+    def __init__(self, reader: Any, compressed: bytes, name: str) -> None:
+        super().__init__()
+        self._reader = reader
+        self._compressed = compressed
+        self._raw = reader(io.BytesIO(compressed), 128 * 1024)
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        total = 0
+        while total < len(view):
+            n = self._raw.readinto(view[total:])
+            if not n:
+                break
+            total += n
+        return total
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        here = self._raw.tell()
+        if whence == io.SEEK_CUR:
+            offset, whence = here + offset, io.SEEK_SET
+        if whence == io.SEEK_SET and offset < here:
+            self._raw.close()
+            self._raw = self._reader(io.BytesIO(self._compressed), 128 * 1024)
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
 def open_gzip(path: str | os.PathLike, *, fileobj: IO[bytes] | None = None) -> IO[bytes]:
     """A seekable, readable file object over the decompressed bytes of a gzip file.
 
@@ -44,7 +92,8 @@ def open_gzip(path: str | os.PathLike, *, fileobj: IO[bytes] | None = None) -> I
         fileobj: Read the compressed bytes from this object instead of opening ``path``.
 
     Returns:
-        A binary file object (``gzip_ng.GzipNGFile`` or ``gzip.GzipFile``). Reading it checks
+        A binary file object (zlib-ng's raw reader, whose ``readinto`` inflates straight into
+        the caller's buffer, or ``gzip.GzipFile``). Reading it checks
         the gzip CRC and length at the end of the stream; a truncated or damaged stream
         raises ``EOFError`` / ``gzip.BadGzipFile`` / ``zlib.error`` while reading. It holds no
         operating-system file handle: the compressed bytes are read at once.
@@ -57,6 +106,10 @@ def open_gzip(path: str | os.PathLike, *, fileobj: IO[bytes] | None = None) -> I
             compressed = fh.read()
     else:
         compressed = fileobj.read()
+    reader = getattr(_GZIP, "_GzipReader", None) if INFLATER == "zlib-ng" else None
+    if reader is not None:
+        with contextlib.suppress(TypeError):  # a zlib-ng release with another signature
+            return _DirectStream(reader, compressed, os.fspath(path))
     return _GZIP.GzipFile(filename=os.fspath(path), mode="rb", fileobj=io.BytesIO(compressed))
 
 
