@@ -366,10 +366,13 @@ def _load_image(image: str | os.PathLike | np.ndarray, space: Space) -> np.ndarr
                 f"{tuple(int(s) for s in space.shape)}"
             )
         return arr
-    from .nifti import _nib, affine_to_space, effective_affine
+    from .geometry import affine_to_space, effective_affine
     from .spaces import describe_space, spaces_match
 
-    nib = _nib()
+    try:
+        import nibabel as nib
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("--image needs nibabel: pip install 'medmask[nifti]'") from None
     path = Path(image)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
