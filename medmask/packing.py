@@ -715,7 +715,15 @@ def dask_client(scheduler: str | None = None, *, workers: int | None = None) -> 
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError('Dask needs the dask extra: pip install "medmask[dask]"') from None
     if scheduler:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError) as exc:
+            raise OSError(
+                f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with "
+                "'dask scheduler' and workers with 'dask worker ADDRESS', or leave the address "
+                "out to run on a local cluster"
+            ) from None
+        with client:
             yield client
         return
     with (

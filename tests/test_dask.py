@@ -1,0 +1,180 @@
+"""pack-tree on Dask: a real LocalCluster of 2 worker processes on 127.0.0.1 (one per module),
+the same report and resumability as the local run, URLs, and a worker killed mid-case."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medmask import MaskArchive
+from medmask.packing import find_cases, pack_tree
+from medmask.phantoms import write_phantom_dataset
+
+distributed = pytest.importorskip("distributed")
+psutil = pytest.importorskip("psutil")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One LocalCluster (2 worker processes, 1 thread each, no dashboard) for the module."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+def _verify(archive: Path, names: list[str]) -> None:
+    with MaskArchive(archive) as ar:
+        assert ar.all_names() == names
+        for i in range(len(ar)):
+            ar.read_cropped(i)
+
+
+def test_dask_report_resume_and_bad_case(client, tmp_path):
+    ds = tmp_path / "ds"
+    write_phantom_dataset(ds, n_cases=4, shape_zyx=(10, 12, 12))
+    bad = ds / "case_0002" / "segmentations" / "truncated.nii.gz"
+    liver = (ds / "case_0002" / "segmentations" / "liver.nii.gz").read_bytes()
+    bad.write_bytes(liver[: len(liver) // 2])
+    dest = tmp_path / "packed"
+    finished = []
+
+    def progress(it):
+        for r in it:
+            finished.append(r)
+            yield r
+
+    report = pack_tree(ds, dest, client=client, progress=progress)
+    assert len(finished) == 4 and report.engine.startswith("dask tcp://127.0.0.1:")
+    assert [r.status for r in report.results] == ["packed", "packed", "failed", "packed"]
+    assert "truncated.nii.gz" in report.failed[0].error
+    assert "cannot read" in report.failed[0].error
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "case_0000.mska",
+        "case_0001.mska",
+        "case_0003.mska",
+    ]
+    bad.unlink()
+    again = pack_tree(ds, dest, client=client)
+    assert [r.status for r in again.results] == ["skipped", "skipped", "packed", "skipped"]
+    assert again.ok and "3 already packed and verified" in again.summary()
+
+
+def test_dask_s3_to_s3(client, s3):
+    ds_keys = {}
+    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"medmask-dask-s3-{os.getpid()}"
+    write_phantom_dataset(root, n_cases=2, shape_zyx=(10, 12, 12))
+    try:
+        for f in sorted(root.rglob("*.nii.gz")):
+            key = f"raw/{f.relative_to(root).as_posix()}"
+            ds_keys[key] = s3.put(key, f.read_bytes())
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    # the workers were started before the S3 fixture set AWS_* in this process: pass them
+    opts = {**s3.storage_options, "key": "testing", "secret": "testing"}
+    report = pack_tree(s3.url("raw/"), s3.url("packed/"), client=client, storage_options=opts)
+    assert report.ok, report.failed
+    assert s3.keys("packed/") == ["packed/case_0000.mska", "packed/case_0001.mska"]
+    again = pack_tree(s3.url("raw/"), s3.url("packed/"), client=client, storage_options=opts)
+    assert [r.status for r in again.results] == ["skipped", "skipped"]
+
+
+def _slow_dataset(root: Path, n_cases: int, n_masks: int) -> list[str]:
+    """Cases slow enough to be caught mid-way: ``n_masks`` masks of 64x128x128 each
+    (one set of files, linked into every case)."""
+    rng = np.random.default_rng(3)
+    src = root / "_files"
+    src.mkdir(parents=True)
+    names = []
+    for k in range(n_masks):
+        m = np.zeros((128, 128, 64), np.uint8)
+        x, y, z = rng.integers(8, 56, 3)
+        m[x : x + 60, y : y + 60, z : z + 8] = 1
+        name = f"organ_{k:02d}"
+        nib.save(nib.Nifti1Image(m, np.eye(4)), src / f"{name}.nii.gz")
+        names.append(name)
+    for c in range(n_cases):
+        case = root / "data" / f"case_{c:02d}" / "segmentations"
+        case.mkdir(parents=True)
+        for name in names:
+            (case / f"{name}.nii.gz").symlink_to(src / f"{name}.nii.gz")
+    return names
+
+
+def test_killed_worker_mid_case_is_rescheduled_and_leaves_no_partial_archive(client, tmp_path):
+    names = _slow_dataset(tmp_path, n_cases=6, n_masks=40)
+    dest = tmp_path / "packed"
+    dest.mkdir()
+    pids = set(client.run(os.getpid).values())
+    killed: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def killer() -> None:
+        """Kill the worker process that holds an unfinished archive open (once)."""
+        while not stop.is_set() and not killed:
+            for tmp in dest.glob(".*.mska.*.tmp"):
+                for pid in pids:
+                    try:
+                        files = psutil.Process(pid).open_files()
+                    except psutil.Error:
+                        continue
+                    if any(f.path == str(tmp) for f in files):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append((pid, tmp.name))
+                        return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        report = pack_tree(tmp_path / "data", dest, client=client)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert killed, "no worker was caught mid-case (cases too fast?)"
+    assert report.ok, [r.error for r in report.failed]
+    assert [r.status for r in report.results] == ["packed"] * 6
+    assert sorted(p.name for p in dest.iterdir()) == [f"case_{c:02d}.mska" for c in range(6)]
+    for c in range(6):
+        _verify(dest / f"case_{c:02d}.mska", names)
+    # the killed worker's process is gone; the nanny started a new one
+    assert not psutil.pid_exists(killed[0][0]) or psutil.Process(killed[0][0]).status() == "zombie"
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_cli_dask_local_cluster(tmp_path):
+    ds = tmp_path / "ds"
+    write_phantom_dataset(ds, n_cases=2, shape_zyx=(10, 12, 12))
+    dest = tmp_path / "packed"
+    cmd = [sys.executable, "-m", "medmask", "pack-tree", str(ds), "-o", str(dest)]
+    r = subprocess.run([*cmd, "--dask", "-w", "2"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "2 packed" in r.stdout and "on dask tcp://127.0.0.1:" in r.stdout
+    assert len(find_cases(ds)) == 2 and sorted(p.name for p in dest.iterdir()) == [
+        "case_0000.mska",
+        "case_0001.mska",
+    ]
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
+    r = subprocess.run(
+        [*cmd, "--dask", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
