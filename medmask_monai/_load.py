@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from medmask import MaskArchive, MaskFile
-from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
+from medmask.errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
+from medmask.geometry import space_to_affine
+from medmask.inspect import sniff_file
 from medmask.io.names import format_from_name, is_url
-from medmask.nifti import space_to_affine
 from medmask.ops import match_allowed_values
 from medmask.spaces import Space
 
@@ -153,14 +154,10 @@ def file_kind(
         named = format_from_name(path)
         if named in ("mska", "msk"):
             return named
-        from medmask.io import open_source
-
-        with open_source(path, **storage_kw(storage_options)) as src:
-            head = src.read(0, 4, field="magic") if src.size() >= 4 else b""
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    return {b"MSKA": "mska", b"MSK1": "msk"}.get(head)
+    try:
+        return sniff_file(path, storage_options=storage_options)[0]
+    except CorruptFileError:
+        return None
 
 
 def is_archive(path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> bool:

@@ -82,14 +82,12 @@ class _OpenArchives:
 
 def _url_folder(url: str, storage_options: Mapping[str, Any] | None) -> list[str]:
     """The ``*.mska`` objects directly under a URL ending in ``/``, sorted by name."""
-    import fsspec
+    from medmask.io.remote import list_files
 
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    found = sorted(fs.glob(root.rstrip("/") + "/*.mska"))
+    found = list_files(url, (".mska",), storage_options=storage_options, recursive=False)
     if not found:
         raise MaskValidationError(f"{url}: no .mska archive under this prefix")
-    return [f"{protocol}://{f}" for f in found]
+    return found
 
 
 def _archive_paths(

@@ -1,44 +1,198 @@
-"""``medmask convert``: rewrite a file in another format version (and compact it)."""
+"""``medmask convert``: rewrite a file in another format version (compacting it), or export
+an archive to the format its output's name says (a ``.nii.gz`` is a label map).
+
+The output's name says its format: ``.mska`` (an archive: from an archive, or a ``.msk``
+becoming a one-mask archive), ``.msk`` (from a ``.msk`` only), ``.nii.gz``/``.nii`` (a
+label map) or ``.seg.nrrd``. Anything else is refused before anything is written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
-from ..storage import MaskArchive
+from ..errors import MaskValidationError
+from ..inspect import sniff_file
+from ..io.names import FORMAT_SUFFIXES, format_from_name, is_url, split_suffix
 from ._common import (
     EXIT_OK,
     AddCommand,
     UsageError,
-    is_archive,
     progress,
-    require_file,
     say,
+    storage_options,
 )
+
+#: The formats ``convert`` writes, by the output's name.
+OUTPUT_KINDS = ("mska", "msk", "nifti", "seg.nrrd")
+
+
+def _kw(args: argparse.Namespace) -> dict:
+    so = storage_options(args)
+    return {} if so is None else {"storage_options": so}
+
+
+def _right_name(out: str, kind: str) -> str:
+    stem = split_suffix(out)[0]
+    parent = os.path.dirname(out.rstrip("/" + os.sep))
+    return os.path.join(parent, stem + FORMAT_SUFFIXES[kind][0])
+
+
+def output_kind(src_kind: str, out: str) -> str:
+    """The format to write for a source of ``src_kind`` (``"mska"``/``"msk"``) to ``out``.
+
+    Raises:
+        UsageError: ``out`` is a folder, or its name says a format that ``convert`` cannot
+            write from this source; the message names what the name should be.
+    """
+    if out.endswith(("/", os.sep)) or (not is_url(out) and Path(out).is_dir()):
+        raise UsageError(
+            f"{out}: is a folder; convert writes one file, e.g. "
+            f"{os.path.join(out.rstrip('/' + os.sep), 'out.mska')!r} (for one .nii.gz per "
+            "mask use 'medmask unpack ARCHIVE -o DIR')"
+        )
+    kind = format_from_name(out)
+    if kind == "msk" and src_kind == "mska":
+        raise UsageError(
+            f"{out}: a .msk holds one mask, but the source is an archive: an archive converts "
+            f"to an archive, name it like {_right_name(out, 'mska')!r} (or to a label map: "
+            f"{_right_name(out, 'nifti')!r})"
+        )
+    if kind == "dicom":
+        raise UsageError(
+            f"{out}: a DICOM SEG references its image series: use 'medmask unpack SRC -o "
+            f"{out} --source DICOM_DIR'"
+        )
+    if kind not in OUTPUT_KINDS:
+        suffix = split_suffix(out)[1]
+        said = (
+            f"names a {kind} file"
+            if kind
+            else (f"has the suffix {suffix!r}" if suffix else "has no suffix")
+        )
+        raise UsageError(
+            f"{out}: convert writes .mska, .msk, .nii.gz (a label map) or .seg.nrrd, and this "
+            f"name {said}; name it like {_right_name(out, src_kind)!r}"
+        )
+    return kind
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..segmask import SegmentationMask
-
-    src, out = Path(args.src), Path(args.output)
-    require_file(src)
-    codec = "zstd" if args.to == 1 else "bitzstd"
-    if out.exists() and src.resolve() == out.resolve():
+    src, out = args.src, args.output
+    if not is_url(src):
+        p = Path(src)
+        if not p.exists():
+            raise UsageError(f"{src}: no such file")
+        if p.is_dir():
+            raise UsageError(f"{src}: is a folder, not a .msk/.mska file")
+    src_kind, src_major, _minor = sniff_file(src, **_kw(args))
+    kind = output_kind(src_kind, out)
+    if kind in ("nifti", "seg.nrrd") and args.to is not None:
+        raise UsageError(f"--to chooses a medmask format version; {out} is a {kind} file")
+    local = not (is_url(src) or is_url(out))
+    if local and Path(out).exists() and Path(src).resolve() == Path(out).resolve():
         raise UsageError("convert writes a new file: give an -o different from SRC")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if is_archive(src):
-        with MaskArchive(src) as ar, MaskArchive(out, "w", codec=codec, space=ar.space) as dst:
-            for name in progress(args, len(ar), "converting")(ar.all_names()):
-                dst.add_segmask(ar[name], name)
-            n = len(ar)
+    if kind in ("nifti", "seg.nrrd"):
+        return _export(args, src, out, kind)
+    to = 2 if args.to is None else args.to
+    codec = "zstd" if to == 1 else "bitzstd"
+    if not is_url(out):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    if src_kind == "mska":
+        n, dropped = _archive_to_archive(args, src, out, codec)
     else:
-        SegmentationMask.load(src).save(out, codec=codec)
-        n = 1
-    say(
-        args,
-        f"wrote {out} (version {args.to}, {n} masks): "
-        f"{src.stat().st_size:,} -> {out.stat().st_size:,} bytes",
-    )
+        n, dropped = _msk_to(args, src, out, kind, codec)
+    if dropped:
+        print(
+            f"medmask convert: note: attributes of {dropped} mask(s) not kept: format version 1 "
+            "cannot hold them (convert to version 2 to keep them)",
+            file=sys.stderr,
+        )
+    say(args, f"wrote {out} (version {to}, {n} masks): {_size(src)} -> {_size(out)} bytes")
+    return EXIT_OK
+
+
+def _size(target: str) -> str:
+    if is_url(target):
+        return "?"
+    return f"{os.stat(target).st_size:,}"
+
+
+def _archive_to_archive(
+    args: argparse.Namespace, src: str, out: str, codec: str
+) -> tuple[int, int]:
+    """Copy every live mask with its attributes; returns ``(masks, masks whose attrs were dropped)``."""
+    from ..storage import MaskArchive
+
+    kw = _kw(args)
+    dropped = 0
+    with (
+        MaskArchive(src, **kw) as ar,
+        MaskArchive(out, "w", codec=codec, space=ar.space, **kw) as dst,
+    ):
+        keep_attrs = dst.supports_attrs
+        infos = ar.infos()
+        for info in progress(args, len(infos), "converting")(infos):
+            attrs = dict(info.attrs) if info.attrs else None
+            if attrs and not keep_attrs:
+                dropped += 1
+                attrs = None
+            seg = ar.load_segmask(info.index)
+            if attrs:
+                dst.add_segmask(seg, info.name, attrs=attrs)
+            else:
+                dst.add_segmask(seg, info.name)
+        n = len(infos)
+    return n, dropped
+
+
+def _msk_to(args: argparse.Namespace, src: str, out: str, kind: str, codec: str) -> tuple[int, int]:
+    """A ``.msk`` to a ``.msk`` of the chosen version, or to a one-mask archive."""
+    from ..storage import MaskArchive, MaskFile
+
+    kw = _kw(args)
+    mf = MaskFile(src, **kw)
+    seg = mf.read()
+    attrs = dict(mf.info().attrs) or None
+    dropped = 0
+    if attrs and codec == "zstd":
+        attrs, dropped = None, 1
+    if kind == "msk":
+        if attrs:
+            seg.save(out, codec=codec, attrs=attrs)
+        else:
+            seg.save(out, codec=codec)
+        return 1, dropped
+    name = split_suffix(src)[0]
+    with MaskArchive(out, "w", codec=codec, space=seg.space, **kw) as dst:
+        if attrs:
+            dst.add_segmask(seg, name, attrs=attrs)
+        else:
+            dst.add_segmask(seg, name)
+    return 1, dropped
+
+
+def _export(args: argparse.Namespace, src: str, out: str, kind: str) -> int:
+    from ..conversions import from_archive
+
+    try:
+        report = from_archive(src, out, progress=progress(args, None, "exporting"))
+    except MaskValidationError as exc:
+        raise UsageError(str(exc)) from None
+    what = "label map" if kind == "nifti" else "Slicer segmentation"
+    say(args, f"wrote {out} ({what}, {len(report.masks)} masks)")
+    for note in getattr(report, "notes", []):
+        say(args, f"note: {note}")
+    lost = {n: v for n, v in (getattr(report, "lost", None) or {}).items() if v}
+    if lost:
+        print(
+            f"medmask convert: note: {sum(lost.values()):,} voxels belonged to several masks; "
+            f"in the label map the later mask wins (masks losing voxels: {', '.join(lost)}); "
+            "'medmask unpack SRC -o DIR' writes one lossless file per mask",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -46,12 +200,38 @@ def register(add: AddCommand) -> None:
     """Add this module's subcommands to the parser (``add`` makes one subparser)."""
     s = add(
         "convert",
-        "rewrite a file in format version 1 or 2",
-        "Rewrite SRC as OUT in the chosen format version: 1 is readable by medmask 0.1.x, 2 is "
-        "smaller\nand faster. Also compacts a version-2 archive. OUT appears atomically.\n\n"
-        "example:\n  medmask convert old.mska -o new.mska --to 2",
+        "rewrite a file in format version 1 or 2 (compacting it), or export a label map",
+        "Rewrite SRC as OUT; OUT's name says its format:\n"
+        "  OUT.mska   an archive in format version --to (2 by default; 1 is readable by "
+        "medmask 0.1.x).\n"
+        "             Only live masks are copied, with their attributes: this also "
+        "compacts an\n"
+        "             archive (reclaims the space of deleted or replaced masks and "
+        "superseded index\n"
+        "             segments). A .msk source becomes a one-mask archive.\n"
+        "  OUT.msk    a .msk source in version --to (an archive converts to .mska, not .msk).\n"
+        "  OUT.nii.gz one multi-label NIfTI label map (with OUT.json, its label table); "
+        "later masks\n"
+        "             win where masks overlap, and that is reported.\n"
+        "  OUT.seg.nrrd  a 3D Slicer segmentation.\n"
+        "Any other name is refused before anything is written. OUT appears atomically.\n\n"
+        "examples:\n  medmask convert old.mska -o new.mska            # version 2, compacted\n"
+        "  medmask convert s0000.mska -o s0000_v1.mska --to 1\n"
+        "  medmask convert s0000.mska -o s0000_labels.nii.gz",
     )
     s.add_argument("src", metavar="SRC", help="a .mska or .msk")
-    s.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
-    s.add_argument("--to", type=int, choices=[1, 2], default=2, help="target version (default 2)")
+    s.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="the file to write: .mska, .msk, .nii.gz or .seg.nrrd",
+    )
+    s.add_argument(
+        "--to",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="format version of a .mska/.msk output (default 2)",
+    )
     s.set_defaults(func=cmd_convert)
