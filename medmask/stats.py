@@ -173,67 +173,98 @@ def find_mask_files(
 
 
 # -- geometry ---------------------------------------------------------------------------------
-def _affine(space: Space) -> np.ndarray:
-    try:
-        from .geometry import space_to_affine  # where the interchange work puts it
-    except ImportError:
-        from .nifti import space_to_affine
-    return space_to_affine(space)
+_RAS = np.array([-1.0, -1.0, 1.0])  # medmask spaces are LPS; RAS flips the first two axes
 
 
 class _Grid:
-    """What every row of one file needs from its space."""
+    """What the rows of one file need from its ``(z, y, x)`` space.
+
+    ``steps[:, k]`` is the RAS step of array axis ``k`` (z, y, x) and ``origin`` the RAS centre
+    of voxel 0, so that ``steps @ (z, y, x) + origin`` is what nibabel computes as
+    ``img.affine @ (i, j, k, 1)`` with ``(i, j, k) = (x, y, z)``.
+    """
 
     def __init__(self, space: Space) -> None:
-        self.shape = tuple(int(s) for s in space.shape)
-        self.voxel_ml = float(abs(np.prod(np.asarray(space.spacing, dtype=np.float64)))) / 1000.0
-        self.affine = _affine(space)
-
-    def ras(self, centroid_zyx: Sequence[float] | None) -> tuple[float, float, float] | None:
-        if centroid_zyx is None:
-            return None
-        ijk = np.asarray(centroid_zyx, dtype=np.float64)[::-1]  # (z, y, x) -> NIfTI (i, j, k)
-        r = self.affine[:3, :3] @ ijk + self.affine[:3, 3]
-        return (float(r[0]), float(r[1]), float(r[2]))
-
-    def touches(self, bbox: Sequence[int] | None) -> bool:
-        if bbox is None:
-            return False
-        z0, z1, y0, y1, x0, x1 = (int(b) for b in bbox)
-        nz, ny, nx = self.shape
-        return z0 == 0 or y0 == 0 or x0 == 0 or z1 == nz or y1 == ny or x1 == nx
+        self.shape = np.array([int(v) for v in space.shape], dtype=np.int64)
+        spacing = np.asarray(space.spacing, dtype=np.float64)
+        dirs = np.column_stack(
+            [space.x_orientation, space.y_orientation, space.z_orientation]
+        ).astype(np.float64)  # the (z, y, x) space's "x" axis is array axis 0, and so on
+        self.steps = _RAS[:, None] * (dirs * spacing)
+        self.origin = _RAS * np.asarray(space.origin, dtype=np.float64)
+        self.voxel_ml = float(abs(np.prod(spacing))) / 1000.0
 
 
-def _row(
-    grid: _Grid,
-    *,
-    case: str,
-    name: str,
-    voxels: int,
-    bbox: Sequence[int] | None,
-    centroid: Sequence[float] | None,
-    attrs: dict,
-    labels: dict,
-    source: str,
-    fmt: str,
-    path: str,
-) -> dict[str, Any]:
-    voxels = int(voxels)
-    return {
-        "case": case,
-        "name": name,
-        "voxels": voxels,
-        "volume_ml": voxels * grid.voxel_ml,
-        "bbox": None if bbox is None or voxels == 0 else tuple(int(b) for b in bbox),
-        "centroid_ras_mm": grid.ras(centroid) if voxels else None,
-        "touches_border": grid.touches(bbox) if voxels else False,
-        "empty": voxels == 0,
-        "_attrs": dict(attrs or {}),
-        "labels": dict(labels),
-        "source": source,
-        "format": fmt,
-        "path": path,
-    }
+_GRIDS: dict[tuple, _Grid] = {}
+
+
+def _grid(space: Space) -> _Grid:
+    """The (cached) :class:`_Grid` of a space: datasets mostly share a few grids."""
+    key = tuple(
+        tuple(float(v) for v in getattr(space, f))
+        for f in ("shape", "spacing", "origin", "x_orientation", "y_orientation", "z_orientation")
+    )
+    grid = _GRIDS.get(key)
+    if grid is None:
+        if len(_GRIDS) > 1024:
+            _GRIDS.clear()
+        grid = _GRIDS[key] = _Grid(space)
+    return grid
+
+
+class _Part:
+    """The rows of one file, column by column (figures as read, derived columns later)."""
+
+    def __init__(self, grid: _Grid, case: str, fmt: str, path: str) -> None:
+        self.grid, self.case, self.fmt, self.path = grid, case, fmt, path
+        self.names: list[str] = []
+        self.voxels: list[int] = []
+        self.bboxes: list[tuple | None] = []
+        self.centroids: list[Sequence[float] | None] = []
+        self.attrs: list[dict] = []
+        self.labels: list[dict] = []
+        self.sources: list[str] = []
+
+    def add(self, name, voxels, bbox, centroid, attrs, labels, source) -> None:
+        self.names.append(name)
+        self.voxels.append(int(voxels))
+        self.bboxes.append(None if bbox is None or not voxels else tuple(int(b) for b in bbox))
+        self.centroids.append(centroid if voxels else None)
+        self.attrs.append(attrs)
+        self.labels.append(labels)
+        self.sources.append(source)
+
+    def columns(self) -> dict[str, list]:
+        """The per-mask columns of :data:`MASK_COLUMNS` (and ``_attrs``)."""
+        n = len(self.names)
+        vox = np.asarray(self.voxels, dtype=np.int64)
+        full = vox > 0
+        box = np.array(
+            [b if b is not None else (1, 0, 1, 0, 1, 0) for b in self.bboxes], dtype=np.int64
+        ).reshape(n, 6)
+        lo, hi = box[:, 0::2], box[:, 1::2]
+        touches = full & ((lo == 0) | (hi == self.grid.shape)).any(axis=1)
+        cen = np.array(
+            [c if c is not None else (0.0, 0.0, 0.0) for c in self.centroids], dtype=np.float64
+        ).reshape(n, 3)
+        ras = (cen @ self.grid.steps.T + self.grid.origin).tolist()
+        return {
+            "case": [self.case] * n,
+            "name": self.names,
+            "voxels": self.voxels,
+            "volume_ml": (vox * self.grid.voxel_ml).tolist(),
+            "bbox": self.bboxes,
+            "centroid_ras_mm": [
+                tuple(r) if f else None for r, f in zip(ras, full.tolist(), strict=True)
+            ],
+            "touches_border": touches.tolist(),
+            "empty": (~full).tolist(),
+            "_attrs": self.attrs,
+            "labels": self.labels,
+            "source": self.sources,
+            "format": [self.fmt] * n,
+            "path": [self.path] * n,
+        }
 
 
 # -- reading one file -------------------------------------------------------------------------
@@ -252,53 +283,106 @@ def _open_archive(path: str, storage_options: dict | None):
     return MaskArchive(path)
 
 
-def _archive_infos(ar) -> list:
+def _fast_rows(ar, shape: Sequence[int]) -> list[tuple] | None:
+    """The figures of a version-2 archive straight from its parsed index rows.
+
+    Building a validated :class:`~medmask.MaskInfo` per mask costs more than everything else
+    ``stats`` does, so the rows are read as stored and only what ``stats`` uses is checked
+    here (voxel count, bounding box inside the grid and able to hold the voxels, the extra
+    record through :func:`medmask.attrs.parse_extra`, the mapping). Returns ``None`` when the
+    archive does not expose its rows or any row fails a check: the validating path then
+    reads them and raises the precise :class:`~medmask.CorruptFileError`.
+    """
+    from .attrs import parse_extra
+    from .errors import CorruptFileError
+
+    entries = getattr(ar, "_entries", None)
+    rows = getattr(entries, "_rows", None)
+    if ar.version != 2 or not isinstance(rows, list) or len(rows) != len(entries):
+        return None
+    nz, ny, nx = (int(v) for v in shape)
+    out = []
+    for i, r in enumerate(rows):
+        if type(r) is not list or len(r) != 10:
+            return None
+        name, bbox, voxels, mapping, extra = r[0], r[6], r[7], r[8], r[9]
+        if type(name) is not str or type(voxels) is not int or voxels < 0:
+            return None
+        if bbox is None:
+            if voxels:
+                return None
+        else:
+            if type(bbox) is not list or len(bbox) != 6 or any(type(b) is not int for b in bbox):
+                return None
+            z0, z1, y0, y1, x0, x1 = bbox
+            if not (0 <= z0 < z1 <= nz and 0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
+                return None
+            if voxels > (z1 - z0) * (y1 - y0) * (x1 - x0):
+                return None
+            bbox = tuple(bbox)
+        centroid, attrs = None, {}
+        if extra is not None:
+            try:
+                centroid, attrs = parse_extra(extra, bbox=bbox, path=ar.path, mask=name)
+            except CorruptFileError:
+                return None
+        if (
+            type(mapping) is dict
+            and len(mapping) == 1
+            and type(mapping.get(name)) is int
+            and (0 < mapping[name] < 2**31)
+        ):
+            labels = {name: mapping[name]}  # the usual one-mask-one-label row
+        else:
+            labels = entries[i].mapping(ar.path).to_dict()  # validated (raises when bad)
+        out.append((i, name, voxels, bbox, centroid, attrs, labels))
+    return out
+
+
+def _index_rows(ar, shape: Sequence[int]) -> Iterable[tuple]:
+    """``(index, name, voxels, bbox, centroid, attrs, labels)`` of every mask, from the index:
+    :func:`_fast_rows` where it applies, else the archive's validated entries."""
+    fast = _fast_rows(ar, shape)
+    if fast is not None:
+        return fast
     infos = getattr(ar, "infos", None)
-    if callable(infos):
-        return list(infos())
-    return [ar.info(i) for i in range(len(ar))]
+    infos = list(infos()) if callable(infos) else [ar.info(i) for i in range(len(ar))]
+    return [
+        (
+            i,
+            info.name,
+            info.voxels,
+            info.bbox,
+            getattr(info, "centroid", None),
+            getattr(info, "attrs", None) or {},
+            info.mapping,
+        )
+        for i, info in enumerate(infos)
+    ]
 
 
-def _archive_rows(path: str, storage_options: dict | None) -> list[dict[str, Any]]:
+def _archive_part(path: str, storage_options: dict | None) -> _Part | None:
     from .attrs import centroid_of
 
-    case = split_suffix(path)[0]
-    rows = []
     with _open_archive(path, storage_options) as ar:
         space = ar.space
         if space is None:  # an archive created without a mask or a space
-            return []
-        grid = _Grid(space)
+            return None
         minor = int(getattr(ar, "minor_version", 0) or 0)
         fmt = "1" if ar.version == 1 else f"{ar.version}.{minor}"
-        for i, info in enumerate(_archive_infos(ar)):
-            voxels, bbox = info.voxels, info.bbox
-            centroid = getattr(info, "centroid", None)
+        part = _Part(_grid(space), split_suffix(path)[0], fmt, path)
+        for i, name, voxels, bbox, centroid, attrs, labels in _index_rows(ar, space.shape):
             source = "index"
             if voxels is None or (voxels > 0 and (bbox is None or centroid is None)):
                 crop, bbox = ar.read_cropped(i)
                 origin = (0, 0, 0) if bbox is None else (bbox[0], bbox[2], bbox[4])
                 voxels, centroid = centroid_of(crop, origin)
                 source = "decoded"
-            rows.append(
-                _row(
-                    grid,
-                    case=case,
-                    name=info.name,
-                    voxels=voxels,
-                    bbox=bbox,
-                    centroid=centroid,
-                    attrs=getattr(info, "attrs", None) or {},
-                    labels=info.mapping,
-                    source=source,
-                    fmt=fmt,
-                    path=path,
-                )
-            )
-    return rows
+            part.add(name, voxels, bbox, centroid, attrs, labels, source)
+    return part
 
 
-def _msk_rows(path: str, storage_options: dict | None) -> list[dict[str, Any]]:
+def _msk_part(path: str, storage_options: dict | None) -> _Part:
     from .attrs import centroid_of
     from .format import read_msk_record
 
@@ -313,21 +397,18 @@ def _msk_rows(path: str, storage_options: dict | None) -> list[dict[str, Any]]:
     if r.centroid is not None:
         centroid = r.centroid
     p = Path(path)
-    return [
-        _row(
-            _Grid(r.space),
-            case=p.resolve().parent.name,
-            name=split_suffix(p.name)[0],
-            voxels=voxels,
-            bbox=r.bbox,
-            centroid=centroid,
-            attrs=dict(getattr(r, "attrs", None) or {}),
-            labels=r.mapping.to_dict(),
-            source="decoded",
-            fmt="1" if r.version == 1 else f"{r.version}.{getattr(r, 'minor', 0)}",
-            path=path,
-        )
-    ]
+    fmt = "1" if r.version == 1 else f"{r.version}.{getattr(r, 'minor', 0)}"
+    part = _Part(_grid(r.space), p.resolve().parent.name, fmt, path)
+    part.add(
+        split_suffix(p.name)[0],
+        voxels,
+        r.bbox,
+        centroid,
+        dict(getattr(r, "attrs", None) or {}),
+        r.mapping.to_dict(),
+        "decoded",
+    )
+    return part
 
 
 def _is_archive(path: str, storage_options: dict | None) -> bool:
@@ -340,10 +421,10 @@ def _is_archive(path: str, storage_options: dict | None) -> bool:
         return fh.read(4) == b"MSKA"
 
 
-def _file_rows(path: str, storage_options: dict | None) -> list[dict[str, Any]]:
+def _file_part(path: str, storage_options: dict | None) -> _Part | None:
     if _is_archive(path, storage_options):
-        return _archive_rows(path, storage_options)
-    return _msk_rows(path, storage_options)
+        return _archive_part(path, storage_options)
+    return _msk_part(path, storage_options)
 
 
 def _wrap_progress(
@@ -398,11 +479,13 @@ def stats(
         raise MaskValidationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     pd = _pd()
     files = find_mask_files(paths, storage_options=storage_options)
-    rows: list[dict[str, Any]] = []
+    parts: list[_Part] = []
     failed: list[tuple[str, str]] = []
     for f in _wrap_progress(progress, len(files))(files):
         try:
-            rows.extend(_file_rows(f, storage_options))
+            part = _file_part(f, storage_options)
+            if part is not None:
+                parts.append(part)
         except (MedMaskError, OSError, ValueError) as exc:
             if on_error == "raise":
                 raise
@@ -412,37 +495,33 @@ def stats(
             warnings.warn(f"medmask.stats: skipped {msg}", RuntimeWarning, stacklevel=2)
             failed.append((f, msg))
     return _frame(
-        pd, rows, files=[f for f in files if f not in {x for x, _ in failed}], failed=failed
+        pd, parts, files=[f for f in files if f not in {x for x, _ in failed}], failed=failed
     )
 
 
-def _frame(pd, rows: list[dict[str, Any]], *, files: list[str], failed: list) -> pd.DataFrame:
-    attr_keys: list[str] = []
-    for r in rows:
-        for k in r["_attrs"]:
-            if k not in attr_keys:
-                attr_keys.append(k)
+def _frame(pd, parts: list[_Part], *, files: list[str], failed: list) -> pd.DataFrame:
+    cols: dict[str, list] = {c: [] for c in (*MASK_COLUMNS, "_attrs")}
+    for part in parts:
+        for c, values in part.columns().items():
+            cols[c].extend(values)
+    attrs = cols.pop("_attrs")
+    attr_keys = list(dict.fromkeys(k for a in attrs if a for k in a))
     base = list(MASK_COLUMNS)
-    attr_cols = [(k, k if k not in base else f"attr_{k}") for k in attr_keys]
-    records = []
-    for r in rows:
-        a = r.pop("_attrs")
-        rec = {c: r[c] for c in base[:8]}
-        for k, col in attr_cols:
-            v = a.get(k)
-            rec[col] = tuple(v) if isinstance(v, list) else v
-        for c in base[8:]:
-            rec[c] = r[c]
-        records.append(rec)
-    columns = base[:8] + [c for _, c in attr_cols] + base[8:]
-    df = pd.DataFrame.from_records(records, columns=columns)
+    data: dict[str, Any] = {c: cols[c] for c in base[:8]}
+    for k in attr_keys:
+        data[k if k not in base else f"attr_{k}"] = [
+            tuple(v) if isinstance(v, list) else v for v in (a.get(k) for a in attrs)
+        ]
+    for c in base[8:]:
+        data[c] = cols[c]
+    df = pd.DataFrame(data)
     df["voxels"] = df["voxels"].astype("int64")
     df["volume_ml"] = df["volume_ml"].astype("float64")
     df["touches_border"] = df["touches_border"].astype(bool)
     df["empty"] = df["empty"].astype(bool)
     df.attrs["files"] = list(files)
     df.attrs["failed"] = list(failed)
-    df.attrs["decoded"] = int((df["source"] == "decoded").sum())
+    df.attrs["decoded"] = int(sum(src == "decoded" for src in cols["source"]))
     return df
 
 

@@ -328,3 +328,18 @@ def test_s3_prefix(tmp_path, phantom, s3):
     df = medmask.stats(s3.url("data/"), storage_options=s3.storage_options)
     check_rows(df, expected(masks, space), "a")
     assert set(df["source"]) == {"index"}
+
+
+def test_fast_index_path_equals_validated_path(tmp_path, phantom, monkeypatch):
+    masks, space = phantom
+    with MaskArchive(tmp_path / "a.mska", "w", space=space) as ar:
+        for k, (name, m) in enumerate(masks.items()):
+            attrs = {"color": [k, 2, 3], "description": name} if k % 2 else None
+            ar.add_segmask(SegmentationMask(m, {name: 1}, space), name, attrs=attrs)
+        multi = masks["edge"].astype(np.uint8) * 3
+        ar.add_segmask(SegmentationMask(multi, {"x": 3}, space), "three")
+    fast = medmask.stats(tmp_path / "a.mska")
+    monkeypatch.setattr(medmask.stats, "_fast_rows", lambda *a, **k: None)
+    slow = medmask.stats(tmp_path / "a.mska")
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast.set_index("name").loc["three", "labels"] == {"x": 3}
