@@ -287,3 +287,9 @@ def test_building_over_1000_archives(tmp_path, codec):
     limit = 2.0 if sys.platform.startswith("linux") else 4.0
     assert elapsed < limit, f"building over 1,000 archives took {elapsed:.2f} s"
     np.testing.assert_allclose(ds[0]["mask"].affine.numpy(), space_to_affine(space))
+    if codec is None:  # index filters (issue 13): still from the index alone, still fast
+        t = time.perf_counter()
+        kept = MaskArchiveDataset(paths, min_voxels=1, where=lambda info: info.name != "organ_0")
+        elapsed = time.perf_counter() - t
+        assert len(kept) == 4000
+        assert elapsed < limit, f"filtering 1,000 archives took {elapsed:.2f} s"
