@@ -32,11 +32,15 @@ def _fmt(v: float, unit: str) -> str:
     if unit == "s":
         return f"{v * 1e3:.3g} ms" if v < 1 else f"{v:.3g} s"
     if unit == "B":
-        return f"{v / 1e6:.3g} MB" if v >= 1e6 else (f"{v / 1e3:.3g} kB" if v >= 1e3 else f"{v:.0f} B")
+        return (
+            f"{v / 1e6:.3g} MB" if v >= 1e6 else (f"{v / 1e3:.3g} kB" if v >= 1e3 else f"{v:.0f} B")
+        )
     return f"{v:,.3g}{(' ' + unit) if unit else ''}"
 
 
-def save_panels(title: str, panels: Sequence[Panel], out: Path, *, cols: int | None = None) -> Path | None:
+def save_panels(
+    title: str, panels: Sequence[Panel], out: Path, *, cols: int | None = None
+) -> Path | None:
     """Draw ``panels`` side by side (horizontal bars, value written at each bar) into ``out``.
 
     Args:
@@ -68,8 +72,12 @@ def save_panels(title: str, panels: Sequence[Panel], out: Path, *, cols: int | N
         items = [(lab, v) for lab, v in zip(p.labels, p.values, strict=True) if v is not None]
         labs = [lab for lab, _ in items][::-1]
         vals = [float(v) for _, v in items][::-1]
-        bars = ax.barh(range(len(vals)), vals, color=[color[lab] for lab in labs],
-                       edgecolor=["black" if lab == p.highlight else "none" for lab in labs])
+        bars = ax.barh(
+            range(len(vals)),
+            vals,
+            color=[color[lab] for lab in labs],
+            edgecolor=["black" if lab == p.highlight else "none" for lab in labs],
+        )
         ax.set_yticks(range(len(vals)), labs, fontsize=8)
         if p.log:
             ax.set_xscale("log")
@@ -78,8 +86,13 @@ def save_panels(title: str, panels: Sequence[Panel], out: Path, *, cols: int | N
         top = max(vals) if vals else 1
         for b, v, lab in zip(bars, vals, labs, strict=True):
             text = _fmt(v, p.unit) + (f" ({p.notes[lab]})" if lab in p.notes else "")
-            ax.text(b.get_width() * (1.05 if p.log else 1) + (0 if p.log else top * 0.01),
-                    b.get_y() + b.get_height() / 2, text, va="center", fontsize=7)
+            ax.text(
+                b.get_width() * (1.05 if p.log else 1) + (0 if p.log else top * 0.01),
+                b.get_y() + b.get_height() / 2,
+                text,
+                va="center",
+                fontsize=7,
+            )
         if p.log:
             lo = min(v for v in vals if v > 0)
             ax.set_xlim(lo / 2, top * 20)

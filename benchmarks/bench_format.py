@@ -14,6 +14,9 @@ All figures are medians over ``--repeat`` runs. Usage::
 
     .venv/bin/python benchmarks/bench_format.py            # or: make bench
     .venv/bin/python benchmarks/bench_format.py --repeat 3 --synthetic 1000 --json out.json
+
+The printed Markdown is also written to ``--out``/bench_format.md (default ``bench_output/``)
+with one PNG of bar charts per table beside it (``benchmarks/_plot.py``; needs matplotlib).
 """
 
 from __future__ import annotations
@@ -342,6 +345,68 @@ def print_dataset(d: dict) -> None:
             print(f"- {c}: {res[c]['note']}")
 
 
+def _picture(path: Path | None) -> None:
+    if path is not None:
+        print(f"\n![{path.stem}]({path.name})")
+
+
+# -- pictures -------------------------------------------------------------------------------------
+class _Tee:
+    """Print to the terminal and keep a copy (the Markdown written beside the pictures)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.parts = stream, []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")
+
+
+def plot_dataset(d: dict, out: Path) -> Path | None:
+    """The dataset table as bar charts (log scale; v2 outlined) in ``out``."""
+    from _plot import Panel, save_panels
+
+    res = d["results"]
+
+    def col(key):
+        return [res[c].get(key) if "skipped" not in res[c] else None for c in COLUMNS]
+
+    panels = [
+        Panel("size on disk (log)", COLUMNS, col("size"), unit="B", log=True),
+        Panel("read all as full arrays (log)", COLUMNS, col("read_all"), unit="s", log=True),
+        Panel("open + read one (log)", COLUMNS, col("read_one"), unit="s", log=True),
+    ]
+    for p in panels:
+        p.highlight = COLUMNS[2]
+    title = (
+        f"{d['title']}: {d['masks']} masks ({d['present']} non-empty), (z,y,x) {tuple(d['shape'])}"
+    )
+    return save_panels(title, panels, out / f"bench_format_{_slug(d['title'])}.png")
+
+
+def plot_big(big: dict, out: Path) -> Path | None:
+    """The many-masks archive table as bar charts."""
+    from _plot import Panel, save_panels
+
+    labels = ["v1 (0.1.x zstd)", "v2 (bitzstd)"]
+    panels = [
+        Panel(title, labels, [big.get(f"v1_{key}"), big.get(f"v2_{key}")], unit="s", log=True)
+        for key, title in (
+            ("open", "open (parse index)"),
+            ("open_read", "open + read one"),
+            ("append", "append one mask"),
+        )
+    ]
+    return save_panels(f"archive of {big['masks']:,} masks", panels, out / "bench_format_big.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -356,7 +421,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=Path, default=REAL_CASE, help="folder of the real case")
     ap.add_argument("--no-match", action="store_true", help="skip the match_allowed_values table")
     ap.add_argument("--json", type=Path, help="also write all figures to this JSON file")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench_output"),
+        help="folder for bench_format.md and its pictures (PNG bar charts of each table)",
+    )
     args = ap.parse_args(argv)
+    tee = _Tee(sys.stdout)
+    sys.stdout = tee
+    try:
+        return _run(args)
+    finally:
+        sys.stdout = tee.stream
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench_format.md").write_text("".join(tee.parts))
+
+
+def _run(args: argparse.Namespace) -> int:
 
     print(
         f"# medmask format benchmark\n\nmachine: {platform.machine()}, {os.cpu_count()} cores, "
@@ -370,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench_dataset("real case totalseg_s0000", load_real(args.real), args.repeat, work)
             )
             print_dataset(report["datasets"][-1])
+            _picture(plot_dataset(report["datasets"][-1], args.out))
         else:
             print(f"\n(real case not found at {args.real}: skipped)")
         if args.synthetic:
@@ -381,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             report["datasets"].append(d)
             print_dataset(d)
+            _picture(plot_dataset(d, args.out))
         if args.big:
             big = bench_open_10k(args.repeat, work, args.big)
             report["big"] = big
@@ -396,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| bytes written per append | {big['v1_append_bytes']:,.0f} | {big['v2_append_bytes']:,.0f} |"
             )
+            _picture(plot_big(big, args.out))
         if not args.no_match:
             try:
                 import bench_match
