@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import Codec, get_codec
+from .codecs import Codec
 from .errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
-from .format import read_msk, write_msk
+from .format import read_msk
 from .mapping import LabelMapping
 from .ops import match_allowed_values, smallest_uint_dtype
 from .spaces import Space, coerce_space, default_space
@@ -321,16 +321,9 @@ class SegmentationMask:
         Raises:
             MaskValidationError: Bad attributes, or attributes with a version-1 codec.
         """
-        from .attrs import validate_attrs
+        from .storage import MaskFile  # the one writer of .msk files
 
-        write_msk(
-            path,
-            self._array,
-            self._mapping,
-            self._space,
-            get_codec(codec),
-            validate_attrs(attrs, mask=os.fspath(path)),
-        )
+        MaskFile(path, "w", codec=codec).write(self, attrs=attrs)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SegmentationMask:

@@ -25,6 +25,7 @@ __all__ = [
     "space_from_disk_json",
     "spaces_match",
     "check_same_grid",
+    "grid_differences",
     "describe_space",
     "GRID_ATOL",
 ]
@@ -106,19 +107,66 @@ def describe_space(space: Space) -> str:
     )
 
 
+def grid_differences(expected: Space, got: Space, atol: float = GRID_ATOL) -> list[str]:
+    """What differs between two ``(z, y, x)`` grids, for messages, with both values.
+
+    Args:
+        expected: The reference space.
+        got: The space compared with it.
+        atol: Tolerance (see :func:`spaces_match`).
+
+    Returns:
+        One phrase per differing part, e.g. ``"spacing (z, y, x) (2.5, 0.8, 0.8) instead of
+        (2, 0.8, 0.8) (by 0.5 mm)"``; empty when the grids match within ``atol``.
+    """
+
+    def fmt(v: object) -> str:
+        return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"
+
+    if tuple(int(s) for s in expected.shape) != tuple(int(s) for s in got.shape):
+        return [
+            f"shape (z, y, x) {tuple(int(s) for s in got.shape)} instead of "
+            f"{tuple(int(s) for s in expected.shape)}"
+        ]
+    out = []
+    for field, unit in (("spacing", " mm"), ("origin", " mm")):
+        a, b = getattr(expected, field), getattr(got, field)
+        d = float(np.abs(np.subtract(a, b)).max())
+        if d > atol:
+            out.append(f"{field} (z, y, x) {fmt(b)} instead of {fmt(a)} (by {d:.3g}{unit})")
+    axes = ("x_orientation", "y_orientation", "z_orientation")
+    rot = max(float(np.abs(np.subtract(getattr(expected, f), getattr(got, f))).max()) for f in axes)
+    if rot > atol:
+        out.append(
+            "direction "
+            + " ".join(fmt(getattr(got, f)) for f in axes)
+            + " instead of "
+            + " ".join(fmt(getattr(expected, f)) for f in axes)
+            + f" (cosines differ by {rot:.3g})"
+        )
+    return out
+
+
 def check_same_grid(expected: Space, got: Space, *, what: str, atol: float = GRID_ATOL) -> None:
     """Raise :class:`SpaceMismatchError` unless ``got`` is the grid ``expected``.
+
+    The message names what differs (shape, spacing, origin, direction) with both values.
 
     Args:
         expected: The reference space (e.g. the archive's).
         got: The space to check.
         what: Words naming the object checked, for the message (``"mask 'liver'"``).
         atol: Tolerance, see :func:`spaces_match`.
+
+    Raises:
+        SpaceMismatchError: The grids differ.
     """
     if not spaces_match(expected, got, atol):
+        diffs = grid_differences(expected, got, atol) or ["the grids differ"]
         raise SpaceMismatchError(
-            f"{what} has space {describe_space(got)}, but {describe_space(expected)} was expected "
-            f"(tolerance {atol}); resample it to the archive's grid first"
+            f"{what} is on another grid than expected: {'; '.join(diffs)} (tolerance {atol}); "
+            f"its space: {describe_space(got)}; expected: {describe_space(expected)}; "
+            "resample it to the archive's grid first"
         )
 
 

@@ -1,38 +1,43 @@
-"""MaskFile (``.msk``), MaskArchive (``.mska``), save_mask and load_mask."""
+"""MaskFile (``.msk``), MaskArchive (``.mska``), save_mask and load_mask.
+
+Format versions live behind :class:`medmask.format.backend.ArchiveBackend`; this module
+keeps what does not depend on them: locking, the handle's lifecycle, names and positions,
+URLs (read through :func:`medmask.io.source.open_source`, written through a local
+temporary file and :func:`medmask.io.remote.upload`) and conversion to
+:class:`~medmask.SegmentationMask`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import os
+import shutil
+import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .attrs import validate_attrs
+from .attrs import centroid_of, validate_attrs
 from .codecs import Codec, get_codec
 from .errors import (
-    ArchiveLockedError,
     CorruptFileError,
     MaskNotFoundError,
     MaskValidationError,
     close_matches,
 )
-from .format import Entry, bbox_slices, open_archive, read_msk, read_msk_record, sniff, v1, v2
-from .format._io import (
-    BBox,
-    atomic_temp,
-    crop_to_bbox,
-    fsync_dir,
-    lock_exclusive,
-    make_temp,
-    open_locked,
-    pread_exact,
-)
+from .format import archive_backend, open_archive, read_msk_record, sniff, v2, write_msk
+from .format._io import BBox, open_locked
+from .format.backend import ArchiveBackend
+from .format.base import Entry
+from .io.names import expect_name, format_from_name, is_url
+from .io.source import ByteSource, LocalFileSource, open_source
 from .mapping import LabelMapping
 from .segmask import SegmentationMask
 from .spaces import Space, check_same_grid
@@ -40,6 +45,7 @@ from .spaces import Space, check_same_grid
 __all__ = ["MaskFile", "MaskArchive", "MaskInfo", "save_mask", "load_mask"]
 
 PathLike = str | os.PathLike
+StorageOptions = Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class MaskInfo:
         mapping: Its ``{name: label}`` mapping.
         dtype: Its dtype name (``None`` for version 1 until decoded).
         bbox: Half-open ``(z0, z1, y0, y1, x0, x1)`` box of the non-zero voxels
-            (version 2; ``None`` when empty or for version 1).
+            (version 2; ``None`` when empty; the whole volume for version 1).
         voxels: Number of non-zero voxels (version 2; ``None`` for version 1).
         nbytes: Bytes the mask occupies in the file.
         centroid: Mean ``(z, y, x)`` voxel index of the non-zero voxels, as stored at
@@ -73,14 +79,60 @@ class MaskInfo:
     attrs: dict = field(default_factory=dict)
 
 
+def _target(path: PathLike) -> str | Path:
+    """A URL stays a string (``Path`` would fold its ``//``); a local path becomes a Path."""
+    if isinstance(path, ByteSource):
+        raise TypeError("pass a path or URL, not a ByteSource")
+    return os.fspath(path) if is_url(path) else Path(path)
+
+
+def _refuse_foreign_name(target: PathLike, kind: str, what: str) -> None:
+    """Refuse an output whose suffix names another known format (``x.nii.gz`` for an archive).
+
+    A name without a suffix, or with a suffix medmask does not know, is accepted.
+
+    Raises:
+        MaskValidationError: The name says another format; the message gives the right name.
+    """
+    named = format_from_name(target)
+    if named is not None and named != kind:
+        expect_name(target, kind, what=what)
+
+
+@contextlib.contextmanager
+def _local_then_upload(url: str, storage_options: StorageOptions) -> Iterator[Path]:
+    """A local temporary path to write; on normal exit it is uploaded to ``url`` whole
+    (:func:`medmask.io.remote.upload`); the temporary folder is always removed."""
+    from .io.names import split_suffix
+
+    tmpdir = Path(tempfile.mkdtemp(prefix="medmask-upload-"))
+    try:
+        stem, suffix = split_suffix(url)
+        local = tmpdir / ((stem or "object") + suffix)
+        yield local
+        from .io.remote import upload
+
+        upload(local, url, storage_options=storage_options)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------------------------
 class MaskFile:
-    """One mask in a ``.msk`` file.
+    """One mask in a ``.msk`` file (a local path or a URL).
 
     Args:
-        path: The file.
-        mode: ``"r"`` to read, ``"w"`` to write (the file is replaced atomically).
+        path: The file, or a URL (``s3://...``, ``gs://...``, ``https://...``, ...).
+        mode: ``"r"`` to read, ``"w"`` to write (the file is replaced atomically; a URL
+            is written locally and uploaded whole).
         codec: For writing: ``None``/``"bitzstd"`` (version 2) or ``"zstd"`` (version 1).
+        storage_options: For a URL: options of its fsspec filesystem (credentials,
+            endpoint...); fsspec's configuration and environment variables apply too.
+
+    Raises:
+        FileNotFoundError: Mode ``"r"`` and a local file that does not exist.
+        MaskValidationError: Mode ``"w"`` and a name whose suffix names another format
+            (``.mska``, ``.nii.gz``...).
 
     Example:
         >>> with MaskFile("liver.msk", "w") as f:          # doctest: +SKIP
@@ -89,23 +141,41 @@ class MaskFile:
     """
 
     def __init__(
-        self, path: PathLike, mode: str = "r", *, codec: str | Codec | None = None
+        self,
+        path: PathLike,
+        mode: str = "r",
+        *,
+        codec: str | Codec | None = None,
+        storage_options: StorageOptions = None,
     ) -> None:
         if mode not in ("r", "w"):
             raise ValueError(f"MaskFile mode must be 'r' or 'w', got {mode!r}")
-        self.path = Path(path)
+        self.path = _target(path)
         self.mode = mode
         self.codec = get_codec(codec)
-        if mode == "r" and not self.path.exists():
+        self.storage_options = dict(storage_options or {})
+        self._url = is_url(self.path)
+        if mode == "w":
+            _refuse_foreign_name(self.path, "msk", "mask file")
+        elif not self._url and not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such mask file")
+
+    def _record(self, *, cropped: bool):
+        return read_msk_record(self.path, cropped=cropped, storage_options=self.storage_options)
 
     def read(self) -> SegmentationMask:
         """Read the mask.
 
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
+            UnsupportedFormatError: A version this release does not read.
+            OSError: It cannot be read (``RemoteReadError`` for a URL, after retries).
         """
-        return SegmentationMask.load(self.path)
+        r = self._record(cropped=False)
+        try:
+            return SegmentationMask(r.array, r.mapping, r.space, copy=False)
+        except MaskValidationError as exc:  # stored parts that do not fit together
+            raise CorruptFileError(str(exc), path=self.path, field="mapping") from None
 
     def read_cropped(self) -> tuple[np.ndarray, BBox | None, LabelMapping, Space]:
         """The stored bounding-box region without expanding it to the full volume.
@@ -113,35 +183,46 @@ class MaskFile:
         Returns:
             ``(array, bbox, mapping, space)``; for an empty mask ``bbox`` is None
             and ``array`` has shape ``(0, 0, 0)``.
+
+        Raises:
+            CorruptFileError: The file is damaged or not a ``.msk``.
         """
-        array, mapping, space, bbox, _ = read_msk(self.path, cropped=True)
-        return array, bbox, mapping, space
+        r = self._record(cropped=True)
+        return r.array, r.bbox, r.mapping, r.space
 
     def info(self) -> MaskInfo:
         """What the file says about its mask (decodes only the bounding-box region).
 
         Returns:
-            A :class:`MaskInfo` (``index`` 0; ``name`` the file name's stem).
+            A :class:`MaskInfo` (``index`` 0; ``name`` the file name's stem). Files
+            without a stored centroid get one computed from the decoded region.
 
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
         """
-        r = read_msk_record(self.path, cropped=True)
-        nbytes = self.path.stat().st_size
+        with open_source(self.path, storage_options=self.storage_options) as source:
+            r = read_msk_record(source, cropped=True)
+            nbytes = source.size()
+        centroid = r.centroid
+        if centroid is None and r.bbox is not None:
+            centroid = centroid_of(r.array, (r.bbox[0], r.bbox[2], r.bbox[4]))[1]
+        from .io.names import split_suffix
+
         return MaskInfo(
-            self.path.name.removesuffix(".msk"),
+            split_suffix(self.path)[0],
             0,
             r.mapping.to_dict(),
             "bool" if r.array.dtype == np.bool_ else r.array.dtype.name,
             r.bbox,
             r.voxels,
             nbytes,
-            r.centroid if r.centroid is not None else _centroid_of_crop(r.array, r.bbox),
+            centroid,
             r.attrs,
         )
 
-    def write(self, segmask: SegmentationMask, *, attrs: dict | None = None) -> None:
-        """Write ``segmask`` (atomically: readers see the old file or the new one).
+    def write(self, segmask: SegmentationMask, *, attrs: Mapping[str, Any] | None = None) -> None:
+        """Write ``segmask`` (atomically: readers see the old file or the new one; a URL
+        gets the whole object or nothing).
 
         Args:
             segmask: The mask.
@@ -153,14 +234,18 @@ class MaskFile:
             MaskValidationError: Not a SegmentationMask, bad attributes, or attributes
                 with a version-1 codec.
             io.UnsupportedOperation: The file was opened with mode ``"r"``.
+            OSError: The write (or upload) failed; nothing was replaced.
         """
         if self.mode != "w":
-            import io
-
             raise io.UnsupportedOperation(f"{self.path}: opened read-only (mode 'r')")
         if not isinstance(segmask, SegmentationMask):
             raise MaskValidationError(f"expected a SegmentationMask, got {type(segmask).__name__}")
-        segmask.save(self.path, codec=self.codec, attrs=attrs)
+        attrs = validate_attrs(attrs, mask=os.fspath(self.path))
+        if not self._url:
+            write_msk(self.path, segmask.data, segmask.mapping, segmask.space, self.codec, attrs)
+            return
+        with _local_then_upload(self.path, self.storage_options) as local:
+            write_msk(local, segmask.data, segmask.mapping, segmask.space, self.codec, attrs)
 
     def close(self) -> None:
         """Nothing to release (each call opens and closes the file); kept for symmetry."""
@@ -180,121 +265,48 @@ def save_mask(
     path: PathLike,
     *,
     codec: str | Codec | None = None,
-    attrs: dict | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
 ) -> None:
-    """Write one mask to a ``.msk`` file (atomically).
+    """Write one mask to a ``.msk`` file (atomically) or object (whole or not at all).
 
     Args:
         segmask: The mask.
-        path: Destination.
+        path: Destination: a local path or a URL.
         codec: ``None``/``"bitzstd"`` (version 2, default) or ``"zstd"`` (version 1).
         attrs: Attributes to store with the mask (version 2 only; see :mod:`medmask.attrs`).
+        storage_options: For a URL: options of its fsspec filesystem.
 
     Raises:
-        MaskValidationError: Not a SegmentationMask, or bad attributes.
+        MaskValidationError: Not a SegmentationMask, bad attributes, or a name whose
+            suffix names another format (``.mska``, ``.nii.gz``...).
+        OSError: The write or upload failed.
     """
-    MaskFile(path, "w", codec=codec).write(segmask, attrs=attrs)
+    MaskFile(path, "w", codec=codec, storage_options=storage_options).write(segmask, attrs=attrs)
 
 
-def _centroid_of_crop(crop: np.ndarray, bbox: BBox | None) -> tuple[float, float, float] | None:
-    from .attrs import centroid_of
-
-    if bbox is None:
-        return None
-    return centroid_of(crop, (bbox[0], bbox[2], bbox[4]))[1]
-
-
-def load_mask(path: PathLike, *, codec: str | Codec | None = None) -> SegmentationMask:
-    """Read a ``.msk`` file of any supported version.
+def load_mask(
+    path: PathLike,
+    *,
+    codec: str | Codec | None = None,
+    storage_options: StorageOptions = None,
+) -> SegmentationMask:
+    """Read a ``.msk`` file (local path or URL) of any supported version.
 
     Args:
-        path: The file.
+        path: The file or URL.
         codec: Accepted for compatibility with medmask 0.1.x and ignored: the
             file's header names its codec.
+        storage_options: For a URL: options of its fsspec filesystem.
+
+    Raises:
+        FileNotFoundError: No such file.
+        CorruptFileError: The file is damaged or not a ``.msk``.
     """
-    return MaskFile(path, "r").read()
+    return MaskFile(path, "r", storage_options=storage_options).read()
 
 
 # --------------------------------------------------------------------------------------------
-class _V1Backend:
-    """Version-1 archive held as blobs; the whole file is rewritten (atomically) on flush."""
-
-    version = 1
-
-    def __init__(self, path: Path, space: Space | None, items: list | None = None) -> None:
-        self.path = path
-        self.space = space
-        self.items: list[tuple[str, bytes, dict[str, int]]] = items or []
-        self.codec = v1.ZstdCodec()
-        # for version 1 in memory, Entry.offset is the position in ``items``
-        self.entries = [
-            Entry(n, m, k, len(b), self.codec) for k, (n, b, m) in enumerate(self.items)
-        ]
-
-    @classmethod
-    def load(cls, fd: int, path: Path) -> _V1Backend:
-        reader = open_archive(fd, path)
-        assert reader.version == 1
-        items = [
-            (
-                e.name,
-                pread_exact(fd, e.offset, e.length, path=path, field="data", mask=e.name),
-                e.raw_mapping,
-            )
-            for e in reader.entries
-        ]
-        for e in reader.entries:
-            e.mapping(path)  # validate before we rewrite anything
-        return cls(path, reader.space, items)
-
-    def stage(self, name: str, array: np.ndarray, mapping: LabelMapping, space: Space) -> None:
-        if self.space is None:
-            self.space = space
-        blob = self.codec.encode(array)
-        self.items.append((name, blob, mapping.to_dict()))
-        self.entries.append(
-            Entry(name, mapping.to_dict(), len(self.items) - 1, len(blob), self.codec)
-        )
-
-    def rollback(self, count: int) -> None:
-        del self.items[count:]
-        del self.entries[count:]
-
-    def flush(self, target: Path, *, keep_lock: bool = False, replace: bool = True) -> int | None:
-        """Rewrite the archive (temporary sibling renamed over ``target``).
-
-        With ``keep_lock`` the new file is locked *before* it is renamed into place and the
-        locked descriptor is returned (reliability fix: locking it after the rename left a
-        moment in which another writer could open and lock the new file, read it, and later
-        rename its own copy over ours, losing our masks).
-        """
-        if self.space is None:
-            raise MaskValidationError(
-                f"{target}: a version-1 archive needs a space; pass space= or add a mask"
-            )
-        data = v1.build_mska(self.space, self.items)
-        lock_fd = None
-        try:
-            with atomic_temp(target, replace=replace) as (fh, tmp):
-                fh.write(data)
-                if keep_lock:
-                    lock_fd = os.open(tmp, os.O_RDWR)
-                    lock_exclusive(lock_fd, target)  # nobody else can know this file yet
-        except BaseException:
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise
-        return lock_fd
-
-    def read_box(self, entry: Entry) -> np.ndarray:
-        return self.codec.decode(
-            self.items[entry.offset][1],
-            shape=tuple(self.space.shape),
-            path=self.path,
-            mask=entry.name,
-        )
-
-
 class MaskArchive:
     """Many masks of one case in a ``.mska`` file, with random access by name or position.
 
@@ -302,11 +314,14 @@ class MaskArchive:
     is opened; lookups by name or position are O(1) and decode only that mask.
 
     Args:
-        path: The archive.
+        path: The archive: a local path, or a URL (``s3://``, ``gs://``, ``az://``,
+            ``http(s)://``, ``file://``, ``memory://``) read with byte-range requests.
         mode: ``"r"`` read; ``"w"`` create or replace (the new archive appears
-            atomically at :meth:`close`; on an exception inside a ``with`` block
-            nothing is written); ``"a"`` append, creating the file if missing
-            (every :meth:`add_segmask` is committed durably before it returns).
+            atomically at :meth:`close`, a URL as one whole object; on an exception
+            inside a ``with`` block nothing is written); ``"a"`` append, delete or
+            replace masks, creating the file if missing (every change is committed
+            durably before the call returns; local files only: objects in a store are
+            immutable).
         space: The ``(z, y, x)`` space for a new archive (default: that of the
             first mask added).
         codec: ``None``/``"bitzstd"`` for version 2 (default for new archives),
@@ -317,18 +332,24 @@ class MaskArchive:
             medmask 0.2.0, without extras (attributes are then refused). ``"0.1"`` is
             the same as ``codec="zstd"`` (version 1). Applies to new files; appending
             keeps the existing file's layout.
+        storage_options: For a URL: options of its fsspec filesystem (credentials,
+            endpoint...); fsspec's configuration and environment variables apply too.
 
     Raises:
         FileNotFoundError: Mode ``"r"`` and the file does not exist.
         CorruptFileError: The file is damaged (the message names file, mask, field).
         UnsupportedFormatError: A format version or codec this release does not read.
         ArchiveLockedError: Another writer holds the archive (modes ``"w"``/``"a"``).
+        MaskValidationError: Mode ``"w"``/``"a"`` and a name whose suffix names another
+            format (``.msk``, ``.nii.gz``...), a bad ``compat``, or mode ``"a"`` on a URL.
 
     Example:
-        >>> with MaskArchive("case.mska", "w") as ar:         # doctest: +SKIP
-        ...     ar.add_segmask(liver, "liver")
+        >>> with MaskArchive("case.mska", "w", space=space) as ar:   # doctest: +SKIP
+        ...     ar.add("liver", liver_array)
         >>> with MaskArchive("case.mska") as ar:              # doctest: +SKIP
         ...     liver = ar["liver"]; first = ar[0]; names = ar.all_names()
+        >>> with MaskArchive("case.mska", "a") as ar:         # doctest: +SKIP
+        ...     del ar["liver"]; ar.replace("spleen", new_spleen)
     """
 
     def __init__(
@@ -339,7 +360,9 @@ class MaskArchive:
         space: Space | None = None,
         codec: str | Codec | None = None,
         compat: str | None = None,
+        storage_options: StorageOptions = None,
     ) -> None:
+        self._closed = True  # until opened (``__del__`` and ``close`` then do nothing)
         if mode not in ("r", "w", "a"):
             raise ValueError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
         if compat not in (None, "0.2", "0.1"):
@@ -350,20 +373,31 @@ class MaskArchive:
             if codec is not None and get_codec(codec).format_version != 1:
                 raise MaskValidationError("compat='0.1' writes version 1: leave codec= out")
             codec = "zstd"
-        self._minor = 0 if compat == "0.2" else v2.MINOR
-        self.path = Path(path)
-        self.mode = mode
-        self._fd: int | None = None
-        self._lock_fd: int | None = None
-        self._tmp: Path | None = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self._backend: v1.MskaV1Reader | v2.MskaV2 | _V1Backend
         if space is not None and not isinstance(space, Space):
             raise MaskValidationError(
                 f"space must be a spacetransformer.Space, got {type(space).__name__}"
             )
+        self.path = _target(path)
+        self.mode = mode
+        self.storage_options = dict(storage_options or {})
+        self._url = is_url(self.path)
+        if mode != "r":
+            _refuse_foreign_name(self.path, "mska", "archive")
+        if mode == "a" and self._url:
+            raise MaskValidationError(
+                f"{self.path}: mode 'a' cannot change an archive in an object store (objects "
+                "are immutable, a partial update would not be atomic): write a new archive "
+                "with mode 'w' (it is uploaded whole at close), or edit a local copy "
+                "(medmask.io.remote.download) and upload it"
+            )
+        self._minor = 0 if compat == "0.2" else v2.MINOR
         self._codec = get_codec(codec) if (codec is not None or mode == "w") else None
+        self._source: ByteSource | None = None  # mode "r": the source this handle owns
+        self._lock_fd: int | None = None
+        self._upload_dir: Path | None = None  # mode "w" on a URL: where the file is built
+        self._lock = threading.Lock()
+        self._backend: ArchiveBackend
+        self._closed = False
         try:
             if mode == "r":
                 self._open_read()
@@ -378,84 +412,52 @@ class MaskArchive:
 
     # -- opening -----------------------------------------------------------------------
     def _open_read(self) -> None:
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        self._backend = open_archive(self._fd, self.path)
+        self._source = open_source(self.path, storage_options=self.storage_options)
+        self._backend = open_archive(self._source)
 
     def _open_write(self, space: Space | None) -> None:
-        if self.path.exists():  # refuse to replace an archive another process is appending to
-            self._lock_fd = open_locked(self.path, os.O_RDONLY)
-        if self._codec.format_version == 1:
-            self._backend = _V1Backend(self.path, space)
-            return
-        fd, tmp = make_temp(self.path)
-        self._fd, self._tmp = fd, Path(tmp)
-        self._backend = v2.MskaV2.create(fd, self.path, fsync=False, minor=self._minor)
-        if space is not None:
-            self._backend._pending_space = space
+        local = self.path
+        if self._url:
+            self._upload_dir = Path(tempfile.mkdtemp(prefix="medmask-upload-"))
+            local = self._upload_dir / "archive.mska"
+        elif local.exists():  # refuse to replace an archive another process is appending to
+            self._lock_fd = open_locked(local, os.O_RDONLY)
+        cls = archive_backend(self._codec.format_version)
+        self._backend = cls.create(local, space=space, minor=self._minor)
 
     def _open_append(self, space: Space | None) -> None:
         if not self.path.exists():
             codec = self._codec or get_codec(None)
-            if codec.format_version == 1:
-                # created at the first flush (a version-1 file cannot exist without a space)
-                self._backend = _V1Backend(self.path, space)
-                if space is not None:
-                    self._flush_v1()
+            cls = archive_backend(codec.format_version)
+            pending = cls.create_missing(self.path, space=space, minor=self._minor)
+            if pending is not None:  # created by its first commit
+                self._backend = pending
                 return
-            # replace=False: if another writer created it meanwhile, open and lock theirs
-            with contextlib.suppress(FileExistsError):  # noqa: SIM117 - the link may raise it
-                with atomic_temp(self.path, replace=False) as (fh, tmp):
-                    new = v2.MskaV2.create(fh.fileno(), tmp, fsync=False, minor=self._minor)
-                    new._pending_space = space
-                    new.commit()
-        self._fd = open_locked(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
-        _kind, major = sniff(self._fd, self.path)
+        fd = self._lock_fd = open_locked(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        source = LocalFileSource(self.path, fd=fd, own_fd=False)
+        _kind, major = sniff(source)
         if self._codec is not None and self._codec.format_version != major:
             raise MaskValidationError(
                 f"{self.path} is a version-{major} archive; codec {self._codec.name!r} writes "
                 f"version {self._codec.format_version} (use 'medmask convert' to change versions)"
             )
-        if major == 1:
-            self._backend = _V1Backend.load(self._fd, self.path)
-            self._lock_fd, self._fd = self._fd, None
-        else:
-            self._backend = v2.MskaV2.open(self._fd, self.path)
-            size = os.fstat(self._fd).st_size
-            if size > self._backend.end:  # bytes of an interrupted append: unreferenced, drop them
-                os.ftruncate(self._fd, self._backend.end)
+        self._backend = open_archive(source, fd=fd)
         if space is not None and self._backend.space is not None:
             check_same_grid(self._backend.space, space, what=f"space= given for {self.path}")
 
-    def _flush_v1(self) -> None:
-        """Rewrite a version-1 archive; the path then names a new inode, locked before it
-        was renamed into place: keep that lock, drop the old one."""
-        # without a lock we hold, the archive did not exist when we opened it: create it only
-        # if it still does not (another writer may have created it meanwhile)
-        try:
-            new_fd = self._backend.flush(
-                self.path, keep_lock=True, replace=self._lock_fd is not None
-            )
-        except FileExistsError:
-            raise ArchiveLockedError(
-                f"{self.path}: another writer created this archive meanwhile; reopen it to append"
-            ) from None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-        self._lock_fd = new_fd
-
     def _reindex(self) -> None:
-        self._entries = self._backend.entries
-        names = getattr(self._entries, "names", None)
-        if names is None:
-            names = [e.name for e in self._entries]
-        self._by_name = {n: i for i, n in enumerate(names)}
+        self._by_name = {n: i for i, n in enumerate(self._backend.names)}
 
     # -- properties --------------------------------------------------------------------
     @property
+    def _entries(self):
+        """The backend's entries (kept for code written against medmask 0.2; use :meth:`infos`)."""
+        return self._backend.entries
+
+    @property
     def space(self) -> Space | None:
         """The archive's ``(z, y, x)`` space (``None`` for a new archive with no mask yet)."""
-        b = self._backend
-        return b.space if b.space is not None else getattr(b, "_pending_space", None)
+        return self._backend.space
 
     @property
     def version(self) -> int:
@@ -465,49 +467,102 @@ class MaskArchive:
     @property
     def minor_version(self) -> int:
         """Format minor version of the file (2.1 stores per-mask extras; 0 otherwise)."""
-        return getattr(self._backend, "minor", 0)
+        return self._backend.minor
 
     @property
     def supports_attrs(self) -> bool:
         """Whether masks stored in this archive can carry attributes (format 2.1)."""
-        return bool(getattr(self._backend, "supports_attrs", False))
+        return self._backend.supports_attrs
 
     @property
     def generation(self) -> int | None:
         """Commit generation of the state this handle sees (version 2; ``None`` for version 1)."""
         self._check_open()
-        return getattr(self._backend, "generation", None)
+        return self._backend.generation
 
     @property
     def index_segments(self) -> int | None:
         """Number of index segments of the commit this handle sees (version 2; ``None`` for 1)."""
         self._check_open()
-        segs = getattr(self._backend, "_segments", None)
-        return None if segs is None else len(segs)
+        return self._backend.index_segments
 
     @property
     def end_offset(self) -> int | None:
         """Logical end of the committed archive in bytes (version 2: bytes beyond it are
         garbage of an interrupted append; ``None`` for version 1)."""
         self._check_open()
-        return getattr(self._backend, "end", None)
+        return self._backend.end_offset
 
     @property
     def codec_names(self) -> list[str]:
         """Names of the codecs the stored masks use (sorted; the version's default when empty)."""
         self._check_open()
-        names = sorted({e.codec.name for e in self._entries})
-        return names or (["zstd"] if self.version == 1 else ["bitzstd"])
+        names = sorted({e.codec.name for e in self._backend.entries})
+        return names or [get_codec("zstd" if self.version == 1 else None).name]
 
     @property
     def mask_bytes(self) -> int:
         """Bytes taken by the masks' blobs (what the index references)."""
         self._check_open()
-        return sum(int(e.length) for e in self._entries)
+        return sum(int(e.length) for e in self._backend.entries)
 
     # -- writing -----------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.mode == "r":
+            raise io.UnsupportedOperation(f"{self.path}: opened read-only (mode 'r'); use mode 'a'")
+
+    def _commit(self) -> None:
+        """Make staged changes durable (mode ``"a"``); keep the lock on the file that is now
+        at the path when the backend replaced the file."""
+        new_fd = self._backend.commit()
+        if new_fd is not None:
+            old, self._lock_fd = self._lock_fd, new_fd
+            if old is not None:
+                os.close(old)
+
+    def _change(self, stage: Callable[[], object]) -> None:
+        """Run one staged change and, in mode ``"a"``, commit it; on failure the handle
+        goes back to the committed state (except a commit whose slot was written: it
+        stands, and the names follow the backend)."""
+        try:
+            stage()
+            if self.mode == "a":
+                self._commit()
+        except BaseException:
+            if self.mode == "a":
+                self._backend.rollback()
+            self._reindex()
+            raise
+
+    def _coerce(self, segmask: object, what: str) -> SegmentationMask:
+        if not isinstance(segmask, SegmentationMask):
+            raise MaskValidationError(
+                f"{what} expects a SegmentationMask, got {type(segmask).__name__}"
+            )
+        return segmask
+
+    def _check_grid(self, segmask: SegmentationMask, name: str) -> None:
+        if self.space is not None:
+            check_same_grid(self.space, segmask.space, what=f"{self.path}: mask {name!r}")
+
+    def _check_attrs(self, attrs: Mapping[str, Any] | None, name: str) -> dict:
+        attrs = validate_attrs(attrs, mask=name)
+        if attrs and not self.supports_attrs:
+            raise MaskValidationError(
+                f"{self.path}: mask {name!r}: this archive is format "
+                f"{self.version}.{self.minor_version}, which cannot hold attributes (version-1 "
+                "and medmask 0.2.0 layouts); write a new archive without compat= / codec= "
+                "('medmask convert' upgrades an existing one)"
+            )
+        return attrs
+
     def add_segmask(
-        self, segmask: SegmentationMask, name: str, *, attrs: dict | None = None
+        self,
+        segmask: SegmentationMask,
+        name: str,
+        *,
+        attrs: Mapping[str, Any] | None = None,
     ) -> None:
         """Store ``segmask`` under ``name``.
 
@@ -525,70 +580,196 @@ class MaskArchive:
         Raises:
             MaskValidationError: Bad name, duplicate name, not a SegmentationMask, bad
                 attributes or attributes the archive's format cannot hold.
-            SpaceMismatchError: The mask's grid differs from the archive's.
+            SpaceMismatchError: The mask's grid differs from the archive's (the message
+                says what differs, with both values).
             io.UnsupportedOperation: The archive was opened read-only.
             OSError: The write failed; the archive is left as it was.
         """
-        self._check_open()
-        if self.mode == "r":
-            import io
-
-            raise io.UnsupportedOperation(f"{self.path}: opened read-only (mode 'r'); use mode 'a'")
-        if not isinstance(segmask, SegmentationMask):
-            raise MaskValidationError(
-                f"add_segmask expects a SegmentationMask, got {type(segmask).__name__}"
-            )
+        self._check_writable()
+        segmask = self._coerce(segmask, "add_segmask")
         if not isinstance(name, str) or not name or "\0" in name:
             raise MaskValidationError(
                 f"mask name must be a non-empty string without NUL, got {name!r}"
             )
-        attrs = validate_attrs(attrs, mask=name)
-        if attrs and not self.supports_attrs:
-            raise MaskValidationError(
-                f"{self.path}: mask {name!r}: this archive is format "
-                f"{self.version}.{self.minor_version}, which cannot hold attributes (version-1 "
-                "and medmask 0.2.0 layouts); write a new archive without compat= / codec= "
-                "('medmask convert' upgrades an existing one)"
-            )
+        attrs = self._check_attrs(attrs, name)
         with self._lock:
             if name in self._by_name:
                 raise MaskValidationError(f"{self.path}: a mask named {name!r} is already stored")
-            space = self.space
-            if space is not None:
-                check_same_grid(space, segmask.space, what=f"mask {name!r}")
-            else:
-                space = segmask.space
-            array = segmask.data
+            self._check_grid(segmask, name)
             b = self._backend
-            if isinstance(b, _V1Backend):
-                count = len(b.entries)
-                try:
-                    b.stage(name, array, segmask.mapping, space)
-                    if self.mode == "a":
-                        self._flush_v1()
-                except BaseException:
-                    b.rollback(count)
-                    raise
-            else:
-                try:
-                    b.stage(
-                        name,
-                        array,
-                        segmask.mapping,
-                        self._codec or get_codec(None),
-                        space,
-                        attrs,
-                    )
-                    if self.mode == "a":
-                        b.commit()
-                except BaseException:
-                    b.rollback()
-                    # reliability fix: a commit whose slot was written (only its final fsync
-                    # failed) is kept by rollback(); the name index must then list it too
-                    if len(self._entries) and self._entries[-1].name == name:
-                        self._by_name[name] = len(self._entries) - 1
-                    raise
-            self._by_name[name] = len(self._entries) - 1
+
+            def stage() -> None:
+                if b.space is None:
+                    b.set_space(segmask.space)
+                b.stage(name, segmask.data, segmask.mapping, self._write_codec(), attrs)
+
+            self._change(stage)
+            self._by_name[name] = len(b.names) - 1
+
+    def _write_codec(self) -> Codec:
+        return self._codec or get_codec("zstd" if self.version == 1 else None)
+
+    def _as_segmask(
+        self,
+        name: str,
+        data: SegmentationMask | np.ndarray,
+        *,
+        label: int = 1,
+        mapping: Mapping[str, int] | None = None,
+    ) -> SegmentationMask:
+        """A SegmentationMask of ``data`` on the archive's space (arrays: see :meth:`add`)."""
+        if isinstance(data, SegmentationMask):
+            if mapping is not None:
+                raise MaskValidationError("mapping= applies to arrays; a SegmentationMask has one")
+            return data
+        if not isinstance(data, np.ndarray):
+            raise MaskValidationError(
+                f"mask {name!r}: expected a numpy array or a SegmentationMask, "
+                f"got {type(data).__name__}"
+            )
+        space = self.space
+        if space is None:
+            raise MaskValidationError(
+                f"{self.path}: the archive has no space yet, so an array has no grid; pass "
+                "space= when creating the archive, or add a SegmentationMask first"
+            )
+        shape = tuple(int(s) for s in space.shape)
+        if data.shape != shape:
+            raise MaskValidationError(
+                f"{self.path}: mask {name!r} has shape {data.shape}, but the archive's grid is "
+                f"{shape} (z, y, x); transpose (x, y, z) arrays with array.transpose(2, 1, 0)"
+            )
+        if mapping is not None:
+            return SegmentationMask(data, dict(mapping), space)
+        if isinstance(label, bool) or not isinstance(label, int | np.integer) or label <= 0:
+            raise MaskValidationError(f"label must be a positive integer, got {label!r}")
+        if data.dtype != np.bool_:
+            if not np.issubdtype(data.dtype, np.integer):
+                raise MaskValidationError(
+                    f"mask {name!r}: dtype {data.dtype} is not a mask dtype; give a boolean or "
+                    "integer array"
+                )
+            values = np.unique(data)
+            if not set(values.tolist()) <= {0, 1}:
+                shown = ", ".join(map(str, values[:8].tolist()))
+                raise MaskValidationError(
+                    f"mask {name!r} holds the values {shown}{' ...' if values.size > 8 else ''}: "
+                    "a label map needs mapping={name: label, ...}; a binary mask holds only 0 "
+                    "and 1 (or is boolean)"
+                )
+            data = data.astype(bool)
+        if label == 1:
+            return SegmentationMask(data, {name: 1}, space)
+        dtype = np.uint8 if label < 256 else (np.uint16 if label < 65536 else np.uint32)
+        return SegmentationMask(data.astype(dtype) * dtype(label), {name: int(label)}, space)
+
+    def add(
+        self,
+        name: str,
+        array: np.ndarray,
+        *,
+        label: int = 1,
+        mapping: Mapping[str, int] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store a plain ``(z, y, x)`` array on the archive's grid under ``name``.
+
+        A boolean array, or one holding only 0 and 1, is stored as the binary mask
+        ``{name: label}`` (label 1 by default); a label map needs ``mapping``.
+
+        Args:
+            name: A unique, non-empty name.
+            array: The mask, with the archive space's shape.
+            label: The label of a binary mask.
+            mapping: ``{name: label}`` of a label map (then ``label`` is ignored).
+            attrs: The mask's attributes (see :meth:`add_segmask`).
+
+        Raises:
+            MaskValidationError: No space yet (pass ``space=`` when creating the archive),
+                another shape, a label map without ``mapping``, a bad name or attributes.
+            io.UnsupportedOperation: The archive was opened read-only.
+        """
+        self._check_writable()
+        seg = self._as_segmask(name, array, label=label, mapping=mapping)
+        self.add_segmask(seg, name, attrs=attrs)
+
+    def delete(self, name: str | int) -> None:
+        """Remove one mask (mode ``"a"``: durable when this returns; ``"w"``: from the
+        masks still to be written).
+
+        The removal is one crash-safe commit; the mask's bytes stay in the file until
+        ``medmask convert`` compacts it.
+
+        Args:
+            name: The mask's name or position.
+
+        Raises:
+            MaskNotFoundError: No such mask.
+            io.UnsupportedOperation: The archive was opened read-only.
+            OSError: The commit failed; the archive is left as it was.
+        """
+        self._check_writable()
+        with self._lock:
+            i, _entry = self._entry(name)
+            self._change(lambda: self._backend.stage_delete(i))
+            self._reindex()
+
+    def __delitem__(self, name: str | int) -> None:
+        self.delete(name)
+
+    def replace(
+        self,
+        name: str | int,
+        mask: SegmentationMask | np.ndarray,
+        *,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Replace one mask's data, keeping its name and position.
+
+        Args:
+            name: The mask's name or position.
+            mask: A SegmentationMask on the archive's grid, or an array (as for
+                :meth:`add`: boolean or 0/1, stored as ``{name: 1}``).
+            attrs: New attributes; ``None`` keeps the mask's current ones, ``{}`` clears them.
+
+        Raises:
+            MaskNotFoundError: No such mask.
+            MaskValidationError: Not a mask, another shape, bad attributes.
+            SpaceMismatchError: Another grid.
+            io.UnsupportedOperation: The archive was opened read-only.
+            OSError: The commit failed; the archive is left as it was.
+        """
+        self._check_writable()
+        with self._lock:
+            i, entry = self._entry(name)
+            seg = self._as_segmask(entry.name, mask)
+            self._check_grid(seg, entry.name)
+            keep = attrs is None
+            new_attrs = dict(entry.attrs) if keep else self._check_attrs(attrs, entry.name)
+            codec = self._write_codec()
+            self._change(
+                lambda: self._backend.stage_replace(i, seg.data, seg.mapping, codec, new_attrs)
+            )
+            self._reindex()
+
+    def set_attrs(self, name: str | int, attrs: Mapping[str, Any]) -> None:
+        """Replace one mask's attributes (format 2.1; the data is not rewritten).
+
+        Args:
+            name: The mask's name or position.
+            attrs: The new attributes (``{}`` clears them).
+
+        Raises:
+            MaskNotFoundError: No such mask.
+            MaskValidationError: Bad attributes, or a format that cannot hold them.
+            io.UnsupportedOperation: The archive was opened read-only.
+        """
+        self._check_writable()
+        with self._lock:
+            i, entry = self._entry(name)
+            new_attrs = self._check_attrs(attrs, entry.name)
+            self._change(lambda: self._backend.stage_attrs(i, new_attrs))
+            self._reindex()
 
     # -- reading -----------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -597,6 +778,7 @@ class MaskArchive:
 
     def _entry(self, key: str | int) -> tuple[int, Entry]:
         self._check_open()
+        entries = self._backend.entries
         if isinstance(key, str):
             try:
                 i = self._by_name[key]
@@ -605,31 +787,26 @@ class MaskArchive:
                     f"{self.path}: no mask named {key!r} ({len(self)} masks)"
                     + close_matches(key, self._by_name)
                 ) from None
-            return i, self._entries[i]
+            return i, entries[i]
         if isinstance(key, int | np.integer) and not isinstance(key, bool):
-            n = len(self._entries)
+            n = len(entries)
             i = int(key) + n if key < 0 else int(key)
             if not 0 <= i < n:
                 raise MaskNotFoundError(f"{self.path}: position {key} is out of range ({n} masks)")
-            return i, self._entries[i]
+            return i, entries[i]
         raise TypeError(
             f"archive keys are names (str) or positions (int), got {type(key).__name__}"
         )
 
-    def _read_full(self, entry: Entry) -> np.ndarray:
-        b = self._backend
-        if b.version == 1:
-            return b.read_box(entry)
-        shape = tuple(int(s) for s in self.space.shape)
-        out = np.zeros(shape, entry.dtype)
-        if entry.bbox is not None:
-            b.read_box(entry, out=out[bbox_slices(entry.bbox)])
-        return out
-
     def read_array(self, key: str | int) -> np.ndarray:
-        """The full-volume ``(z, y, x)`` array of one mask (a new, writable array)."""
+        """The full-volume ``(z, y, x)`` array of one mask (a new, writable array).
+
+        Raises:
+            MaskNotFoundError: No such mask.
+            CorruptFileError: Its blob is damaged.
+        """
         _, entry = self._entry(key)
-        return self._read_full(entry)
+        return self._backend.read_full(entry)
 
     def read_cropped(self, key: str | int) -> tuple[np.ndarray, BBox | None]:
         """One mask's bounding-box region without expanding it to the full volume.
@@ -642,11 +819,15 @@ class MaskArchive:
             ``(empty (0,0,0) array, None)`` for an empty mask.
         """
         _, entry = self._entry(key)
-        if self._backend.version == 1:
-            return crop_to_bbox(self._backend.read_box(entry))
-        if entry.bbox is None:
-            return np.zeros((0, 0, 0), entry.dtype), None
-        return np.ascontiguousarray(self._backend.read_box(entry)), entry.bbox
+        return self._backend.read_cropped(entry)
+
+    def _segmask(self, entry: Entry, array: np.ndarray) -> SegmentationMask:
+        try:
+            return SegmentationMask(array, entry.mapping(self.path), self.space, copy=False)
+        except MaskValidationError as exc:  # stored parts that do not fit together
+            raise CorruptFileError(
+                str(exc), path=self.path, mask=entry.name, field="mapping"
+            ) from None
 
     def load_segmask(self, name: str | int) -> SegmentationMask:
         """Read one mask by name (or position).
@@ -656,13 +837,7 @@ class MaskArchive:
             CorruptFileError: Its blob is damaged.
         """
         _, entry = self._entry(name)
-        array = self._read_full(entry)
-        try:
-            return SegmentationMask(array, entry.mapping(self.path), self.space, copy=False)
-        except MaskValidationError as exc:  # stored parts that do not fit together
-            raise CorruptFileError(
-                str(exc), path=self.path, mask=entry.name, field="mapping"
-            ) from None
+        return self._segmask(entry, self._backend.read_full(entry))
 
     def info(self, key: str | int) -> MaskInfo:
         """Index facts about one mask (no decoding).
@@ -702,33 +877,45 @@ class MaskArchive:
             CorruptFileError: An index row is damaged.
         """
         self._check_open()
-        return [self._info(i, e) for i, e in enumerate(self._entries)]
+        return [self._info(i, e) for i, e in enumerate(self._backend.entries)]
 
     def all_names(self) -> list[str]:
-        """Names in insertion order."""
+        """Names in archive order."""
         self._check_open()
         return list(self._by_name)
 
     def read_all_mapping(self) -> dict[str, LabelMapping]:
-        """``{mask name: its LabelMapping}`` for every mask, in insertion order."""
+        """``{mask name: its LabelMapping}`` for every mask, in archive order."""
         self._check_open()
-        return {e.name: e.mapping(self.path).copy() for e in self._entries}
+        return {e.name: e.mapping(self.path).copy() for e in self._backend.entries}
 
     def read_all_masks(self) -> dict[str, SegmentationMask]:
-        """Every mask, ``{name: SegmentationMask}`` in insertion order."""
-        return {e.name: self.load_segmask(e.name) for e in list(self._entries)}
+        """Every mask, ``{name: SegmentationMask}`` in archive order.
+
+        The blobs are read together (one coalesced series of range reads for a URL).
+
+        Raises:
+            CorruptFileError: A blob is damaged.
+        """
+        self._check_open()
+        entries = list(self._backend.entries)
+        arrays = self._backend.read_many_full(entries)
+        return {e.name: self._segmask(e, a) for e, a in zip(entries, arrays, strict=True)}
 
     def refresh(self) -> None:
-        """Re-read the newest commit (mode ``"r"``): see masks appended since opening."""
+        """Re-read the newest commit (mode ``"r"``): see masks committed since opening.
+
+        For a URL the object pinned at open is read again (a replaced object raises).
+        """
         self._check_open()
         if self.mode != "r":
             return
-        self._backend = open_archive(self._fd, self.path)
+        self._backend = self._backend.reopen()
         self._reindex()
 
     # -- container protocol ------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._by_name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -741,40 +928,51 @@ class MaskArchive:
 
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
-        """Finish writing (mode ``"w"``: commit and atomically replace) and release the file."""
+        """Finish writing (mode ``"w"``: commit and atomically replace, or upload a URL
+        whole) and release the file."""
         if self._closed:
             return
         try:
             if self.mode == "w":
-                if self._lock_fd is None and self.path.exists():
-                    # Reliability fix: the file appeared after we opened (another writer
-                    # created it): never replace an archive someone is appending to.
+                if not self._url and self._lock_fd is None and self.path.exists():
+                    # the file appeared after we opened (another writer created it): never
+                    # replace an archive someone is appending to
                     with contextlib.suppress(FileNotFoundError):
                         self._lock_fd = open_locked(self.path, os.O_RDONLY)
-                b = self._backend
-                if isinstance(b, _V1Backend):
-                    b.flush(self.path)
-                else:
-                    b.commit()
-                    os.fsync(self._fd)
-                    os.replace(self._tmp, self.path)
-                    self._tmp = None
-                    fsync_dir(self.path.parent)
+                self._backend.publish()
+                if self._url:
+                    from .io.remote import upload
+
+                    upload(
+                        self._upload_dir / "archive.mska",
+                        self.path,
+                        storage_options=self.storage_options,
+                    )
         finally:
             self._release(discard=True)
 
     def _release(self, *, discard: bool) -> None:
         self._closed = True
-        for attr in ("_fd", "_lock_fd"):
-            fd = getattr(self, attr, None)
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-                setattr(self, attr, None)
-        if discard and getattr(self, "_tmp", None) is not None:
+        backend = getattr(self, "_backend", None)
+        if backend is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            self._tmp = None
+                if discard:
+                    backend.discard()
+                backend.close()
+        source = getattr(self, "_source", None)
+        if source is not None:
+            with contextlib.suppress(OSError):
+                source.close()
+            self._source = None
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            self._lock_fd = None
+        updir = getattr(self, "_upload_dir", None)
+        if updir is not None:
+            shutil.rmtree(updir, ignore_errors=True)
+            self._upload_dir = None
 
     def discard(self) -> None:
         """Abandon a mode-``"w"`` archive: nothing is written, an existing file stays."""

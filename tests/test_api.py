@@ -361,7 +361,7 @@ def test_many_masks_index_stays_short(tmp_path):
     with MaskArchive(p, "a") as ar:
         for k in range(100):
             ar.add_segmask(organ(k % 6), f"o{k}")
-        chain = len(ar._backend._segments)
+        chain = ar.index_segments
     assert chain <= 7  # popcount(100) == 3; never more than log2(n) + 1
     with MaskArchive(p) as ar:
         assert len(ar) == 100 and ar["o99"] == organ(99 % 6) and ar[37] == organ(37 % 6)

@@ -8,17 +8,21 @@ so that the object model can depend on it without an import cycle.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..codecs import Codec
 from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from ..io.source import ByteSource, LocalFileSource, open_source
 from ..mapping import LabelMapping
 from ..spaces import Space
 from . import v1, v2
-from ._io import BBox, atomic_temp, crop_to_bbox, file_size
+from ._io import BBox, atomic_temp, crop_to_bbox
+from .backend import ArchiveBackend
 from .base import Entry, bbox_slices
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "MskRecord",
     "write_msk",
     "open_archive",
+    "archive_backend",
+    "ArchiveBackend",
     "Entry",
     "bbox_slices",
 ]
@@ -37,22 +43,38 @@ __all__ = [
 SUPPORTED_VERSIONS = (1, 2)
 
 _KIND = {b"MSK1": "msk", b"MSKA": "mska"}
+_ARCHIVES: dict[int, type[ArchiveBackend]] = {1: v1.V1Archive, 2: v2.V2Archive}
 
 
-def sniff(fd: int, path: object) -> tuple[str, int]:
-    """Return ``(kind, major)`` of an open medmask file, kind being ``"msk"`` or ``"mska"``.
+def archive_backend(version: int) -> type[ArchiveBackend]:
+    """The :class:`ArchiveBackend` class of a format major version (1 or 2)."""
+    return _ARCHIVES[version]
+
+
+def sniff(source: ByteSource | int, path: object = None) -> tuple[str, int]:
+    """Return ``(kind, major)`` of a medmask file, kind being ``"msk"`` or ``"mska"``.
+
+    Args:
+        source: A :class:`~medmask.io.source.ByteSource` (or, for compatibility, an open
+            file descriptor).
+        path: The file, for messages (with a descriptor).
 
     Raises:
         CorruptFileError: The file is too short or not a medmask file.
         UnsupportedFormatError: The major version is not one this release reads.
     """
-    head = os.pread(fd, 6, 0)
-    if len(head) < 6:
+    if isinstance(source, int):
+        with LocalFileSource(path if path is not None else "<fd>", fd=source, own_fd=False) as src:
+            return sniff(src)
+    path = source.name
+    size = source.size()
+    if size < 6:
         raise CorruptFileError(
-            f"file has {file_size(fd)} bytes, too short for a medmask header",
+            f"file has {size} bytes, too short for a medmask header",
             path=path,
             field="header",
         )
+    head = source.read(0, 6, field="header")
     magic, major = head[:4], head[4]
     if magic not in _KIND:
         raise CorruptFileError(
@@ -70,13 +92,12 @@ def sniff(fd: int, path: object) -> tuple[str, int]:
     return _KIND[magic], major
 
 
-def _header(fd: int, path: object, size: int) -> bytes:
-    head = os.pread(fd, size, 0)
-    if len(head) < size:
+def _header(source: ByteSource, size: int) -> bytes:
+    if source.size() < size:
         raise CorruptFileError(
-            f"header truncated ({len(head)} of {size} bytes)", path=path, field="header"
+            f"header truncated ({source.size()} of {size} bytes)", path=source.name, field="header"
         )
-    return head
+    return source.read(0, size, field="header")
 
 
 @dataclass
@@ -107,13 +128,17 @@ class MskRecord:
 
 
 def read_msk(
-    path: str | os.PathLike, *, cropped: bool = False
+    path: str | os.PathLike | ByteSource,
+    *,
+    cropped: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, LabelMapping, Space, BBox | None, int]:
     """Read a ``.msk`` file of either version.
 
     Args:
-        path: The file.
+        path: The file: a local path, a URL or an open :class:`ByteSource`.
         cropped: Return only the stored bounding-box region instead of the full volume.
+        storage_options: For a URL: options of its fsspec filesystem.
 
     Returns:
         ``(array, mapping, space, bbox, version)``; ``bbox`` is the region of the
@@ -124,16 +149,22 @@ def read_msk(
         CorruptFileError: The file is damaged; UnsupportedFormatError: unknown version.
         OSError: The file cannot be opened.
     """
-    r = read_msk_record(path, cropped=cropped)
+    r = read_msk_record(path, cropped=cropped, storage_options=storage_options)
     return r.array, r.mapping, r.space, r.bbox, r.version
 
 
-def read_msk_record(path: str | os.PathLike, *, cropped: bool = False) -> MskRecord:
+def read_msk_record(
+    path: str | os.PathLike | ByteSource,
+    *,
+    cropped: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> MskRecord:
     """Read a ``.msk`` file of either version, with its stored extras.
 
     Args:
-        path: The file.
+        path: The file: a local path, a URL or an open :class:`ByteSource` (not closed).
         cropped: Return only the stored bounding-box region instead of the full volume.
+        storage_options: For a URL: options of its fsspec filesystem.
 
     Returns:
         A :class:`MskRecord`.
@@ -142,48 +173,41 @@ def read_msk_record(path: str | os.PathLike, *, cropped: bool = False) -> MskRec
         CorruptFileError: The file is damaged; UnsupportedFormatError: unknown version.
         OSError: The file cannot be opened.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        kind, major = sniff(fd, path)
-        if kind != "msk":
-            raise CorruptFileError(
-                "this is a multi-mask archive (.mska); open it with MaskArchive",
-                path=path,
-                field="magic",
-            )
-        if major == 1:
-            array, mapping, space = v1.decode_msk(fd, path, _header(fd, path, v1.MSK_HEADER.size))
-            box = None
-            if cropped:
-                array, box = crop_to_bbox(array)
-            voxels = int(np.count_nonzero(array))
-            return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {})
-        header = _header(fd, path, v2.MSK_HEADER.size)
-        entry, space, box_arr = v2.decode_msk(fd, path, header)
-        mapping = entry.mapping(path)
-        dtype = entry.dtype
-        if cropped:
-            if box_arr is None:
-                array = np.zeros((0, 0, 0), dtype)
-            else:
-                array = np.ascontiguousarray(box_arr)
-        else:
-            array = np.zeros(tuple(space.shape), dtype)
-            if box_arr is not None:
-                array[bbox_slices(entry.bbox)] = box_arr
-        return MskRecord(
-            array,
-            mapping,
-            space,
-            entry.bbox,
-            2,
-            header[5],
-            entry.voxels,
-            entry.centroid,
-            entry.attrs,
+    if isinstance(path, ByteSource):
+        return _read_msk(path, cropped)
+    with open_source(path, storage_options=storage_options) as source:
+        return _read_msk(source, cropped)
+
+
+def _read_msk(source: ByteSource, cropped: bool) -> MskRecord:
+    kind, major = sniff(source)
+    if kind != "msk":
+        raise CorruptFileError(
+            "this is a multi-mask archive (.mska); open it with MaskArchive",
+            path=source.name,
+            field="magic",
         )
-    finally:
-        os.close(fd)
+    if major == 1:
+        array, mapping, space = v1.decode_msk(source, _header(source, v1.MSK_HEADER.size))
+        box = None
+        if cropped:
+            array, box = crop_to_bbox(array)
+        voxels = int(np.count_nonzero(array))
+        return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {})
+    header = _header(source, v2.MSK_HEADER.size)
+    entry, space, box_arr = v2.decode_msk(source, header)
+    mapping = entry.mapping(source.name)
+    if cropped:
+        array = (
+            np.zeros((0, 0, 0), entry.dtype) if box_arr is None else np.ascontiguousarray(box_arr)
+        )
+    else:
+        array = np.zeros(tuple(space.shape), entry.dtype)
+        if box_arr is not None:
+            array[bbox_slices(entry.bbox)] = box_arr
+    return MskRecord(
+        array, mapping, space, entry.bbox, 2, header[5], entry.voxels, entry.centroid, entry.attrs
+    )
 
 
 def write_msk(
@@ -215,15 +239,21 @@ def write_msk(
         fh.write(data)
 
 
-def open_archive(fd: int, path: object) -> v1.MskaV1Reader | v2.MskaV2:
-    """Open the archive on ``fd`` with the reader of its version."""
-    kind, major = sniff(fd, path)
+def open_archive(source: ByteSource, *, fd: int | None = None) -> ArchiveBackend:
+    """Open the archive read through ``source`` with the backend of its version.
+
+    Args:
+        source: The archive's bytes.
+        fd: A read-write descriptor of the same local, locked file, to append to it.
+
+    Raises:
+        CorruptFileError: Not an archive, or damaged. UnsupportedFormatError: unknown version.
+    """
+    kind, major = sniff(source)
     if kind != "mska":
         raise CorruptFileError(
             "this is a single-mask .msk file; open it with MaskFile or load_mask",
-            path=path,
+            path=source.name,
             field="magic",
         )
-    if major == 1:
-        return v1.MskaV1Reader(fd, path, _header(fd, path, v1.MSKA_HEADER.size), file_size(fd))
-    return v2.MskaV2.open(fd, path)
+    return _ARCHIVES[major].open(source, fd=fd)

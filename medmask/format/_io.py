@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchiveLockedError, CorruptFileError
+from ..io.source import ByteSource
 
 try:  # POSIX advisory locks; absent on Windows, where locking is a no-op
     import fcntl
@@ -21,6 +22,7 @@ except ImportError:  # pragma: no cover - not on Linux
 __all__ = [
     "crc32",
     "pread_exact",
+    "read_verified",
     "file_size",
     "fsync_dir",
     "atomic_temp",
@@ -76,6 +78,37 @@ def pread_exact(
         chunks.append(chunk)
         got += len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_verified(
+    source: ByteSource,
+    offset: int,
+    length: int,
+    crc: int,
+    *,
+    field: str,
+    mask: str | None = None,
+    what: str = "checksum mismatch",
+    crc_field: str | None = None,
+) -> bytes:
+    """Read a range whose CRC-32 is known, or raise :class:`CorruptFileError`.
+
+    On a remote source a mismatch is read once more (a byte damaged in transit or a stale
+    cache is fetched again, see :func:`medmask.io.remote.read_checked`); a local file is
+    read once.
+    """
+    raw = source.read(offset, length, field=field, mask=mask)
+    if crc32(raw) == crc:
+        return raw
+    if not source.is_local:
+        from ..io.remote import read_checked
+
+        raw = read_checked(
+            source, offset, length, lambda b: crc32(b) == crc, field=field, mask=mask
+        )
+        if crc32(raw) == crc:
+            return raw
+    raise CorruptFileError(what, path=source.name, mask=mask, field=crc_field or field)
 
 
 def _current_umask() -> int:

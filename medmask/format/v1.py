@@ -6,16 +6,27 @@ Reading is exact and defensive; writing produces files 0.1.x opens.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 
-from ..codecs import ZstdCodec, codec_by_id
-from ..errors import CorruptFileError, UnsupportedFormatError
+from ..codecs import Codec, ZstdCodec, codec_by_id
+from ..errors import (
+    ArchiveLockedError,
+    CorruptFileError,
+    MaskValidationError,
+    UnsupportedFormatError,
+)
+from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
-from ._io import pread_exact
+from ._io import atomic_temp, crop_to_bbox, lock_exclusive
+from .backend import ArchiveBackend
 from .base import Entry, full_bbox, parse_mapping, read_space
 
 __all__ = [
@@ -24,7 +35,7 @@ __all__ = [
     "encode_msk",
     "decode_msk",
     "build_mska",
-    "MskaV1Reader",
+    "V1Archive",
     "INDEX_CAPACITY",
 ]
 
@@ -52,16 +63,17 @@ def encode_msk(array: np.ndarray, mapping: LabelMapping, space: Space) -> bytes:
     return head + space_b + map_b + blob
 
 
-def decode_msk(fd: int, path: object, header: bytes) -> tuple[np.ndarray, LabelMapping, Space]:
+def decode_msk(source: ByteSource, header: bytes) -> tuple[np.ndarray, LabelMapping, Space]:
     """Read a version-1 ``.msk`` whose first :data:`MSK_HEADER` bytes are ``header``."""
+    path = source.name
     _magic, _major, _minor, codec_id, s_off, s_len, m_off, m_len, d_off, d_len = MSK_HEADER.unpack(
         header
     )
     codec = _v1_codec(codec_id, path)
-    space = read_space(pread_exact(fd, s_off, s_len, path=path, field="space"), path=path)
-    raw_map = pread_exact(fd, m_off, m_len, path=path, field="mapping")
+    space = read_space(source.read(s_off, s_len, field="space"), path=path)
+    raw_map = source.read(m_off, m_len, field="mapping")
     mapping = parse_mapping(_loads(raw_map, path=path, field="mapping"), path=path, mask=None)
-    blob = pread_exact(fd, d_off, d_len, path=path, field="data")
+    blob = source.read(d_off, d_len, field="data")
     array = codec.decode(blob, shape=tuple(space.shape), path=path)
     return array, mapping, space
 
@@ -127,73 +139,262 @@ def build_mska(space: Space, items: list[tuple[str, bytes, dict[str, int]]]) -> 
     )
 
 
-class MskaV1Reader:
-    """Random access to a version-1 archive open on ``fd``.
+def _parse_index(source: ByteSource, header: bytes) -> tuple[Codec, Space, list[Entry]]:
+    """Read and validate a version-1 archive's header, space and index."""
+    path = source.name
+    size = source.size()
+    (_m, _maj, _min, codec_id, s_off, s_len, i_off, i_len, _d_off, _d_len, count) = (
+        MSKA_HEADER.unpack(header)
+    )
+    codec = _v1_codec(codec_id, path)
+    space = read_space(source.read(s_off, s_len, field="space"), path=path)
+    raw_index = source.read(i_off, i_len, field="index").rstrip(b"\0")
+    rows = _loads(raw_index, path=path, field="index") if raw_index else []
+    if not isinstance(rows, list):
+        raise CorruptFileError("index must be a JSON array", path=path, field="index")
+    if len(rows) != count:
+        raise CorruptFileError(
+            f"header says {count} masks but the index lists {len(rows)}",
+            path=path,
+            field="mask_count",
+        )
+    entries: list[Entry] = []
+    box = full_bbox(tuple(space.shape))
+    seen: set[str] = set()
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict) or not {"name", "offset", "length", "mapping"} <= set(row):
+            raise CorruptFileError(
+                f"index entry {k} is not an object with name, offset, length, mapping",
+                path=path,
+                field="index",
+            )
+        name, off, length = row["name"], row["offset"], row["length"]
+        if not isinstance(name, str) or not name:
+            raise CorruptFileError(
+                f"index entry {k} has an invalid name {name!r}", path=path, field="index"
+            )
+        if name in seen:
+            raise CorruptFileError(
+                f"duplicate name {name!r} in the index", path=path, mask=name, field="index"
+            )
+        seen.add(name)
+        for val, what in ((off, "offset"), (length, "length")):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 0:
+                raise CorruptFileError(
+                    f"invalid {what} {val!r}", path=path, mask=name, field="index"
+                )
+        if off + length > size:
+            raise CorruptFileError(
+                f"blob [{off}, {off + length}) lies past the end of the file ({size} bytes)",
+                path=path,
+                mask=name,
+                field="index",
+            )
+        entries.append(Entry(name, row["mapping"], off, length, codec, bbox=box))
+    return codec, space, entries
 
-    The header, space and index are read and validated once, here.
+
+class V1Archive(ArchiveBackend):
+    """A version-1 archive (see :class:`~medmask.format.backend.ArchiveBackend`).
+
+    Read-only, blobs are read from the source on demand. Open for writing, all blobs are
+    held in memory (version-1 archives are small) and every commit rewrites the whole file
+    to a temporary sibling renamed over the original (a crash leaves the old or the new
+    file), locking the new file before it is renamed into place.
     """
 
     version = 1
+    minor = 0
 
-    def __init__(self, fd: int, path: object, header: bytes, size: int) -> None:
-        self.fd = fd
+    def __init__(
+        self,
+        path: object,
+        space: Space | None,
+        entries: list[Entry],
+        *,
+        source: ByteSource | None = None,
+        blobs: dict[str, bytes] | None = None,
+        exists: bool = False,
+    ) -> None:
         self.path = path
-        (_m, _maj, _min, codec_id, s_off, s_len, i_off, i_len, _d_off, _d_len, count) = (
-            MSKA_HEADER.unpack(header)
-        )
-        self.codec = _v1_codec(codec_id, path)
-        self.space: Space | None = read_space(
-            pread_exact(fd, s_off, s_len, path=path, field="space"), path=path
-        )
-        raw_index = pread_exact(fd, i_off, i_len, path=path, field="index").rstrip(b"\0")
-        rows = _loads(raw_index, path=path, field="index") if raw_index else []
-        if not isinstance(rows, list):
-            raise CorruptFileError("index must be a JSON array", path=path, field="index")
-        if len(rows) != count:
-            raise CorruptFileError(
-                f"header says {count} masks but the index lists {len(rows)}",
-                path=path,
-                field="mask_count",
-            )
-        self.entries: list[Entry] = []
-        box = full_bbox(tuple(self.space.shape))
-        seen: set[str] = set()
-        for k, row in enumerate(rows):
-            if not isinstance(row, dict) or not {"name", "offset", "length", "mapping"} <= set(row):
-                raise CorruptFileError(
-                    f"index entry {k} is not an object with name, offset, length, mapping",
-                    path=path,
-                    field="index",
-                )
-            name, off, length = row["name"], row["offset"], row["length"]
-            if not isinstance(name, str) or not name:
-                raise CorruptFileError(
-                    f"index entry {k} has an invalid name {name!r}", path=path, field="index"
-                )
-            if name in seen:
-                raise CorruptFileError(
-                    f"duplicate name {name!r} in the index", path=path, mask=name, field="index"
-                )
-            seen.add(name)
-            for val, what in ((off, "offset"), (length, "length")):
-                if isinstance(val, bool) or not isinstance(val, int) or val < 0:
-                    raise CorruptFileError(
-                        f"invalid {what} {val!r}", path=path, mask=name, field="index"
-                    )
-            if off + length > size:
-                raise CorruptFileError(
-                    f"blob [{off}, {off + length}) lies past the end of the file ({size} bytes)",
-                    path=path,
-                    mask=name,
-                    field="index",
-                )
-            self.entries.append(Entry(name, row["mapping"], off, length, self.codec, bbox=box))
+        self.source = source
+        self._space = space
+        self._entries = entries
+        self._blobs = blobs  # None: read-only, blobs come from the source
+        self._exists = exists
+        self._saved: tuple | None = None  # the committed state, while changes are staged
+        self.codec = _CODEC
 
-    def read_box(self, entry: Entry) -> np.ndarray:
-        """Decode the stored region (the full volume for version 1)."""
-        blob = pread_exact(
-            self.fd, entry.offset, entry.length, path=self.path, field="data", mask=entry.name
-        )
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, source: ByteSource, *, fd: int | None = None) -> V1Archive:
+        header = source.read(0, MSKA_HEADER.size, field="header")
+        _codec, space, entries = _parse_index(source, header)
+        if fd is None:
+            return cls(source.name, space, entries, source=source)
+        for e in entries:
+            e.mapping(source.name)  # validate before anything is rewritten
+        blobs = source.read_many([(e.offset, e.length) for e in entries])
+        by_name = {e.name: b for e, b in zip(entries, blobs, strict=True)}
+        return cls(source.name, space, entries, source=source, blobs=by_name, exists=True)
+
+    @classmethod
+    def create(cls, path: Path, *, space: Space | None, minor: int = 0) -> V1Archive:
+        return cls(path, space, [], blobs={}, exists=Path(path).exists())
+
+    @classmethod
+    def create_missing(cls, path: Path, *, space: Space | None, minor: int = 0):
+        if space is None:  # a version-1 file cannot exist without a space: the first commit
+            return cls(path, None, [], blobs={}, exists=False)
+        with contextlib.suppress(FileExistsError):  # noqa: SIM117 - the link may raise it
+            with atomic_temp(Path(path), replace=False) as (fh, _tmp):
+                fh.write(build_mska(space, []))
+        return None
+
+    def reopen(self) -> V1Archive:
+        return V1Archive.open(self.source)
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def space(self) -> Space | None:
+        return self._space
+
+    @property
+    def entries(self) -> list[Entry]:
+        return self._entries
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self._entries]
+
+    # -- reading ---------------------------------------------------------------------------
+    def _blob(self, entry: Entry) -> bytes:
+        if self._blobs is not None:
+            return self._blobs[entry.name]
+        return self.source.read(entry.offset, entry.length, field="data", mask=entry.name)
+
+    def _decode(self, entry: Entry, blob: bytes) -> np.ndarray:
         return self.codec.decode(
-            blob, shape=tuple(self.space.shape), path=self.path, mask=entry.name
+            blob, shape=tuple(self._space.shape), path=self.path, mask=entry.name
         )
+
+    def read_box(self, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode the stored region (the full volume for version 1)."""
+        array = self._decode(entry, self._blob(entry))
+        if out is None:
+            return array
+        out[...] = array
+        return out
+
+    def read_boxes(self, entries):
+        if self._blobs is not None:
+            return [self.read_box(e) for e in entries]
+        blobs = self.source.read_many([(e.offset, e.length) for e in entries])
+        return [self._decode(e, b) for e, b in zip(entries, blobs, strict=True)]
+
+    def read_full(self, entry: Entry) -> np.ndarray:
+        return self.read_box(entry)
+
+    def read_many_full(self, entries):
+        return self.read_boxes(entries)
+
+    def read_cropped(self, entry: Entry):
+        return crop_to_bbox(self.read_box(entry))
+
+    # -- staging ---------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self._blobs is None:
+            raise io.UnsupportedOperation(f"{self.path}: opened read-only")
+        if self._saved is None:
+            self._saved = (list(self._entries), dict(self._blobs), self._space)
+
+    def set_space(self, space: Space) -> None:
+        self._save()
+        self._space = space
+
+    def _entry(self, name: str, array: np.ndarray, mapping: LabelMapping) -> Entry:
+        blob = self.codec.encode(array)
+        self._blobs[name] = blob
+        entry = Entry(
+            name, mapping.to_dict(), 0, len(blob), self.codec, bbox=full_bbox(array.shape)
+        )
+        entry._mapping = mapping.copy()
+        return entry
+
+    def stage(self, name, array, mapping, codec, attrs=None) -> Entry:
+        if attrs:
+            raise MaskValidationError(f"{self.path}: version-1 archives cannot hold attributes")
+        self._save()
+        entry = self._entry(name, array, mapping)
+        self._entries.append(entry)
+        return entry
+
+    def stage_delete(self, index: int) -> None:
+        self._save()
+        entry = self._entries.pop(index)
+        del self._blobs[entry.name]
+
+    def stage_replace(self, index, array, mapping, codec, attrs) -> Entry:
+        if attrs:
+            raise MaskValidationError(f"{self.path}: version-1 archives cannot hold attributes")
+        self._save()
+        entry = self._entry(self._entries[index].name, array, mapping)
+        self._entries[index] = entry
+        return entry
+
+    def stage_attrs(self, index: int, attrs: dict) -> None:
+        if attrs:
+            raise MaskValidationError(f"{self.path}: version-1 archives cannot hold attributes")
+
+    def rollback(self) -> None:
+        if self._saved is not None:
+            self._entries, self._blobs, self._space = self._saved
+            self._saved = None
+
+    def _data(self) -> bytes:
+        if self._space is None:
+            raise MaskValidationError(
+                f"{self.path}: a version-1 archive needs a space; pass space= or add a mask"
+            )
+        return build_mska(
+            self._space,
+            [(e.name, self._blobs[e.name], e.raw_mapping) for e in self._entries],
+        )
+
+    def commit(self) -> int:
+        """Rewrite the file (temporary sibling, locked before it is renamed into place).
+
+        Returns:
+            The locked descriptor of the new file (the caller's lock from now on).
+
+        Raises:
+            ArchiveLockedError: The archive did not exist when opened and another writer
+                created it meanwhile.
+        """
+        data = self._data()
+        target = Path(self.path)
+        lock_fd = None
+        try:
+            with atomic_temp(target, replace=self._exists) as (fh, tmp):
+                fh.write(data)
+                lock_fd = os.open(tmp, os.O_RDWR)
+                lock_exclusive(lock_fd, target)  # nobody else can know this file yet
+        except FileExistsError:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise ArchiveLockedError(
+                f"{target}: another writer created this archive meanwhile; reopen it to append"
+            ) from None
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        self._exists = True
+        self._saved = None
+        return lock_fd
+
+    def publish(self) -> None:
+        data = self._data()
+        with atomic_temp(Path(self.path)) as (fh, _tmp):
+            fh.write(data)
+        self._saved = None

@@ -22,9 +22,14 @@ each append writes O(log n) entries amortised.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import struct
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import zstandard
@@ -39,9 +44,11 @@ from ..codecs import (
     decompress_bounded,
 )
 from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from ..io.source import ByteSource, LocalFileSource
 from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
-from ._io import BBox, bounding_box, crc32, file_size, pread_exact
+from ._io import BBox, atomic_temp, bounding_box, crc32, fsync_dir, make_temp, read_verified
+from .backend import ArchiveBackend
 from .base import Entry, bbox_slices, read_space
 
 __all__ = [
@@ -56,7 +63,7 @@ __all__ = [
     "encode_record",
     "encode_msk",
     "decode_msk",
-    "MskaV2",
+    "V2Archive",
 ]
 
 #: ``.msk`` v2 header: magic, major, minor, flags, header length, meta offset+length,
@@ -209,15 +216,7 @@ def _row(e: Entry, minor: int) -> list:
     return row
 
 
-def read_box(fd: int, path: object, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
-    """Read, verify and decode the stored (cropped) region of a non-empty entry.
-
-    With ``out`` (a writable ``(z, y, x)`` view of the box's shape) the region is
-    decoded into it, which bounds the temporary memory when the codec supports it.
-    """
-    blob = pread_exact(fd, entry.offset, entry.length, path=path, field="data", mask=entry.name)
-    if crc32(blob) != entry.crc:
-        raise _bad("blob checksum mismatch (the data is damaged)", path, "data.crc32", entry.name)
+def _decode(entry: Entry, blob: bytes, path: object, out: np.ndarray | None) -> np.ndarray:
     args = {"dtype": entry.dtype, "shape": entry.box_shape, "path": path, "mask": entry.name}
     if out is None:
         return entry.codec.decode(blob, **args)
@@ -225,6 +224,25 @@ def read_box(fd: int, path: object, entry: Entry, out: np.ndarray | None = None)
         return entry.codec.decode(blob, out=out, **args)
     out[...] = entry.codec.decode(blob, **args)
     return out
+
+
+def read_box(source: ByteSource, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
+    """Read, verify and decode the stored (cropped) region of a non-empty entry.
+
+    With ``out`` (a writable ``(z, y, x)`` view of the box's shape) the region is
+    decoded into it, which bounds the temporary memory when the codec supports it.
+    """
+    blob = read_verified(
+        source,
+        entry.offset,
+        entry.length,
+        entry.crc,
+        field="data",
+        mask=entry.name,
+        what="blob checksum mismatch (the data is damaged)",
+        crc_field="data.crc32",
+    )
+    return _decode(entry, blob, source.name, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,8 +292,9 @@ def encode_msk(
     return head + meta_b + blob
 
 
-def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.ndarray | None]:
+def decode_msk(source: ByteSource, header: bytes) -> tuple[Entry, Space, np.ndarray | None]:
     """Read a version-2 ``.msk``: returns the entry, the space and the cropped region (or None)."""
+    path = source.name
     (_m, _maj, _min, _flags, hlen, m_off, m_len, m_crc, b_crc, b_off, b_len, h_crc) = (
         MSK_HEADER.unpack(header)
     )
@@ -285,9 +304,7 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.n
         raise _bad(f"header length {hlen}, expected {MSK_HEADER.size}", path, "header_length")
     if m_len > MAX_INDEX_BYTES:
         raise _bad(f"meta section of {m_len} bytes is implausibly large", path, "meta")
-    raw = pread_exact(fd, m_off, m_len, path=path, field="meta")
-    if crc32(raw) != m_crc:
-        raise _bad("meta checksum mismatch", path, "meta")
+    raw = read_verified(source, m_off, m_len, m_crc, field="meta", what="meta checksum mismatch")
     meta = _loads(raw, path=path, field="meta")
     keys = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
     if not isinstance(meta, dict) or set(meta) - {"extra"} != keys:
@@ -316,10 +333,10 @@ def decode_msk(fd: int, path: object, header: bytes) -> tuple[Entry, Space, np.n
         ],
         0,
         tuple(space.shape),
-        file_size(fd),
+        source.size(),
         path,
     )
-    box = None if entry.bbox is None else read_box(fd, path, entry)
+    box = None if entry.bbox is None else read_box(source, entry)
     return entry, space, box
 
 
@@ -372,77 +389,161 @@ class LazyEntries:
     def __delitem__(self, i: slice) -> None:
         del self._items[i], self._rows[i], self.names[i]
 
+    def __setitem__(self, i: int, entry: Entry) -> None:
+        self._items[i] = entry
+        self._rows[i] = None
+        self.names[i] = entry.name
 
-class MskaV2:
-    """A version-2 archive open on a file descriptor, for reading and (optionally) appending.
+    def pop(self, i: int) -> None:
+        """Remove position ``i``."""
+        del self._items[i], self._rows[i], self.names[i]
+
+    def copy(self) -> LazyEntries:
+        """A shallow copy (entries are shared; rows not yet validated stay lazy)."""
+        new = LazyEntries.__new__(LazyEntries)
+        new.names = list(self.names)
+        new._rows = list(self._rows)
+        new._items = list(self._items)
+        new._make = self._make
+        return new
+
+
+class V2Archive(ArchiveBackend):
+    """A version-2 archive (see :class:`~medmask.format.backend.ArchiveBackend`), read
+    through a :class:`~medmask.io.source.ByteSource` and appended to with ``pwrite`` on a
+    local descriptor.
 
     Args:
-        fd: An open descriptor (read-only, or read-write for appending).
-        path: The file, for messages.
-        fsync: Whether commits call ``os.fsync`` (turn off only for temporary files).
+        source: Where the archive's bytes are read from.
+        fd: A read-write descriptor of the same local file to append to (``None``:
+            read-only).
+        fsync: Whether commits call ``os.fsync`` (off only for temporary files).
+        minor: The layout written by commits (1: 10 index columns with extras; 0: 2.0).
     """
 
     version = 2
 
-    def __init__(self, fd: int, path: object, *, fsync: bool = True, minor: int = MINOR) -> None:
+    def __init__(
+        self,
+        source: ByteSource,
+        *,
+        fd: int | None = None,
+        fsync: bool = True,
+        minor: int = MINOR,
+    ) -> None:
+        self.source = source
+        self.path = source.name
         self.fd = fd
-        self.minor = minor
-        self.path = path
         self.fsync = fsync
-        self.space: Space | None = None
-        self.entries: LazyEntries = LazyEntries([], None, path)
-        self.generation = 0
+        self.minor = minor
+        self._space: Space | None = None
+        self._pending_space: Space | None = None
+        self._entries: LazyEntries = LazyEntries([], None, self.path)
+        self._generation = 0
         self.active_slot = 1  # so that the first commit writes slot 0
         self.end = DATA_START
         self.write_pos = DATA_START
         self._space_ref = (0, 0, 0)
-        self._segments: list[
-            tuple[int, int, int, int]
-        ] = []  # (offset, length, crc, rows), oldest first
+        #: index segments of the commit, oldest first: (offset, length, crc, rows)
+        self._segments: list[tuple[int, int, int, int]] = []
         self._committed = 0
-        self._pending_space: Space | None = None
+        #: the committed entries, kept while deletions/replacements are staged
+        self._saved: LazyEntries | None = None
+        self._tmp: Path | None = None  # mode "w": the temporary file published at the end
+        self._target: Path | None = None
 
     # -- creation --------------------------------------------------------------------------
-    @classmethod
-    def create(cls, fd: int, path: object, *, fsync: bool = True, minor: int = MINOR) -> MskaV2:
-        """Initialise an empty file on ``fd``: preamble and two empty slots (no commit yet).
-
-        Args:
-            fd: A read-write descriptor of the new file.
-            path: The file, for messages.
-            fsync: Whether commits call ``os.fsync``.
-            minor: 1 (default: per-mask extras) or 0 (the layout of medmask 0.2.0).
-        """
+    @staticmethod
+    def _init_file(fd: int, minor: int) -> None:
+        """Write the preamble and two empty slots on ``fd`` (no commit yet)."""
         if minor not in (0, 1):
             raise ValueError(f"minor version must be 0 or 1, got {minor!r}")
         pre = PREAMBLE.pack(b"MSKA", 2, minor, 0, SLOT.size, 2, 0)
         pre = pre[:-4] + struct.pack("<I", crc32(pre[:12]))
         os.ftruncate(fd, 0)
         os.pwrite(fd, pre + b"\0" * (2 * SLOT.size), 0)
-        return cls(fd, path, fsync=fsync, minor=minor)
+
+    @classmethod
+    def create(cls, path: Path, *, space: Space | None, minor: int = MINOR) -> V2Archive:
+        path = Path(path)
+        fd, tmp = make_temp(path)
+        try:
+            cls._init_file(fd, minor)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self = cls(LocalFileSource(path, fd=fd, own_fd=True), fd=fd, fsync=False, minor=minor)
+        self._tmp, self._target = Path(tmp), path
+        self._pending_space = space
+        return self
+
+    @classmethod
+    def create_missing(cls, path: Path, *, space: Space | None, minor: int = MINOR) -> None:
+        # replace=False: if another writer created it meanwhile, the caller opens theirs
+        with contextlib.suppress(FileExistsError):  # noqa: SIM117 - the link may raise it
+            with atomic_temp(Path(path), replace=False) as (fh, tmp):
+                fd = fh.fileno()
+                cls._init_file(fd, minor)
+                new = cls(
+                    LocalFileSource(tmp, fd=fd, own_fd=False), fd=fd, fsync=False, minor=minor
+                )
+                new._pending_space = space
+                new.commit()
+        return None
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def space(self) -> Space | None:
+        return self._space if self._space is not None else self._pending_space
+
+    @property
+    def entries(self) -> LazyEntries:
+        return self._entries
+
+    @property
+    def names(self) -> list[str]:
+        return self._entries.names
 
     @property
     def supports_attrs(self) -> bool:
-        """Whether this archive's layout stores per-mask extras (minor version >= 1)."""
         return self.minor >= 1
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def index_segments(self) -> int:
+        return len(self._segments)
+
+    @property
+    def end_offset(self) -> int:
+        return self.end
+
+    @property
+    def pending(self) -> list[Entry]:
+        """Entries appended since the last commit (readable, not yet durable)."""
+        return self._entries[self._committed :]
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, fd: int, path: object, *, fsync: bool = True) -> MskaV2:
+    def open(cls, source: ByteSource, *, fd: int | None = None) -> V2Archive:
         """Parse and verify the preamble, the newest valid commit, the space and the index."""
-        self = cls(fd, path, fsync=fsync)
-        head = pread_exact(fd, 0, DATA_START, path=path, field="header")
+        path = source.name
+        head = source.read(0, DATA_START, field="header")
         # the size is taken after the slots: a writer may commit in between, and a
         # commit never points past the file size at the moment it is written
-        size = file_size(fd)
-        magic, major, minor, flags, slot_size, nslots, pcrc = PREAMBLE.unpack_from(head, 0)
+        size = source.size()
+        _magic, _major, minor, flags, slot_size, nslots, pcrc = PREAMBLE.unpack_from(head, 0)
         if crc32(head[:12]) != pcrc:
             raise _bad("preamble checksum mismatch", path, "header")
-        self.minor = min(minor, MINOR)  # appends keep the file's own layout
         if (slot_size, nslots, flags) != (SLOT.size, 2, 0):
             raise _bad(
                 f"unexpected slot layout {slot_size}x{nslots}, flags {flags}", path, "header"
             )
+        self = cls(source, fd=fd, minor=min(minor, MINOR))  # appends keep the file's layout
         best = None
         problems = []
         for k, off in enumerate(SLOT_OFFSETS):
@@ -465,16 +566,35 @@ class MskaV2:
                 path,
                 "end_offset",
             )
-        self.generation, self.active_slot, self.end, self.write_pos = gen, k, end, end
+        self._generation, self.active_slot, self.end, self.write_pos = gen, k, end, end
         if s_len:
             raw = self._section(s_off, s_len, s_crc, "space")
-            self.space = read_space(raw, path=path)
+            self._space = read_space(raw, path=path)
         self._space_ref = (s_off, s_len, s_crc)
-        shape = None if self.space is None else tuple(int(s) for s in self.space.shape)
+        shape = None if self._space is None else tuple(int(s) for s in self._space.shape)
+        segments, flat = self._read_chain((i_off, i_len, i_crc) if i_len else None)
+        if len(flat) != count:
+            raise _bad(
+                f"commit says {count} masks but the index lists {len(flat)}", path, "mask_count"
+            )
+        # every commit that stores a mask also stores the space: masks without one mean a
+        # damaged commit (an empty mask would otherwise reach code that needs the shape)
+        if flat and self._space is None:
+            raise _bad(f"the commit lists {len(flat)} masks but no space", path, "space")
+        self._entries = LazyEntries(
+            flat, lambda row, k: _entry_from_row(row, k, shape, end, path), path
+        )
+        self._segments = segments
+        self._committed = len(self._entries)
+        if fd is not None and source.size() > end:
+            os.ftruncate(fd, end)  # bytes of an interrupted append: unreferenced, dropped
+        return self
 
+    def _read_chain(self, ref: tuple[int, int, int] | None) -> tuple[list, list]:
+        """Follow the index chain from the newest segment: ``(segments, rows)``, oldest first."""
+        path = self.path
         segments = []
         rows: list = []
-        ref = (i_off, i_len, i_crc) if i_len else None
         budget = MAX_INDEX_BYTES  # decoded bytes left for the whole chain
         while ref is not None:
             off, length, crc = ref
@@ -523,23 +643,7 @@ class MskaV2:
                 raise _bad("index chain is implausibly long", path, "index")
         segments.reverse()
         rows.reverse()
-        flat = [r for seg_rows in rows for r in seg_rows]
-        if len(flat) != count:
-            raise _bad(
-                f"commit says {count} masks but the index lists {len(flat)}", path, "mask_count"
-            )
-        # Reliability fix: every commit that stores a mask also stores the space, so masks
-        # without one mean a damaged commit. With rows validated lazily, an empty mask of such
-        # a commit reached MaskArchive.read_array, which failed with AttributeError on
-        # ``space.shape`` instead of CorruptFileError.
-        if flat and self.space is None:
-            raise _bad(f"the commit lists {len(flat)} masks but no space", path, "space")
-        self.entries = LazyEntries(
-            flat, lambda row, k: _entry_from_row(row, k, shape, end, path), path
-        )
-        self._segments = segments
-        self._committed = len(self.entries)
-        return self
+        return segments, [r for seg_rows in rows for r in seg_rows]
 
     def _section(self, off: int, length: int, crc: int, field: str) -> bytes:
         if off < DATA_START or off + length > self.end:
@@ -548,16 +652,41 @@ class MskaV2:
                 self.path,
                 field,
             )
-        raw = pread_exact(self.fd, off, length, path=self.path, field=field)
-        if crc32(raw) != crc:
-            raise _bad("checksum mismatch", self.path, field)
-        return raw
+        return read_verified(self.source, off, length, crc, field=field)
+
+    def reopen(self) -> V2Archive:
+        return V2Archive.open(self.source)
 
     def read_box(self, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
         """Read, verify and decode the stored (cropped) region of a non-empty entry."""
-        return read_box(self.fd, self.path, entry, out)
+        return read_box(self.source, entry, out)
 
-    # -- appending -------------------------------------------------------------------------
+    def read_boxes(self, entries: Sequence[Entry]) -> list[np.ndarray | None]:
+        """The stored regions of several entries, their blobs read in one
+        :meth:`~medmask.io.source.ByteSource.read_many` call (coalesced remotely)."""
+        full = [e for e in entries if e.bbox is not None]
+        blobs = self.source.read_many([(e.offset, e.length) for e in full])
+        decoded = {}
+        for e, blob in zip(full, blobs, strict=True):
+            if crc32(blob) != e.crc:  # re-read (remote) or raise, with the usual message
+                decoded[e.name] = self.read_box(e)
+            else:
+                decoded[e.name] = _decode(e, blob, self.path, None)
+        return [decoded.get(e.name) if e.bbox is not None else None for e in entries]
+
+    # -- staging ---------------------------------------------------------------------------
+    def _writable(self) -> None:
+        if self.fd is None:
+            raise io.UnsupportedOperation(f"{self.path}: opened read-only")
+
+    def _save(self) -> None:
+        """Keep the committed entries before a deletion or replacement is staged."""
+        self._writable()
+        if self._saved is None:
+            saved = self._entries.copy()
+            del saved[self._committed :]
+            self._saved = saved
+
     def _write(self, data: bytes) -> int:
         pos = self.write_pos
         view = memoryview(data)
@@ -567,25 +696,19 @@ class MskaV2:
         self.write_pos = pos + len(data)
         return pos
 
-    @property
-    def pending(self) -> list[Entry]:
-        """Entries staged since the last commit (readable, not yet durable)."""
-        return self.entries[self._committed :]
+    def set_space(self, space: Space) -> None:
+        self._writable()
+        if self._space is None:
+            self._pending_space = space
 
-    def stage(
+    def _encode(
         self,
         name: str,
         array: np.ndarray,
         mapping: LabelMapping,
         codec: Codec,
-        space: Space,
-        attrs: dict | None = None,
+        attrs: dict | None,
     ) -> Entry:
-        """Write one mask's blob after the end; it becomes durable and visible to
-        other readers at :meth:`commit` (this object sees it at once).
-
-        ``attrs`` must be validated (:func:`medmask.attrs.validate_attrs`) and may be
-        given only when :attr:`supports_attrs`."""
         if array.dtype.name not in MASK_DTYPES:
             raise MaskValidationError(f"mask {name!r}: dtype {array.dtype} cannot be stored")
         if attrs and not self.supports_attrs:
@@ -594,8 +717,6 @@ class MskaV2:
                 "(format 2.0), which cannot hold attributes; convert it to the current layout "
                 "with 'medmask convert' first"
             )
-        if self.space is None and self._pending_space is None:
-            self._pending_space = space
         blob, bbox, voxels, centroid = encode_record(array, codec)
         offset = self._write(blob) if blob else 0
         entry = Entry(
@@ -612,29 +733,83 @@ class MskaV2:
             dict(attrs or {}),
         )
         entry._mapping = mapping.copy()
-        self.entries.append(entry)
         return entry
 
+    def stage(
+        self,
+        name: str,
+        array: np.ndarray,
+        mapping: LabelMapping,
+        codec: Codec,
+        attrs: dict | None = None,
+    ) -> Entry:
+        """Write one mask's blob after the end; it becomes durable and visible to
+        other readers at :meth:`commit` (this object sees it at once)."""
+        self._writable()
+        entry = self._encode(name, array, mapping, codec, attrs)
+        self._entries.append(entry)
+        return entry
+
+    def stage_delete(self, index: int) -> None:
+        self._save()
+        self._entries.pop(index)
+
+    def stage_replace(
+        self,
+        index: int,
+        array: np.ndarray,
+        mapping: LabelMapping,
+        codec: Codec,
+        attrs: dict | None,
+    ) -> Entry:
+        self._save()
+        entry = self._encode(self._entries.names[index], array, mapping, codec, attrs)
+        self._entries[index] = entry
+        return entry
+
+    def stage_attrs(self, index: int, attrs: dict) -> None:
+        if attrs and not self.supports_attrs:
+            raise MaskValidationError(
+                f"{self.path}: this archive has the layout of medmask 0.2.0 (format 2.0), "
+                "which cannot hold attributes"
+            )
+        self._save()
+        old = self._entries[index]
+        new = dataclasses.replace(old, attrs=dict(attrs))
+        self._entries[index] = new
+
     def rollback(self) -> None:
-        """Forget staged masks (their bytes past the end are ignored and later overwritten)."""
-        del self.entries[self._committed :]
+        """Forget staged changes (their bytes past the end are ignored and later overwritten)."""
+        if self._saved is not None:
+            self._entries = self._saved
+            self._saved = None
+        else:
+            del self._entries[self._committed :]
         self._pending_space = None
         self.write_pos = self.end
 
     def commit(self) -> None:
-        """Make staged masks durable and visible: write space/index after the end, then a slot."""
+        """Make staged changes durable and visible: write space/index after the end, then
+        a slot. Appends add one segment (merged like a binary counter); a commit after a
+        deletion or replacement writes one segment with every row (``prev: null``)."""
+        self._writable()
         space_ref = self._space_ref
         if self._pending_space is not None:
             sb = space_to_disk_json(self._pending_space)
             space_ref = (self._write(sb), len(sb), crc32(sb))
-        segments = list(self._segments)
-        start = self._committed
-        # binary-counter merge: fold the newest segments into the new one while not larger
-        while segments and segments[-1][3] <= len(self.entries) - start:
-            start -= segments.pop()[3]
-        if start < len(self.entries):
+        n = len(self._entries)
+        if self._saved is not None:  # rows were removed or changed: one fresh segment
+            segments: list = []
+            start = 0
+        else:
+            segments = list(self._segments)
+            start = self._committed
+            # binary-counter merge: fold the newest segments into the new one while not larger
+            while segments and segments[-1][3] <= n - start:
+                start -= segments.pop()[3]
+        if start < n:
             prev = list(segments[-1][:3]) if segments else None
-            rows = [_row(e, self.minor) for e in self.entries[start:]]
+            rows = [_row(e, self.minor) for e in self._entries[start:]]
             fields = INDEX_FIELDS if self.minor >= 1 else INDEX_FIELDS_20
             seg_json = json.dumps(
                 {"prev": prev, "fields": fields, "rows": rows},
@@ -646,12 +821,12 @@ class MskaV2:
         end = self.write_pos
         if self.fsync:
             os.fsync(self.fd)
-        gen = self.generation + 1
+        gen = self._generation + 1
         slot_idx = 1 - self.active_slot
         head = segments[-1] if segments else (0, 0, 0, 0)
         raw = SLOT.pack(
             gen,
-            len(self.entries),
+            n,
             space_ref[0],
             space_ref[1],
             space_ref[2],
@@ -664,17 +839,38 @@ class MskaV2:
         )
         raw = raw[:-4] + struct.pack("<I", crc32(raw[:-4]))
         os.pwrite(self.fd, raw, SLOT_OFFSETS[slot_idx])
-        # Reliability fix: the slot is written, so readers already see this commit; update
-        # the in-memory view *before* the last fsync. If that fsync fails, the caller's
-        # rollback used to rewind to the previous commit, and the next append then wrote its
-        # blob over the blob and index segment the visible commit points at (a crash or a
-        # reader at that moment found a torn archive).
-        self.generation, self.active_slot, self.end = gen, slot_idx, end
+        # The slot is written, so readers already see this commit: the in-memory view is
+        # updated *before* the last fsync, so that a failing fsync never makes the caller's
+        # rollback rewind to the previous commit (whose successor's bytes the next append
+        # would then overwrite).
+        self._generation, self.active_slot, self.end = gen, slot_idx, end
         self._space_ref = space_ref
         if self._pending_space is not None:
-            self.space = self._pending_space
-        self._committed = len(self.entries)
+            self._space = self._pending_space
+        self._committed = n
         self._segments = segments
         self._pending_space = None
+        self._saved = None
         if self.fsync:
             os.fsync(self.fd)
+
+    def publish(self) -> None:
+        """Mode ``"w"``: commit, fsync and rename the temporary file over the target."""
+        if self._tmp is None:
+            raise io.UnsupportedOperation(f"{self.path}: not a new archive")
+        self.commit()
+        os.fsync(self.fd)
+        os.replace(self._tmp, self._target)
+        self._tmp = None
+        fsync_dir(self._target.parent)
+
+    def discard(self) -> None:
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+    def close(self) -> None:
+        if self._target is not None:  # mode "w": the backend owns the temporary file
+            self.discard()
+            self.source.close()

@@ -20,6 +20,10 @@ from .names import is_url
 
 __all__ = ["ByteSource", "LocalFileSource", "open_source"]
 
+#: Reads ending beyond this offset check the file size first (others learn it from a short
+#: read).
+_CHECK_SIZE_ABOVE = 1 << 20
+
 
 class ByteSource(ABC):
     """Read-only random access to the bytes of one file or object.
@@ -122,6 +126,16 @@ class LocalFileSource(ByteSource):
         if offset < 0 or length < 0:
             raise CorruptFileError(
                 f"negative offset {offset} or length {length}",
+                path=self.name,
+                mask=mask,
+                field=field,
+            )
+        if offset + length > _CHECK_SIZE_ABOVE and offset + length > self.size():
+            # a hostile offset or length must fail here, not allocate its buffer (or overflow
+            # a C long) before a short read shows it
+            raise CorruptFileError(
+                f"section [{offset}, {offset + length}) lies past the end of the file "
+                f"({self.size()} bytes); the file is truncated or damaged",
                 path=self.name,
                 mask=mask,
                 field=field,
