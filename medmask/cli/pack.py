@@ -1,13 +1,16 @@
-"""``medmask pack``: one source (a folder of NIfTI masks, a label map) into one archive."""
+"""``medmask pack``: one source (NIfTI folder or case, NIfTI label map, Slicer .seg.nrrd,
+DICOM SEG; recognised by content) into one archive. The work is
+:func:`medmask.conversions.to_archive`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
+from ..errors import MaskValidationError
 from ._common import (
     CODEC_HELP,
     EXIT_OK,
@@ -19,65 +22,62 @@ from ._common import (
 )
 
 
+def _size(p: Path) -> int:
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
-    from .. import nifti
+    from ..conversions import to_archive
+    from ..conversions.common import NeedsOptionError
+    from ..conversions.dispatch import check_output
 
     src, out = Path(args.src), Path(args.output)
-    t = time.perf_counter()
-    if src.is_dir():
-        if args.labels:
-            raise UsageError("--labels is for a multi-label file, but SRC is a folder")
-        if out.name.endswith(".msk"):
-            raise UsageError("a folder of masks packs into an archive: give -o OUT.mska")
-        files = nifti.nifti_files(src)
-        if not files:
-            raise UsageError(f"{src}: no .nii.gz / .nii files in this folder")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", nifti.MaskResampledWarning)
-            names = nifti.folder_to_archive(
-                src,
-                out,
-                codec=codec_arg(args),
-                resample=args.resample,
-                allow_float=args.allow_float,
-                progress=progress(args, len(files), "packing"),
-            )
-        for w in caught:
-            if issubclass(w.category, nifti.MaskResampledWarning):
-                print(f"medmask pack: note: {w.message}", file=sys.stderr)
-        before = sum(f.stat().st_size for f in files)
-        after = out.stat().st_size
-        say(
-            args,
-            f"packed {len(names)} masks from {src} into {out}: {before:,} -> {after:,} bytes "
-            f"({before / max(after, 1):.1f}x smaller) in {time.perf_counter() - t:.2f} s",
-        )
-        return EXIT_OK
-    if not src.is_file():
+    try:  # the output is checked before any work
+        check_output(args.output, ("mska", "msk"), what="archive")
+    except MaskValidationError as exc:
+        raise UsageError(str(exc)) from None
+    if not src.exists():
         raise UsageError(f"{src}: no such file or folder")
-    if not args.labels:
-        raise UsageError(
-            f"{src} is a file: give its label table with --labels TABLE "
-            "(JSON {name: label}, a JSON list of names, or text), or pack its folder"
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
+    t = time.perf_counter()
+    try:
+        report = to_archive(
+            src,
+            out,
+            labels=args.labels,
+            drop_unlisted=args.drop_unlisted,
+            threshold=args.threshold,
+            reference=args.reference,
+            codec=codec_arg(args),
+            resample=args.resample,
+            allow_float=args.allow_float,
+            binarize=args.binarize,
+            progress=progress(args, None, "packing"),
         )
-    if args.resample:
-        raise UsageError("--resample applies to folders of masks (a label map has one grid)")
-    table = nifti.read_label_table(args.labels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.name.endswith(".msk"):
-        nifti.labelmap_to_msk(src, table, out, codec=codec_arg(args), allow_float=args.allow_float)
-        say(args, f"wrote {out}: one label map, {len(table)} labels, {out.stat().st_size:,} bytes")
-    else:
-        counts = nifti.labelmap_to_archive(
-            src, table, out, codec=codec_arg(args), allow_float=args.allow_float
+    except NeedsOptionError as exc:  # a missing or misplaced option: bad usage
+        raise UsageError(str(exc)) from None
+    for note in report.notes:
+        print(f"medmask pack: note: {note}", file=sys.stderr)
+    for new, old in report.renamed.items():
+        print(
+            f"medmask pack: note: segment {old!r} stored as {new!r} (names must be unique)",
+            file=sys.stderr,
         )
-        empty = [n for n, c in counts.items() if c == 0]
-        say(
-            args,
-            f"wrote {out}: {len(counts)} masks ({len(empty)} empty), "
-            f"{src.stat().st_size:,} -> {out.stat().st_size:,} bytes",
-        )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return EXIT_OK
+    before, after = _size(src), out.stat().st_size
+    empty = [n for n, c in report.voxels.items() if c == 0]
+    say(
+        args,
+        f"packed {len(report.masks)} masks ({report.kind}"
+        + (f", {len(empty)} empty" if empty else "")
+        + f") from {src} into {out}: {before:,} -> {after:,} bytes "
+        f"({before / max(after, 1):.1f}x smaller) in {time.perf_counter() - t:.2f} s",
+    )
     return EXIT_OK
 
 
@@ -85,24 +85,38 @@ def register(add: AddCommand) -> None:
     """Add this module's subcommands to the parser (``add`` makes one subparser)."""
     s = add(
         "pack",
-        "pack a folder of NIfTI masks, or a label map, into an archive",
-        "Pack a folder of binary NIfTI masks (one file per organ, as TotalSegmentator writes "
-        "them; mask names\nfrom file names) into OUT.mska, or a multi-label NIfTI plus --labels "
-        "TABLE into OUT.mska (one\nmask per label) or OUT.msk (one label map). All masks must be "
-        "on one grid (tolerance 1e-3 mm);\nthe archive appears atomically: on any error nothing "
-        "is written.\n\nexamples:\n"
-        "  medmask pack s0000/segmentations -o s0000.mska\n"
-        "  medmask pack labels.nii.gz --labels classes.json -o case.mska",
+        "pack masks (NIfTI, Slicer .seg.nrrd, DICOM SEG) into an archive",
+        "Pack SRC into OUT.mska; SRC is recognised by content:\n"
+        "  a folder of binary NIfTI masks (names from file names), or a case folder\n"
+        "    (CASE/segmentations/ beside CASE/ct.nii.gz: the image is not packed);\n"
+        "  a NIfTI label map: names from --labels TABLE or from TotalSegmentator's header\n"
+        "    extension (one mask per label; OUT.msk keeps it as one label map);\n"
+        "  a single binary NIfTI mask;\n"
+        "  a 3D Slicer .seg.nrrd (one mask per segment, layers and empty segments kept);\n"
+        "  a DICOM SEG (BINARY, FRACTIONAL with only 0/max, LABELMAP; one mask per segment).\n"
+        "Colours and terminology travel as mask attributes. All masks share one grid (1e-3 mm);\n"
+        "the archive appears atomically: on any error nothing is written.\n\nexamples:\n"
+        "  medmask pack s0000/ -o s0000.mska\n"
+        "  medmask pack s0000_ml.nii.gz -o s0000.mska          # TotalSegmentator --ml output\n"
+        "  medmask pack labels.nii.gz --labels itksnap.txt -o case.mska\n"
+        "  medmask pack Segmentation.seg.nrrd -o case.mska\n"
+        "  medmask pack seg.dcm --reference CT/ -o case.mska",
     )
-    s.add_argument("src", metavar="SRC", help="folder of .nii.gz masks, or a multi-label .nii.gz")
+    s.add_argument("src", metavar="SRC", help="folder, .nii.gz, .seg.nrrd or DICOM SEG")
     s.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="the .mska (or .msk) to write"
     )
     s.add_argument(
         "--labels",
         metavar="TABLE",
-        help="label table of a multi-label file: JSON {name: label}, JSON {label: name}, "
-        "a JSON list of names (label = position + 1), or 'label name' text lines",
+        help="label table of a label map (overrides the file's names): JSON {name: label} or "
+        "{label: name}, a JSON list of names, nnU-Net dataset.json, ITK-SNAP label file, or "
+        "'label name' text lines",
+    )
+    s.add_argument(
+        "--drop-unlisted",
+        action="store_true",
+        help="drop labels the table does not name (refused by default: their voxels would be lost)",
     )
     s.add_argument("--codec", choices=["bitzstd", "zstd"], default="bitzstd", help=CODEC_HELP)
     s.add_argument(
@@ -116,4 +130,21 @@ def register(add: AddCommand) -> None:
         action="store_true",
         help="accept float files whose values are whole numbers (refused by default)",
     )
+    s.add_argument(
+        "--binarize",
+        action="store_true",
+        help="NIfTI masks: any non-zero voxel is part of the mask (e.g. 0/255 masks)",
+    )
+    s.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="DICOM SEG: read a truly FRACTIONAL SEG, a voxel is in a segment when value >= T x max",
+    )
+    s.add_argument(
+        "--reference",
+        metavar="DICOM_DIR",
+        help="DICOM SEG: the source image series; masks get its full grid",
+    )
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_pack)

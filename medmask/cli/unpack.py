@@ -1,4 +1,5 @@
-"""``medmask unpack``: an archive (or ``.msk``) back to NIfTI."""
+"""``medmask unpack``: an archive (or ``.msk``) out to the format OUT's name says. The work
+is :func:`medmask.conversions.from_archive`."""
 
 from __future__ import annotations
 
@@ -7,64 +8,77 @@ import json
 import sys
 from pathlib import Path
 
-from ..storage import MaskArchive
-from ._common import (
-    EXIT_OK,
-    AddCommand,
-    UsageError,
-    is_archive,
-    progress,
-    say,
-)
+from ..errors import MaskValidationError
+from ._common import EXIT_OK, AddCommand, UsageError, progress, say
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
-    from .. import nifti
-    from ..segmask import SegmentationMask
+    from ..conversions import from_archive
+    from ..conversions.dispatch import _out_kind
 
     src = Path(args.archive)
+    if args.labelmap and args.output:
+        raise UsageError(
+            "give either -o OUT or the deprecated --labelmap FILE, not both "
+            "(-o X.nii.gz writes a label map)"
+        )
+    out = args.output or args.labelmap
+    if not out:
+        raise UsageError("give -o OUT: a folder, X.nii.gz (label map), X.seg.nrrd or X.dcm")
+    if args.labelmap:
+        print("medmask unpack: note: --labelmap FILE is deprecated; use -o FILE", file=sys.stderr)
+    try:
+        kind = _out_kind(out)
+    except MaskValidationError as exc:
+        raise UsageError(str(exc)) from None
+    if args.labelmap and kind != "nifti":
+        raise UsageError(f"--labelmap writes a .nii.gz label map; {out} is not named like one")
     if not src.is_file():
         raise UsageError(f"{src}: no such file")
-    if args.labelmap:
-        if not is_archive(src):
-            raise UsageError("--labelmap exports an archive (.mska); a .msk unpacks with -o DIR")
-        lm = Path(args.labelmap)
-        lm.parent.mkdir(parents=True, exist_ok=True)
-        table, overlap = nifti.archive_to_labelmap(src, lm)
-        stem = lm.name.removesuffix(".gz").removesuffix(".nii")
-        labels_json = lm.with_name(f"{stem}.labels.json")
-        labels_json.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
-        say(args, f"wrote {lm} ({len(table)} labels) and its label table {labels_json}")
-        if overlap:
-            print(
-                f"medmask unpack: note: {overlap:,} voxels belonged to several masks; in the "
-                "label map the later mask wins (use -o DIR for one file per mask, lossless)",
-                file=sys.stderr,
-            )
-        elif not args.quiet:
-            print("no voxel belongs to two masks: the label map holds every mask exactly")
-        return EXIT_OK
-    if not args.output:
-        raise UsageError("give -o DIR (one .nii.gz per mask) or --labelmap FILE")
-    if not is_archive(src):
-        seg = SegmentationMask.load(src)
-        out_dir = Path(args.output)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stem = src.name.removesuffix(".msk")
-        target = nifti.segmask_to_nifti(seg, out_dir / f"{nifti.safe_filename(stem)}.nii.gz")
-        say(args, f"wrote {target} ({len(seg.mapping)} labels)")
-        return EXIT_OK
-    with MaskArchive(src) as ar:
-        n = len(ar)
-    written = nifti.archive_to_folder(src, args.output, progress=progress(args, n, "unpacking"))
-    renamed = {name: p.name for name, p in written.items() if p.name != f"{name}.nii.gz"}
-    say(
-        args,
-        f"wrote {len(written)} files to {args.output}"
-        + (f" ({len(renamed)} names made safe for the file system)" if renamed else ""),
+    if kind == "dicom" and not args.source:
+        raise UsageError(f"{out}: a DICOM SEG needs --source DICOM_DIR (its image series)")
+    if kind != "dicom" and (args.source or args.seg_type != "binary"):
+        raise UsageError("--source and --seg-type apply to X.dcm outputs")
+    if kind != "nifti" and (args.labels or args.overlap != "last"):
+        raise UsageError("--labels and --overlap apply to X.nii.gz label maps")
+    report = from_archive(
+        src,
+        out,
+        labels=args.labels,
+        overlap=args.overlap,
+        source=args.source,
+        labelmap_seg=args.seg_type == "labelmap",
+        progress=progress(args, None, "unpacking"),
     )
-    if renamed and not args.quiet:
-        for name, fname in list(renamed.items())[:20]:
+    for name in report.emptied:
+        print(
+            f"medmask unpack: warning: mask {name!r} lost all its {report.voxels.get(name, 0):,} "
+            f"voxels to overlapping masks (rule --overlap {args.overlap}; try --overlap smaller, "
+            "or -o DIR / X.seg.nrrd, which keep overlaps)",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return EXIT_OK
+    say(args, f"wrote {out} ({kind}): {len(report.masks)} masks")
+    if report.lost:
+        print(
+            f"medmask unpack: note: {sum(report.lost.values()):,} voxels belonged to several "
+            f"masks; the label map keeps one (rule --overlap {args.overlap}; -o DIR or "
+            "X.seg.nrrd keep overlaps)",
+            file=sys.stderr,
+        )
+    if report.lost and not args.quiet:
+        print(f"voxels lost to overlaps (rule: {args.overlap} wins):")
+        for name, n in report.lost.items():
+            print(f"  {name}: {n:,} of {report.voxels.get(name, 0):,}")
+    elif kind == "nifti" and not args.quiet:
+        print("no voxel belongs to two masks: the label map holds every mask exactly")
+    for note in report.notes:
+        say(args, f"note: {note}")
+    if report.renamed and not args.quiet:
+        print(f"{len(report.renamed)} names made safe for the file system:")
+        for fname, name in list(report.renamed.items())[:20]:
             print(f"  {name!r} -> {fname}")
     return EXIT_OK
 
@@ -73,16 +87,44 @@ def register(add: AddCommand) -> None:
     """Add this module's subcommands to the parser (``add`` makes one subparser)."""
     s = add(
         "unpack",
-        "export an archive (or .msk) to .nii.gz files",
-        "Write one <name>.nii.gz per mask into DIR, with the archive's affine (sform and qform), "
-        "or one\nmulti-label file with --labelmap (plus FILE.labels.json; voxels claimed by "
-        "several masks are\ncounted and reported). Mask names are never used as paths: "
-        "'/', '..', NUL and other odd\ncharacters become '_', and nothing is written outside DIR."
-        "\n\nexamples:\n"
+        "export an archive (or .msk) to NIfTI, Slicer .seg.nrrd or DICOM SEG",
+        "The format follows OUT's name:\n"
+        "  DIR (or DIR/)   one <name>.nii.gz per mask (names made safe: nothing escapes DIR)\n"
+        "  X.nii.gz/X.nii  one label map with TotalSegmentator's names extension, plus X.json;\n"
+        "                  numbering from --labels (a subset or chosen numbers) else archive\n"
+        "                  order; where masks overlap --overlap decides (default: the later\n"
+        "                  mask wins); voxels lost per mask are reported, and a warning names\n"
+        "                  every mask that loses all of them\n"
+        "  X.seg.nrrd      a 3D Slicer segmentation (overlapping masks in layers)\n"
+        "  X.dcm           a DICOM SEG on the series in --source DICOM_DIR (grid must match)\n"
+        "\nexamples:\n"
         "  medmask unpack s0000.mska -o restored/\n"
-        "  medmask unpack s0000.mska --labelmap s0000_labels.nii.gz",
+        "  medmask unpack s0000.mska -o s0000_ml.nii.gz --overlap smaller\n"
+        "  medmask unpack s0000.mska -o s0000.seg.nrrd\n"
+        "  medmask unpack s0000.mska -o s0000_seg.dcm --source CT/",
     )
     s.add_argument("archive", metavar="ARCHIVE", help="the .mska (or .msk)")
-    s.add_argument("-o", "--output", metavar="DIR", help="folder to write into")
-    s.add_argument("--labelmap", metavar="FILE", help="write one multi-label .nii.gz instead")
+    s.add_argument("-o", "--output", metavar="OUT", help="folder, X.nii.gz, X.seg.nrrd or X.dcm")
+    s.add_argument(
+        "--labelmap", metavar="FILE", help="deprecated: same as -o FILE.nii.gz (not with -o)"
+    )
+    s.add_argument(
+        "--labels",
+        metavar="TABLE",
+        help="label-map numbering: any label table (TotalSegmentator class map, dataset.json, ...)",
+    )
+    s.add_argument(
+        "--overlap",
+        choices=["last", "first", "smaller"],
+        default="last",
+        help="label maps: which mask keeps a voxel several masks claim (default: last)",
+    )
+    s.add_argument("--source", metavar="DICOM_DIR", help="X.dcm: the referenced image series")
+    s.add_argument(
+        "--seg-type",
+        choices=["binary", "labelmap"],
+        default="binary",
+        help="X.dcm: BINARY (default, overlaps allowed) or LABELMAP (no overlaps)",
+    )
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_unpack)

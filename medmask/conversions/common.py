@@ -16,6 +16,7 @@ from ..spaces import Space
 from ..storage import MaskArchive
 
 __all__ = [
+    "NeedsOptionError",
     "MaskRecord",
     "ConversionReport",
     "records_to_archive",
@@ -23,6 +24,13 @@ __all__ = [
     "MAX_VOXELS",
     "MAX_SEGMENTS",
 ]
+
+
+class NeedsOptionError(MaskValidationError):
+    """A source that can be read only with an option the caller did not give (a label
+    table, a threshold, ``binarize``), or an option that does not apply to the source.
+    The message names the option; the command line exits with status 2 (bad usage)."""
+
 
 #: Largest grid a foreign file may declare (voxels); larger headers are refused before
 #: anything is allocated.

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import MaskValidationError, SpaceMismatchError
 from ..geometry import grid_differences, lps_matrix, lps_to_space
 from ..spaces import GRID_ATOL, Space, describe_space, spaces_match
-from .common import MAX_SEGMENTS, MAX_VOXELS, MaskRecord
+from .common import MAX_SEGMENTS, MAX_VOXELS, MaskRecord, NeedsOptionError
 from .labels import default_color
 from .names import unique_names
 
@@ -445,6 +445,11 @@ def read_dicom_seg(
     segs = list(ds.get("SegmentSequence", []))
     if not segs or len(segs) > MAX_SEGMENTS:
         raise _err(path, f"SegmentSequence holds {len(segs)} segments")
+    background = [s for s in segs if int(s.get("SegmentNumber", -1)) == 0]
+    if seg_type == "LABELMAP" and background:  # pixel value 0: the background, not a mask
+        segs = [s for s in segs if int(s.get("SegmentNumber", -1)) != 0]
+        if not segs:
+            raise _err(path, "a LABELMAP SEG with only a background segment")
     # geometry of every frame
     ori = None
     item = _fg(ds, 0, "PlaneOrientationSequence")
@@ -575,12 +580,14 @@ def read_dicom_seg(
         fractional = bool(np.any((uniq != 0) & (uniq != maxval)))
         if fractional:
             if threshold is None:
-                raise _err(
-                    path,
-                    f"a truly FRACTIONAL SEG ({str(ds.get('SegmentationFractionalType', ''))}; values "
-                    f"between 0 and {maxval} such as {int(uniq[(uniq != 0) & (uniq != maxval)][0])})",
-                    "masks are binary: pass threshold=T / --threshold T (0 < T <= 1; a voxel is in a "
-                    "segment when its value >= T x maximum)",
+                raise NeedsOptionError(
+                    _err(
+                        path,
+                        f"a truly FRACTIONAL SEG ({str(ds.get('SegmentationFractionalType', ''))}; values "
+                        f"between 0 and {maxval} such as {int(uniq[(uniq != 0) & (uniq != maxval)][0])})",
+                        "masks are binary: pass threshold=T / --threshold T (0 < T <= 1; a voxel is in a "
+                        "segment when its value >= T x maximum)",
+                    ).args[0]
                 )
             if not 0 < threshold <= 1:
                 raise _err(path, f"threshold {threshold} must be in (0, 1]")

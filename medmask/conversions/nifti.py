@@ -34,6 +34,7 @@ from ..ops import smallest_uint_dtype
 from ..segmask import SegmentationMask
 from ..spaces import GRID_ATOL, Space, describe_space, spaces_match
 from ..storage import MaskArchive
+from .common import NeedsOptionError
 from .labels import caret_xml, check_table_covers, labels_arg, parse_caret_xml
 from .names import NIFTI_SUFFIXES, safe_filename, strip_suffix
 
@@ -267,7 +268,7 @@ def nifti_to_segmask(
                     "'medmask pack FILE --labels TABLE'); binarize=True / --binarize reads "
                     "every non-zero voxel as part of one mask"
                 )
-            raise MaskValidationError(
+            raise NeedsOptionError(
                 f"{path}: a binary mask holds values {values[:8].tolist()}"
                 f"{' ...' if values.size > 8 else ''}; {hint}"
             )
@@ -384,7 +385,7 @@ def _table_for(
         return labels_arg(labels), {}
     found = nifti_label_table(path)
     if found is None:
-        raise MaskValidationError(
+        raise NeedsOptionError(
             f"{path}: a label map needs its label table: this file has no TotalSegmentator "
             "names extension; give labels= / --labels TABLE (JSON, text, ITK-SNAP, dataset.json)"
         )

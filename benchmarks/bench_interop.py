@@ -1,0 +1,157 @@
+"""Interchange speed on the real case, measured in one run (medians).
+
+1. The real TotalSegmentator case (``../shared/data/totalseg_s0000``, 117 masks) packed to
+   ``.mska``; a CT series generated with pydicom on the case's grid (oblique affine, one
+   file per slice); the archive exported as one DICOM SEG of 117 segments (BINARY, built by
+   highdicom through ``medmask unpack -o X.dcm --source CT/``). Then ``medmask pack`` of
+   that SEG against highdicom's ``segread`` + ``get_volume`` for every segment (and, for
+   reference, one ``get_volume`` of all segments at once), and both sizes on disk.
+2. The real case as a ``.seg.nrrd`` (overlaps in layers): medmask's unpack and pack against
+   slicerio's write and read.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_interop.py            # writes bench_output/interop.md
+    .venv/bin/python benchmarks/bench_interop.py --repeat 5 --out bench_output/interop.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+REAL_CASE = HERE.parent.parent / "shared" / "data" / "totalseg_s0000"
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--case", type=Path, default=REAL_CASE, help="folder of NIfTI masks")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    ap.add_argument("--out", type=Path, default=Path("bench_output") / "interop.md")
+    args = ap.parse_args(argv)
+    if not args.case.is_dir():
+        print(f"real case not found at {args.case}", file=sys.stderr)
+        return 1
+
+    import highdicom as hd
+    import numpy as np
+    import slicerio
+    from interop_support import write_ct_series
+
+    from medmask import MaskArchive
+    from medmask.conversions import from_archive, to_archive
+
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        to_archive(args.case, tmp / "case.mska")
+        with MaskArchive(tmp / "case.mska") as ar:
+            space, n = ar.space, len(ar)
+        print(f"case: {n} masks on {tuple(space.shape)} (z, y, x)", file=sys.stderr)
+        write_ct_series(tmp / "ct", space)
+        t = time.perf_counter()
+        from_archive(tmp / "case.mska", tmp / "case_seg.dcm", source=tmp / "ct")
+        build = time.perf_counter() - t
+        print(f"SEG built with highdicom in {build:.1f} s", file=sys.stderr)
+        seg_bytes = (tmp / "case_seg.dcm").stat().st_size
+        mska_bytes = (tmp / "case.mska").stat().st_size
+
+        def medmask_pack() -> None:
+            to_archive(tmp / "case_seg.dcm", tmp / "from_seg.mska")
+
+        def hd_each() -> int:
+            seg = hd.seg.segread(str(tmp / "case_seg.dcm"))
+            total = 0
+            for num in seg.segment_numbers:
+                total += int(seg.get_volume(segment_numbers=[num]).array.sum())
+            return total
+
+        def hd_all() -> int:
+            seg = hd.seg.segread(str(tmp / "case_seg.dcm"))
+            return int(seg.get_volume().array.sum())
+
+        t_mm, _ = timed(medmask_pack, args.repeat)
+        t_hd, total_hd = timed(hd_each, args.repeat)
+        t_hd_all, _ = timed(hd_all, args.repeat)
+        with MaskArchive(tmp / "from_seg.mska") as a, MaskArchive(tmp / "case.mska") as b:
+            same = all(np.array_equal(a.read_array(k), b.read_array(k)) for k in b.all_names())
+            total_mm = sum(int(a.read_array(k).sum()) for k in a.all_names())
+        assert same and total_mm == total_hd, "the SEG round trip must be exact"
+
+        rows += [
+            ("DICOM SEG of the real case (117 segments, BINARY)", f"{seg_bytes:,} bytes"),
+            (".mska of the same masks", f"{mska_bytes:,} bytes"),
+            ("`medmask pack case_seg.dcm` (read + write .mska)", f"{t_mm * 1000:.0f} ms"),
+            ("highdicom `segread` + `get_volume` per segment (117 calls)", f"{t_hd * 1000:.0f} ms"),
+            ("highdicom `segread` + one `get_volume` of all segments", f"{t_hd_all * 1000:.0f} ms"),
+            ("**speed-up** (per-segment highdicom / medmask pack)", f"**{t_hd / t_mm:.1f}x**"),
+            ("speed-up against one `get_volume` of all segments", f"{t_hd_all / t_mm:.1f}x"),
+        ]
+
+        def mm_unpack_nrrd() -> None:
+            from_archive(tmp / "case.mska", tmp / "case.seg.nrrd")
+
+        def mm_pack_nrrd() -> None:
+            to_archive(tmp / "case.seg.nrrd", tmp / "from_nrrd.mska")
+
+        t_unpack, _ = timed(mm_unpack_nrrd, args.repeat)
+        t_pack, _ = timed(mm_pack_nrrd, args.repeat)
+        segmentation = slicerio.read_segmentation(str(tmp / "case.seg.nrrd"))
+        layers = segmentation["voxels"].shape[0] if segmentation["voxels"].ndim == 4 else 1
+        t_sread, _ = timed(
+            lambda: slicerio.read_segmentation(str(tmp / "case.seg.nrrd")), args.repeat
+        )
+        t_swrite, _ = timed(
+            lambda: slicerio.write_segmentation(str(tmp / "slicerio.seg.nrrd"), segmentation),
+            args.repeat,
+        )
+        with MaskArchive(tmp / "from_nrrd.mska") as a, MaskArchive(tmp / "case.mska") as b:
+            assert all(np.array_equal(a.read_array(k), b.read_array(k)) for k in b.all_names())
+        rows += [
+            (
+                f".seg.nrrd of the real case ({layers} layers, gzip level 1)",
+                f"{(tmp / 'case.seg.nrrd').stat().st_size:,} bytes",
+            ),
+            (
+                "`medmask unpack -o case.seg.nrrd` (archive -> .seg.nrrd)",
+                f"{t_unpack * 1000:.0f} ms",
+            ),
+            (
+                "slicerio `write_segmentation` (in-memory -> .seg.nrrd, its default gzip level)",
+                f"{t_swrite * 1000:.0f} ms",
+            ),
+            ("`medmask pack case.seg.nrrd` (.seg.nrrd -> archive)", f"{t_pack * 1000:.0f} ms"),
+            ("slicerio `read_segmentation` (.seg.nrrd -> in-memory)", f"{t_sread * 1000:.0f} ms"),
+        ]
+    head = (
+        f"Interchange on the real case ({n} masks, {tuple(int(s) for s in space.shape)} z, y, x), "
+        f"medians of {args.repeat} runs, {platform.machine()} / Python {platform.python_version()}, "
+        f"highdicom {hd.__version__}\n\n| what | figure |\n| --- | ---: |\n"
+    )
+    table = head + "".join(f"| {a} | {b} |\n" for a, b in rows)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""``medmask unpack-tree``: a folder of archives as an nnU-Net raw dataset of label maps.
+The work is :func:`medmask.conversions.dispatch.archives_to_nnunet`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ._common import EXIT_OK, AddCommand, UsageError, progress, say
+
+
+def cmd_unpack_tree(args: argparse.Namespace) -> int:
+    from ..conversions.dispatch import archives_to_nnunet
+
+    if not Path(args.packed).is_dir():
+        raise UsageError(f"{args.packed}: not a folder of archives")
+    if Path(args.output).is_file():
+        raise UsageError(f"{args.output}: is a file; unpack-tree writes a dataset folder")
+    report = archives_to_nnunet(
+        args.packed,
+        args.output,
+        labels=args.labels,
+        overlap=args.overlap,
+        missing_empty=args.missing_empty,
+        progress=progress(args, None, "cases", unit="case"),
+    )
+    for name in report.emptied:
+        print(
+            f"medmask unpack-tree: warning: {name} lost all its voxels to overlaps", file=sys.stderr
+        )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return EXIT_OK
+    say(
+        args,
+        f"wrote {len(report.masks)} label maps to {Path(args.output) / 'labelsTr'} and "
+        f"{Path(args.output) / 'dataset.json'}",
+    )
+    if report.lost and not args.quiet:
+        print(f"voxels lost to overlaps (rule: {args.overlap} wins), summed over cases:")
+        for name, n in report.lost.items():
+            print(f"  {name}: {n:,}")
+    return EXIT_OK
+
+
+def register(add: AddCommand) -> None:
+    """Add this module's subcommands to the parser (``add`` makes one subparser)."""
+    s = add(
+        "unpack-tree",
+        "export a folder of archives as an nnU-Net dataset of label maps",
+        "Write DIR/labelsTr/<case>.nii.gz (one label map per archive under PACKED) and\n"
+        "DIR/dataset.json (labels with background 0), the layout of nnU-Net's raw datasets.\n"
+        "--labels TABLE picks and numbers the masks (e.g. a subset of TotalSegmentator's\n"
+        "classes); without it every archive must hold the same names.\n\nexamples:\n"
+        "  medmask unpack-tree packed/ -o Dataset101_Abdomen --labels organs.json",
+    )
+    s.add_argument("packed", metavar="PACKED", help="folder of .mska archives")
+    s.add_argument("-o", "--output", required=True, metavar="DIR", help="the dataset folder")
+    s.add_argument("--labels", metavar="TABLE", help="label table: names and their numbers")
+    s.add_argument(
+        "--overlap", choices=["last", "first", "smaller"], default="last", help="as for unpack"
+    )
+    s.add_argument(
+        "--missing-empty",
+        action="store_true",
+        help="a table name absent from an archive is an empty label (refused by default)",
+    )
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=cmd_unpack_tree)
