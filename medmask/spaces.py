@@ -117,7 +117,8 @@ def grid_differences(expected: Space, got: Space, atol: float = GRID_ATOL) -> li
 
     Returns:
         One phrase per differing part, e.g. ``"spacing (z, y, x) (2.5, 0.8, 0.8) instead of
-        (2, 0.8, 0.8) (by 0.5 mm)"``; empty when the grids match within ``atol``.
+        (2, 0.8, 0.8) (by 0.5 mm)"`` (the origin is a world point, the direction the
+        world vectors of the x, y and z axes); empty when the grids match within ``atol``.
     """
 
     def fmt(v: object) -> str:
@@ -129,11 +130,11 @@ def grid_differences(expected: Space, got: Space, atol: float = GRID_ATOL) -> li
             f"{tuple(int(s) for s in expected.shape)}"
         ]
     out = []
-    for field, unit in (("spacing", " mm"), ("origin", " mm")):
+    for field, words in (("spacing", "spacing (z, y, x)"), ("origin", "origin (LPS world)")):
         a, b = getattr(expected, field), getattr(got, field)
         d = float(np.abs(np.subtract(a, b)).max())
         if d > atol:
-            out.append(f"{field} (z, y, x) {fmt(b)} instead of {fmt(a)} (by {d:.3g}{unit})")
+            out.append(f"{words} {fmt(b)} instead of {fmt(a)} (by {d:.3g} mm)")
     axes = ("x_orientation", "y_orientation", "z_orientation")
     rot = max(float(np.abs(np.subtract(getattr(expected, f), getattr(got, f))).max()) for f in axes)
     if rot > atol:

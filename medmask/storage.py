@@ -903,14 +903,21 @@ class MaskArchive:
         return {e.name: self._segmask(e, a) for e, a in zip(entries, arrays, strict=True)}
 
     def refresh(self) -> None:
-        """Re-read the newest commit (mode ``"r"``): see masks committed since opening.
-
-        For a URL the object pinned at open is read again (a replaced object raises).
+        """Re-open the archive at its path (mode ``"r"``): see what was committed since
+        opening, also when the file was replaced (mode ``"w"``, version-1 edits) or, for a
+        URL, when the object was replaced.
         """
         self._check_open()
         if self.mode != "r":
             return
-        self._backend = self._backend.reopen()
+        source = open_source(self.path, storage_options=self.storage_options)
+        try:
+            backend = open_archive(source)
+        except BaseException:
+            source.close()
+            raise
+        old, self._source, self._backend = self._source, source, backend
+        old.close()
         self._reindex()
 
     # -- container protocol ------------------------------------------------------------

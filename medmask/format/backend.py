@@ -155,10 +155,6 @@ class ArchiveBackend(ABC):
             return np.zeros((0, 0, 0), entry.dtype), None
         return np.ascontiguousarray(self.read_box(entry)), entry.bbox
 
-    @abstractmethod
-    def reopen(self) -> ArchiveBackend:
-        """A read-only backend of the newest commit of the same file (``refresh``)."""
-
     # -- staging changes ---------------------------------------------------------------------
     @abstractmethod
     def set_space(self, space: Space) -> None:

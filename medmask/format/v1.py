@@ -251,9 +251,6 @@ class V1Archive(ArchiveBackend):
                 fh.write(build_mska(space, []))
         return None
 
-    def reopen(self) -> V1Archive:
-        return V1Archive.open(self.source)
-
     # -- state -----------------------------------------------------------------------------
     @property
     def space(self) -> Space | None:

@@ -654,9 +654,6 @@ class V2Archive(ArchiveBackend):
             )
         return read_verified(self.source, off, length, crc, field=field)
 
-    def reopen(self) -> V2Archive:
-        return V2Archive.open(self.source)
-
     def read_box(self, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
         """Read, verify and decode the stored (cropped) region of a non-empty entry."""
         return read_box(self.source, entry, out)
