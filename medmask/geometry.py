@@ -19,7 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import MaskValidationError
-from .spaces import GRID_ATOL, Space, check_same_grid, describe_space, spaces_match
+from .spaces import (
+    GRID_ATOL,
+    Space,
+    check_same_grid,
+    describe_space,
+    grid_differences,
+    spaces_match,
+)
 
 __all__ = [
     "affine_to_space",
@@ -212,30 +219,3 @@ def resample_nearest(array_zyx: np.ndarray, src: Space, dst: Space) -> np.ndarra
         ok = (ix >= 0) & (ix < sx) & (iy >= 0) & (iy < sy) & (iz >= 0) & (iz < sz)
         out[z][ok] = array_zyx[iz[ok], iy[ok], ix[ok]]
     return out
-
-
-def grid_differences(expected: Space, got: Space, atol: float = GRID_ATOL) -> str:
-    """Which parts of two ``(z, y, x)`` grids differ, for messages: ``"origin by 1 mm"``.
-
-    Args:
-        expected: The reference grid.
-        got: The grid compared with it.
-        atol: Tolerance (mm; unitless for direction cosines).
-
-    Returns:
-        A short phrase; ``"within tolerance"`` when nothing differs by more than ``atol``.
-    """
-    if tuple(expected.shape) != tuple(got.shape):
-        return f"shape {tuple(got.shape)} vs {tuple(expected.shape)} (z, y, x)"
-    out = []
-    for field, unit in (("spacing", " mm"), ("origin", " mm")):
-        d = float(np.abs(np.subtract(getattr(expected, field), getattr(got, field))).max())
-        if d > atol:
-            out.append(f"{field} by {d:.3g}{unit}")
-    rot = max(
-        float(np.abs(np.subtract(getattr(expected, f), getattr(got, f))).max())
-        for f in ("x_orientation", "y_orientation", "z_orientation")
-    )
-    if rot > atol:
-        out.append(f"axes by {rot:.3g} (direction cosines)")
-    return ", ".join(out) or "within tolerance"

@@ -674,7 +674,7 @@ def write_dicom_seg(
     series = read_series_geometry(source)
     if not spaces_match(series.space, space, GRID_ATOL):
         raise SpaceMismatchError(
-            f"{source}: the source series' grid is not the archive's ({grid_differences(space, series.space)}): "
+            f"{source}: the source series' grid is not the archive's ({'; '.join(grid_differences(space, series.space))}): "
             f"series {describe_space(series.space)}; archive {describe_space(space)} (tolerance "
             f"{GRID_ATOL} mm); export onto the grid the masks were made on"
         )

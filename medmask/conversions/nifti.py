@@ -355,7 +355,7 @@ def folder_to_archive(
                 if not resample:
                     raise SpaceMismatchError(
                         f"{f}: its grid differs from the archive's grid "
-                        f"({grid_differences(ar.space, seg.space, atol)}): "
+                        f"({'; '.join(grid_differences(ar.space, seg.space, atol))}): "
                         f"file {describe_space(seg.space)}; archive {describe_space(ar.space)} "
                         f"(taken from {files[0].name}; tolerance {atol}); "
                         "resample it first, or pass resample=True / --resample"
