@@ -275,6 +275,11 @@ def _colors_of(infos: Sequence[Any]) -> dict[str, tuple[int, int, int]]:
     return mask_colors([i.name for i in order], [getattr(i, "attrs", None) for i in order])
 
 
+def _file_name(path: object) -> str:
+    """The last part of a path or URL, for titles."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
 def _box_volume(box: Sequence[int]) -> int:
     return (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
 
@@ -430,7 +435,7 @@ def _source_layers(
         return [lay for lay in layers if lay.crop is not None], empty, space, "mask"
     if isinstance(source, MaskArchive):
         layers, empty = _archive_layers(source, names)
-        return layers, empty, source.space, source.path.name
+        return layers, empty, source.space, _file_name(source.path)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -738,7 +743,7 @@ def archive_html(
     ar = archive
     space = ar.space
     n = len(ar)
-    head = f"<b>{esc(str(ar.path.name))}</b>: {n} masks, format version {ar.version}"
+    head = f"<b>{esc(_file_name(ar.path))}</b>: {n} masks, format version {ar.version}"
     if space is None:
         return f"<div>{head}, no space yet</div>"
     shape = tuple(int(s) for s in space.shape)

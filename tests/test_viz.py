@@ -232,3 +232,14 @@ def test_cli_show_real_case(real_case, tmp_path):
     rgb = pixels(out)
     drawn = [c for c in PALETTE if has_color(rgb, c, tol=1, at_least=30)]
     assert len(drawn) >= 10
+
+
+def test_archive_html_of_a_url(archive, s3):
+    import inspect
+
+    if "storage_options" not in inspect.signature(MaskArchive).parameters:
+        pytest.skip("MaskArchive does not read URLs in this build yet")
+    url = s3.put("x/case.mska", archive.read_bytes())
+    with MaskArchive(url, storage_options=s3.storage_options) as ar:
+        page = archive_html(ar)
+    assert "<b>case.mska</b>" in page and "kidney" in page and "data:image/png" in page
