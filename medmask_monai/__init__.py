@@ -6,6 +6,7 @@ Needs the ``monai`` extra (torch, monai, nibabel). Imports ``medmask``; the core
 never imports this package.
 """
 
+from ._load import MissingNameWarning
 from .dataset import MaskArchiveDataset
 from .reader import MaskReader
 from .transforms import LoadMask, LoadMaskd, SelectLabels, SelectLabelsd
@@ -17,4 +18,5 @@ __all__ = [
     "SelectLabels",
     "SelectLabelsd",
     "MaskArchiveDataset",
+    "MissingNameWarning",
 ]

@@ -5,7 +5,9 @@ Everything here is NumPy; the transforms wrap the result as a ``MetaTensor``.
 
 from __future__ import annotations
 
+import difflib
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ __all__ = [
     "label_dtype",
     "storage_kw",
     "as_target",
+    "MissingNameWarning",
 ]
 
 #: ``None`` (all), a list of names (labelled 1..N in order) or ``{name: label}``.
@@ -89,6 +92,29 @@ def resolve_names(names: Names) -> dict[str, int] | None:
     if dup:
         raise MaskValidationError(f"names contain duplicates: {dup}")
     return {n: k for k, n in enumerate(names, start=1)}
+
+
+class MissingNameWarning(UserWarning):
+    """A requested mask name is absent and looks like a misspelling of one that is there
+    (``LoadMask(d)`` with ``missing="empty"``), or is in none of a dataset's archives."""
+
+
+def _warn_misspelt(names: Sequence[str], available: Sequence[str], what: str) -> None:
+    """Warn for absent names very close to a present one: most likely misspelt.
+
+    Organs absent from some cases are normal with ``missing="empty"``; a name one letter
+    off a stored one (``"lver"``, ``"Liver"``) is a typo that would silently give empty
+    labels in every case. The message names no file, so Python shows it once per name.
+    """
+    for n in names:
+        near = difflib.get_close_matches(n, list(available), n=1, cutoff=0.8)
+        if near:
+            warnings.warn(
+                f"no {what} named {n!r} (did you mean: {near[0]!r}?); it is loaded as empty "
+                "(missing='empty')",
+                MissingNameWarning,
+                stacklevel=5,
+            )
 
 
 def _missing(path: object, name: str, available: Sequence[str], what: str) -> MaskNotFoundError:
@@ -218,6 +244,8 @@ def _from_archive(
         for n in wanted:
             if n not in ar:
                 raise _missing(path, n, available, "mask")
+    else:
+        _warn_misspelt([n for n in wanted if n not in ar], available, "mask")
     space = ar.space
     if space is None:
         raise MaskValidationError(f"{path}: the archive holds no mask yet")
@@ -260,6 +288,8 @@ def _from_msk(
         for n in wanted:
             if n not in mapping:
                 raise _missing(path, n, list(mapping), "label")
+    else:
+        _warn_misspelt([n for n in wanted if n not in mapping], list(mapping), "label")
     out_dtype = _output_dtype(dtype, max(wanted.values(), default=1), mode)
     levels = sorted(set(wanted.values()))
     n_channels = 1 if mode == "labelmap" else len(levels)

@@ -19,14 +19,10 @@ from medmask import MaskArchive, MaskInfo
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
 from medmask.io.names import is_url
 
-from ._load import label_dtype, mask_meta, storage_kw
+from ._load import MissingNameWarning, label_dtype, mask_meta, storage_kw
 from .transforms import to_metatensor
 
 __all__ = ["MaskArchiveDataset", "MissingNameWarning"]
-
-
-class MissingNameWarning(UserWarning):
-    """A name given to :class:`MaskArchiveDataset` is in none of its archives."""
 
 
 PathLike = str | os.PathLike

@@ -28,16 +28,16 @@ from monai.transforms import (  # noqa: E402
 
 from medmask import MaskArchive, MaskInfo, SegmentationMask  # noqa: E402
 from medmask.errors import MaskNotFoundError, MaskValidationError  # noqa: E402
-from medmask.nifti import affine_to_space  # noqa: E402
+from medmask.geometry import affine_to_space  # noqa: E402
 from medmask_monai import (  # noqa: E402
     LoadMask,
     LoadMaskd,
     MaskArchiveDataset,
     MaskReader,
+    MissingNameWarning,
     SelectLabels,
     SelectLabelsd,
 )
-from medmask_monai.dataset import MissingNameWarning  # noqa: E402
 
 #: An oblique, LPS-ish grid (as TotalSegmentator's CTs): Orientationd really flips it.
 AFF = np.array(
@@ -352,3 +352,15 @@ def test_memory_url_through_loadmaskd_and_dataset(case):
     ds = MaskArchiveDataset("memory://firsthour/", names=["liver"], storage_options={})
     assert ds.archives == [url] and ds.storage_options == {}
     assert len(ds) == 1 and torch.equal(ds[0]["mask"].as_tensor(), ref.as_tensor())
+
+
+def test_loadmask_missing_empty_warns_for_a_likely_misspelling(case):
+    path = str(case / "case.mska")
+    with pytest.warns(MissingNameWarning, match=r"'lver' \(did you mean: 'liver'\?\)"):
+        got = LoadMask(names=["liver", "lver"], missing="empty")(path)
+    assert got.meta["labels"] == {"liver": 1, "lver": 2} and int(got.max()) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an organ absent from this case: normal, no word
+        LoadMask(names=["liver", "pancreas", "kidney_left"], missing="empty")(path)
+    with pytest.raises(MaskNotFoundError, match="did you mean: 'liver'"):
+        LoadMask(names=["lver"])(path)  # missing="raise" (the default) raises as before
