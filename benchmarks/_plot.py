@@ -63,7 +63,7 @@ def save_panels(
     cols = cols or min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     n_bars = max(len(p.labels) for p in panels)
-    fig = Figure(figsize=(4.6 * cols, (0.45 * n_bars + 1.2) * rows + 0.5), dpi=110)
+    fig = Figure(figsize=(max(4.6 * cols, 7.5), (0.45 * n_bars + 1.2) * rows + 0.5), dpi=110)
     FigureCanvasAgg(fig)
     all_labels = list(dict.fromkeys(lab for p in panels for lab in p.labels))
     color = {lab: COLORS[i % len(COLORS)] for i, lab in enumerate(all_labels)}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import html
 import itertools
+import math
 import os
 import struct
 import zlib
@@ -236,6 +237,7 @@ def _archive_layers(
     voxels exceed it; the others keep their box only (``crop is None``)."""
     infos_fn = getattr(ar, "infos", None)
     infos = list(infos_fn()) if callable(infos_fn) else [ar.info(i) for i in range(len(ar))]
+    colors = _colors_of(infos)  # of the whole archive: a mask keeps its colour in any selection
     if names is not None:
         by_name = {i.name: i for i in infos}
         chosen = []
@@ -244,7 +246,6 @@ def _archive_layers(
                 ar.info(n)  # raises MaskNotFoundError with close matches
             chosen.append(by_name[n])
         infos = chosen
-    colors = _colors_of(infos)
     vml = _voxel_ml(ar.space)
     layers, empty = [], []
     order = sorted(infos, key=lambda i: _box_volume(i.bbox) if i.bbox else 0)
@@ -497,6 +498,7 @@ def render(
         ImportError: matplotlib is not installed.
     """
     try:
+        from matplotlib import patheffects
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.patches import Patch
@@ -510,21 +512,64 @@ def render(
     alpha = 1.0 if base3 is None else 0.5
     idx = [None] * 3 if mip else _densest(layers, shape)
 
-    if pyplot:
-        import matplotlib.pyplot as plt
-
-        fig = plt.figure(figsize=(width, width * 0.42), dpi=dpi)
-    else:
-        fig = Figure(figsize=(width, width * 0.42), dpi=dpi)
-        FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(1, 4, width_ratios=[1, 1, 1, 0.85], wspace=0.08)
+    panels = []
     shown: set[str] = set()
-    for k, view in enumerate(views):
-        ax = fig.add_subplot(grid[0, k])
+    for view in views:
         at = idx[view.normal]
         base = None if base3 is None else _plane_of(base3, view, at)
         rgb, seen = _compose(layers, view, at, shape, base, alpha)
         shown |= seen
+        panels.append((view, at, rgb))
+
+    handles = []
+    for lay in layers:
+        note = "" if lay.name in shown else ", not in these slices"
+        ml = f"{lay.volume_ml:,.1f}" if lay.volume_ml >= 1 else f"{lay.volume_ml:.2g}"
+        handles.append(
+            Patch(
+                facecolor=np.asarray(lay.color) / 255,
+                edgecolor="none",
+                label=f"{lay.name} ({ml} mL{note})",
+            )
+        )
+    if names is not None or len(empty) <= 3:
+        for name in empty:
+            handles.append(Patch(facecolor="none", edgecolor="0.5", label=f"{name} (empty)"))
+    else:  # a whole dataset's worth of absent organs would drown the legend
+        handles.append(
+            Patch(facecolor="none", edgecolor="0.5", label=f"+ {len(empty)} empty masks")
+        )
+    n = len(handles)
+    font = 9 if n <= 20 else (7 if n <= 50 else 5)
+    ncol = 1 if n <= 30 else 2
+
+    # panels share one scale (mm per inch), side by side; the legend takes the rest
+    sizes = [(rgb.shape[1] * v.sp_h, rgb.shape[0] * v.sp_v) for v, _, rgb in panels]
+    total_w = sum(w for w, _ in sizes)
+    scale = width * 0.70 / total_w  # inches per mm
+    panel_h = max(h for _, h in sizes) * scale
+    legend_h = math.ceil(n / ncol) * font / 72 * 1.7 + 0.4
+    height = max(panel_h + 0.9, legend_h, 2.0)
+    if pyplot:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(width, height), dpi=dpi)
+    else:
+        fig = Figure(figsize=(width, height), dpi=dpi)
+        FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(
+        1,
+        4,
+        width_ratios=[w for w, _ in sizes] + [total_w * 0.28 / 0.70],
+        wspace=0.04,
+        left=0.01,
+        right=0.99,
+        bottom=0.03,
+        top=1 - 0.75 / height,
+    )
+    outline = [patheffects.withStroke(linewidth=2, foreground="black")]
+    for k, (view, at, rgb) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, k])
         n_v, n_h = rgb.shape[:2]
         ax.imshow(rgb, extent=(0, n_h * view.sp_h, n_v * view.sp_v, 0), interpolation="nearest")
         axis_name = "zyx"[view.normal]
@@ -548,40 +593,23 @@ def render(
                 color="white",
                 fontsize=9,
                 fontweight="bold",
+                path_effects=outline,
             )
-    handles = []
-    for lay in layers:
-        note = "" if lay.name in shown else ", not in these slices"
-        handles.append(
-            Patch(
-                facecolor=np.asarray(lay.color) / 255,
-                edgecolor="none",
-                label=f"{lay.name} ({lay.volume_ml:,.1f} mL{note})",
-            )
-        )
-    if names is not None or len(empty) <= 3:
-        for name in empty:
-            handles.append(Patch(facecolor="none", edgecolor="0.5", label=f"{name} (empty)"))
-    else:  # a whole dataset's worth of absent organs would drown the legend
-        handles.append(
-            Patch(facecolor="none", edgecolor="0.5", label=f"+ {len(empty)} empty masks")
-        )
     lax = fig.add_subplot(grid[0, 3])
     lax.axis("off")
     if handles:
-        n = len(handles)
         lax.legend(
             handles=handles,
             loc="center left",
             frameon=False,
-            fontsize=9 if n <= 20 else (7 if n <= 50 else 5),
-            ncol=1 if n <= 30 else 2,
+            fontsize=font,
+            ncol=ncol,
             handlelength=1.2,
         )
     else:
         lax.text(0, 0.5, "no mask selected", fontsize=9)
     what = "maximum intensity projections" if mip else "slices through the densest planes"
-    fig.suptitle(title or f"{label}: {len(layers)} masks, {what}", fontsize=11)
+    fig.suptitle(title or f"{label}: {len(layers)} masks, {what}", fontsize=11, y=1 - 0.1 / height)
     return fig
 
 
