@@ -73,7 +73,7 @@ def _write(df, summary, path: Path, kind: str) -> list[Path]:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise UsageError("--parquet needs pyarrow: pip install 'medmask[stats]'") from None
+            raise UsageError("--parquet needs pyarrow: pip install pyarrow") from None
         _flat(df).to_parquet(path, index=False)
         _flat(summary).to_parquet(spath, index=False)
     return [path, spath]
