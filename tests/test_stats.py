@@ -343,3 +343,14 @@ def test_fast_index_path_equals_validated_path(tmp_path, phantom, monkeypatch):
     slow = medmask.stats(tmp_path / "a.mska")
     pd.testing.assert_frame_equal(fast, slow)
     assert fast.set_index("name").loc["three", "labels"] == {"x": 3}
+
+
+def test_archive_without_masks_and_empty_tables(tmp_path, phantom):
+    _masks, space = phantom
+    with MaskArchive(tmp_path / "none.mska", "w", space=space):
+        pass
+    df = medmask.stats(tmp_path / "none.mska")
+    assert len(df) == 0 and list(df.columns) == list(medmask.stats.MASK_COLUMNS)
+    assert df.attrs["files"] == [str(tmp_path / "none.mska")]
+    assert len(medmask.stats.summarize(df)) == 0
+    assert medmask.stats.lacking(df, "liver") == ["none"]

@@ -245,3 +245,25 @@ def test_archive_html_of_a_url(archive, s3):
     with MaskArchive(url, storage_options=s3.storage_options) as ar:
         page = archive_html(ar)
     assert "<b>case.mska</b>" in page and "kidney" in page and "data:image/png" in page
+
+
+def test_msk_files_and_version1_archives(tmp_path, archive):
+    from medmask import save_mask
+
+    with MaskArchive(archive) as ar:
+        kidney = ar["kidney"]
+        space = ar.space
+        names = ar.all_names()
+        masks = {n: ar[n] for n in names}
+    save_mask(kidney, tmp_path / "kidney.msk")
+    rgb = pixels(save_png(tmp_path / "kidney.msk", tmp_path / "k.png", width=6, dpi=60))
+    assert has_color(rgb, PALETTE[0], at_least=50)
+    with MaskArchive(tmp_path / "v1.mska", "w", space=space, codec="zstd") as ar:
+        for n, m in masks.items():
+            ar.add_segmask(m, n)
+    with MaskArchive(tmp_path / "v1.mska") as ar:
+        page = archive_html(ar)
+        assert "version 1: not stored" in page and "data:image/png" not in page
+        fig = render(ar)
+    labels = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
+    assert labels[0].startswith("body (") and "absent (empty)" in labels
