@@ -267,3 +267,42 @@ def test_msk_files_and_version1_archives(tmp_path, archive):
         fig = render(ar)
     labels = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
     assert labels[0].startswith("body (") and "absent (empty)" in labels
+
+
+def test_benchmark_plots(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from _plot import COLORS, Panel, save_panels
+    finally:
+        sys.path.pop(0)
+    out = save_panels(
+        "t",
+        [
+            Panel("size", ["a", "b", "c"], [1e3, 2e6, None], unit="B", log=True),
+            Panel("time", ["a", "b", "c"], [0.002, 0.5, 3.0], unit="s"),
+        ],
+        tmp_path / "sub" / "p.png",
+    )
+    rgb = pixels(out)
+    assert rgb.shape[1] > 500
+    for hexcolor in COLORS[:3]:
+        c = tuple(int(hexcolor[k : k + 2], 16) for k in (1, 3, 5))
+        assert has_color(rgb, c, at_least=50), hexcolor
+    assert save_panels("t", [Panel("x", ["a"], [None])], tmp_path / "q.png") is None
+
+
+@pytest.mark.slow
+def test_bench_stats_runs(real_case, tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stats.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--archives", "4", "--repeat", "1", "--real",
+         str(real_case), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout  # fmt: skip
+    assert "faster than decoding" in out
+    assert (tmp_path / "bench_stats.md").is_file() and (tmp_path / "bench_stats.png").is_file()
