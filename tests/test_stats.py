@@ -338,6 +338,8 @@ def test_fast_index_path_equals_validated_path(tmp_path, phantom, monkeypatch):
             ar.add_segmask(SegmentationMask(m, {name: 1}, space), name, attrs=attrs)
         multi = masks["edge"].astype(np.uint8) * 3
         ar.add_segmask(SegmentationMask(multi, {"x": 3}, space), "three")
+    with MaskArchive(tmp_path / "a.mska") as ar:  # the fast path applies (a speed guard)
+        assert medmask.stats._fast_rows(ar, ar.space.shape) is not None
     fast = medmask.stats(tmp_path / "a.mska")
     monkeypatch.setattr(medmask.stats, "_fast_rows", lambda *a, **k: None)
     slow = medmask.stats(tmp_path / "a.mska")
