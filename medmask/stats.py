@@ -387,20 +387,19 @@ def _msk_part(path: str, storage_options: dict | None) -> _Part:
     from .format import read_msk_record
 
     if is_url(path):
-        raise MaskValidationError(
-            f"{path}: statistics of single .msk files are read from local paths only; "
-            "pack them into a .mska archive, or copy them locally"
-        )
-    r = read_msk_record(path, cropped=True)
+        r = read_msk_record(path, cropped=True, storage_options=storage_options)
+        folder = path.split("?", 1)[0].rstrip("/").rsplit("/", 2)[-2]
+    else:
+        r = read_msk_record(path, cropped=True)
+        folder = Path(path).resolve().parent.name
     origin = (0, 0, 0) if r.bbox is None else (r.bbox[0], r.bbox[2], r.bbox[4])
     voxels, centroid = centroid_of(r.array, origin)
     if r.centroid is not None:
         centroid = r.centroid
-    p = Path(path)
     fmt = "1" if r.version == 1 else f"{r.version}.{getattr(r, 'minor', 0)}"
-    part = _Part(_grid(r.space), p.resolve().parent.name, fmt, path)
+    part = _Part(_grid(r.space), folder, fmt, path)
     part.add(
-        split_suffix(p.name)[0],
+        split_suffix(path)[0],
         voxels,
         r.bbox,
         centroid,

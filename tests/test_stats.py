@@ -319,15 +319,18 @@ def test_s3_prefix(tmp_path, phantom, s3):
     write_case(tmp_path / "a.mska", masks, space)
     s3.put("data/x/a.mska", (tmp_path / "a.mska").read_bytes())
     s3.put("data/readme.txt", b"hello")
+    save_mask(SegmentationMask(masks["edge"], {"edge": 1}, space), tmp_path / "edge.msk")
+    s3.put("data/p9/edge.msk", (tmp_path / "edge.msk").read_bytes())
     files = medmask.stats.find_mask_files(s3.url("data/"), storage_options=s3.storage_options)
-    assert files == [s3.url("data/x/a.mska")]
+    assert files == [s3.url("data/p9/edge.msk"), s3.url("data/x/a.mska")]
     if "storage_options" not in inspect.signature(MaskArchive).parameters:
         with pytest.raises(MaskValidationError, match="local files only"):
             medmask.stats(s3.url("data/"), storage_options=s3.storage_options)
         pytest.skip("MaskArchive does not read URLs in this build yet")
     df = medmask.stats(s3.url("data/"), storage_options=s3.storage_options)
     check_rows(df, expected(masks, space), "a")
-    assert set(df["source"]) == {"index"}
+    assert set(df[df["case"] == "a"]["source"]) == {"index"}
+    check_rows(df, {"edge": expected(masks, space)["edge"]}, "p9")
 
 
 def test_fast_index_path_equals_validated_path(tmp_path, phantom, monkeypatch):
