@@ -306,3 +306,22 @@ def test_bench_stats_runs(real_case, tmp_path):
     ).stdout  # fmt: skip
     assert "faster than decoding" in out
     assert (tmp_path / "bench_stats.md").is_file() and (tmp_path / "bench_stats.png").is_file()
+
+
+def test_cli_show_url(archive, tmp_path, s3, capsys):
+    import inspect
+
+    if "storage_options" not in inspect.signature(MaskArchive).parameters:
+        pytest.skip("MaskArchive does not read URLs in this build yet")
+    url = s3.put("p/case.mska", archive.read_bytes())
+    opt = f"client_kwargs.endpoint_url={s3.server.endpoint}"
+    out = tmp_path / "u.png"
+    assert main(["show", url, "--storage-option", opt, "-o", str(out), "--mip"]) == 0
+    assert has_color(pixels(out), (10, 200, 30), at_least=100)
+    with MaskArchive(archive) as ar:
+        from medmask import save_mask
+
+        save_mask(ar["kidney"], tmp_path / "k.msk")
+    url = s3.put("p/k.msk", (tmp_path / "k.msk").read_bytes())
+    assert main(["show", url, "--storage-option", opt, "-o", str(out)]) == 0
+    assert has_color(pixels(out), PALETTE[0], at_least=50)

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import MaskValidationError
-from ..io.names import expect_name, split_suffix
-from ._common import EXIT_OK, AddCommand, UsageError, require_file, say
+from ..io.names import expect_name, is_url, split_suffix
+from ._common import EXIT_OK, AddCommand, UsageError, require_file, say, storage_options
 
 #: matplotlib backends that draw no window.
 _NON_INTERACTIVE = {"agg", "pdf", "pgf", "ps", "svg", "cairo", "template"}
@@ -32,7 +32,7 @@ def _free_name(stem: str) -> Path:
     return path
 
 
-def _window(args: argparse.Namespace, kwargs: dict) -> bool:
+def _window(source: object, names: list[str] | None, kwargs: dict) -> bool:
     """Show the picture in a window; False when no interactive backend can be used."""
     try:
         import matplotlib.pyplot as plt
@@ -46,7 +46,7 @@ def _window(args: argparse.Namespace, kwargs: dict) -> bool:
         return False
     from ..viz import render
 
-    render(args.archive, args.names, pyplot=True, **kwargs)
+    render(source, names, pyplot=True, **kwargs)
     plt.show()
     return True
 
@@ -70,30 +70,51 @@ def _window_arg(raw: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _open_source(args: argparse.Namespace):
+    """What to draw: a local path, or for a URL an open archive / a loaded mask."""
+    if not is_url(args.archive):
+        path = Path(args.archive)
+        require_file(path)
+        return path
+    so = storage_options(args)
+    if split_suffix(args.archive)[1].lower() == ".msk":
+        from ..storage import load_mask
+
+        return load_mask(args.archive, storage_options=so)
+    from ..storage import MaskArchive
+
+    return MaskArchive(args.archive, storage_options=so)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    path = Path(args.archive)
-    require_file(path)
     args.names = _names(args.names)
     kwargs = {"mip": args.mip, "image": args.image, "window": _window_arg(args.window)}
     if args.image is not None:
         require_file(Path(args.image))
-    if args.output is None and display_available() and _window(args, kwargs):
-        return EXIT_OK
-    from ..viz import save_png
-
+    out = None
     if args.output is not None:
         out = Path(args.output)
         try:
             expect_name(out, "png", what="picture (-o)")
         except MaskValidationError as exc:
             raise UsageError(str(exc)) from None
-    else:
-        out = _free_name(split_suffix(path)[0])
-    save_png(path, out, args.names, **kwargs)
-    if args.output is None:
-        print(f"no display here: wrote {out}")
-    else:
-        say(args, f"wrote {out}")
+    source = _open_source(args)
+    try:
+        if out is None and display_available() and _window(source, args.names, kwargs):
+            return EXIT_OK
+        from ..viz import save_png
+
+        if out is None:
+            out = _free_name(split_suffix(args.archive)[0])
+            save_png(source, out, args.names, **kwargs)
+            print(f"no display here: wrote {out}")
+        else:
+            save_png(source, out, args.names, **kwargs)
+            say(args, f"wrote {out}")
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close) and not isinstance(source, Path):
+            close()
     return EXIT_OK
 
 
@@ -113,7 +134,7 @@ def register(add: AddCommand) -> None:
         "  medmask show s0000.mska --names femur_left,femur_right --mip -o femurs.png\n"
         "  medmask show s0000.mska --image s0000/ct.nii.gz -o overlay.png",
     )
-    s.add_argument("archive", metavar="ARCHIVE", help="the .mska (or .msk)")
+    s.add_argument("archive", metavar="ARCHIVE", help="the .mska (or .msk): a path or a URL")
     s.add_argument(
         "--names",
         nargs="+",
