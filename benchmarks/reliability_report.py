@@ -530,9 +530,9 @@ FIXES = [
     "a 21-byte blob whose row declared a 2048**3 box made `read_array` allocate 8 GiB before the codec "
     "rejected the claim. The box is now checked against the blob size when the index is read "
     "(crasher `sweep_v2_mska_bomb_row_8GiB.mska`).",
-    "**Masks without a space** (`medmask/format/v2.py`, `MskaV2.open`): a commit listing empty masks but no "
+    "**Masks without a space** (`medmask/format/v2.py`, `V2Archive.open`): a commit listing empty masks but no "
     "space section made `read_array` fail with `AttributeError` (crasher `sweep_v2_mska_masks_without_space.mska`).",
-    "**Index decompression bomb** (`medmask/format/v2.py`, `MskaV2.open`, `INDEX_MAX_RATIO`): a 32 KiB "
+    "**Index decompression bomb** (`medmask/format/v2.py`, `V2Archive.open`, `INDEX_MAX_RATIO`): a 32 KiB "
     "index segment of valid JSON padded with 1 GiB of spaces (within the 40,000x zstd bound and the "
     "1 GiB segment limit) took 2.5 s and 2 GiB of memory to open, and a chain may hold 64 segments. A "
     "segment may now decode to at most 1,000x its size (beyond 1 MiB; real indexes compress 30-90x) and "
@@ -545,12 +545,12 @@ FIXES = [
     "the second creation renamed an empty archive over the one the first was appending to; creation now "
     'never replaces a file (hard link), and `mode="w"` refuses at close to replace an archive another '
     "writer created and locked meanwhile.",
-    "**Version-1 rewrite locked after the rename** (`storage._V1Backend.flush(keep_lock=True)`): another "
+    "**Version-1 rewrite locked after the rename** (`v1.V1Archive.commit`, formerly `storage._V1Backend.flush(keep_lock=True)`): another "
     "writer could lock the new file first and later rename its stale copy over it; the new file is now "
     "locked before it is renamed into place.",
     "**Temporary file left on a full disk** (`_io.atomic_temp`): closing the temporary file flushed its "
     "buffer again, failed again (ENOSPC/EFBIG) and skipped the cleanup.",
-    "**Failed fsync after the commit slot** (`v2.MskaV2.commit`, `MaskArchive.add_segmask`): the commit "
+    "**Failed fsync after the commit slot** (`v2.V2Archive.commit`, `MaskArchive.add_segmask`): the commit "
     "was visible but the handle rolled back to the previous one, and its next append overwrote the blob "
     "and index the visible commit pointed at. The in-memory view is now updated before that fsync.",
     "**Export through a planted symlink** (`medmask/nifti.py`, `segmask_to_nifti`, fixed by its owner in "

@@ -21,9 +21,7 @@ except ImportError:  # pragma: no cover - not on Linux
 
 __all__ = [
     "crc32",
-    "pread_exact",
     "read_verified",
-    "file_size",
     "fsync_dir",
     "atomic_temp",
     "lock_exclusive",
@@ -40,44 +38,6 @@ BBox = tuple[int, int, int, int, int, int]
 def crc32(data: bytes | memoryview) -> int:
     """CRC-32 (zlib polynomial) of ``data`` as an unsigned 32-bit integer."""
     return zlib.crc32(data) & 0xFFFFFFFF
-
-
-def file_size(fd: int) -> int:
-    """Current size of an open file."""
-    return os.fstat(fd).st_size
-
-
-def pread_exact(
-    fd: int, offset: int, length: int, *, path: object, field: str, mask: str | None = None
-) -> bytes:
-    """Read exactly ``length`` bytes at ``offset`` or raise :class:`CorruptFileError`.
-
-    Uses ``os.pread`` so that several threads can share one descriptor.
-    """
-    if offset < 0 or length < 0:
-        raise CorruptFileError(
-            f"negative offset {offset} or length {length}", path=path, mask=mask, field=field
-        )
-    size = file_size(fd)
-    if offset + length > size:
-        raise CorruptFileError(
-            f"section [{offset}, {offset + length}) lies past the end of the file ({size} bytes); "
-            "the file is truncated or damaged",
-            path=path,
-            mask=mask,
-            field=field,
-        )
-    chunks = []
-    got = 0
-    while got < length:
-        chunk = os.pread(fd, length - got, offset + got)
-        if not chunk:
-            raise CorruptFileError(
-                f"file ended after {got} of {length} bytes", path=path, mask=mask, field=field
-            )
-        chunks.append(chunk)
-        got += len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_verified(

@@ -34,7 +34,7 @@ def crashers() -> dict[str, bytes]:
     row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, 2048] * 3, 1, {"b": 1}, None]
     big = json.dumps({**sp, "shape": [2048] * 3}).encode()
     out["sweep_v2_mska_bomb_row_8GiB.mska"] = S.mska2_commit(raw + frame, rows=[row], space=big)
-    # AttributeError: masks listed but no space section (fixed: v2.MskaV2.open)
+    # AttributeError: masks listed but no space section (fixed: v2.V2Archive.open)
     rows = [r for r in S.parse_mska2(raw)["rows"] if r[6] is None]
     out["sweep_v2_mska_masks_without_space.mska"] = S.mska2_commit(
         raw, rows=rows, slot={"s_off": 0, "s_len": 0, "s_crc": 0}
