@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from medmask import MaskArchive
-from medmask.packing import find_cases, pack_tree
+from medmask.packing import dask_client, find_cases, pack_tree
 from medmask.phantoms import write_phantom_dataset
 
 distributed = pytest.importorskip("distributed")
@@ -25,18 +25,53 @@ psutil = pytest.importorskip("psutil")
 
 @pytest.fixture(scope="module")
 def client():
-    """One LocalCluster (2 worker processes, 1 thread each, no dashboard) for the module."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
+    """One LocalCluster (2 worker processes on 127.0.0.1, 1 thread each, no dashboard) for the
+    module, started as ``pack-tree --dask`` starts it."""
+    with dask_client(workers=2) as c:
         yield c
+
+
+def test_local_cluster_shape_and_worker_heap(client):
+    info = client.scheduler_info()["workers"]
+    assert len(info) == 2 and all(w["nthreads"] == 1 for w in info.values())
+    assert all(a.startswith("tcp://127.0.0.1:") for a in info)
+    # the nanny's MALLOC_TRIM_THRESHOLD_ (which makes every mask array a fresh mmap) is dropped
+    env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert set(env.values()) == {None}
+
+
+HEAP_PROBE = """
+import resource, numpy as np
+from medmask.packing import _reusable_heap
+
+def faults(n=30):
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        a = np.empty(10 << 20, np.uint8)
+        a[:] = 1
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+faults(2)
+outside = faults()
+with _reusable_heap():
+    inside = faults()
+print(outside, inside)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_pinned_trim_threshold_does_not_refault_every_mask():
+    """Workers started by any Dask nanny have MALLOC_TRIM_THRESHOLD_ set; while a case is
+    packed, mask-sized arrays reuse the heap instead of being mapped and faulted in anew."""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    r = subprocess.run(
+        [sys.executable, "-c", HEAP_PROBE], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    outside, inside = map(int, r.stdout.split())
+    assert outside > 30 * 100  # each 10 MiB array mapped and faulted in anew
+    assert inside < outside / 5
 
 
 def _verify(archive: Path, names: list[str]) -> None:
