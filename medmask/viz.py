@@ -91,6 +91,7 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 #: Background of the panels where no image is drawn (RGB 0-255).
 BACKGROUND = (24, 24, 24)
 _PLANES = ("axial", "coronal", "sagittal")
+_LEGEND_MAX = 60  # legend entries of drawn masks (the largest; the rest are counted)
 _POS, _NEG = "LPS", "RAI"  # medmask spaces are LPS: +x is patient left, +y posterior, +z superior
 
 
@@ -294,27 +295,26 @@ def _plane_of(arr3: np.ndarray, view: _View, idx: int | None) -> np.ndarray:
     return arr2 if rest == [view.v, view.h] else arr2.T
 
 
-def _layer_plane(layer: _Layer, view: _View, idx: int | None, shape: Sequence[int]) -> np.ndarray:
-    """The layer's bool mask in the full (v, h) plane (unflipped)."""
-    out = np.zeros((shape[view.v], shape[view.h]), bool)
+def _layer_region(
+    layer: _Layer, view: _View, idx: int | None
+) -> tuple[slice, slice, np.ndarray] | None:
+    """Where the layer shows in the (v, h) plane (unflipped): ``(rows, cols, bool mask of
+    that box)``, or ``None`` when it does not show (work proportional to its box)."""
     box = layer.bbox
     if box is None:
-        return out
+        return None
     lo, hi = box[2 * view.normal], box[2 * view.normal + 1]
+    if idx is not None and not lo <= idx < hi:
+        return None
     sv = slice(box[2 * view.v], box[2 * view.v + 1])
     sh = slice(box[2 * view.h], box[2 * view.h + 1])
     if layer.crop is None:  # box only: its outline
-        if idx is None or lo <= idx < hi:
-            region = np.zeros((sv.stop - sv.start, sh.stop - sh.start), bool)
-            region[[0, -1], :] = True
-            region[:, [0, -1]] = True
-            out[sv, sh] = region
-        return out
-    if idx is None:
-        out[sv, sh] = _plane_of(layer.crop, view, None)
-    elif lo <= idx < hi:
-        out[sv, sh] = _plane_of(layer.crop, view, idx - lo)
-    return out
+        region = np.zeros((sv.stop - sv.start, sh.stop - sh.start), bool)
+        region[[0, -1], :] = True
+        region[:, [0, -1]] = True
+    else:
+        region = _plane_of(layer.crop, view, None if idx is None else idx - lo)
+    return (sv, sh, region) if region.any() else None
 
 
 def _densest(layers: Sequence[_Layer], shape: Sequence[int]) -> list[int]:
@@ -348,12 +348,14 @@ def _compose(
         rgb = np.repeat(base[..., None], 3, axis=2).astype(np.float32)
     shown = set()
     for lay in sorted(layers, key=lambda lay: -lay.voxels):  # small masks on top
-        m = _layer_plane(lay, view, idx, shape)
-        if not m.any():
+        found = _layer_region(lay, view, idx)
+        if found is None:
             continue
+        sv, sh, m = found
         shown.add(lay.name)
         c = np.asarray(lay.color, np.float32) / 255
-        rgb[m] = alpha * c + (1 - alpha) * rgb[m]
+        part = rgb[sv, sh]  # a view: painting it paints the panel
+        part[m] = alpha * c + (1 - alpha) * part[m]
     if view.flip_v:
         rgb = rgb[::-1]
     if view.flip_h:
@@ -522,7 +524,11 @@ def render(
         panels.append((view, at, rgb))
 
     handles = []
-    for lay in layers:
+    listed = layers
+    if len(layers) > _LEGEND_MAX:  # the largest ones; the rest are counted
+        keep = {lay.name for lay in sorted(layers, key=lambda lay: -lay.voxels)[: _LEGEND_MAX - 1]}
+        listed = [lay for lay in layers if lay.name in keep]
+    for lay in listed:
         note = "" if lay.name in shown else ", not in these slices"
         ml = f"{lay.volume_ml:,.1f}" if lay.volume_ml >= 1 else f"{lay.volume_ml:.2g}"
         handles.append(
@@ -531,6 +537,10 @@ def render(
                 edgecolor="none",
                 label=f"{lay.name} ({ml} mL{note})",
             )
+        )
+    if len(listed) < len(layers):
+        handles.append(
+            Patch(facecolor="0.6", edgecolor="none", label=f"+ {len(layers) - len(listed)} more")
         )
     if names is not None or len(empty) <= 3:
         for name in empty:
