@@ -2,8 +2,8 @@
 
 ``medmask.stats(paths)`` describes every mask of a dataset in one :class:`pandas.DataFrame`
 without decoding a voxel where the files allow it: a version-2 archive stores each mask's
-voxel count and bounding box in its index, and format 2.1 (medmask >= 0.3) its centroid and
-attributes too. What an older file lacks is computed by decoding, and the ``source`` column
+voxel count and bounding box in its index, and format 2.1 (written by this release) its
+centroid and attributes too. What an older file lacks is computed by decoding, and the ``source`` column
 says so for each row:
 
 ==========================  ==========================================================
