@@ -350,7 +350,8 @@ def test_memory_url_through_loadmaskd_and_dataset(case):
     ref = LoadMask(names=["liver"])(str(case / "case.mska"))
     assert torch.equal(got.as_tensor(), ref.as_tensor())
     ds = MaskArchiveDataset("memory://firsthour/", names=["liver"], storage_options={})
-    assert ds.archives == [url] and ds.storage_options == {}
+    assert len(ds.archives) == 1 and ds.archives[0].endswith("firsthour/case.mska")
+    assert ds.storage_options == {}
     assert len(ds) == 1 and torch.equal(ds[0]["mask"].as_tensor(), ref.as_tensor())
 
 

@@ -183,14 +183,20 @@ def _export(args: argparse.Namespace, src: str, out: str, kind: str) -> int:
         raise UsageError(str(exc)) from None
     what = "label map" if kind == "nifti" else "Slicer segmentation"
     say(args, f"wrote {out} ({what}, {len(report.masks)} masks)")
-    for note in getattr(report, "notes", []):
+    for note in report.notes:
         say(args, f"note: {note}")
-    lost = {n: v for n, v in (getattr(report, "lost", None) or {}).items() if v}
-    if lost:
+    for name in report.emptied:
         print(
-            f"medmask convert: note: {sum(lost.values()):,} voxels belonged to several masks; "
-            f"in the label map the later mask wins (masks losing voxels: {', '.join(lost)}); "
-            "'medmask unpack SRC -o DIR' writes one lossless file per mask",
+            f"medmask convert: warning: mask {name!r} lost all its "
+            f"{report.voxels.get(name, 0):,} voxels to later masks: it is absent from {out}",
+            file=sys.stderr,
+        )
+    if report.lost:
+        print(
+            f"medmask convert: note: {sum(report.lost.values()):,} voxels belonged to several "
+            f"masks; in the label map the later mask wins (masks losing voxels: "
+            f"{', '.join(report.lost)}); 'medmask unpack SRC -o DIR' writes one lossless file "
+            "per mask",
             file=sys.stderr,
         )
     return EXIT_OK
