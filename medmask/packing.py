@@ -462,12 +462,22 @@ def pack_case(
         if is_url(case) or is_url(out):
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medmask-case-")))
         if is_url(case):
+            from concurrent.futures import ThreadPoolExecutor
+
             from .io.remote import download
 
             local_case = tmp / "case"
             local_case.mkdir()
-            for url, _size, _t in _case_files(case, storage_options):
-                download(url, local_case / posixpath.basename(url), storage_options=storage_options)
+            urls = [url for url, _size, _t in _case_files(case, storage_options)]
+            with ThreadPoolExecutor(max_workers=8) as pool:  # a few requests in flight
+                list(
+                    pool.map(
+                        lambda u: download(
+                            u, local_case / posixpath.basename(u), storage_options=storage_options
+                        ),
+                        urls,
+                    )
+                )
         else:
             local_case = Path(case)
         local_out = tmp / "archive.mska" if is_url(out) else Path(out)

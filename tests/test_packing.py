@@ -267,3 +267,19 @@ def test_real_case_reads_identically(real_case):
         a = np.asanyarray(load_nifti(f).dataobj)
         b = np.asanyarray(nib.load(f).dataobj)
         assert a.dtype == b.dtype and np.array_equal(a, b), f.name
+
+
+def test_cli_pack_tree_s3(dataset, s3):
+    import subprocess
+    import sys
+
+    _upload_tree(dataset, lambda key, data: s3.put(f"raw/{key}", data))
+    endpoint = s3.storage_options["client_kwargs"]["endpoint_url"]
+    cmd = [sys.executable, "-m", "medmask", "pack-tree", s3.url("raw/"), "-o", s3.url("packed/")]
+    cmd += ["-w", "1", "--storage-option", f"client_kwargs.endpoint_url={endpoint}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "3 packed" in r.stdout and f"-> s3://{s3.name}/packed/" in r.stdout
+    assert s3.keys("packed/") == [f"packed/case_000{k}.mska" for k in range(3)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "3 already packed and verified" in r.stdout
