@@ -41,7 +41,8 @@ class _DirectStream(io.RawIOBase):
     """zlib-ng's raw gzip reader as a file object whose ``readinto`` inflates straight into
     the caller's buffer (``GzipNGFile.readinto`` inflates into a temporary bytes object and
     copies it). Reads are complete: short only at the end of the stream. Seeking forward
-    inflates and drops; seeking backward starts again from the compressed bytes."""
+    inflates and drops; seeking backward starts again from the compressed bytes; seeking
+    from the end is refused, as by ``gzip.GzipFile``."""
 
     def __init__(self, reader: Any, compressed: bytes, name: str) -> None:
         super().__init__()
@@ -67,6 +68,11 @@ class _DirectStream(io.RawIOBase):
         return total
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            # as gzip.GzipFile: finding the end means inflating everything. (numpy's memmap,
+            # which nibabel tries first, starts with seek(0, 2); this makes it give up at once
+            # instead of inflating the whole file twice.)
+            raise io.UnsupportedOperation("seek from the end of a gzip stream")
         here = self._raw.tell()
         if whence == io.SEEK_CUR:
             offset, whence = here + offset, io.SEEK_SET
