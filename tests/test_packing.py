@@ -4,6 +4,7 @@ NIfTI inflater (medmask.conversions._inflate) it reads through."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from pathlib import Path
 
@@ -254,6 +255,26 @@ def test_inflater_damage_is_a_clear_error_and_no_fd_leaks(tmp_path):
         assert len(list(fd_dir.iterdir())) <= before
     with pytest.raises(FileNotFoundError):
         read_nifti(tmp_path / "missing.nii.gz")
+
+
+def test_inflater_inflates_each_file_once(tmp_path, monkeypatch):
+    """nibabel tries numpy's memmap first, which seeks to the end: that must not inflate the
+    whole stream (and then again from the start)."""
+    pytest.importorskip("zlib_ng")
+    p = _variants(tmp_path)[0]
+    made = []
+    real = _inflate._GZIP._GzipReader
+
+    def counting(*args):
+        made.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(_inflate._GZIP, "_GzipReader", counting)
+    data = np.asanyarray(load_nifti(p).dataobj)
+    assert data.shape == (23, 17, 11)
+    assert len(made) <= 2  # one to sniff the header, one to read
+    with pytest.raises(io.UnsupportedOperation):
+        _inflate.open_gzip(p).seek(0, io.SEEK_END)
 
 
 def test_inflater_is_zlib_ng_here():
