@@ -605,3 +605,32 @@ def test_real_case_labelmap_warns_about_rib_right_12(real_case, tmp_path, capsys
     out = capsys.readouterr()
     assert "mask 'rib_right_12' lost all its 13 voxels" in out.err
     assert "rib_right_12: 13 of 13" in out.out
+
+
+def test_fast_frame_scan_matches_pydicom(tmp_path, series):
+    from medmask.conversions.dicom_seg import _frame_meta_fast
+
+    folder, space = series
+    highdicom_seg(folder, blobs(tuple(space.shape), seed=6), ["a", "b", "c"], tmp_path / "s.dcm")
+    ds = pydicom.dcmread(tmp_path / "s.dcm")
+    pos, seg, shared = _frame_meta_fast(ds, int(ds.NumberOfFrames), True)
+    per = ds.PerFrameFunctionalGroupsSequence
+    want = [[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient] for f in per]
+    assert np.array_equal(pos, np.array(want)) and shared
+    assert seg.tolist() == [
+        int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber) for f in per
+    ]
+
+
+def test_a_failing_source_leaves_no_archive(tmp_path):
+    from medmask.conversions.common import MaskRecord, records_to_archive
+
+    space = oblique_space((3, 4, 5))
+
+    def records():
+        yield MaskRecord("a", np.ones(space.shape, bool))
+        raise MaskValidationError("segment 2: damaged")
+
+    with pytest.raises(MaskValidationError, match="damaged"):
+        records_to_archive(records(), space, tmp_path / "x.mska")
+    assert list(tmp_path.iterdir()) == []

@@ -4,7 +4,7 @@ records, the report of a conversion, and writing records into an archive."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +122,7 @@ def records_to_archive(
     names = []
     with MaskArchive(out, "w", codec=codec, space=space) as ar:
         keep = ar.supports_attrs
-        for rec in progress(records) if progress else records:
+        for rec in _prefetch(progress(records) if progress else records):
             if tuple(rec.array.shape) != tuple(int(s) for s in space.shape):
                 raise MaskValidationError(
                     f"mask {rec.name!r}: shape {rec.array.shape} is not the grid {tuple(space.shape)}"
@@ -131,6 +131,54 @@ def records_to_archive(
             ar.add_segmask(seg, rec.name, attrs=(rec.attrs or None) if keep else None)
             names.append(rec.name)
     return names
+
+
+def _prefetch(items: Iterable[MaskRecord], depth: int = 2) -> Iterator[MaskRecord]:
+    """Iterate ``items`` while a thread builds the next ``depth`` of them.
+
+    Building a mask (unpacking a foreign file's voxels) then overlaps with encoding the
+    previous one (zstd and numpy release the GIL). Memory stays bounded (``depth`` masks
+    ahead); an exception in the builder is raised here; when the consumer stops early the
+    builder stops too.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+
+    t = threading.Thread(target=work, name="medmask-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def archive_records(
