@@ -195,7 +195,7 @@ def test_killed_worker_mid_case_is_rescheduled_and_leaves_no_partial_archive(cli
     client.wait_for_workers(2, timeout=30)
 
 
-def test_cli_dask_local_cluster(tmp_path):
+def test_cli_dask_local_cluster_and_existing_cluster(client, tmp_path):
     ds = tmp_path / "ds"
     write_phantom_dataset(ds, n_cases=2, shape_zyx=(10, 12, 12))
     dest = tmp_path / "packed"
@@ -207,6 +207,13 @@ def test_cli_dask_local_cluster(tmp_path):
         "case_0000.mska",
         "case_0001.mska",
     ]
+    # an existing cluster, by its address (this module's)
+    address = client.scheduler.address
+    r = subprocess.run(
+        [*cmd, "--force", "--dask", address], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 packed" in r.stdout and f"on dask {address}" in r.stdout
     env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
     r = subprocess.run(
         [*cmd, "--dask", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=60, env=env
