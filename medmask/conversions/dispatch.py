@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import MaskValidationError
 from ..io.names import expect_name, format_from_name, split_suffix
-from .common import ConversionReport, archive_records, records_to_archive
+from .common import ConversionReport, NeedsOptionError, archive_records, records_to_archive
 
 __all__ = ["to_archive", "from_archive", "archives_to_nnunet", "check_output"]
 
@@ -51,7 +51,8 @@ def check_output(out: str | os.PathLike, kinds: tuple[str, ...], *, what: str = 
 def _only(kind: str, **given: object) -> None:
     bad = [k for k, v in given.items() if v not in (None, False)]
     if bad:
-        raise MaskValidationError(f"{', '.join(bad)} do(es) not apply to a {kind} source")
+        shown = ", ".join(f"{k}= / --{k.replace('_', '-')}" for k in bad)
+        raise NeedsOptionError(f"{shown}: not applicable to a {kind} source ({kind} needs none)")
 
 
 def to_archive(
@@ -106,7 +107,10 @@ def to_archive(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     report = ConversionReport(str(src), str(out), kind)
     if out_kind == "msk" and kind != "nifti":
-        expect_name(out, "mska", what=f"archive of a {kind} source")
+        try:
+            expect_name(out, "mska", what=f"archive of a {kind} source (one mask per segment)")
+        except MaskValidationError as exc:
+            raise NeedsOptionError(str(exc)) from None
     if kind == "folder":
         _only("folder of masks", labels=labels, threshold=threshold, reference=reference)
         from ..packing import find_cases
