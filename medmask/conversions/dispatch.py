@@ -52,7 +52,7 @@ def _only(kind: str, **given: object) -> None:
     bad = [k for k, v in given.items() if v not in (None, False)]
     if bad:
         shown = ", ".join(f"{k}= / --{k.replace('_', '-')}" for k in bad)
-        raise NeedsOptionError(f"{shown}: not applicable to a {kind} source ({kind} needs none)")
+        raise NeedsOptionError(f"{shown}: not applicable to a {kind} source; leave it out")
 
 
 def to_archive(
