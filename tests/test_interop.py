@@ -591,11 +591,20 @@ def test_unpack_tree_writes_nnunet_layout(tmp_path):
     ]
 
 
-def test_missing_extra_message_names_pip_install():
+def test_missing_extra_message_names_pip_install(monkeypatch):
+    import sys
+
     from medmask.conversions import dicom_seg, slicer
 
-    src = Path(slicer.__file__).read_text() + Path(dicom_seg.__file__).read_text()
-    assert 'pip install "medmask[nrrd]"' in src and 'pip install "medmask[dicom]"' in src
+    monkeypatch.setitem(sys.modules, "nrrd", None)  # as if pynrrd were not installed
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    monkeypatch.setitem(sys.modules, "highdicom", None)
+    with pytest.raises(ImportError, match=r'pip install "medmask\[nrrd\]"'):
+        slicer._nrrd()
+    with pytest.raises(ImportError, match=r'pip install "medmask\[dicom\]"'):
+        dicom_seg._pydicom()
+    with pytest.raises(ImportError, match=r'pip install "medmask\[dicom\]"'):
+        dicom_seg._highdicom()
 
 
 # -- the real case --------------------------------------------------------------------------------
