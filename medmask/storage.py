@@ -32,7 +32,7 @@ from .errors import (
     MaskValidationError,
     close_matches,
 )
-from .format import archive_backend, open_archive, read_msk_record, sniff, v2, write_msk
+from .format import archive_backend, open_archive, read_msk_record, sniff, write_msk
 from .format._io import BBox, open_locked
 from .format.backend import ArchiveBackend
 from .format.base import Entry
@@ -390,7 +390,7 @@ class MaskArchive:
                 "with mode 'w' (it is uploaded whole at close), or edit a local copy "
                 "(medmask.io.remote.download) and upload it"
             )
-        self._minor = 0 if compat == "0.2" else v2.MINOR
+        self._minor = 0 if compat == "0.2" else None  # None: the newest layout
         self._codec = get_codec(codec) if (codec is not None or mode == "w") else None
         self._source: ByteSource | None = None  # mode "r": the source this handle owns
         self._lock_fd: int | None = None
@@ -498,7 +498,7 @@ class MaskArchive:
         """Names of the codecs the stored masks use (sorted; the version's default when empty)."""
         self._check_open()
         names = sorted({e.codec.name for e in self._backend.entries})
-        return names or [get_codec("zstd" if self.version == 1 else None).name]
+        return names or [self._backend.default_codec]
 
     @property
     def mask_bytes(self) -> int:
@@ -607,7 +607,7 @@ class MaskArchive:
             self._by_name[name] = len(b.names) - 1
 
     def _write_codec(self) -> Codec:
-        return self._codec or get_codec("zstd" if self.version == 1 else None)
+        return self._codec or get_codec(self._backend.default_codec)
 
     def _as_segmask(
         self,

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..codecs import Codec
-from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from ..errors import CorruptFileError, UnsupportedFormatError
 from ..io.source import ByteSource, LocalFileSource, open_source
 from ..mapping import LabelMapping
 from ..spaces import Space
 from . import v1, v2
-from ._io import BBox, atomic_temp, crop_to_bbox
+from ._io import BBox, atomic_temp
 from .backend import ArchiveBackend
-from .base import Entry, bbox_slices
+from .base import Entry, MskRecord, bbox_slices
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -44,6 +43,7 @@ SUPPORTED_VERSIONS = (1, 2)
 
 _KIND = {b"MSK1": "msk", b"MSKA": "mska"}
 _ARCHIVES: dict[int, type[ArchiveBackend]] = {1: v1.V1Archive, 2: v2.V2Archive}
+_MSK = {1: v1, 2: v2}  # modules with MSK_HEADER, read_msk and encode_msk
 
 
 def archive_backend(version: int) -> type[ArchiveBackend]:
@@ -98,33 +98,6 @@ def _header(source: ByteSource, size: int) -> bytes:
             f"header truncated ({source.size()} of {size} bytes)", path=source.name, field="header"
         )
     return source.read(0, size, field="header")
-
-
-@dataclass
-class MskRecord:
-    """What a ``.msk`` file holds.
-
-    Attributes:
-        array: The full volume, or the bounding-box region when read ``cropped``.
-        mapping: The ``{name: label}`` mapping.
-        space: The ``(z, y, x)`` space.
-        bbox: See :func:`read_msk`.
-        version: The format major version.
-        minor: The format minor version.
-        voxels: Number of non-zero voxels (from the header for version 2).
-        centroid: Stored centroid (format 2.1 files with attributes), else ``None``.
-        attrs: Stored attributes (``{}`` when none).
-    """
-
-    array: np.ndarray
-    mapping: LabelMapping
-    space: Space
-    bbox: BBox | None
-    version: int
-    minor: int
-    voxels: int
-    centroid: tuple[float, float, float] | None
-    attrs: dict
 
 
 def read_msk(
@@ -187,27 +160,8 @@ def _read_msk(source: ByteSource, cropped: bool) -> MskRecord:
             path=source.name,
             field="magic",
         )
-    if major == 1:
-        array, mapping, space = v1.decode_msk(source, _header(source, v1.MSK_HEADER.size))
-        box = None
-        if cropped:
-            array, box = crop_to_bbox(array)
-        voxels = int(np.count_nonzero(array))
-        return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {})
-    header = _header(source, v2.MSK_HEADER.size)
-    entry, space, box_arr = v2.decode_msk(source, header)
-    mapping = entry.mapping(source.name)
-    if cropped:
-        array = (
-            np.zeros((0, 0, 0), entry.dtype) if box_arr is None else np.ascontiguousarray(box_arr)
-        )
-    else:
-        array = np.zeros(tuple(space.shape), entry.dtype)
-        if box_arr is not None:
-            array[bbox_slices(entry.bbox)] = box_arr
-    return MskRecord(
-        array, mapping, space, entry.bbox, 2, header[5], entry.voxels, entry.centroid, entry.attrs
-    )
+    size = _MSK[major].MSK_HEADER.size
+    return _MSK[major].read_msk(source, _header(source, size), cropped=cropped)
 
 
 def write_msk(
@@ -226,15 +180,7 @@ def write_msk(
     Raises:
         MaskValidationError: ``attrs`` given with a version-1 codec.
     """
-    if codec.format_version == 1:
-        if attrs:
-            raise MaskValidationError(
-                f"{path}: a version-1 file (codec {codec.name!r}) cannot hold attributes; "
-                "write version 2 (the default codec) or drop attrs="
-            )
-        data = v1.encode_msk(array, mapping, space)
-    else:
-        data = v2.encode_msk(array, mapping, space, codec, attrs)
+    data = _MSK[codec.format_version].encode_msk(array, mapping, space, codec, attrs, path=path)
     with atomic_temp(Path(path)) as (fh, _tmp):
         fh.write(data)
 

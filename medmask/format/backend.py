@@ -38,6 +38,7 @@ class ArchiveBackend(ABC):
 
     Attributes:
         version: The format major version.
+        default_codec: Name of the codec new masks are written with.
         minor: The format minor version of the file (new archives: the newest one).
         path: The file or URL, for messages.
         source: Where committed bytes are read from (``None`` for a version-1 archive
@@ -45,6 +46,8 @@ class ArchiveBackend(ABC):
     """
 
     version: ClassVar[int]
+    #: Name of the codec new masks of this version are written with.
+    default_codec: ClassVar[str]
     minor: int = 0
     path: object
     source: ByteSource | None = None
@@ -67,13 +70,15 @@ class ArchiveBackend(ABC):
 
     @classmethod
     @abstractmethod
-    def create(cls, path: Path, *, space: Space | None, minor: int) -> ArchiveBackend:
-        """A new, empty archive to be published at ``path`` by :meth:`publish` (mode ``"w"``)."""
+    def create(cls, path: Path, *, space: Space | None, minor: int | None) -> ArchiveBackend:
+        """A new, empty archive to be published at ``path`` by :meth:`publish` (mode ``"w"``).
+
+        ``minor`` chooses an older layout of the version (``None``: the newest)."""
 
     @classmethod
     @abstractmethod
     def create_missing(
-        cls, path: Path, *, space: Space | None, minor: int
+        cls, path: Path, *, space: Space | None, minor: int | None
     ) -> ArchiveBackend | None:
         """Create an empty archive at ``path`` unless a file appeared there meanwhile
         (mode ``"a"`` on a missing file).

@@ -12,7 +12,7 @@ from ..mapping import LabelMapping
 from ..spaces import Space, space_from_disk_json
 from ._io import BBox
 
-__all__ = ["Entry", "parse_mapping", "read_space", "bbox_slices", "full_bbox"]
+__all__ = ["Entry", "MskRecord", "parse_mapping", "read_space", "bbox_slices", "full_bbox"]
 
 
 def read_space(raw: bytes, *, path: object) -> Space:
@@ -103,3 +103,30 @@ class Entry:
             return None
         z0, z1, y0, y1, x0, x1 = self.bbox
         return z1 - z0, y1 - y0, x1 - x0
+
+
+@dataclass
+class MskRecord:
+    """What a ``.msk`` file holds.
+
+    Attributes:
+        array: The full volume, or the bounding-box region when read ``cropped``.
+        mapping: The ``{name: label}`` mapping.
+        space: The ``(z, y, x)`` space.
+        bbox: See :func:`read_msk`.
+        version: The format major version.
+        minor: The format minor version.
+        voxels: Number of non-zero voxels (from the header for version 2).
+        centroid: Stored centroid (format 2.1 files with attributes), else ``None``.
+        attrs: Stored attributes (``{}`` when none).
+    """
+
+    array: np.ndarray
+    mapping: LabelMapping
+    space: Space
+    bbox: BBox | None
+    version: int
+    minor: int
+    voxels: int
+    centroid: tuple[float, float, float] | None
+    attrs: dict

@@ -27,13 +27,14 @@ from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
 from ._io import atomic_temp, crop_to_bbox, lock_exclusive
 from .backend import ArchiveBackend
-from .base import Entry, full_bbox, parse_mapping, read_space
+from .base import Entry, MskRecord, full_bbox, parse_mapping, read_space
 
 __all__ = [
     "MSK_HEADER",
     "MSKA_HEADER",
     "encode_msk",
     "decode_msk",
+    "read_msk",
     "build_mska",
     "V1Archive",
     "INDEX_CAPACITY",
@@ -49,8 +50,25 @@ INDEX_CAPACITY = 4000
 _CODEC = ZstdCodec()
 
 
-def encode_msk(array: np.ndarray, mapping: LabelMapping, space: Space) -> bytes:
-    """Serialise one mask as a version-1 ``.msk`` file (bytes)."""
+def encode_msk(
+    array: np.ndarray,
+    mapping: LabelMapping,
+    space: Space,
+    codec: Codec | None = None,
+    attrs: dict | None = None,
+    *,
+    path: object = None,
+) -> bytes:
+    """Serialise one mask as a version-1 ``.msk`` file (bytes; the codec is always zstd).
+
+    Raises:
+        MaskValidationError: ``attrs`` given: version 1 cannot hold attributes.
+    """
+    if attrs:
+        raise MaskValidationError(
+            f"{path}: a version-1 file (codec 'zstd') cannot hold attributes; write version 2 "
+            "(the default codec) or drop attrs="
+        )
     space_b = space_to_disk_json(space)
     map_b = json.dumps(mapping.to_dict()).encode("utf-8")
     blob = _CODEC.encode(array)
@@ -76,6 +94,16 @@ def decode_msk(source: ByteSource, header: bytes) -> tuple[np.ndarray, LabelMapp
     blob = source.read(d_off, d_len, field="data")
     array = codec.decode(blob, shape=tuple(space.shape), path=path)
     return array, mapping, space
+
+
+def read_msk(source: ByteSource, header: bytes, *, cropped: bool = False) -> MskRecord:
+    """Read a version-1 ``.msk`` (see :func:`medmask.format.read_msk_record`)."""
+    array, mapping, space = decode_msk(source, header)
+    box = None
+    if cropped:
+        array, box = crop_to_bbox(array)
+    voxels = int(np.count_nonzero(array))
+    return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {})
 
 
 def _loads(raw: bytes, *, path: object, field: str, mask: str | None = None) -> object:
@@ -204,6 +232,7 @@ class V1Archive(ArchiveBackend):
     """
 
     version = 1
+    default_codec = "zstd"
     minor = 0
 
     def __init__(
@@ -239,11 +268,11 @@ class V1Archive(ArchiveBackend):
         return cls(source.name, space, entries, source=source, blobs=by_name, exists=True)
 
     @classmethod
-    def create(cls, path: Path, *, space: Space | None, minor: int = 0) -> V1Archive:
+    def create(cls, path: Path, *, space: Space | None, minor: int | None = None) -> V1Archive:
         return cls(path, space, [], blobs={}, exists=Path(path).exists())
 
     @classmethod
-    def create_missing(cls, path: Path, *, space: Space | None, minor: int = 0):
+    def create_missing(cls, path: Path, *, space: Space | None, minor: int | None = None):
         if space is None:  # a version-1 file cannot exist without a space: the first commit
             return cls(path, None, [], blobs={}, exists=False)
         with contextlib.suppress(FileExistsError):  # noqa: SIM117 - the link may raise it

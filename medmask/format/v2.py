@@ -49,7 +49,7 @@ from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
 from ._io import BBox, atomic_temp, bounding_box, crc32, fsync_dir, make_temp, read_verified
 from .backend import ArchiveBackend
-from .base import Entry, bbox_slices, read_space
+from .base import Entry, MskRecord, bbox_slices, read_space
 
 __all__ = [
     "MSK_HEADER",
@@ -63,6 +63,7 @@ __all__ = [
     "encode_record",
     "encode_msk",
     "decode_msk",
+    "read_msk",
     "V2Archive",
 ]
 
@@ -254,6 +255,8 @@ def encode_msk(
     space: Space,
     codec: Codec,
     attrs: dict | None = None,
+    *,
+    path: object = None,
 ) -> bytes:
     """Serialise one mask as a version-2 ``.msk`` file (bytes).
 
@@ -340,6 +343,23 @@ def decode_msk(source: ByteSource, header: bytes) -> tuple[Entry, Space, np.ndar
     return entry, space, box
 
 
+def read_msk(source: ByteSource, header: bytes, *, cropped: bool = False) -> MskRecord:
+    """Read a version-2 ``.msk`` (see :func:`medmask.format.read_msk_record`)."""
+    entry, space, box_arr = decode_msk(source, header)
+    mapping = entry.mapping(source.name)
+    if cropped:
+        array = (
+            np.zeros((0, 0, 0), entry.dtype) if box_arr is None else np.ascontiguousarray(box_arr)
+        )
+    else:
+        array = np.zeros(tuple(space.shape), entry.dtype)
+        if box_arr is not None:
+            array[bbox_slices(entry.bbox)] = box_arr
+    return MskRecord(
+        array, mapping, space, entry.bbox, 2, header[5], entry.voxels, entry.centroid, entry.attrs
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # .mska
 # --------------------------------------------------------------------------------------------
@@ -422,6 +442,7 @@ class V2Archive(ArchiveBackend):
     """
 
     version = 2
+    default_codec = "bitzstd"
 
     def __init__(
         self,
@@ -464,8 +485,9 @@ class V2Archive(ArchiveBackend):
         os.pwrite(fd, pre + b"\0" * (2 * SLOT.size), 0)
 
     @classmethod
-    def create(cls, path: Path, *, space: Space | None, minor: int = MINOR) -> V2Archive:
+    def create(cls, path: Path, *, space: Space | None, minor: int | None = None) -> V2Archive:
         path = Path(path)
+        minor = MINOR if minor is None else minor
         fd, tmp = make_temp(path)
         try:
             cls._init_file(fd, minor)
@@ -480,7 +502,8 @@ class V2Archive(ArchiveBackend):
         return self
 
     @classmethod
-    def create_missing(cls, path: Path, *, space: Space | None, minor: int = MINOR) -> None:
+    def create_missing(cls, path: Path, *, space: Space | None, minor: int | None = None) -> None:
+        minor = MINOR if minor is None else minor
         # replace=False: if another writer created it meanwhile, the caller opens theirs
         with contextlib.suppress(FileExistsError):  # noqa: SIM117 - the link may raise it
             with atomic_temp(Path(path), replace=False) as (fh, tmp):
