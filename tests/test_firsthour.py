@@ -153,10 +153,6 @@ COMMANDS = {
     "stats": ["stats", "{missing}"],
     "show": ["show", "{missing}", "-o", "{tmp}/x.png"],
 }
-NOT_YET = {  # commands owned elsewhere that still exit 1; see the report of issue 10
-    "stats": "medmask stats exits 1 for a missing input (owner: stats/show)",
-    "show": "medmask show exits 1 for a missing input (owner: stats/show)",
-}
 
 
 @pytest.fixture(scope="module")
@@ -164,15 +160,7 @@ def top_help() -> str:
     return run("--help").stdout
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(reason=NOT_YET[c], strict=False))
-        if c in NOT_YET
-        else c
-        for c in COMMANDS
-    ],
-)
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_missing_input_exits_2_for_every_command(command, tmp_path, top_help):
     if f"    {command} " not in top_help:
         pytest.skip(f"medmask {command} is not a command of this build")
