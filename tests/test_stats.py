@@ -311,6 +311,8 @@ def test_cli_text_names_and_errors(tmp_path, phantom, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["stats", str(empty)]) == 2
+    assert main(["stats", str(tmp_path / "gone.mska")]) == 2
+    assert "gone.mska" in capsys.readouterr().err
 
 
 # -- URLs ---------------------------------------------------------------------------------------

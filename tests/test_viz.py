@@ -213,6 +213,9 @@ def test_cli_show_file_and_no_display(archive, tmp_path, monkeypatch, capsys):
     assert "pic.png" in capsys.readouterr().err
     assert main(["show", str(archive), "--names", "nope", "-o", str(out)]) == 1
     assert "nope" in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "gone.mska"), "-o", str(out)]) == 2
+    assert main(["show", str(archive), "--image", str(tmp_path / "ct.nii.gz"), "-o", str(out)]) == 2
+    assert "ct.nii.gz" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

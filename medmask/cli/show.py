@@ -70,11 +70,19 @@ def _window_arg(raw: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _require(path: Path) -> None:
+    """A missing or folder input is bad usage (exit status 2)."""
+    try:
+        require_file(path)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _open_source(args: argparse.Namespace):
     """What to draw: a local path, or for a URL an open archive / a loaded mask."""
     if not is_url(args.archive):
         path = Path(args.archive)
-        require_file(path)
+        _require(path)
         return path
     so = storage_options(args)
     if split_suffix(args.archive)[1].lower() == ".msk":
@@ -87,10 +95,12 @@ def _open_source(args: argparse.Namespace):
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if not is_url(args.archive):
+        _require(Path(args.archive))
     args.names = _names(args.names)
     kwargs = {"mip": args.mip, "image": args.image, "window": _window_arg(args.window)}
     if args.image is not None:
-        require_file(Path(args.image))
+        _require(Path(args.image))
     out = None
     if args.output is not None:
         out = Path(args.output)

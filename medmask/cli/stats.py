@@ -117,7 +117,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from .. import stats as st
 
     so = storage_options(args)
-    files = st.find_mask_files(args.paths, storage_options=so)
+    try:
+        files = st.find_mask_files(args.paths, storage_options=so)
+    except FileNotFoundError as exc:  # a missing input is bad usage
+        raise UsageError(str(exc)) from None
     if not files:
         raise UsageError(f"no .msk / .mska files in {' '.join(args.paths)}")
     import warnings
