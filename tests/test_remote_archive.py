@@ -208,7 +208,7 @@ def test_append_mode_on_a_url_is_refused(s3, phantom):
 
 
 # -- DataLoader workers reading from S3 ------------------------------------------------------
-def _batches(ds, ctx: str) -> list:
+def _loader_batches(ds, ctx: str, epochs: int = 2) -> list:
     from torch.utils.data import DataLoader
 
     dl = DataLoader(
@@ -220,19 +220,35 @@ def _batches(ds, ctx: str) -> list:
         shuffle=False,
     )
     out = []
-    for _epoch in range(2):
+    for _epoch in range(epochs):
         for batch in dl:
             out.append((list(batch["name"]), zlib.crc32(batch["mask"].numpy().tobytes())))
     return out
 
 
-@pytest.mark.parametrize("ctx", ["fork", "spawn"])
-def test_dataloader_workers_read_from_s3_like_local(s3, phantom, tmp_path, ctx):
+def _expected_batches(ds, epochs: int = 2) -> list:
+    """What the loader must give: the items read in this process, batched by 3."""
+    import torch
+
+    items = [ds[i] for i in range(len(ds))]
+    out = []
+    for k in range(0, len(items), 3):
+        chunk = items[k : k + 3]
+        mask = torch.stack([torch.as_tensor(it["mask"]) for it in chunk]).numpy()
+        out.append(([it["name"] for it in chunk], zlib.crc32(mask.tobytes())))
+    return out * epochs
+
+
+def _dataset_or_skip():
     pytest.importorskip("torch")
     from medmask_monai import MaskArchiveDataset
 
     if "storage_options" not in inspect.signature(MaskArchiveDataset.__init__).parameters:
         pytest.skip("MaskArchiveDataset(storage_options=...) not there yet (H4)")
+    return MaskArchiveDataset
+
+
+def _three_copies(s3, phantom, tmp_path) -> tuple[list[str], list[str]]:
     path, _masks, _space = phantom
     data = path.read_bytes()
     local, urls = [], []
@@ -240,7 +256,39 @@ def test_dataloader_workers_read_from_s3_like_local(s3, phantom, tmp_path, ctx):
         (tmp_path / f"c{i}.mska").write_bytes(data)
         local.append(str(tmp_path / f"c{i}.mska"))
         urls.append(s3.put(f"dl/c{i}.mska", data))
-    names = ["liver", "spleen", "aorta", "stomach"]
-    want = _batches(MaskArchiveDataset(local, names=names), ctx)
-    got = _batches(MaskArchiveDataset(urls, names=names, storage_options=s3.storage_options), ctx)
+    return local, urls
+
+
+NAMES = ["liver", "spleen", "aorta", "stomach"]
+
+
+@pytest.mark.parametrize(
+    "ctx", ["fork", pytest.param("spawn", marks=pytest.mark.slow)]
+)  # spawn: ~20 s of worker start-up (torch + monai imports) per loader on the CI machine
+def test_dataloader_workers_read_from_s3_like_local(s3, phantom, tmp_path, ctx):
+    dataset = _dataset_or_skip()
+    local, urls = _three_copies(s3, phantom, tmp_path)
+    want = _expected_batches(dataset(local, names=NAMES))
+    got = _loader_batches(dataset(urls, names=NAMES, storage_options=s3.storage_options), ctx)
     assert got == want and len(got) == 2 * 4
+
+
+def _spawned_read(url: str, storage_options: dict) -> int:
+    from medmask import MaskArchive as _MA
+
+    with _MA(url, storage_options=storage_options) as ar:
+        return zlib.crc32(np.ascontiguousarray(ar.read_array("liver")).tobytes())
+
+
+def test_spawned_processes_read_from_s3(s3, phantom):
+    """Spawn start method without torch: a fresh interpreter gets the URL and the options
+    (pickled), makes its own client and reads the same bytes."""
+    import multiprocessing as mp
+
+    path, _masks, _space = phantom
+    url = s3.put("sp/case.mska", path.read_bytes())
+    with MaskArchive(path) as ar:
+        want = zlib.crc32(np.ascontiguousarray(ar.read_array("liver")).tobytes())
+    with mp.get_context("spawn").Pool(2) as pool:
+        got = pool.starmap(_spawned_read, [(url, s3.storage_options)] * 2)
+    assert got == [want, want]
