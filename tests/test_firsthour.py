@@ -7,6 +7,7 @@ The console script runs in a subprocess (real exit codes and stderr).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -146,6 +147,7 @@ COMMANDS = {
     "pack": ["pack", "{missing}", "-o", "{tmp}/x.mska"],
     "pack-tree": ["pack-tree", "{missing}", "-o", "{tmp}/out"],
     "unpack": ["unpack", "{missing}", "-o", "{tmp}/out"],
+    "unpack-tree": ["unpack-tree", "{missing}", "-o", "{tmp}/out"],
     "ls": ["ls", "{missing}"],
     "info": ["info", "{missing}"],
     "verify": ["verify", "{missing}"],
@@ -158,6 +160,12 @@ COMMANDS = {
 @pytest.fixture(scope="module")
 def top_help() -> str:
     return run("--help").stdout
+
+
+def test_every_command_is_checked(top_help):
+    """A new command joins COMMANDS (and so the exit-status check) when it is added."""
+    listed = set(re.findall(r"^    ([a-z][a-z-]+)  ", top_help, flags=re.M))
+    assert listed and listed <= set(COMMANDS), sorted(listed - set(COMMANDS))
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
