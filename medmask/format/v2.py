@@ -681,18 +681,46 @@ class V2Archive(ArchiveBackend):
         """Read, verify and decode the stored (cropped) region of a non-empty entry."""
         return read_box(self.source, entry, out)
 
-    def read_boxes(self, entries: Sequence[Entry]) -> list[np.ndarray | None]:
-        """The stored regions of several entries, their blobs read in one
-        :meth:`~medmask.io.source.ByteSource.read_many` call (coalesced remotely)."""
+    def _blobs(self, entries: Sequence[Entry]) -> dict[str, bytes | None]:
+        """The blobs of the non-empty entries, read in one
+        :meth:`~medmask.io.source.ByteSource.read_many` call (coalesced remotely); a blob
+        whose CRC fails is ``None`` (the caller reads it again through :meth:`read_box`,
+        which retries remotely or raises with the usual message)."""
         full = [e for e in entries if e.bbox is not None]
-        blobs = self.source.read_many([(e.offset, e.length) for e in full])
-        decoded = {}
-        for e, blob in zip(full, blobs, strict=True):
-            if crc32(blob) != e.crc:  # re-read (remote) or raise, with the usual message
-                decoded[e.name] = self.read_box(e)
+        blobs = self.source.read_many([(e.offset, e.length) for e in full], field="data")
+        return {
+            e.name: (b if crc32(b) == e.crc else None) for e, b in zip(full, blobs, strict=True)
+        }
+
+    def read_boxes(self, entries: Sequence[Entry]) -> list[np.ndarray | None]:
+        """The stored regions of several entries, their blobs read together."""
+        blobs = self._blobs(entries)
+        out: list[np.ndarray | None] = []
+        for e in entries:
+            if e.bbox is None:
+                out.append(None)
+            elif blobs[e.name] is None:
+                out.append(self.read_box(e))
             else:
-                decoded[e.name] = _decode(e, blob, self.path, None)
-        return [decoded.get(e.name) if e.bbox is not None else None for e in entries]
+                out.append(_decode(e, blobs[e.name], self.path, None))
+        return out
+
+    def read_many_full(self, entries: Sequence[Entry]) -> list[np.ndarray]:
+        """Full volumes of several entries, their blobs read together and each decoded
+        straight into its volume."""
+        blobs = self._blobs(entries)
+        shape = tuple(int(s) for s in self.space.shape) if entries else ()
+        out = []
+        for e in entries:
+            full = np.zeros(shape, e.dtype)
+            if e.bbox is not None:
+                view = full[bbox_slices(e.bbox)]
+                if blobs[e.name] is None:
+                    self.read_box(e, out=view)
+                else:
+                    _decode(e, blobs[e.name], self.path, view)
+            out.append(full)
+        return out
 
     # -- staging ---------------------------------------------------------------------------
     def _writable(self) -> None:
