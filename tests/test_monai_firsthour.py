@@ -365,3 +365,23 @@ def test_loadmask_missing_empty_warns_for_a_likely_misspelling(case):
         LoadMask(names=["liver", "pancreas", "kidney_left"], missing="empty")(path)
     with pytest.raises(MaskNotFoundError, match="did you mean: 'liver'"):
         LoadMask(names=["lver"])(path)  # missing="raise" (the default) raises as before
+
+
+def test_loadmaskd_and_reader_on_s3(case, s3):
+    """A real S3 endpoint on loopback (moto): LoadMaskd, MaskReader and the folder form of
+    MaskArchiveDataset read the URL with storage_options, the same tensors as locally."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    url = s3.put("labels/case.mska", (case / "case.mska").read_bytes())
+    so = s3.storage_options
+    ref = LoadMask(names=ORGANS)(str(case / "case.mska"))
+    got = LoadMaskd("label", names=ORGANS, storage_options=so)({"label": url})["label"]
+    assert torch.equal(got.as_tensor(), ref.as_tensor()) and torch.equal(got.affine, ref.affine)
+    assert got.meta["filename_or_obj"] == url  # never turned into a (mangled) Path
+    liver = LoadMask(names=["liver"])(str(case / "case.mska")).numpy()
+    reader = MaskReader(names=["liver"], storage_options=so)
+    array, _meta = reader.get_data(reader.read(url))
+    np.testing.assert_array_equal(array, liver)
+    ds = MaskArchiveDataset(f"s3://{s3.name}/labels/", names=["liver"], storage_options=so)
+    assert ds.archives == [url]
+    np.testing.assert_array_equal(ds[0]["mask"].numpy(), liver)
