@@ -3,14 +3,19 @@
 :class:`FsspecSource` is the :class:`~medmask.io.source.ByteSource` of a URL (``s3://``,
 ``gs://``, ``az://``, ``http(s)://``, ``file://``, ``memory://``...). It opens the
 filesystem with :func:`fsspec.core.url_to_fs`, so fsspec's own configuration applies
-(``FSSPEC_S3_ENDPOINT_URL``, ``AWS_*`` variables, ``~/.config/fsspec``), pins the object's
-version with one ``info`` request, and serves reads with byte-range requests:
+(``FSSPEC_S3_ENDPOINT_URL``, ``AWS_*`` variables, ``~/.config/fsspec``), pins the
+object's version at open and serves reads with byte-range requests:
 
-* the first read fetches the whole object when it is small (at most
-  :data:`WHOLE_OBJECT_LIMIT` bytes), otherwise the head (:data:`HEAD_BLOCK` bytes) and the
-  tail (:data:`TAIL_BLOCK` bytes) at once (two concurrent requests). Both are cached, so the
-  header, the commit slots, the space and the newest index segment of a version-2 archive
-  usually come from the cache: opening one costs 3 requests (``info`` + head + tail);
+* opening costs one request. On S3 it is a GET of the last :data:`TAIL_BLOCK` bytes
+  (``Range: bytes=-N``), whose headers give the size, ETag and version id: an object of at
+  most :data:`TAIL_BLOCK` bytes (the real 117-mask case is 37 kB) is then wholly cached.
+  Elsewhere it is an ``info`` request;
+* the first read fetches what the cache lacks: the rest of the object when it is at most
+  :data:`WHOLE_OBJECT_LIMIT` bytes, otherwise the head (:data:`HEAD_BLOCK` bytes; on other
+  backends the head and the tail at once, in two concurrent requests). Both ends stay
+  cached, so the header, the commit slots, the space and the newest index segment of a
+  version-2 archive usually come from the cache: opening one costs 1 request on S3 when it
+  is small, 2 otherwise (3 on other backends);
 * any other read is exactly one ranged GET (one mask: its blob);
 * :meth:`FsspecSource.read_many` merges ranges less than :data:`COALESCE_GAP` bytes apart
   (up to :data:`MAX_REQUEST_BYTES` per request) and issues the requests concurrently (at most
@@ -84,13 +89,13 @@ __all__ = [
     "UPLOAD_PART_SIZE",
 ]
 
-#: Objects of at most this many bytes are fetched whole by the first read (one request).
+#: Objects of at most this many bytes are fetched whole by open and the first read.
 WHOLE_OBJECT_LIMIT = 256 * 1024
 #: Bytes fetched (and cached) from the start of a larger object by the first read: the
 #: version-2 preamble and commit slots (144 B), a ``.msk`` header and meta, a version-1 header
 #: and its index.
 HEAD_BLOCK = 16 * 1024
-#: Bytes fetched (and cached) from the end of a larger object by the first read: a
+#: Bytes fetched (and cached) from the end of an object (on S3 by the open request): a
 #: version-2 archive keeps its newest index segment (and usually its space) there.
 TAIL_BLOCK = 64 * 1024
 #: :meth:`FsspecSource.read_many` reads ranges closer than this in one request.
@@ -289,6 +294,34 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+# -- fork hygiene ----------------------------------------------------------------------------
+#: s3fs clients inherited from the parent by a forked child: kept referenced and never
+#: closed there. s3fs closes a client when it is garbage collected, through the parent's
+#: event loop, which does not run in the child: each such close waited for a timeout, then
+#: closed the child's copies of the parent's connections, and could log asyncio errors.
+_INHERITED: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    import sys
+    import weakref
+
+    core = sys.modules.get("s3fs.core")
+    if core is None:
+        return
+    cls = core.S3FileSystem
+    _INHERITED.extend(getattr(cls, "_cache", {}).values())
+    registry = getattr(weakref.finalize, "_registry", {})
+    for fin, info in list(registry.items()):
+        if getattr(info.func, "__qualname__", "") == "S3FileSystem.close_session":
+            _INHERITED.append(info.args)  # the client stays referenced, never closed here
+            fin.detach()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # -- the source ------------------------------------------------------------------------------
 class FsspecSource(ByteSource):
     """An object behind a URL, read with byte-range requests (see the module docstring).
@@ -375,8 +408,10 @@ class FsspecSource(ByteSource):
         self._check_range(offset, length, field, mask)
         if length == 0:
             return b""
-        self._prefetch(field, mask)
         hit = self._cached(offset, length)
+        if hit is None and not self._prefetched:
+            self._prefetch(field, mask)
+            hit = self._cached(offset, length)
         if hit is not None:
             return hit
         return self._call(self._get_once, offset, offset + length, field=field, mask=mask)
@@ -395,7 +430,8 @@ class FsspecSource(ByteSource):
             self._check_range(off, length, field, None)
         if not ranges:
             return []
-        self._prefetch(field, None)
+        if not self._prefetched and any(n and self._cached(off, n) is None for off, n in ranges):
+            self._prefetch(field, None)
         out: list[bytes | None] = [None] * len(ranges)
         todo = []
         for i, (off, length) in enumerate(ranges):
@@ -474,13 +510,18 @@ class FsspecSource(ByteSource):
                 self._prefetch_locked(field, mask)
 
     def _prefetch_locked(self, field: str, mask: str | None) -> None:
-        if self._size <= WHOLE_OBJECT_LIMIT or self._size <= HEAD_BLOCK + TAIL_BLOCK:
-            spans = [(0, self._size)]
+        have = self._blocks[0][0] if self._blocks else self._size  # S3: the tail came at open
+        if have == 0:
+            spans = []
+        elif self._size <= WHOLE_OBJECT_LIMIT or have <= HEAD_BLOCK:
+            spans = [(0, have)]  # the rest of a small object: one request
+        elif self._blocks:
+            spans = [(0, HEAD_BLOCK)]
         else:
             spans = [(0, HEAD_BLOCK), (self._size - TAIL_BLOCK, self._size)]
-        bodies = self._call_many(spans, field=field, mask=mask)
+        bodies = self._call_many(spans, field=field, mask=mask) if spans else []
         with self._lock:
-            self._blocks = [(s, b) for (s, _e), b in zip(spans, bodies, strict=True)]
+            self._blocks = [*self._blocks, *((s, b) for (s, _e), b in zip(spans, bodies))]
             self._prefetched = True
 
     # one attempt of each request kind -----------------------------------------------------
@@ -489,7 +530,7 @@ class FsspecSource(ByteSource):
         fs = self._filesystem()
         self.requests += 1
         if self._s3:
-            return _sync(fs, self._s3_head(fs), self.policy.timeout)
+            return _sync(fs, self._s3_open(fs), self.policy.timeout)
         info = fs.info(self._path)
         if info.get("type") == "directory":
             raise IsADirectoryError(errno.EISDIR, "is a folder, not an object", self.name)
@@ -501,15 +542,42 @@ class FsspecSource(ByteSource):
                 break
         return size, None, f"{tag};size={size}" if tag else f"size={size}", None
 
-    async def _s3_head(self, fs: Any) -> tuple[int, str | None, str | None, str | None]:
+    async def _s3_open(self, fs: Any) -> tuple[int, str | None, str | None, str | None]:
+        """One GET of the last :data:`TAIL_BLOCK` bytes (the whole object when it is no
+        larger): its headers pin the size, ETag and version, its body is cached."""
         client = await _s3_client(fs, self._bucket)
-        kw: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key}
+        kw: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": self._key,
+            "Range": f"bytes=-{TAIL_BLOCK}",
+        }
         if self._version:
             kw["VersionId"] = self._version
-        head = await client.head_object(**kw)
-        etag = head.get("ETag")
-        version = head.get("VersionId")
-        size = int(head["ContentLength"])
+        try:
+            resp = await client.get_object(**kw)
+        except Exception as exc:
+            if _client_error(exc) not in (("InvalidRange", 416), ("416", 416)):
+                raise
+            # an empty object has no last bytes: ask for its information instead
+            kw.pop("Range")
+            head = await client.head_object(**kw)
+            etag, version = head.get("ETag"), head.get("VersionId")
+            size = int(head["ContentLength"])
+            return size, etag, f"{etag};version={version};size={size}", version
+        body_stream = resp["Body"]
+        try:
+            body = await body_stream.read()
+        finally:
+            body_stream.close()
+        self.bytes_received += len(body)
+        etag, version = resp.get("ETag"), resp.get("VersionId")
+        total = _total_size(resp.get("ContentRange"))
+        size = len(body) if total is None else total
+        if len(body) != min(size, TAIL_BLOCK):
+            raise _ShortBody(f"asked for the last {min(size, TAIL_BLOCK)} bytes, got {len(body)}")
+        with self._lock:
+            self._blocks = [(size - len(body), body)] if body else []
+            self._prefetched = len(body) == size
         return size, etag, f"{etag};version={version};size={size}", version
 
     def _get_once(self, start: int, end: int) -> bytes:
