@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import MaskValidationError
 from ..inspect import sniff_file
 from ..io.names import FORMAT_SUFFIXES, format_from_name, is_url, split_suffix
 from ._common import (
@@ -177,10 +176,8 @@ def _msk_to(args: argparse.Namespace, src: str, out: str, kind: str, codec: str)
 def _export(args: argparse.Namespace, src: str, out: str, kind: str) -> int:
     from ..conversions import from_archive
 
-    try:
-        report = from_archive(src, out, progress=progress(args, None, "exporting"))
-    except MaskValidationError as exc:
-        raise UsageError(str(exc)) from None
+    # the name was checked before: what fails now is the file (exit status 1)
+    report = from_archive(src, out, progress=progress(args, None, "exporting"))
     what = "label map" if kind == "nifti" else "Slicer segmentation"
     say(args, f"wrote {out} ({what}, {len(report.masks)} masks)")
     for note in report.notes:
