@@ -26,6 +26,7 @@ class Panel:
     log: bool = False
     highlight: str | None = None  # label whose bar is drawn darker
     notes: dict[str, str] = field(default_factory=dict)
+    ref: float | None = None  # a dashed vertical line (e.g. 1 for speed-ups)
 
 
 def _fmt(v: float, unit: str) -> str:
@@ -98,6 +99,8 @@ def save_panels(
             ax.set_xlim(lo / 2, top * 20)
         else:
             ax.set_xlim(0, top * 1.45)
+        if p.ref is not None:
+            ax.axvline(p.ref, color="0.3", linestyle="--", linewidth=0.8)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     fig.suptitle(title, fontsize=10)

@@ -407,6 +407,26 @@ def plot_big(big: dict, out: Path) -> Path | None:
     return save_panels(f"archive of {big['masks']:,} masks", panels, out / "bench_format_big.png")
 
 
+def plot_match(rows: list[dict], out: Path) -> Path | None:
+    """The match_allowed_values table as bar charts: speed-up over each alternative."""
+    from _plot import Panel, save_panels
+
+    labels = [f"{r['map']}, {r['set']}" for r in rows]
+    panels = [
+        Panel(
+            "speed-up over numpy.isin", labels, [r["speedup_isin"] for r in rows], unit="x", ref=1.0
+        ),
+        Panel(
+            "speed-up over the interval method",
+            labels,
+            [r["speedup_interval"] for r in rows],
+            unit="x",
+            ref=1.0,
+        ),
+    ]
+    return save_panels("match_allowed_values", panels, out / "bench_format_match.png", cols=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -493,6 +513,8 @@ def _run(args: argparse.Namespace) -> int:
                     if hasattr(bench_match, "main")
                     else None
                 )
+                if report["match"]:
+                    _picture(plot_match(report["match"], args.out))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
