@@ -235,7 +235,7 @@ def test_mismatched_shape_is_named(tmp_path):
     save(src / "a.nii.gz", np.ones((4, 4, 4), np.uint8))
     save(src / "b.nii.gz", np.ones((4, 4, 5), np.uint8))
     with pytest.raises(
-        SpaceMismatchError, match=r"b.nii.gz.*shape \(z, y, x\) \(5, 4, 4\) instead of \(4, 4, 4\)"
+        SpaceMismatchError, match=r"b.nii.gz.*shape .*\(5, 4, 4\) instead of \(4, 4, 4\)"
     ):
         folder_to_archive(src, tmp_path / "a.mska")
     assert not (tmp_path / "a.mska").exists()
@@ -251,7 +251,7 @@ def test_resample_only_when_asked(tmp_path):
     shifted = AFF.copy()
     shifted[:3, 3] += AFF[:3, 0] * 2  # origin moved by two voxels along x
     save(src / "b.nii.gz", a, shifted)
-    with pytest.raises(SpaceMismatchError, match=r"origin \(z, y, x\) .* \(by 1.18 mm\)"):
+    with pytest.raises(SpaceMismatchError, match=r"b.nii.gz.*origin .*\(by 1.18 mm\)"):
         folder_to_archive(src, tmp_path / "r.mska")
     from medmask.nifti import MaskResampledWarning
 
