@@ -702,18 +702,44 @@ def _run_local(
 ) -> list[CaseResult]:
     if n <= 1:
         return list(bar(_run_case(c, o, options) for c, o in jobs))
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    return list(bar(_local_pool(jobs, options, n)))
 
-    results: list[CaseResult] = []
-    with ProcessPoolExecutor(max_workers=n) as pool:
-        futures = {pool.submit(_run_case, c, o, options): (c, o) for c, o in jobs}
-        for fut in bar(as_completed(futures)):
-            case, out = futures[fut]
-            try:
-                results.append(fut.result())
-            except Exception as exc:  # noqa: BLE001 - a worker process that died
-                results.append(_failed(case, out, exc))
-    return results
+
+def _local_pool(
+    jobs: list[tuple[str, str]], options: dict[str, Any], n: int
+) -> Iterator[CaseResult]:
+    """Results as cases finish in a process pool. A worker process that dies (killed, out of
+    memory) breaks a ``ProcessPoolExecutor`` and every case it had not finished: those are
+    run once more in a fresh pool; a case whose worker dies again is reported as failed."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = list(jobs)
+    for attempt in (1, 2):
+        broken: list[tuple[str, str]] = []
+        with ProcessPoolExecutor(max_workers=min(n, len(pending))) as pool:
+            futures = {pool.submit(_run_case, c, o, options): (c, o) for c, o in pending}
+            for fut in as_completed(futures):
+                case, out = futures[fut]
+                try:
+                    yield fut.result()
+                except BrokenProcessPool:
+                    if attempt == 1:
+                        broken.append((case, out))
+                    else:
+                        yield _failed(
+                            case,
+                            out,
+                            RuntimeError(
+                                "a worker process died while packing this case, twice "
+                                "(killed, or out of memory?)"
+                            ),
+                        )
+                except Exception as exc:  # noqa: BLE001 - anything else the pool raises
+                    yield _failed(case, out, exc)
+        pending = broken
+        if not pending:
+            return
 
 
 def _run_dask(

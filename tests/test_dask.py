@@ -4,16 +4,12 @@ the same report and resumability as the local run, URLs, and a worker killed mid
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
+from test_packing import Killer, slow_dataset
 
 from medmask import MaskArchive
 from medmask.packing import dask_client, find_cases, pack_tree
@@ -132,66 +128,22 @@ def test_dask_s3_to_s3(client, s3):
     assert [r.status for r in again.results] == ["skipped", "skipped"]
 
 
-def _slow_dataset(root: Path, n_cases: int, n_masks: int) -> list[str]:
-    """Cases slow enough to be caught mid-way: ``n_masks`` masks of 64x128x128 each
-    (one set of files, linked into every case)."""
-    rng = np.random.default_rng(3)
-    src = root / "_files"
-    src.mkdir(parents=True)
-    names = []
-    for k in range(n_masks):
-        m = np.zeros((128, 128, 64), np.uint8)
-        x, y, z = rng.integers(8, 56, 3)
-        m[x : x + 60, y : y + 60, z : z + 8] = 1
-        name = f"organ_{k:02d}"
-        nib.save(nib.Nifti1Image(m, np.eye(4)), src / f"{name}.nii.gz")
-        names.append(name)
-    for c in range(n_cases):
-        case = root / "data" / f"case_{c:02d}" / "segmentations"
-        case.mkdir(parents=True)
-        for name in names:
-            (case / f"{name}.nii.gz").symlink_to(src / f"{name}.nii.gz")
-    return names
-
-
 def test_killed_worker_mid_case_is_rescheduled_and_leaves_no_partial_archive(client, tmp_path):
-    names = _slow_dataset(tmp_path, n_cases=6, n_masks=40)
+    names = slow_dataset(tmp_path, n_cases=6, n_masks=40)
     dest = tmp_path / "packed"
     dest.mkdir()
     pids = set(client.run(os.getpid).values())
-    killed: list[tuple[int, str]] = []
-    stop = threading.Event()
-
-    def killer() -> None:
-        """Kill the worker process that holds an unfinished archive open (once)."""
-        while not stop.is_set() and not killed:
-            for tmp in dest.glob(".*.mska.*.tmp"):
-                for pid in pids:
-                    try:
-                        files = psutil.Process(pid).open_files()
-                    except psutil.Error:
-                        continue
-                    if any(f.path == str(tmp) for f in files):
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append((pid, tmp.name))
-                        return
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
+    with Killer(dest, lambda: pids) as killer:
         report = pack_tree(tmp_path / "data", dest, client=client)
-    finally:
-        stop.set()
-        thread.join(5)
-    assert killed, "no worker was caught mid-case (cases too fast?)"
+    assert killer.killed, "no worker was caught mid-case (cases too fast?)"
     assert report.ok, [r.error for r in report.failed]
     assert [r.status for r in report.results] == ["packed"] * 6
     assert sorted(p.name for p in dest.iterdir()) == [f"case_{c:02d}.mska" for c in range(6)]
     for c in range(6):
         _verify(dest / f"case_{c:02d}.mska", names)
     # the killed worker's process is gone; the nanny started a new one
-    assert not psutil.pid_exists(killed[0][0]) or psutil.Process(killed[0][0]).status() == "zombie"
+    pid = killer.killed[0][0]
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
     client.wait_for_workers(2, timeout=30)
 
 

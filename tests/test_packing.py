@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -304,3 +307,77 @@ def test_cli_pack_tree_s3(dataset, s3):
     assert s3.keys("packed/") == [f"packed/case_000{k}.mska" for k in range(3)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "3 already packed and verified" in r.stdout
+
+
+# -- killed workers ---------------------------------------------------------------------------
+def slow_dataset(root: Path, n_cases: int, n_masks: int) -> list[str]:
+    """Cases slow enough to be caught mid-way: ``n_masks`` masks of 64x128x128 each (one set
+    of files, linked into every case under ``root/data``). Returns the mask names."""
+    rng = np.random.default_rng(3)
+    src = root / "_files"
+    src.mkdir(parents=True)
+    names = []
+    for k in range(n_masks):
+        m = np.zeros((128, 128, 64), np.uint8)
+        x, y, z = rng.integers(8, 56, 3)
+        m[x : x + 60, y : y + 60, z : z + 8] = 1
+        name = f"organ_{k:02d}"
+        nib.save(nib.Nifti1Image(m, np.eye(4)), src / f"{name}.nii.gz")
+        names.append(name)
+    for c in range(n_cases):
+        case = root / "data" / f"case_{c:02d}" / "segmentations"
+        case.mkdir(parents=True)
+        for name in names:
+            (case / f"{name}.nii.gz").symlink_to(src / f"{name}.nii.gz")
+    return names
+
+
+class Killer:
+    """In a thread: SIGKILL the (first) process among ``pids()`` that holds an unfinished
+    archive of ``dest`` open, i.e. a worker caught in the middle of a case."""
+
+    def __init__(self, dest: Path, pids) -> None:
+        self.dest, self.pids = dest, pids
+        self.killed: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        psutil = pytest.importorskip("psutil")
+        while not self._stop.is_set():
+            for tmp in self.dest.glob(".*.mska.*.tmp"):
+                for pid in self.pids():
+                    try:
+                        files = psutil.Process(pid).open_files()
+                    except psutil.Error:
+                        continue
+                    if any(f.path == str(tmp) for f in files):
+                        os.kill(pid, signal.SIGKILL)
+                        self.killed.append((pid, tmp.name))
+                        return
+            time.sleep(0.005)
+
+    def __enter__(self) -> Killer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def test_local_pool_survives_a_killed_worker(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    names = slow_dataset(tmp_path, n_cases=6, n_masks=40)
+    dest = tmp_path / "packed"
+    dest.mkdir()
+    me = psutil.Process()
+    with Killer(dest, lambda: [p.pid for p in me.children(recursive=True)]) as killer:
+        report = pack_tree(tmp_path / "data", dest, workers=2)
+    assert killer.killed, "no worker was caught mid-case (cases too fast?)"
+    assert report.ok, [r.error for r in report.failed]
+    assert [r.status for r in report.results] == ["packed"] * 6
+    assert sorted(p.name for p in dest.iterdir()) == [f"case_{c:02d}.mska" for c in range(6)]
+    for c in range(6):
+        with MaskArchive(dest / f"case_{c:02d}.mska") as ar:
+            assert ar.all_names() == names
