@@ -197,28 +197,55 @@ def archive_records(
         MaskValidationError: The archive holds no masks.
         MaskNotFoundError: A name is not stored.
     """
+    space, _count, records = iter_archive_records(archive, names)
+    return space, list(records)
+
+
+def iter_archive_records(
+    archive: str | os.PathLike, names: Iterable[str] | None = None
+) -> tuple[Space, int, Iterator[MaskRecord]]:
+    """Like :func:`archive_records`, but the records are read one at a time.
+
+    Returns:
+        ``(space, number of records, iterator)``; the iterator reopens the archive.
+
+    Raises:
+        MaskValidationError: The archive holds no masks.
+        MaskNotFoundError: A name is not stored.
+    """
     path = Path(archive)
     with open(path, "rb") as fh:
         is_archive = fh.read(4) == b"MSKA"
-    out: list[MaskRecord] = []
     if not is_archive:
         seg = SegmentationMask.load(path)
+        out = []
         for n, v in seg.mapping.items():
             if v:
                 out.append(MaskRecord(n, seg.data == v if seg.data.dtype != np.bool_ else seg.data))
-        return seg.space, out
+        return seg.space, len(out), iter(out)
     with MaskArchive(path) as ar:
         if len(ar) == 0 or ar.space is None:
             raise MaskValidationError(f"{archive}: the archive holds no masks")
         wanted = list(names) if names is not None else ar.all_names()
         mappings = ar.read_all_mapping()
+        plan = []
         for name in wanted:
-            arr = ar.read_array(name)
-            attrs = dict(getattr(ar.info(name), "attrs", None) or {})
+            if name not in mappings:
+                ar.info(name)  # raises MaskNotFoundError with close matches
             items = [(n, v) for n, v in mappings[name].items() if v]
-            if arr.dtype == np.bool_ or len(items) <= 1:
-                out.append(MaskRecord(name, arr != 0, attrs))
-            else:
-                for n, v in items:
-                    out.append(MaskRecord(f"{name}:{n}" if n != name else n, arr == v, {}))
-        return ar.space, out
+            plan.append((name, items))
+        space = ar.space
+    count = sum(max(1, len(items)) for _n, items in plan)
+
+    def gen() -> Iterator[MaskRecord]:
+        with MaskArchive(path) as ar:
+            for name, items in plan:
+                arr = ar.read_array(name)
+                attrs = dict(getattr(ar.info(name), "attrs", None) or {})
+                if arr.dtype == np.bool_ or len(items) <= 1:
+                    yield MaskRecord(name, arr != 0, attrs)
+                else:
+                    for n, v in items:
+                        yield MaskRecord(f"{name}:{n}" if n != name else n, arr == v, {})
+
+    return space, count, gen()

@@ -703,6 +703,7 @@ def write_dicom_seg(
     source: str | os.PathLike,
     *,
     labelmap: bool = False,
+    count: int | None = None,
     series_description: str = "medmask segmentation",
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> dict[str, int]:
@@ -714,6 +715,8 @@ def write_dicom_seg(
         out: The ``.dcm`` to write.
         source: A folder holding the source image series.
         labelmap: Write a LABELMAP SEG (refused when masks overlap) instead of BINARY.
+        count: The number of records, when ``records`` is a one-pass iterator (then no
+            mask is held in memory beyond the SEG's own pixel array).
         series_description: The SEG's SeriesDescription.
         progress: Optional wrapper of the record iterable.
 
@@ -741,8 +744,10 @@ def write_dicom_seg(
             f"series {describe_space(series.space)}; archive {describe_space(space)} (tolerance "
             f"{GRID_ATOL} mm); export onto the grid the masks were made on"
         )
-    records = list(records)
-    if not records:
+    if count is None:
+        records = list(records)
+        count = len(records)
+    if not count:
         raise MaskValidationError(f"{out}: no masks to write")
     nz, ny, nx = (int(s) for s in space.shape)
     descriptions = []
@@ -751,10 +756,12 @@ def write_dicom_seg(
     lacking = np.ones(nz, bool)
     lacking[zi] = False
     if labelmap:
-        pixels = np.zeros((len(zi), ny, nx), np.uint8 if len(records) < 256 else np.uint16)
+        pixels = np.zeros((len(zi), ny, nx), np.uint8 if count < 256 else np.uint16)
     else:
-        pixels = np.zeros((len(zi), ny, nx, len(records)), bool)
+        pixels = np.zeros((len(zi), ny, nx, count), bool)
     for k, rec in enumerate(progress(records) if progress else records):
+        if k >= count:
+            raise MaskValidationError(f"{out}: more masks than the {count} announced")
         arr = rec.array if rec.array.dtype == np.bool_ else rec.array != 0
         if lacking.any() and arr[lacking].any():
             k0 = int(np.flatnonzero(lacking & arr.any(axis=(1, 2)))[0])
@@ -797,6 +804,8 @@ def write_dicom_seg(
             desc.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [rm]
         descriptions.append(desc)
         numbers[rec.name] = k + 1
+    if len(numbers) != count:
+        raise MaskValidationError(f"{out}: {len(numbers)} masks, {count} announced")
     seg = hd.seg.Segmentation(
         source_images=series.datasets,
         pixel_array=pixels,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import MaskValidationError
 from ..io.names import expect_name, format_from_name, split_suffix
-from .common import ConversionReport, NeedsOptionError, archive_records, records_to_archive
+from .common import ConversionReport, NeedsOptionError, iter_archive_records, records_to_archive
 
 __all__ = ["to_archive", "from_archive", "archives_to_nnunet", "check_output"]
 
@@ -320,7 +320,7 @@ def from_archive(
         report.emptied = res.emptied
         report.notes.append(f"label table also in {split_suffix(out)[0]}.json")
         return report
-    space, records = archive_records(archive, names)
+    space, count, records = iter_archive_records(archive, names)
     if kind == "seg.nrrd":
         from .slicer import write_seg_nrrd
 
@@ -336,7 +336,9 @@ def from_archive(
         )
     from .dicom_seg import write_dicom_seg
 
-    numbers = write_dicom_seg(records, space, out, source, labelmap=labelmap_seg, progress=progress)
+    numbers = write_dicom_seg(
+        records, space, out, source, labelmap=labelmap_seg, count=count, progress=progress
+    )
     report.masks = list(numbers)
     return report
 
