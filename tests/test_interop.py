@@ -204,6 +204,21 @@ def test_huge_nrrd_sizes_refused_before_reading(tmp_path):
         read_seg_nrrd(tmp_path / "big.seg.nrrd")
 
 
+def test_legacy_slicer_file_one_segment_per_layer(tmp_path):
+    data = np.zeros((2, 3, 4, 5), np.uint8)  # (layer, x, y, z): Slicer <= 4.10
+    data[0, 0, 0, 0] = data[1, 0, 0, 0] = data[1, 2, 3, 4] = 1
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": np.vstack([[np.nan] * 3, np.eye(3)]),
+        "kinds": ["list", "domain", "domain", "domain"],
+        "Segment0_Name": "a",
+        "Segment1_Name": "b",
+    }
+    nrrd.write(str(tmp_path / "old.seg.nrrd"), data, header)
+    _, recs, _ = read_seg_nrrd(tmp_path / "old.seg.nrrd")
+    assert [int(r.array.sum()) for r in recs] == [1, 2] and recs[1].array[4, 3, 2]
+
+
 def test_duplicate_segment_names_disambiguated_and_reported(tmp_path, capsys):
     data = np.zeros((3, 3, 3), np.uint8)
     data[0, 0, 0], data[1, 1, 1], data[2, 2, 2] = 1, 2, 3
@@ -269,7 +284,18 @@ def test_highdicom_binary_overlapping_seg_round_trip(tmp_path, series):
     ref = back.ReferencedSeriesSequence[0]
     assert ref.SeriesInstanceUID == read_series_geometry(folder).series_uid
     assert len(ref.ReferencedInstanceSequence) == space.shape[0]
-    # LABELMAP on request: refused with overlaps, nothing written
+    # LABELMAP on request: written when nothing overlaps, refused otherwise (nothing written)
+    apart = {"a": masks[0] & ~masks[1], "c": masks[2] & ~masks[0] & ~masks[1]}
+    with MaskArchive(tmp_path / "b.mska", "w", space=space) as out:
+        for n, m in apart.items():
+            out.add(n, m)
+    args = ("-o", tmp_path / "lab.dcm", "--source", folder, "--seg-type", "labelmap", "-q")
+    assert cli("unpack", tmp_path / "b.mska", *args) == 0
+    lm = hd.seg.segread(str(tmp_path / "lab.dcm"))
+    assert lm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7"
+    got = read_dicom_seg(tmp_path / "lab.dcm", reference=folder)
+    for rec, (n, m) in zip(got.records, apart.items(), strict=True):
+        assert rec.name == n and np.array_equal(rec.array, m)
     assert (
         cli(
             "unpack",

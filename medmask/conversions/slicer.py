@@ -255,12 +255,14 @@ def read_seg_nrrd(
     records = []
     for k, f in enumerate(segs):
         key = f"Segment{k}_"
-        layer = _ints(path, key + "Layer", f.get("Layer", "0"), 1)[0]
+        # files of Slicer <= 4.10 have neither Layer nor LabelValue: one segment per
+        # layer (4-D) with voxel value 1
+        legacy = "Layer" not in f and "LabelValue" not in f
+        default_layer = str(k) if legacy and layered else "0"
+        layer = _ints(path, key + "Layer", f.get("Layer", default_layer), 1)[0]
         if not 0 <= layer < n_layers:
             raise _field_error(path, key + "Layer", f"{layer} but the file has {n_layers} layer(s)")
-        if "LabelValue" not in f:
-            raise _field_error(path, key + "LabelValue", "missing")
-        value = _ints(path, key + "LabelValue", f["LabelValue"], 1)[0]
+        value = _ints(path, key + "LabelValue", f.get("LabelValue", "1"), 1)[0]
         lab = data[..., layer]
         if value <= 0:
             arr = np.zeros(lab.shape, bool)
