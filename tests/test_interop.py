@@ -635,11 +635,34 @@ def test_missing_extra_message_names_pip_install(monkeypatch):
 
 # -- the real case --------------------------------------------------------------------------------
 def test_real_case_labelmap_warns_about_rib_right_12(real_case, tmp_path, capsys):
-    assert cli("pack", real_case, "-o", tmp_path / "s.mska", "-q") == 0
+    import shutil
+
+    # the two real masks concerned (rib_right_12 lies inside the sacrum), in archive order
+    (tmp_path / "case").mkdir()
+    for name in ("rib_right_12", "sacrum"):
+        shutil.copy(real_case / f"{name}.nii.gz", tmp_path / "case" / f"{name}.nii.gz")
+    assert cli("pack", tmp_path / "case", "-o", tmp_path / "s.mska", "-q") == 0
     assert cli("unpack", tmp_path / "s.mska", "-o", tmp_path / "ml.nii.gz") == 0
     out = capsys.readouterr()
     assert "mask 'rib_right_12' lost all its 13 voxels" in out.err
     assert "rib_right_12: 13 of 13" in out.out
+    assert (
+        cli("unpack", tmp_path / "s.mska", "-o", tmp_path / "sm.nii.gz", "--overlap", "smaller")
+        == 0
+    )
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_case_every_format_round_trip(real_case, tmp_path):
+    """The whole real case: archive -> .seg.nrrd (layers) -> archive, exact."""
+    to_archive(real_case, tmp_path / "s.mska")
+    from_archive(tmp_path / "s.mska", tmp_path / "s.seg.nrrd")
+    to_archive(tmp_path / "s.seg.nrrd", tmp_path / "back.mska")
+    with MaskArchive(tmp_path / "s.mska") as a, MaskArchive(tmp_path / "back.mska") as b:
+        assert a.all_names() == b.all_names()
+        for n in a.all_names():
+            assert np.array_equal(a.read_array(n), b.read_array(n)), n
 
 
 def test_fast_frame_scan_matches_pydicom(tmp_path, series):
@@ -669,3 +692,15 @@ def test_a_failing_source_leaves_no_archive(tmp_path):
     with pytest.raises(MaskValidationError, match="damaged"):
         records_to_archive(records(), space, tmp_path / "x.mska")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cielab_colours_round_trip():
+    import itertools
+
+    from medmask.conversions.dicom_seg import cielab_to_rgb, rgb_to_cielab
+
+    for c in itertools.product(range(0, 256, 51), repeat=3):
+        assert cielab_to_rgb(rgb_to_cielab(c)) == list(c)
+    # DICOM's scaling: L* 0..100 -> 0..65535, a*/b* -128..127 -> 0..65535 (red: L* 53.24)
+    L, a, b = rgb_to_cielab((255, 0, 0))
+    assert abs(L * 100 / 65535 - 53.24) < 0.02 and a > 50000 and b > 49000
