@@ -280,16 +280,20 @@ def test_building_over_1000_archives(tmp_path, codec):
         p = tmp_path / f"c{i:04d}.mska"
         p.write_bytes(proto)
         paths.append(p)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     ds = MaskArchiveDataset(paths)
-    elapsed = time.perf_counter() - t
+    elapsed, used = time.perf_counter() - t, time.process_time() - cpu
     assert len(ds) == 5000 and ds[4999]["archive"] == str(paths[-1])
     limit = 2.0 if sys.platform.startswith("linux") else 4.0
-    assert elapsed < limit, f"building over 1,000 archives took {elapsed:.2f} s"
+    # CPU time: the 2-core test machine is shared (other runs stretch wall time); the
+    # wall-clock bound only guards against hangs
+    msg = f"building over 1,000 archives took {used:.2f} s CPU, {elapsed:.2f} s wall"
+    assert used < limit and elapsed < 5 * limit, msg
     np.testing.assert_allclose(ds[0]["mask"].affine.numpy(), space_to_affine(space))
     if codec is None:  # index filters (issue 13): still from the index alone, still fast
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         kept = MaskArchiveDataset(paths, min_voxels=1, where=lambda info: info.name != "organ_0")
-        elapsed = time.perf_counter() - t
+        elapsed, used = time.perf_counter() - t, time.process_time() - cpu
         assert len(kept) == 4000
-        assert elapsed < limit, f"filtering 1,000 archives took {elapsed:.2f} s"
+        msg = f"filtering 1,000 archives took {used:.2f} s CPU, {elapsed:.2f} s wall"
+        assert used < limit and elapsed < 5 * limit, msg
