@@ -675,6 +675,8 @@ def pack_tree(
     if not is_url(dest):
         Path(dest).mkdir(parents=True, exist_ok=True)
     jobs = [(str(c), str(o)) for c, o in plan_outputs(root, dest, cases)]
+    if client is not None:  # workers may run elsewhere: no paths relative to our folder
+        jobs = [(_absolute(c), _absolute(o)) for c, o in jobs]
     options = {
         "codec": codec,
         "resample": resample,
@@ -695,6 +697,10 @@ def pack_tree(
     if not is_url(dest):
         _remove_stale_temps(Path(out) for _case, out in jobs)
     return PackReport(str(root), dest_s, results, time.perf_counter() - t0, engine)
+
+
+def _absolute(target: str) -> str:
+    return target if is_url(target) else os.path.abspath(target)
 
 
 def _run_local(

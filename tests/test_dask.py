@@ -77,7 +77,7 @@ def _verify(archive: Path, names: list[str]) -> None:
             ar.read_cropped(i)
 
 
-def test_dask_report_resume_and_bad_case(client, tmp_path):
+def test_dask_report_resume_and_bad_case(client, tmp_path, monkeypatch):
     ds = tmp_path / "ds"
     write_phantom_dataset(ds, n_cases=4, shape_zyx=(10, 12, 12))
     bad = ds / "case_0002" / "segmentations" / "truncated.nii.gz"
@@ -91,8 +91,10 @@ def test_dask_report_resume_and_bad_case(client, tmp_path):
             finished.append(r)
             yield r
 
-    report = pack_tree(ds, dest, client=client, progress=progress)
+    monkeypatch.chdir(tmp_path)  # relative paths reach the workers as absolute ones
+    report = pack_tree("ds", "packed", client=client, progress=progress)
     assert len(finished) == 4 and report.engine.startswith("dask tcp://127.0.0.1:")
+    assert report.results[0].out == str(dest / "case_0000.mska")
     assert [r.status for r in report.results] == ["packed", "packed", "failed", "packed"]
     assert "truncated.nii.gz" in report.failed[0].error
     assert "cannot read" in report.failed[0].error
