@@ -215,6 +215,20 @@ def test_convert_to_nii_gz_writes_a_label_map(files, tmp_path):
     assert "several masks" in r.stderr  # the overlap is reported
 
 
+def test_convert_to_seg_nrrd_round_trips(files, tmp_path):
+    pytest.importorskip("nrrd")
+    from medmask.conversions import to_archive
+
+    out = tmp_path / "a.seg.nrrd"
+    r = run("convert", files["a"], "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:4] == b"NRRD"  # a real NRRD, not an archive named .seg.nrrd
+    to_archive(out, tmp_path / "back.mska")
+    with MaskArchive(files["a"]) as want, MaskArchive(tmp_path / "back.mska") as got:
+        for name in ("liver", "spleen"):
+            np.testing.assert_array_equal(got.read_array(name) != 0, want.read_array(name))
+
+
 @pytest.mark.parametrize(
     ("name", "hint"),
     [
