@@ -553,6 +553,12 @@ def test_pack_understands_case_layouts_and_images(tmp_path, capsys):
     assert cli("pack", case / "ct.nii.gz", "-o", tmp_path / "ct.mska") == 1
     assert "looks like an image" in capsys.readouterr().err
     assert not (tmp_path / "ct.mska").exists()
+    import nibabel as nib
+
+    ct = np.random.default_rng(1).integers(0, 3000, (4, 5, 6)).astype(np.uint16)
+    nib.save(nib.Nifti1Image(ct, np.eye(4)), str(tmp_path / "ct_u16.nii.gz"))
+    assert cli("pack", tmp_path / "ct_u16.nii.gz", "-o", tmp_path / "u.mska") == 1
+    assert "looks like an image" in capsys.readouterr().err
 
 
 def test_0_255_mask_offers_binarize(tmp_path, capsys):

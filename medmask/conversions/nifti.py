@@ -256,6 +256,9 @@ def nifti_to_segmask(
     array, space = read_nifti(path, allow_float=allow_float, binarize=binary and binarize)
     if binary:
         if array.dtype != np.bool_ and array.size and array.max() > 1:
+            image = _looks_like_image(array)
+            if image:
+                raise MaskValidationError(f"{path}: {image}")
             values = np.unique(array)
             if values.size == 2 and values[0] == 0:
                 hint = (
