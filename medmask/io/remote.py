@@ -296,9 +296,11 @@ def _describe(exc: BaseException) -> str:
 
 # -- fork hygiene ----------------------------------------------------------------------------
 #: s3fs clients inherited from the parent by a forked child: kept referenced and never
-#: closed there. s3fs closes a client when it is garbage collected, through the parent's
-#: event loop, which does not run in the child: each such close waited for a timeout, then
-#: closed the child's copies of the parent's connections, and could log asyncio errors.
+#: closed there. s3fs closes a client when it is garbage collected; in a child, a collection
+#: that happened on the child's fsspec I/O thread scheduled that close on the child's event
+#: loop for a client bound to the parent's, and every forked DataLoader worker logged
+#: "Task exception was never retrieved ... attached to a different loop" (seen in a
+#: bench_remote run; gone with this hook).
 _INHERITED: list[Any] = []
 
 
