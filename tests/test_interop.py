@@ -710,3 +710,24 @@ def test_cielab_colours_round_trip():
     # DICOM's scaling: L* 0..100 -> 0..65535, a*/b* -128..127 -> 0..65535 (red: L* 53.24)
     L, a, b = rgb_to_cielab((255, 0, 0))
     assert abs(L * 100 / 65535 - 53.24) < 0.02 and a > 50000 and b > 49000
+
+
+@pytest.mark.slow
+def test_real_case_dicom_seg_round_trip(real_case, tmp_path):
+    """The whole real case (oblique grid, overlapping masks) -> DICOM SEG on a pydicom CT
+    series -> archive: the same voxels; highdicom sees them at the same world positions."""
+    to_archive(real_case, tmp_path / "s.mska")
+    with MaskArchive(tmp_path / "s.mska") as ar:
+        space = ar.space
+    write_ct_series(tmp_path / "ct", space)
+    from_archive(tmp_path / "s.mska", tmp_path / "s.dcm", source=tmp_path / "ct")
+    to_archive(tmp_path / "s.dcm", tmp_path / "back.mska", reference=tmp_path / "ct")
+    seg = hd.seg.segread(str(tmp_path / "s.dcm"))
+    with MaskArchive(tmp_path / "s.mska") as a, MaskArchive(tmp_path / "back.mska") as b:
+        assert a.all_names() == b.all_names()
+        for n in a.all_names():
+            assert np.array_equal(a.read_array(n), b.read_array(n)), n
+        for n in ("liver", "sacrum", "rib_right_12"):
+            num = a.all_names().index(n) + 1
+            vol = seg.get_volume(segment_numbers=[num])
+            assert_same_world_voxels(a.read_array(n), space, vol.array[..., 0], vol.affine)
