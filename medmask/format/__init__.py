@@ -3,6 +3,13 @@
 This layer works on plain records (array, :class:`~medmask.mapping.LabelMapping`,
 :class:`~spacetransformer.Space`) and never imports :class:`~medmask.SegmentationMask`,
 so that the object model can depend on it without an import cycle.
+
+Every version lives in its own module (:mod:`.v1`, :mod:`.v2`): its ``.msk`` reader and
+writer (``read_msk``, ``encode_msk``) and its archive backend, an implementation of
+:class:`~medmask.format.backend.ArchiveBackend`. Readers read through a
+:class:`~medmask.io.source.ByteSource` (a local file or a URL); writers work on local
+descriptors. A new version is a new module registered in ``_ARCHIVES`` and ``_MSK`` below;
+nothing above this package branches on versions.
 """
 
 from __future__ import annotations
