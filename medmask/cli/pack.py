@@ -17,6 +17,7 @@ from ._common import (
     AddCommand,
     UsageError,
     codec_arg,
+    plural,
     progress,
     say,
 )
@@ -73,7 +74,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     empty = [n for n, c in report.voxels.items() if c == 0]
     say(
         args,
-        f"packed {len(report.masks)} masks ({report.kind}"
+        f"packed {plural(len(report.masks), 'mask')} ({report.kind}"
         + (f", {len(empty)} empty" if empty else "")
         + f") from {src} into {out}: {before:,} -> {after:,} bytes "
         f"({before / max(after, 1):.1f}x smaller) in {time.perf_counter() - t:.2f} s",

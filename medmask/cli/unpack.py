@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MaskValidationError
-from ._common import EXIT_OK, AddCommand, UsageError, progress, say
+from ._common import EXIT_OK, AddCommand, UsageError, plural, progress, say
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK
-    say(args, f"wrote {out} ({kind}): {len(report.masks)} masks")
+    say(args, f"wrote {out} ({kind}): {plural(len(report.masks), 'mask')}")
     if report.lost:
         print(
             f"medmask unpack: note: {sum(report.lost.values()):,} voxels belonged to several "
