@@ -242,6 +242,10 @@ def read_seg_nrrd(
         raise _field_error(
             path, "type", f"{data.dtype} voxels; a segmentation holds integer labels"
         )
+    if data.dtype.kind == "i" and data.size and int(data.min()) < 0:
+        raise _field_error(
+            path, "type", f"negative voxel values (min {int(data.min())}); labels are >= 0"
+        )
     if not layered:
         data = data[..., None]
     nx, ny, nz = sizes[-3:]
