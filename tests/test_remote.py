@@ -563,3 +563,24 @@ def test_a_forked_child_never_closes_the_parents_clients(s3, blob):
     os.close(r)
     assert answer == "0 True"
     assert src.read(1_500_000, 10) == blob[1_500_000:1_500_010]
+
+
+def test_plain_https_style_urls(s3p, blob):
+    """http(s):// objects through fsspec's HTTP filesystem (the S3 server answers plain
+    GETs with Range): info + head and tail, then one ranged GET per read."""
+    proxy = s3p.proxy
+    s3p.server.client().put_object(Bucket=s3p.name, Key="pub.bin", Body=blob, ACL="public-read")
+    url = f"{proxy.url}/{s3p.name}/pub.bin"
+    proxy.reset_counts()
+    src = open_source(url, storage_options={"medmask_backoff": 0.01})
+    assert src.size() == MB2 and "ETag" in src.tag
+    assert src.read(0, 144) == blob[:144] and src.read(MB2 - 100, 100) == blob[-100:]
+    assert src.read(1_000_000, 5000) == blob[1_000_000:1_005_000]
+    assert proxy.count() <= 4  # info (HEAD), head, tail, the read
+    proxy.add("503", times=1, method="GET")
+    assert src.read(1_200_000, 10) == blob[1_200_000:1_200_010]  # retried
+    proxy.add("500", times=None, method="GET")
+    n = proxy.count()
+    with pytest.raises(RemoteReadError, match="after 6 attempts"):
+        src.read(1_300_000, 10, mask="liver")
+    assert proxy.count() - n == 6

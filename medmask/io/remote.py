@@ -270,6 +270,14 @@ def _classify(exc: BaseException) -> str:
             return "transient"
         return "fatal"
     for e in _chain(exc):
+        status = getattr(e, "status", None)  # aiohttp's ClientResponseError (HTTP(S) URLs)
+        if isinstance(status, int) and 100 <= status < 600:
+            if status == 412:
+                return "changed"
+            if status == 404:
+                return "missing"
+            return "transient" if status >= 500 or status in (408, 429) else "fatal"
+    for e in _chain(exc):
         name = type(e).__name__
         if name in ("NoCredentialsError", "PartialCredentialsError", "ParamValidationError"):
             return "fatal"
