@@ -352,6 +352,12 @@ class SegmentationMask:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def _repr_png_(self) -> bytes:
+        """A small picture for notebooks: three projections, one colour per label."""
+        from .viz import segmask_png
+
+        return segmask_png(self)
+
     def __repr__(self) -> str:
         names = ", ".join(f"{n}={lab}" for n, lab in list(self._mapping.items())[:8])
         more = "" if len(self._mapping) <= 8 else f", ... ({len(self._mapping)} names)"

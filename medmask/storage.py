@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import html
 import io
 import os
 import shutil
@@ -1010,6 +1011,17 @@ class MaskArchive:
             "MaskArchive holds an open file and cannot be pickled; pass the path instead "
             "(medmask_monai.MaskArchiveDataset opens archives lazily in each worker)"
         )
+
+    def _repr_html_(self) -> str:
+        """A table of the masks (voxels, mL, bounding boxes) and a thumbnail, for notebooks.
+
+        Reads the index; the thumbnail decodes a bounded number of box voxels.
+        """
+        if self._closed:
+            return f"<div>{html.escape(repr(self))}</div>"
+        from .viz import archive_html
+
+        return archive_html(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} masks"
