@@ -212,6 +212,22 @@ def _whole_torch(t: torch.Tensor) -> torch.Tensor:
     return r.to(torch.int64)
 
 
+def _label_table(labels: Mapping, where: object = None) -> dict[str, int]:
+    """``meta["labels"]`` as ``{name: int}``; a collated batch carries one value per item
+    (``{name: tensor([1, 1])}``), which must agree."""
+    out = {}
+    for name, v in labels.items():
+        a = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v).reshape(-1)
+        if a.size == 0 or not (a == a[0]).all():
+            raise MaskValidationError(
+                f"{where or 'the label map'}: meta['labels'][{name!r}] is {a.tolist()}: the "
+                "items of this batch number their labels differently; give LoadMask(d) the "
+                "same names= for every case, or select labels before collating"
+            )
+        out[str(name)] = int(a[0])
+    return out
+
+
 class SelectLabels(Transform):
     """Keep (and optionally remap) a set of labels of a label map; other voxels become 0.
 
@@ -305,7 +321,7 @@ class SelectLabels(Transform):
                 "meta['labels'] is {name: label}, as LoadMask(d) gives; this input has none "
                 "(give integer labels instead)"
             )
-        stored = {str(n): int(v) for n, v in stored.items()}
+        stored = _label_table(stored, meta.get("filename_or_obj"))
         key = tuple(stored.items())
         sel = self._by_names.get(key)
         if sel is not None:
@@ -342,7 +358,7 @@ class SelectLabels(Transform):
         Every name whose label is selected stays, with its new label (``1`` with
         ``binary``); the others go. Names keep the input's order.
         """
-        stored = {str(n): int(v) for n, v in labels.items()}
+        stored = _label_table(labels)
         if self.names is not None:
             return self._for_names(_Meta(stored)).new_labels(stored)
         kept = set(self.labels)
@@ -485,7 +501,11 @@ class SelectLabels(Transform):
         stored = img.meta.get("labels")
         if isinstance(stored, Mapping):
             result.meta = dict(result.meta)  # never change the input's meta
-            result.meta["labels"] = sel.new_labels(stored)
+            new = sel.new_labels(stored)
+            batch = [v.numel() for v in stored.values() if isinstance(v, torch.Tensor)]
+            if batch and max(batch) > 1:  # a collated batch: one value per item, as it came
+                new = {k: torch.full((max(batch),), v) for k, v in new.items()}
+            result.meta["labels"] = new
         return result
 
 

@@ -385,3 +385,26 @@ def test_loadmaskd_and_reader_on_s3(case, s3):
     ds = MaskArchiveDataset(f"s3://{s3.name}/labels/", names=["liver"], storage_options=so)
     assert ds.archives == [url]
     np.testing.assert_array_equal(ds[0]["mask"].numpy(), liver)
+
+
+def test_select_labels_by_name_on_a_collated_batch(case):
+    from monai.data import decollate_batch, list_data_collate
+
+    load = LoadMaskd("label", names=ORGANS)
+    items = [load({"label": str(case / "case.mska")}) for _ in range(2)]
+    batch = list_data_collate(items)["label"]
+    out = SelectLabels({"colon": 1, "urinary_bladder": 2})(batch)
+    assert out.shape == batch.shape
+    np.testing.assert_array_equal(out.numpy(), np.select([batch == 1, batch == 2], [1, 2], 0))
+    back = decollate_batch({"label": out})
+    assert [b["label"].meta["labels"] for b in back] == [{"colon": 1, "urinary_bladder": 2}] * 2
+    mixed = list_data_collate(
+        [
+            items[0],
+            LoadMaskd("label", names={**ORGANS, "colon": 2, "urinary_bladder": 1})(
+                {"label": str(case / "case.mska")}
+            ),
+        ]
+    )
+    with pytest.raises(MaskValidationError, match="number their labels differently"):
+        SelectLabels(["colon"])(mixed["label"])
