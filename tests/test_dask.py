@@ -168,6 +168,13 @@ def test_cli_dask_local_cluster_and_existing_cluster(client, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "2 packed" in r.stdout and f"on dask {address}" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "medmask", "pack-tree", str(ds), "--dask", str(ds), "-o", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "--dask takes a scheduler address" in r.stderr
     env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
     r = subprocess.run(
         [*cmd, "--dask", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=60, env=env

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
         )
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.dask not in (None, "local") and not re.match(r"^([a-z+]+://|[\w.\-]+:\d+$)", args.dask):
+        raise UsageError(
+            f"--dask takes a scheduler address such as tcp://host:8786, got {args.dask!r} "
+            "(write --dask after ROOT, or --dask=ADDRESS)"
+        )
     opts = storage_options(args)
     cases = find_cases(root, storage_options=opts)
     if not cases:
