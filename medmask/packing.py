@@ -80,6 +80,8 @@ class CaseResult:
         seconds: Time spent on the case (in the worker).
         notes: Things worth telling (e.g. masks resampled onto the archive's grid).
         error: One line saying what went wrong (``status == "failed"``), naming the case.
+        traceback: The full Python traceback of that failure (for ``--debug``), when there is
+            one.
     """
 
     case: str
@@ -91,6 +93,7 @@ class CaseResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    traceback: str | None = None
 
 
 @dataclass
@@ -532,10 +535,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _failed(case: str, out: str, exc: BaseException, seconds: float = 0.0) -> CaseResult:
+    import traceback
+
     msg = _one_line(exc)
     if case not in msg:
         msg = f"{case}: {msg}"
-    return CaseResult(case, out, "failed", seconds=seconds, error=msg)
+    detail = "".join(traceback.format_exception(exc)) if exc.__traceback__ else None
+    return CaseResult(case, out, "failed", seconds=seconds, error=msg, traceback=detail)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters

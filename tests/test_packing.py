@@ -137,6 +137,7 @@ def test_pack_tree_report_resume_and_bad_case(dataset, tmp_path, workers):
     assert [r.status for r in report.results] == ["packed", "failed", "packed"]
     failed = report.failed[0]
     assert "truncated.nii.gz" in failed.error and "cannot read" in failed.error
+    assert failed.traceback.startswith("Traceback") and "MaskValidationError" in failed.traceback
     assert not report.ok and "2 packed" in report.summary() and "1 failed" in report.summary()
     assert sorted(p.name for p in dest.iterdir()) == ["case_0000.mska", "case_0002.mska"]
     assert not stale.exists()

@@ -66,6 +66,8 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
         for note in r.notes:
             print(f"medmask pack-tree: note: {note}", file=sys.stderr)
     for r in sorted(report.failed, key=lambda r: r.case):
+        if args.debug and r.traceback:
+            print(r.traceback, end="", file=sys.stderr)
         err(args, r.error or f"{r.case}: failed")
     say(args, report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
