@@ -8,20 +8,22 @@ Two codecs ship:
 
 * ``"zstd"`` (id 0): the version-1 blob of medmask 0.1.x. Self-describing
   (dtype and shape precede the payload), full volume, bool arrays bit-packed in
-  C order, one zstd frame at the default level. Choosing it writes version-1
-  files that medmask 0.1.x opens.
+  C order, one zstd frame at the default level. The format layer
+  (:func:`medmask.format.codec_version`) writes version-1 files with it, which
+  medmask 0.1.x opens.
 * ``"bitzstd"`` (id 1): the version-2 blob (the default). The array handed to it
   is already cropped to its bounding box by the format layer; dtype and shape
-  live in the file's index, so the blob is only a zstd frame of the array in
-  ``(x, y, z)`` C order (i.e. the ``(z, y, x)`` array transposed), bit-packed
-  when boolean. Packing bits along ``z`` compresses organ masks about 7% better
-  than along ``x`` (measured on the TotalSegmentator case, see
-  ``benchmarks/bench_format.py``).
+  live in the file's index, so the blob is only a zstd frame of the box with
+  every ``x`` row bit-packed on its own when boolean (see :class:`BitZstdCodec`).
+
+A codec knows nothing of files: errors it raises name the field but not the file or
+the mask, which the format layer adds once (:meth:`medmask.errors.MedMaskError.add_context`).
 
 Decoding is defensive: the declared output size is checked against the blob
-size (zstd cannot expand more than :data:`MAX_EXPANSION` times) and a hard
-limit before anything is allocated, and the zstd frame must declare exactly
-the expected size.
+size (:func:`expansion_plausible`: zstd cannot expand more than
+:data:`MAX_EXPANSION` times) and a hard limit before anything is allocated, and the
+zstd frame must declare exactly the expected size (:func:`decompress_bounded`, the
+one bounded decompressor, also used for version-2 index segments).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import math
 import struct
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -37,6 +40,7 @@ import zstandard
 from .errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
 
 __all__ = [
+    "BlobSpec",
     "Codec",
     "ZstdCodec",
     "BitZstdCodec",
@@ -45,18 +49,29 @@ __all__ = [
     "codec_by_id",
     "available_codecs",
     "MASK_DTYPES",
+    "BIT_DEPTHS",
+    "decompress_bounded",
+    "expansion_plausible",
+    "check_shape",
+    "check_dtype",
     "MAX_VOXELS",
     "MAX_EXPANSION",
     "DEFAULT_CODEC",
 ]
 
-#: The dtypes a stored mask may have.
-MASK_DTYPES: dict[str, np.dtype] = {
-    "bool": np.dtype(bool),
-    "uint8": np.dtype(np.uint8),
-    "uint16": np.dtype(np.uint16),
-    "uint32": np.dtype(np.uint32),
-}
+#: The dtypes a stored mask may have, with their bit depth: the one table shared by the
+#: codecs, the format readers (:data:`MASK_DTYPES`) and :class:`~medmask.SegmentationMask`
+#: (:data:`BIT_DEPTHS`).
+_MASK_DTYPE_BITS: tuple[tuple[np.dtype, int], ...] = (
+    (np.dtype(bool), 1),
+    (np.dtype(np.uint8), 8),
+    (np.dtype(np.uint16), 16),
+    (np.dtype(np.uint32), 32),
+)
+#: dtype name -> dtype of the stored mask dtypes.
+MASK_DTYPES: dict[str, np.dtype] = {dt.name: dt for dt, _bits in _MASK_DTYPE_BITS}
+#: bit depth -> dtype of the stored mask dtypes.
+BIT_DEPTHS: dict[int, np.dtype] = {bits: dt for dt, bits in _MASK_DTYPE_BITS}
 
 #: Hard ceiling on the number of voxels a stored array may declare (2**36, 64 GiB
 #: of uint8). Anything above is treated as corruption, never allocated.
@@ -71,103 +86,113 @@ MAX_EXPANSION = 40_000
 DEFAULT_CODEC = "bitzstd"
 
 
-def _zstd_decompress(
-    payload: bytes | memoryview,
-    expected: int,
-    *,
-    path: object,
-    mask: str | None,
-) -> bytes:
-    """Decompress one zstd frame that must hold exactly ``expected`` bytes."""
-    payload = bytes(payload)
-    if expected > max(len(payload), 64) * MAX_EXPANSION:
-        raise CorruptFileError(
-            f"blob of {len(payload)} bytes claims {expected} decoded bytes (beyond what zstd "
-            "can produce: corrupt or a decompression bomb)",
-            path=path,
-            mask=mask,
-            field="data",
-        )
-    try:
-        declared = zstandard.frame_content_size(payload)
-    except zstandard.ZstdError as exc:
-        raise CorruptFileError(
-            f"not a zstd frame ({exc})", path=path, mask=mask, field="data"
-        ) from None
-    if declared != expected:
-        raise CorruptFileError(
-            f"zstd frame declares {declared} bytes, expected {expected}",
-            path=path,
-            mask=mask,
-            field="data",
-        )
-    try:
-        out = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
-    except zstandard.ZstdError as exc:
-        raise CorruptFileError(
-            f"zstd decoding failed ({exc})", path=path, mask=mask, field="data"
-        ) from None
-    if len(out) != expected:
-        raise CorruptFileError(
-            f"decoded {len(out)} bytes, expected {expected}", path=path, mask=mask, field="data"
-        )
-    return out
+@dataclass(frozen=True)
+class BlobSpec:
+    """What the file records about a blob outside of it: the array's dtype and shape.
+
+    Attributes:
+        dtype: The array's dtype (``None`` when the file does not record it: the
+            version-1 blob describes itself, and the dtype it holds is then accepted).
+        shape: The shape of the stored array (the bounding box for version 2, the
+            whole volume for version 1); ``None`` when not recorded.
+    """
+
+    dtype: np.dtype | None = None
+    shape: tuple[int, ...] | None = None
+
+
+def expansion_plausible(compressed: int, decoded: int) -> bool:
+    """Whether ``compressed`` bytes of zstd can decode to ``decoded`` bytes.
+
+    Args:
+        compressed: Size of the stored frame.
+        decoded: Size it claims once decoded.
+
+    Returns:
+        ``False`` for a claim no zstd frame can honour (:data:`MAX_EXPANSION`): the
+        data is corrupt or a decompression bomb, and nothing may be allocated for it.
+    """
+    return decoded <= max(compressed, 64) * MAX_EXPANSION
 
 
 def decompress_bounded(
-    payload: bytes | memoryview, limit: int, *, path: object, field: str
+    payload: bytes | memoryview,
+    *,
+    expected: int | None = None,
+    limit: int | None = None,
+    field: str = "data",
 ) -> bytes:
-    """Decompress one zstd frame whose declared size must be known and at most ``limit``."""
+    """Decompress one zstd frame whose content size is declared and bounded.
+
+    Exactly one of ``expected`` (the frame must hold exactly this many bytes) and
+    ``limit`` (it may hold at most this many) is given. In both cases the frame may not
+    expand beyond :func:`expansion_plausible`, and nothing larger than the declared size
+    is ever allocated.
+
+    Args:
+        payload: The frame.
+        expected: The exact decoded size.
+        limit: The largest decoded size accepted.
+        field: The field named in errors.
+
+    Returns:
+        The decoded bytes.
+
+    Raises:
+        CorruptFileError: Not a zstd frame, a size that disagrees with ``expected`` or
+            exceeds ``limit``, or damaged data. The caller adds the file and mask.
+    """
     payload = bytes(payload)
+    if expected is not None and not expansion_plausible(len(payload), expected):
+        raise CorruptFileError(
+            f"blob of {len(payload)} bytes claims {expected} decoded bytes (beyond what zstd "
+            "can produce: corrupt or a decompression bomb)",
+            field=field,
+        )
     try:
         declared = zstandard.frame_content_size(payload)
     except zstandard.ZstdError as exc:
-        raise CorruptFileError(f"not a zstd frame ({exc})", path=path, field=field) from None
-    if declared < 0 or declared > min(limit, max(len(payload), 64) * MAX_EXPANSION):
-        raise CorruptFileError(
-            f"zstd frame declares {declared} bytes (limit {limit})", path=path, field=field
-        )
+        raise CorruptFileError(f"not a zstd frame ({exc})", field=field) from exc
+    if expected is not None:
+        if declared != expected:
+            raise CorruptFileError(
+                f"zstd frame declares {declared} bytes, expected {expected}", field=field
+            )
+    elif declared < 0 or declared > min(limit or 0, max(len(payload), 64) * MAX_EXPANSION):
+        raise CorruptFileError(f"zstd frame declares {declared} bytes (limit {limit})", field=field)
     try:
         out = zstandard.ZstdDecompressor().decompress(payload, max_output_size=max(declared, 1))
     except zstandard.ZstdError as exc:
-        raise CorruptFileError(f"zstd decoding failed ({exc})", path=path, field=field) from None
+        raise CorruptFileError(f"zstd decoding failed ({exc})", field=field) from exc
     if len(out) != declared:
-        raise CorruptFileError(
-            f"decoded {len(out)} bytes, expected {declared}", path=path, field=field
-        )
+        raise CorruptFileError(f"decoded {len(out)} bytes, expected {declared}", field=field)
     return out
 
 
-def check_shape(shape: tuple[int, ...], *, path: object, mask: str | None, field: str) -> None:
-    """Reject shapes with non-positive dimensions or absurd voxel counts."""
+def check_shape(shape: tuple[int, ...], *, field: str) -> None:
+    """Reject shapes with non-positive dimensions or absurd voxel counts.
+
+    Raises:
+        CorruptFileError: Not 3 positive integers, or more than :data:`MAX_VOXELS`
+            voxels (the caller adds the file and mask).
+    """
     if len(shape) != 3:
-        raise CorruptFileError(
-            f"expected 3 dimensions, found {len(shape)}", path=path, mask=mask, field=field
-        )
+        raise CorruptFileError(f"expected 3 dimensions, found {len(shape)}", field=field)
     if any((not isinstance(s, int)) or s <= 0 for s in shape):
-        raise CorruptFileError(
-            f"dimensions must be positive integers, found {shape}",
-            path=path,
-            mask=mask,
-            field=field,
-        )
+        raise CorruptFileError(f"dimensions must be positive integers, found {shape}", field=field)
     if math.prod(shape) > MAX_VOXELS:
-        raise CorruptFileError(
-            f"shape {shape} declares more than {MAX_VOXELS} voxels",
-            path=path,
-            mask=mask,
-            field=field,
-        )
+        raise CorruptFileError(f"shape {shape} declares more than {MAX_VOXELS} voxels", field=field)
 
 
-def check_dtype(name: object, *, path: object, mask: str | None, field: str = "dtype") -> np.dtype:
-    """Map a stored dtype string to a numpy dtype, rejecting anything that is not a mask dtype."""
+def check_dtype(name: object, *, field: str = "dtype") -> np.dtype:
+    """Map a stored dtype string to a numpy dtype.
+
+    Raises:
+        CorruptFileError: Not one of :data:`MASK_DTYPES` (the caller adds the file and mask).
+    """
     if not isinstance(name, str) or name not in MASK_DTYPES:
         raise CorruptFileError(
-            f"dtype {name!r} is not a mask dtype (one of {', '.join(MASK_DTYPES)})",
-            path=path,
-            mask=mask,
-            field=field,
+            f"dtype {name!r} is not a mask dtype (one of {', '.join(MASK_DTYPES)})", field=field
         )
     return MASK_DTYPES[name]
 
@@ -175,14 +200,21 @@ def check_dtype(name: object, *, path: object, mask: str | None, field: str = "d
 class Codec(ABC):
     """A way to turn one mask array into bytes and back.
 
-    Subclasses set ``codec_id`` (stored in files, 0-255), ``name`` (what callers
-    pass as ``codec=``) and ``format_version`` (the file layout the codec belongs
-    to), and implement :meth:`encode` and :meth:`decode`.
+    A codec knows nothing of files: it never sees a path, a mask name or a format
+    version. The format layer chooses which codec ids a version accepts, hands over the
+    :class:`BlobSpec` its index records, and adds the file and mask to any error a codec
+    raises.
+
+    Subclasses set ``codec_id`` (stored in files, 0-255), ``name`` (what callers pass as
+    ``codec=``) and, when :meth:`decode` can write into a caller's array,
+    ``supports_out = True``; they implement :meth:`encode` and :meth:`decode`.
     """
 
     codec_id: ClassVar[int]
     name: ClassVar[str]
-    format_version: ClassVar[int]
+    #: Whether :meth:`decode` writes into ``out=`` itself (bounded temporary memory);
+    #: otherwise the caller copies the decoded array into its target.
+    supports_out: ClassVar[bool] = False
 
     @staticmethod
     def payload_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
@@ -210,29 +242,23 @@ class Codec(ABC):
 
     @abstractmethod
     def decode(
-        self,
-        blob: bytes | memoryview,
-        *,
-        dtype: np.dtype | None = None,
-        shape: tuple[int, ...] | None = None,
-        path: object = None,
-        mask: str | None = None,
+        self, blob: bytes | memoryview, spec: BlobSpec, out: np.ndarray | None = None
     ) -> np.ndarray:
         """Decode a blob written by :meth:`encode`.
 
         Args:
             blob: The stored bytes.
-            dtype: The dtype recorded outside the blob (required when the blob
+            spec: The dtype and shape recorded outside the blob (required when the blob
                 does not describe itself; checked when it does).
-            shape: The shape recorded outside the blob, likewise.
-            path: The file, for error messages.
-            mask: The mask name, for error messages.
+            out: A writable array of ``spec``'s shape and dtype to decode into; only
+                when :attr:`supports_out` is true.
 
         Returns:
-            A new, writable array.
+            A new, writable array, or ``out``.
 
         Raises:
-            CorruptFileError: The blob is damaged or disagrees with ``dtype``/``shape``.
+            CorruptFileError: The blob is damaged or disagrees with ``spec`` (without
+                file or mask: the format layer adds them).
         """
 
     def __repr__(self) -> str:
@@ -249,7 +275,6 @@ class ZstdCodec(Codec):
 
     codec_id = 0
     name = "zstd"
-    format_version = 1
 
     def __init__(self, level: int = 3) -> None:
         self.level = level
@@ -266,55 +291,45 @@ class ZstdCodec(Codec):
         )
         return head + zstandard.ZstdCompressor(level=self.level).compress(payload)
 
-    def decode(
-        self,
-        blob: bytes | memoryview,
-        *,
-        dtype: np.dtype | None = None,
-        shape: tuple[int, ...] | None = None,
-        path: object = None,
-        mask: str | None = None,
-    ) -> np.ndarray:
-        buf = memoryview(blob)
+    @staticmethod
+    def _header(buf: memoryview) -> tuple[int, str, tuple[int, ...], int]:
+        """``(flag, dtype name, shape, payload start)`` of a version-1 blob."""
         try:
             flag, dlen = struct.unpack_from("<BB", buf, 0)
             dname = bytes(buf[2 : 2 + dlen]).decode("ascii")
             if len(dname) != dlen:
                 raise struct.error("truncated dtype")
             (ndim,) = struct.unpack_from("<B", buf, 2 + dlen)
-            stored_shape = struct.unpack_from(f"<{ndim}q", buf, 3 + dlen)
+            shape = struct.unpack_from(f"<{ndim}q", buf, 3 + dlen)
         except (struct.error, UnicodeDecodeError) as exc:
             raise CorruptFileError(
-                f"truncated or invalid blob header ({exc})", path=path, mask=mask, field="data"
-            ) from None
+                f"truncated or invalid blob header ({exc})", field="data"
+            ) from exc
+        return flag, dname, tuple(int(s) for s in shape), 3 + dlen + 8 * ndim
+
+    def decode(
+        self, blob: bytes | memoryview, spec: BlobSpec, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        buf = memoryview(blob)
+        flag, dname, stored_shape, start = self._header(buf)
         if flag not in (0, 1):
-            raise CorruptFileError(
-                f"blob flag {flag} is neither 0 nor 1", path=path, mask=mask, field="data"
-            )
-        stored_dtype = check_dtype(dname, path=path, mask=mask, field="data.dtype")
+            raise CorruptFileError(f"blob flag {flag} is neither 0 nor 1", field="data")
+        stored_dtype = check_dtype(dname, field="data.dtype")
         if (flag == 1) != (stored_dtype == np.bool_):
+            raise CorruptFileError(f"blob flag {flag} does not match dtype {dname}", field="data")
+        check_shape(stored_shape, field="data.shape")
+        if spec.dtype is not None and np.dtype(spec.dtype) != stored_dtype:
             raise CorruptFileError(
-                f"blob flag {flag} does not match dtype {dname}", path=path, mask=mask, field="data"
-            )
-        stored_shape = tuple(int(s) for s in stored_shape)
-        check_shape(stored_shape, path=path, mask=mask, field="data.shape")
-        if dtype is not None and np.dtype(dtype) != stored_dtype:
-            raise CorruptFileError(
-                f"blob dtype {dname} differs from the recorded {np.dtype(dtype)}",
-                path=path,
-                mask=mask,
+                f"blob dtype {dname} differs from the recorded {np.dtype(spec.dtype)}",
                 field="data.dtype",
             )
-        if shape is not None and tuple(shape) != stored_shape:
+        if spec.shape is not None and tuple(spec.shape) != stored_shape:
             raise CorruptFileError(
-                f"blob shape {stored_shape} differs from the expected {tuple(shape)}",
-                path=path,
-                mask=mask,
+                f"blob shape {stored_shape} differs from the expected {tuple(spec.shape)}",
                 field="data.shape",
             )
-        start = 3 + dlen + 8 * ndim
-        raw = _zstd_decompress(
-            buf[start:], self.payload_nbytes(stored_dtype, stored_shape), path=path, mask=mask
+        raw = decompress_bounded(
+            buf[start:], expected=self.payload_nbytes(stored_dtype, stored_shape)
         )
         if flag == 1:
             bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=math.prod(stored_shape))
@@ -349,8 +364,6 @@ class BitZstdCodec(Codec):
 
     codec_id = 1
     name = "bitzstd"
-    format_version = 2
-    #: ``decode`` accepts ``out=`` and writes into it (bounded temporary memory)
     supports_out = True
 
     def __init__(self, level: int = 19, label_level: int = 9) -> None:
@@ -379,21 +392,14 @@ class BitZstdCodec(Codec):
         return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(payload)
 
     def decode(
-        self,
-        blob: bytes | memoryview,
-        *,
-        dtype: np.dtype | None = None,
-        shape: tuple[int, ...] | None = None,
-        path: object = None,
-        mask: str | None = None,
-        out: np.ndarray | None = None,
+        self, blob: bytes | memoryview, spec: BlobSpec, out: np.ndarray | None = None
     ) -> np.ndarray:
-        if dtype is None or shape is None:
-            raise ValueError("the bitzstd codec needs the dtype and shape from the index")
-        dtype = np.dtype(dtype)
-        shape = tuple(int(s) for s in shape)
-        check_shape(shape, path=path, mask=mask, field="bbox")
-        raw = _zstd_decompress(blob, self.payload_nbytes(dtype, shape), path=path, mask=mask)
+        if spec.dtype is None or spec.shape is None:
+            raise MaskValidationError("the bitzstd codec needs the dtype and shape from the index")
+        dtype = np.dtype(spec.dtype)
+        shape = tuple(int(s) for s in spec.shape)
+        check_shape(shape, field="bbox")
+        raw = decompress_bounded(blob, expected=self.payload_nbytes(dtype, shape))
         if dtype != np.bool_:
             arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
             if out is None:
@@ -453,11 +459,12 @@ def get_codec(codec: str | Codec | None) -> Codec:
         ) from None
 
 
-def codec_by_id(codec_id: int, *, path: object = None, mask: str | None = None) -> Codec:
+def codec_by_id(codec_id: int) -> Codec:
     """Resolve a codec id read from a file.
 
     Raises:
-        UnsupportedFormatError: No codec with that id is registered.
+        UnsupportedFormatError: No codec with that id is registered (the caller adds
+            the file and mask).
     """
     try:
         return _BY_ID[codec_id]
@@ -465,8 +472,6 @@ def codec_by_id(codec_id: int, *, path: object = None, mask: str | None = None) 
         known = ", ".join(f"{c.codec_id} ({c.name})" for c in _BY_ID.values())
         raise UnsupportedFormatError(
             f"unknown codec id {codec_id}; this release reads codec ids {known}",
-            path=path,
-            mask=mask,
             field="codec_id",
         ) from None
 

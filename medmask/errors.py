@@ -18,7 +18,9 @@ locked file), so code written against plain Python keeps working.
     └── RemoteReadError         (also OSError)     a URL stays unreadable after retries
         └── RemoteChangedError                       the object was replaced while open
 
-Every message names the file and, where it applies, the mask and the field.
+Every message names the file and, where it applies, the mask and the field: they are
+keywords of every medmask error (``path=``, ``mask=``, ``field=``; see
+:class:`MedMaskError`), never pasted into the text by hand.
 """
 
 from __future__ import annotations
@@ -41,7 +43,76 @@ __all__ = [
 
 
 class MedMaskError(Exception):
-    """Base class of every exception medmask raises on purpose."""
+    """Base class of every exception medmask raises on purpose.
+
+    Every medmask error takes its context as keywords, and renders it in front of the
+    message: ``"<path>: mask '<mask>': field '<field>': <message>"``. Code that raises
+    one never pastes the path into the message by hand; code that catches one from a
+    lower layer (a codec knows no file) adds what it knows with :meth:`add_context`.
+
+    Args:
+        message: What is wrong and, where it helps, what to do.
+        path: The file or URL, when known.
+        mask: The mask (name) concerned, when known.
+        field: The header field or section concerned, when known.
+
+    Attributes:
+        message: The message without its context.
+        path: The file (as text), or ``None``.
+        mask: The mask, or ``None``.
+        field: The field, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        path: object = None,
+        mask: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.mask = mask
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append(self.path)
+        if self.mask is not None:
+            parts.append(f"mask {self.mask!r}")
+        if self.field is not None:
+            parts.append(f"field {self.field!r}")
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def add_context(
+        self, *, path: object = None, mask: str | None = None, field: str | None = None
+    ) -> MedMaskError:
+        """Fill in the context this error does not have yet (what it has is kept).
+
+        Args:
+            path: The file or URL.
+            mask: The mask concerned.
+            field: The field concerned.
+
+        Returns:
+            The same exception, to re-raise (``raise err.add_context(path=p) from None``
+            would lose the cause: re-raise with a bare ``raise``).
+        """
+        if self.path is None and path is not None:
+            self.path = str(path)
+        if self.mask is None and mask is not None:
+            self.mask = mask
+        if self.field is None and field is not None:
+            self.field = field
+        self.args = (self._render(), *self.args[1:])
+        return self
+
+    def __str__(self) -> str:  # KeyError would repr() the text, OSError format errno
+        return self._render()
 
 
 class MaskValidationError(MedMaskError, ValueError):
@@ -55,32 +126,8 @@ class SpaceMismatchError(MaskValidationError):
 class CorruptFileError(MedMaskError, ValueError):
     """A file is damaged, truncated, fails a checksum, or is not a medmask file.
 
-    Attributes:
-        path: The file, when known.
-        mask: The mask (name) concerned, when the damage is inside one mask.
-        field: The header field or section concerned, when known.
+    ``path``, ``mask`` and ``field`` (see :class:`MedMaskError`) say where.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: object = None,
-        mask: str | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.path = None if path is None else str(path)
-        self.mask = mask
-        self.field = field
-        parts = []
-        if self.path is not None:
-            parts.append(f"{self.path}")
-        if mask is not None:
-            parts.append(f"mask {mask!r}")
-        if field is not None:
-            parts.append(f"field {field!r}")
-        prefix = ": ".join(parts)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
 class UnsupportedFormatError(CorruptFileError):
@@ -93,13 +140,6 @@ class MaskNotFoundError(MedMaskError, KeyError):
     The message lists close matches when there are any.
     """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return self.message
-
 
 class ArchiveLockedError(MedMaskError, OSError):
     """Another writer holds the advisory lock of the archive."""
@@ -108,8 +148,9 @@ class ArchiveLockedError(MedMaskError, OSError):
 class RemoteReadError(MedMaskError, OSError):
     """Reading or writing an object through a URL failed, after the retries of transient faults.
 
-    Attributes:
-        url: The object's URL.
+    Args:
+        message: What failed.
+        url: The object's URL (also available as ``path``).
         mask: The mask (name) being read, when known.
         field: The section being read (``"header"``, ``"index"``, ``"data"``...), when known.
         cause: The last underlying exception, when there was one.
@@ -117,25 +158,21 @@ class RemoteReadError(MedMaskError, OSError):
 
     def __init__(
         self,
-        message: str,
+        message: str = "",
         *,
         url: str | None = None,
         mask: str | None = None,
         field: str | None = None,
         cause: BaseException | None = None,
+        path: object = None,
     ) -> None:
-        self.url = url
-        self.mask = mask
-        self.field = field
         self.cause = cause
-        parts = [p for p in (url, None if mask is None else f"mask {mask!r}") if p]
-        if field is not None:
-            parts.append(f"field {field!r}")
-        prefix = ": ".join(parts)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        super().__init__(message, path=url if url is not None else path, mask=mask, field=field)
 
-    def __str__(self) -> str:  # OSError would format (errno, strerror)
-        return str(self.args[0]) if self.args else ""
+    @property
+    def url(self) -> str | None:
+        """The object's URL (the same as ``path``)."""
+        return self.path
 
 
 class RemoteChangedError(RemoteReadError):

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import Codec
+from .codecs import BIT_DEPTHS, Codec
 from .errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
 from .format import read_msk
 from .mapping import LabelMapping
@@ -17,13 +17,6 @@ from .spaces import Space, coerce_space, default_space
 
 __all__ = ["SegmentationMask", "BIT_DEPTHS", "normalize_mask_array"]
 
-#: bit depth -> dtype of the stored array
-BIT_DEPTHS: dict[int, np.dtype] = {
-    1: np.dtype(bool),
-    8: np.dtype(np.uint8),
-    16: np.dtype(np.uint16),
-    32: np.dtype(np.uint32),
-}
 _DEPTH_OF = {dt: bits for bits, dt in BIT_DEPTHS.items()}
 
 

@@ -33,7 +33,14 @@ from .errors import (
     MaskValidationError,
     close_matches,
 )
-from .format import archive_backend, open_archive, read_msk_record, sniff, write_msk
+from .format import (
+    archive_backend,
+    codec_version,
+    open_archive,
+    read_msk_record,
+    sniff,
+    write_msk,
+)
 from .format._io import BBox, open_locked
 from .format.backend import ArchiveBackend
 from .format.base import Entry
@@ -371,7 +378,7 @@ class MaskArchive:
                 f"compat must be None (current layout), '0.2' or '0.1', got {compat!r}"
             )
         if compat == "0.1":
-            if codec is not None and get_codec(codec).format_version != 1:
+            if codec is not None and codec_version(get_codec(codec)) != 1:
                 raise MaskValidationError("compat='0.1' writes version 1: leave codec= out")
             codec = "zstd"
         if space is not None and not isinstance(space, Space):
@@ -423,13 +430,13 @@ class MaskArchive:
             local = self._upload_dir / "archive.mska"
         elif local.exists():  # refuse to replace an archive another process is appending to
             self._lock_fd = open_locked(local, os.O_RDONLY)
-        cls = archive_backend(self._codec.format_version)
+        cls = archive_backend(codec_version(self._codec))
         self._backend = cls.create(local, space=space, minor=self._minor)
 
     def _open_append(self, space: Space | None) -> None:
         if not self.path.exists():
             codec = self._codec or get_codec(None)
-            cls = archive_backend(codec.format_version)
+            cls = archive_backend(codec_version(codec))
             pending = cls.create_missing(self.path, space=space, minor=self._minor)
             if pending is not None:  # created by its first commit
                 self._backend = pending
@@ -437,10 +444,10 @@ class MaskArchive:
         fd = self._lock_fd = open_locked(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
         source = LocalFileSource(self.path, fd=fd, own_fd=False)
         _kind, major = sniff(source)
-        if self._codec is not None and self._codec.format_version != major:
+        if self._codec is not None and codec_version(self._codec) != major:
             raise MaskValidationError(
                 f"{self.path} is a version-{major} archive; codec {self._codec.name!r} writes "
-                f"version {self._codec.format_version} (use 'medmask convert' to change versions)"
+                f"version {codec_version(self._codec)} (use 'medmask convert' to change versions)"
             )
         self._backend = open_archive(source, fd=fd)
         if space is not None and self._backend.space is not None:

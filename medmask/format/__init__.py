@@ -43,6 +43,7 @@ __all__ = [
     "ArchiveBackend",
     "Entry",
     "bbox_slices",
+    "codec_version",
 ]
 
 #: Major versions this release reads and writes.
@@ -51,6 +52,15 @@ SUPPORTED_VERSIONS = (1, 2)
 _KIND = {b"MSK1": "msk", b"MSKA": "mska"}
 _ARCHIVES: dict[int, type[ArchiveBackend]] = {1: v1.V1Archive, 2: v2.V2Archive}
 _MSK = {1: v1, 2: v2}  # modules with MSK_HEADER, read_msk and encode_msk
+
+
+def codec_version(codec: Codec) -> int:
+    """The format major version a codec's blobs belong to (which layout choosing it writes).
+
+    Version 1 holds only its own codec ids (:data:`medmask.format.v1.CODEC_IDS`); every
+    other registered codec is stored in version 2, whose index names each mask's codec.
+    """
+    return 1 if codec.codec_id in v1.CODEC_IDS else 2
 
 
 def archive_backend(version: int) -> type[ArchiveBackend]:
@@ -187,7 +197,7 @@ def write_msk(
     Raises:
         MaskValidationError: ``attrs`` given with a version-1 codec.
     """
-    data = _MSK[codec.format_version].encode_msk(array, mapping, space, codec, attrs, path=path)
+    data = _MSK[codec_version(codec)].encode_msk(array, mapping, space, codec, attrs, path=path)
     with atomic_temp(Path(path)) as (fh, _tmp):
         fh.write(data)
 

@@ -2,30 +2,94 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codecs import Codec, check_shape
-from ..errors import CorruptFileError, MaskValidationError
+from ..codecs import BlobSpec, Codec, check_shape
+from ..errors import CorruptFileError, MaskValidationError, MedMaskError
 from ..mapping import LabelMapping
 from ..spaces import Space, space_from_disk_json
 from ._io import BBox
 
-__all__ = ["Entry", "MskRecord", "parse_mapping", "read_space", "bbox_slices", "full_bbox"]
+__all__ = [
+    "Entry",
+    "MskRecord",
+    "parse_mapping",
+    "read_space",
+    "bbox_slices",
+    "full_bbox",
+    "error_context",
+    "decode_blob",
+]
+
+
+@contextlib.contextmanager
+def error_context(path: object, mask: str | None = None) -> Iterator[None]:
+    """Add the file and mask to any medmask error raised inside (codecs know neither).
+
+    Args:
+        path: The file or URL.
+        mask: The mask concerned, when there is one.
+    """
+    try:
+        yield
+    except MedMaskError as err:
+        err.add_context(path=path, mask=mask)
+        raise
+
+
+def decode_blob(
+    codec: Codec,
+    blob: bytes | memoryview,
+    spec: BlobSpec,
+    *,
+    path: object,
+    mask: str | None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Decode one blob, into ``out`` when given, with the file and mask on any error.
+
+    Args:
+        codec: The blob's codec.
+        blob: The stored bytes.
+        spec: The dtype and shape the file records for it.
+        path: The file, for errors.
+        mask: The mask, for errors.
+        out: A writable array of ``spec``'s shape to fill (the codec writes into it when
+            it declares :attr:`~medmask.codecs.Codec.supports_out`, else the decoded
+            array is copied in).
+
+    Returns:
+        The decoded array, or ``out``.
+
+    Raises:
+        CorruptFileError: The blob is damaged or disagrees with ``spec``.
+    """
+    with error_context(path, mask):
+        if out is None:
+            return codec.decode(blob, spec)
+        if codec.supports_out:
+            return codec.decode(blob, spec, out)
+        out[...] = codec.decode(blob, spec)
+        return out
 
 
 def read_space(raw: bytes, *, path: object) -> Space:
     """Parse a stored space JSON and check its volume against the voxel limit.
 
-    Reliability fix: ``space_from_disk_json`` accepts each dimension up to 2**31, so a
-    hostile shape such as ``[2**31 - 1] * 3`` (about 2**93 voxels) was accepted and the
-    full-volume read of a version-2 mask then raised a bare ``ValueError`` / ``MemoryError``
-    from ``numpy.zeros`` instead of :class:`CorruptFileError`. The space's volume is now
-    held to :data:`medmask.codecs.MAX_VOXELS` like every other declared shape.
+    Each dimension of a stored space is at most 2**31, and the volume as a whole is held
+    to :data:`medmask.codecs.MAX_VOXELS` like every other declared shape, so that a
+    full-volume read never reaches ``numpy.zeros`` with an absurd shape.
+
+    Raises:
+        CorruptFileError: Invalid JSON, an invalid space or too many voxels.
     """
     space = space_from_disk_json(raw, path=path)
-    check_shape(tuple(int(s) for s in space.shape), path=path, mask=None, field="space.shape")
+    with error_context(path):
+        check_shape(tuple(int(s) for s in space.shape), field="space.shape")
     return space
 
 
@@ -103,6 +167,11 @@ class Entry:
             return None
         z0, z1, y0, y1, x0, x1 = self.bbox
         return z1 - z0, y1 - y0, x1 - x0
+
+    @property
+    def spec(self) -> BlobSpec:
+        """What the index records about the blob (dtype and stored shape) for its codec."""
+        return BlobSpec(self.dtype, self.box_shape)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codecs import Codec, ZstdCodec, codec_by_id
+from ..codecs import BlobSpec, Codec, ZstdCodec, codec_by_id
 from ..errors import (
     ArchiveLockedError,
     CorruptFileError,
@@ -27,7 +27,7 @@ from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
 from ._io import atomic_temp, crop_to_bbox, lock_exclusive
 from .backend import ArchiveBackend
-from .base import Entry, MskRecord, full_bbox, parse_mapping, read_space
+from .base import Entry, MskRecord, decode_blob, error_context, full_bbox, parse_mapping, read_space
 
 __all__ = [
     "MSK_HEADER",
@@ -38,6 +38,7 @@ __all__ = [
     "build_mska",
     "V1Archive",
     "INDEX_CAPACITY",
+    "CODEC_IDS",
 ]
 
 #: ``.msk`` header: magic, major, minor, codec id, space/mapping/data offset+length, 7 pad bytes.
@@ -48,6 +49,8 @@ MSKA_HEADER = struct.Struct("<4s2BB7Q27x")
 INDEX_CAPACITY = 4000
 
 _CODEC = ZstdCodec()
+#: The codec ids a version-1 file may declare (the blob of medmask 0.1.x).
+CODEC_IDS = frozenset({_CODEC.codec_id})
 
 
 def encode_msk(
@@ -66,8 +69,9 @@ def encode_msk(
     """
     if attrs:
         raise MaskValidationError(
-            f"{path}: a version-1 file (codec 'zstd') cannot hold attributes; write version 2 "
-            "(the default codec) or drop attrs="
+            "a version-1 file (codec 'zstd') cannot hold attributes; write version 2 "
+            "(the default codec) or drop attrs=",
+            path=path,
         )
     space_b = space_to_disk_json(space)
     map_b = json.dumps(mapping.to_dict()).encode("utf-8")
@@ -92,7 +96,7 @@ def decode_msk(source: ByteSource, header: bytes) -> tuple[np.ndarray, LabelMapp
     raw_map = source.read(m_off, m_len, field="mapping")
     mapping = parse_mapping(_loads(raw_map, path=path, field="mapping"), path=path, mask=None)
     blob = source.read(d_off, d_len, field="data")
-    array = codec.decode(blob, shape=tuple(space.shape), path=path)
+    array = decode_blob(codec, blob, BlobSpec(shape=tuple(space.shape)), path=path, mask=None)
     return array, mapping, space
 
 
@@ -113,10 +117,11 @@ def _loads(raw: bytes, *, path: object, field: str, mask: str | None = None) -> 
         raise CorruptFileError(f"invalid JSON ({exc})", path=path, mask=mask, field=field) from None
 
 
-def _v1_codec(codec_id: int, path: object):
-    """The codec of a version-1 file: only version-1 codecs are valid there."""
-    codec = codec_by_id(codec_id, path=path)
-    if codec.format_version != 1:
+def _v1_codec(codec_id: int, path: object) -> Codec:
+    """The codec of a version-1 file: only :data:`CODEC_IDS` are valid there."""
+    with error_context(path):
+        codec = codec_by_id(codec_id)
+    if codec.codec_id not in CODEC_IDS:
         raise UnsupportedFormatError(
             f"codec id {codec_id} ({codec.name}) is not valid in a version-1 file; "
             "version 1 uses codec id 0 (zstd)",
@@ -300,9 +305,8 @@ class V1Archive(ArchiveBackend):
         return self.source.read(entry.offset, entry.length, field="data", mask=entry.name)
 
     def _decode(self, entry: Entry, blob: bytes) -> np.ndarray:
-        return self.codec.decode(
-            blob, shape=tuple(self._space.shape), path=self.path, mask=entry.name
-        )
+        spec = BlobSpec(shape=tuple(self._space.shape))
+        return decode_blob(self.codec, blob, spec, path=self.path, mask=entry.name)
 
     def read_box(self, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
         """Decode the stored region (the full volume for version 1)."""
@@ -349,7 +353,7 @@ class V1Archive(ArchiveBackend):
 
     def stage(self, name, array, mapping, codec, attrs=None) -> Entry:
         if attrs:
-            raise MaskValidationError(f"{self.path}: version-1 archives cannot hold attributes")
+            raise MaskValidationError("version-1 archives cannot hold attributes", path=self.path)
         self._save()
         entry = self._entry(name, array, mapping)
         self._entries.append(entry)
@@ -362,7 +366,7 @@ class V1Archive(ArchiveBackend):
 
     def stage_replace(self, index, array, mapping, codec, attrs) -> Entry:
         if attrs:
-            raise MaskValidationError(f"{self.path}: version-1 archives cannot hold attributes")
+            raise MaskValidationError("version-1 archives cannot hold attributes", path=self.path)
         self._save()
         entry = self._entry(self._entries[index].name, array, mapping)
         self._entries[index] = entry
@@ -370,7 +374,7 @@ class V1Archive(ArchiveBackend):
 
     def stage_attrs(self, index: int, attrs: dict) -> None:
         if attrs:
-            raise MaskValidationError(f"{self.path}: version-1 archives cannot hold attributes")
+            raise MaskValidationError("version-1 archives cannot hold attributes", path=self.path)
 
     def rollback(self) -> None:
         if self._saved is not None:
@@ -380,7 +384,7 @@ class V1Archive(ArchiveBackend):
     def _data(self) -> bytes:
         if self._space is None:
             raise MaskValidationError(
-                f"{self.path}: a version-1 archive needs a space; pass space= or add a mask"
+                "a version-1 archive needs a space; pass space= or add a mask", path=self.path
             )
         return build_mska(
             self._space,
@@ -409,7 +413,7 @@ class V1Archive(ArchiveBackend):
             if lock_fd is not None:
                 os.close(lock_fd)
             raise ArchiveLockedError(
-                f"{target}: another writer created this archive meanwhile; reopen it to append"
+                "another writer created this archive meanwhile; reopen it to append", path=target
             ) from None
         except BaseException:
             if lock_fd is not None:

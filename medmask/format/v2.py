@@ -37,11 +37,11 @@ import zstandard
 from ..attrs import centroid_of, make_extra, parse_extra
 from ..codecs import (
     MASK_DTYPES,
-    MAX_EXPANSION,
     Codec,
     check_dtype,
     codec_by_id,
     decompress_bounded,
+    expansion_plausible,
 )
 from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
 from ..io.source import ByteSource, LocalFileSource
@@ -49,7 +49,7 @@ from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
 from ._io import BBox, atomic_temp, bounding_box, crc32, fsync_dir, make_temp, read_verified
 from .backend import ArchiveBackend
-from .base import Entry, MskRecord, bbox_slices, read_space
+from .base import Entry, MskRecord, bbox_slices, decode_blob, error_context, read_space
 
 __all__ = [
     "MSK_HEADER",
@@ -150,7 +150,8 @@ def _entry_from_row(
         raise _bad(f"index row {k} has an invalid name {name!r}", path, "index")
     if not _is_uint(codec_id, 8):
         raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
-    codec = codec_by_id(codec_id, path=path, mask=name)
+    with error_context(path, name):
+        codec = codec_by_id(codec_id)
     if not (_is_uint(off) and _is_uint(length) and _is_uint(crc, 32)):
         raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
     if length and (off < DATA_START or off + length > end):
@@ -160,7 +161,8 @@ def _entry_from_row(
             "index.offset",
             name,
         )
-    np_dtype = check_dtype(dtype, path=path, mask=name, field="index.dtype")
+    with error_context(path, name):
+        np_dtype = check_dtype(dtype, field="index.dtype")
     if not _is_uint(voxels):
         raise _bad(f"invalid voxel count {voxels!r}", path, "index.voxels", name)
     if bbox is None:
@@ -188,7 +190,7 @@ def _entry_from_row(
         # row declares a 2048**3 box in a 2048**3 space made it allocate 8 GiB first.
         box_shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
         need = codec.payload_nbytes(np_dtype, box_shape)
-        if need > max(length, 64) * MAX_EXPANSION:
+        if not expansion_plausible(length, need):
             raise _bad(
                 f"a blob of {length} bytes cannot hold the {need} bytes its bbox {bbox} declares "
                 "(corrupt or a decompression bomb)",
@@ -218,13 +220,7 @@ def _row(e: Entry, minor: int) -> list:
 
 
 def _decode(entry: Entry, blob: bytes, path: object, out: np.ndarray | None) -> np.ndarray:
-    args = {"dtype": entry.dtype, "shape": entry.box_shape, "path": path, "mask": entry.name}
-    if out is None:
-        return entry.codec.decode(blob, **args)
-    if getattr(entry.codec, "supports_out", False):
-        return entry.codec.decode(blob, out=out, **args)
-    out[...] = entry.codec.decode(blob, **args)
-    return out
+    return decode_blob(entry.codec, blob, entry.spec, path=path, mask=entry.name, out=out)
 
 
 def read_box(source: ByteSource, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
@@ -623,7 +619,8 @@ class V2Archive(ArchiveBackend):
             off, length, crc = ref
             raw = self._section(off, length, crc, "index")
             limit = min(budget, max(INDEX_SMALL, len(raw) * INDEX_MAX_RATIO))
-            decoded = decompress_bounded(raw, limit, path=path, field="index")
+            with error_context(path):
+                decoded = decompress_bounded(raw, limit=limit, field="index")
             budget -= len(decoded)
             seg = _loads(decoded, path=path, field="index")
             del decoded
