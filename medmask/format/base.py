@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -23,7 +24,20 @@ __all__ = [
     "full_bbox",
     "error_context",
     "decode_blob",
+    "loads_json",
 ]
+
+
+def loads_json(raw: bytes, *, path: object, field: str, mask: str | None = None) -> object:
+    """Parse a stored UTF-8 JSON section.
+
+    Raises:
+        CorruptFileError: Not UTF-8, not JSON, or nested too deeply.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CorruptFileError(f"invalid JSON ({exc})", path=path, mask=mask, field=field) from exc
 
 
 @contextlib.contextmanager

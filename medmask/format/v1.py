@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,17 @@ from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
 from ._io import atomic_temp, crop_to_bbox, lock_exclusive
 from .backend import ArchiveBackend
-from .base import Entry, MskRecord, decode_blob, error_context, full_bbox, parse_mapping, read_space
+from .base import (
+    Entry,
+    MskRecord,
+    decode_blob,
+    error_context,
+    full_bbox,
+    loads_json,
+    parse_mapping,
+    read_space,
+)
+from .records import Record
 
 __all__ = [
     "MSK_HEADER",
@@ -41,10 +50,41 @@ __all__ = [
     "CODEC_IDS",
 ]
 
-#: ``.msk`` header: magic, major, minor, codec id, space/mapping/data offset+length, 7 pad bytes.
-MSK_HEADER = struct.Struct("<4s2BB6Q7x")
-#: ``.mska`` header: magic, major, minor, codec id, space/index/data offset+length, mask count, 27 pad.
-MSKA_HEADER = struct.Struct("<4s2BB7Q27x")
+#: ``.msk`` header (64 bytes, no checksum).
+MSK_HEADER = Record(
+    "header",
+    [
+        ("magic", "4s"),
+        ("major", "B"),
+        ("minor", "B"),
+        ("codec_id", "B"),
+        ("space_offset", "Q"),
+        ("space_length", "Q"),
+        ("mapping_offset", "Q"),
+        ("mapping_length", "Q"),
+        ("data_offset", "Q"),
+        ("data_length", "Q"),
+        ("", "7x"),
+    ],
+)
+#: ``.mska`` header (100 bytes, no checksum).
+MSKA_HEADER = Record(
+    "header",
+    [
+        ("magic", "4s"),
+        ("major", "B"),
+        ("minor", "B"),
+        ("codec_id", "B"),
+        ("space_offset", "Q"),
+        ("space_length", "Q"),
+        ("index_offset", "Q"),
+        ("index_length", "Q"),
+        ("data_offset", "Q"),
+        ("data_length", "Q"),
+        ("mask_count", "Q"),
+        ("", "27x"),
+    ],
+)
 #: Initial capacity of the zero-padded index region.
 INDEX_CAPACITY = 4000
 
@@ -79,8 +119,17 @@ def encode_msk(
     s_off = MSK_HEADER.size
     m_off = s_off + len(space_b)
     d_off = m_off + len(map_b)
-    head = MSK_HEADER.pack(
-        b"MSK1", 1, 0, _CODEC.codec_id, s_off, len(space_b), m_off, len(map_b), d_off, len(blob)
+    head = MSK_HEADER.pack_named(
+        magic=b"MSK1",
+        major=1,
+        minor=0,
+        codec_id=_CODEC.codec_id,
+        space_offset=s_off,
+        space_length=len(space_b),
+        mapping_offset=m_off,
+        mapping_length=len(map_b),
+        data_offset=d_off,
+        data_length=len(blob),
     )
     return head + space_b + map_b + blob
 
@@ -88,14 +137,12 @@ def encode_msk(
 def decode_msk(source: ByteSource, header: bytes) -> tuple[np.ndarray, LabelMapping, Space]:
     """Read a version-1 ``.msk`` whose first :data:`MSK_HEADER` bytes are ``header``."""
     path = source.name
-    _magic, _major, _minor, codec_id, s_off, s_len, m_off, m_len, d_off, d_len = MSK_HEADER.unpack(
-        header
-    )
-    codec = _v1_codec(codec_id, path)
-    space = read_space(source.read(s_off, s_len, field="space"), path=path)
-    raw_map = source.read(m_off, m_len, field="mapping")
-    mapping = parse_mapping(_loads(raw_map, path=path, field="mapping"), path=path, mask=None)
-    blob = source.read(d_off, d_len, field="data")
+    h = MSK_HEADER.unpack_named(header)
+    codec = _v1_codec(h.codec_id, path)
+    space = read_space(source.read(h.space_offset, h.space_length, field="space"), path=path)
+    raw_map = source.read(h.mapping_offset, h.mapping_length, field="mapping")
+    mapping = parse_mapping(loads_json(raw_map, path=path, field="mapping"), path=path, mask=None)
+    blob = source.read(h.data_offset, h.data_length, field="data")
     array = decode_blob(codec, blob, BlobSpec(shape=tuple(space.shape)), path=path, mask=None)
     return array, mapping, space
 
@@ -108,13 +155,6 @@ def read_msk(source: ByteSource, header: bytes, *, cropped: bool = False) -> Msk
         array, box = crop_to_bbox(array)
     voxels = int(np.count_nonzero(array))
     return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {})
-
-
-def _loads(raw: bytes, *, path: object, field: str, mask: str | None = None) -> object:
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CorruptFileError(f"invalid JSON ({exc})", path=path, mask=mask, field=field) from None
 
 
 def _v1_codec(codec_id: int, path: object) -> Codec:
@@ -154,18 +194,18 @@ def build_mska(space: Space, items: list[tuple[str, bytes, dict[str, int]]]) -> 
             break
         capacity *= 2
     data_len = pos - d_off
-    head = MSKA_HEADER.pack(
-        b"MSKA",
-        1,
-        0,
-        _CODEC.codec_id,
-        s_off,
-        len(space_b),
-        i_off,
-        capacity,
-        d_off,
-        data_len,
-        len(items),
+    head = MSKA_HEADER.pack_named(
+        magic=b"MSKA",
+        major=1,
+        minor=0,
+        codec_id=_CODEC.codec_id,
+        space_offset=s_off,
+        space_length=len(space_b),
+        index_offset=i_off,
+        index_length=capacity,
+        data_offset=d_off,
+        data_length=data_len,
+        mask_count=len(items),
     )
     return b"".join(
         [head, space_b, index_b, b"\0" * (capacity - len(index_b))] + [blob for _, blob, _ in items]
@@ -176,13 +216,12 @@ def _parse_index(source: ByteSource, header: bytes) -> tuple[Codec, Space, list[
     """Read and validate a version-1 archive's header, space and index."""
     path = source.name
     size = source.size()
-    (_m, _maj, _min, codec_id, s_off, s_len, i_off, i_len, _d_off, _d_len, count) = (
-        MSKA_HEADER.unpack(header)
-    )
-    codec = _v1_codec(codec_id, path)
-    space = read_space(source.read(s_off, s_len, field="space"), path=path)
-    raw_index = source.read(i_off, i_len, field="index").rstrip(b"\0")
-    rows = _loads(raw_index, path=path, field="index") if raw_index else []
+    h = MSKA_HEADER.unpack_named(header)
+    count = h.mask_count
+    codec = _v1_codec(h.codec_id, path)
+    space = read_space(source.read(h.space_offset, h.space_length, field="space"), path=path)
+    raw_index = source.read(h.index_offset, h.index_length, field="index").rstrip(b"\0")
+    rows = loads_json(raw_index, path=path, field="index") if raw_index else []
     if not isinstance(rows, list):
         raise CorruptFileError("index must be a JSON array", path=path, field="index")
     if len(rows) != count:

@@ -27,9 +27,9 @@ import dataclasses
 import io
 import json
 import os
-import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import zstandard
@@ -50,6 +50,7 @@ from ..spaces import Space, space_to_disk_json
 from ._io import BBox, atomic_temp, bounding_box, crc32, fsync_dir, make_temp, read_verified
 from .backend import ArchiveBackend
 from .base import Entry, MskRecord, bbox_slices, decode_blob, error_context, read_space
+from .records import Record
 
 __all__ = [
     "MSK_HEADER",
@@ -67,14 +68,55 @@ __all__ = [
     "V2Archive",
 ]
 
-#: ``.msk`` v2 header: magic, major, minor, flags, header length, meta offset+length,
-#: meta CRC, blob CRC, blob offset+length, 8 reserved bytes, header CRC (of bytes 0-59).
-MSK_HEADER = struct.Struct("<4sBBHIQQIIQQ8xI")
-#: ``.mska`` v2 preamble: magic, major, minor, flags, slot size, slot count, CRC of bytes 0-11.
-PREAMBLE = struct.Struct("<4sBBHHHI")
-#: Commit slot: generation, mask count, space offset/length/CRC, index offset/length/CRC,
-#: end offset, reserved, CRC of bytes 0-59.
-SLOT = struct.Struct("<QQQIIQIIQII")
+#: ``.msk`` v2 header (64 bytes; the CRC covers bytes 0-59).
+MSK_HEADER = Record(
+    "header",
+    [
+        ("magic", "4s"),
+        ("major", "B"),
+        ("minor", "B"),
+        ("flags", "H"),
+        ("header_length", "I"),
+        ("meta_offset", "Q"),
+        ("meta_length", "Q"),
+        ("meta_crc", "I"),
+        ("blob_crc", "I"),
+        ("blob_offset", "Q"),
+        ("blob_length", "Q"),
+        ("", "8x"),
+        ("crc", "I"),
+    ],
+)
+#: ``.mska`` v2 preamble (16 bytes; the CRC covers bytes 0-11).
+PREAMBLE = Record(
+    "preamble",
+    [
+        ("magic", "4s"),
+        ("major", "B"),
+        ("minor", "B"),
+        ("flags", "H"),
+        ("slot_size", "H"),
+        ("slot_count", "H"),
+        ("crc", "I"),
+    ],
+)
+#: Commit slot (64 bytes; the CRC covers bytes 0-59).
+SLOT = Record(
+    "commit slot",
+    [
+        ("generation", "Q"),
+        ("mask_count", "Q"),
+        ("space_offset", "Q"),
+        ("space_length", "I"),
+        ("space_crc", "I"),
+        ("index_offset", "Q"),
+        ("index_length", "I"),
+        ("index_crc", "I"),
+        ("end_offset", "Q"),
+        ("reserved", "I"),
+        ("crc", "I"),
+    ],
+)
 SLOT_OFFSETS = (PREAMBLE.size, PREAMBLE.size + SLOT.size)
 DATA_START = PREAMBLE.size + 2 * SLOT.size
 #: Column order of an index row of format 2.0 (medmask 0.2.0).
@@ -273,36 +315,34 @@ def encode_msk(
     meta_b = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     m_off = MSK_HEADER.size
     b_off = m_off + len(meta_b)
-    head = MSK_HEADER.pack(
-        b"MSK1",
-        2,
-        1 if attrs else 0,
-        0,
-        MSK_HEADER.size,
-        m_off,
-        len(meta_b),
-        crc32(meta_b),
-        crc32(blob),
-        b_off,
-        len(blob),
-        0,
+    head = MSK_HEADER.pack_named(
+        magic=b"MSK1",
+        major=2,
+        minor=1 if attrs else 0,
+        flags=0,
+        header_length=MSK_HEADER.size,
+        meta_offset=m_off,
+        meta_length=len(meta_b),
+        meta_crc=crc32(meta_b),
+        blob_crc=crc32(blob),
+        blob_offset=b_off,
+        blob_length=len(blob),
     )
-    head = head[:-4] + struct.pack("<I", crc32(head[:-4]))
     return head + meta_b + blob
 
 
 def decode_msk(source: ByteSource, header: bytes) -> tuple[Entry, Space, np.ndarray | None]:
     """Read a version-2 ``.msk``: returns the entry, the space and the cropped region (or None)."""
     path = source.name
-    (_m, _maj, _min, _flags, hlen, m_off, m_len, m_crc, b_crc, b_off, b_len, h_crc) = (
-        MSK_HEADER.unpack(header)
-    )
-    if crc32(header[:-4]) != h_crc:
-        raise _bad("header checksum mismatch", path, "header")
-    if hlen != MSK_HEADER.size:
-        raise _bad(f"header length {hlen}, expected {MSK_HEADER.size}", path, "header_length")
-    if m_len > MAX_INDEX_BYTES:
-        raise _bad(f"meta section of {m_len} bytes is implausibly large", path, "meta")
+    h = MSK_HEADER.unpack_checked(header, path=path, field="header")
+    if h.header_length != MSK_HEADER.size:
+        raise _bad(
+            f"header length {h.header_length}, expected {MSK_HEADER.size}", path, "header_length"
+        )
+    if h.meta_length > MAX_INDEX_BYTES:
+        raise _bad(f"meta section of {h.meta_length} bytes is implausibly large", path, "meta")
+    m_off, m_len, m_crc = h.meta_offset, h.meta_length, h.meta_crc
+    b_off, b_len, b_crc = h.blob_offset, h.blob_length, h.blob_crc
     raw = read_verified(source, m_off, m_len, m_crc, field="meta", what="meta checksum mismatch")
     meta = _loads(raw, path=path, field="meta")
     keys = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
@@ -359,6 +399,41 @@ def read_msk(source: ByteSource, header: bytes, *, cropped: bool = False) -> Msk
 # --------------------------------------------------------------------------------------------
 # .mska
 # --------------------------------------------------------------------------------------------
+def _check_preamble(head: bytes, path: object) -> int:
+    """Verify an archive's preamble (CRC, two 64-byte slots, no flags); return its minor."""
+    if not PREAMBLE.crc_ok(head):
+        raise _bad("preamble checksum mismatch", path, "header")
+    pre = PREAMBLE.unpack_named(head)
+    if (pre.slot_size, pre.slot_count, pre.flags) != (SLOT.size, 2, 0):
+        raise _bad(
+            f"unexpected slot layout {pre.slot_size}x{pre.slot_count}, flags {pre.flags}",
+            path,
+            "header",
+        )
+    return pre.minor
+
+
+def _newest_slot(head: bytes, path: object) -> tuple[int, NamedTuple]:
+    """``(index, fields)`` of the valid commit slot with the highest generation.
+
+    Raises:
+        CorruptFileError: Neither slot is valid (both empty or damaged).
+    """
+    best: tuple[int, NamedTuple] | None = None
+    problems = []
+    for k, off in enumerate(SLOT_OFFSETS):
+        slot = SLOT.unpack_named(head, off)
+        if slot.generation == 0:
+            problems.append(f"slot {k} empty")
+        elif not SLOT.crc_ok(head, off):
+            problems.append(f"slot {k} checksum mismatch")
+        elif best is None or slot.generation > best[1].generation:
+            best = (k, slot)
+    if best is None:
+        raise _bad("no valid commit slot (" + "; ".join(problems) + ")", path, "commit slot")
+    return best
+
+
 class LazyEntries:
     """The index rows of an archive, turned into validated :class:`Entry` objects on
     first use (opening a 10,000-mask archive then costs one JSON parse and a name
@@ -475,8 +550,9 @@ class V2Archive(ArchiveBackend):
         """Write the preamble and two empty slots on ``fd`` (no commit yet)."""
         if minor not in (0, 1):
             raise ValueError(f"minor version must be 0 or 1, got {minor!r}")
-        pre = PREAMBLE.pack(b"MSKA", 2, minor, 0, SLOT.size, 2, 0)
-        pre = pre[:-4] + struct.pack("<I", crc32(pre[:12]))
+        pre = PREAMBLE.pack_named(
+            magic=b"MSKA", major=2, minor=minor, flags=0, slot_size=SLOT.size, slot_count=2
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, pre + b"\0" * (2 * SLOT.size), 0)
 
@@ -549,52 +625,49 @@ class V2Archive(ArchiveBackend):
     # -- reading ---------------------------------------------------------------------------
     @classmethod
     def open(cls, source: ByteSource, *, fd: int | None = None) -> V2Archive:
-        """Parse and verify the preamble, the newest valid commit, the space and the index."""
+        """Parse and verify the preamble, the newest valid commit, the space and the index.
+
+        The steps, each its own function: :func:`_check_preamble`, :func:`_newest_slot`,
+        :meth:`_load_commit` (end offset, space, index chain, mask count), then the bytes
+        of an interrupted append are dropped when opened for appending.
+        """
         path = source.name
         head = source.read(0, DATA_START, field="header")
         # the size is taken after the slots: a writer may commit in between, and a
         # commit never points past the file size at the moment it is written
         size = source.size()
-        _magic, _major, minor, flags, slot_size, nslots, pcrc = PREAMBLE.unpack_from(head, 0)
-        if crc32(head[:12]) != pcrc:
-            raise _bad("preamble checksum mismatch", path, "header")
-        if (slot_size, nslots, flags) != (SLOT.size, 2, 0):
-            raise _bad(
-                f"unexpected slot layout {slot_size}x{nslots}, flags {flags}", path, "header"
-            )
+        minor = _check_preamble(head, path)
         self = cls(source, fd=fd, minor=min(minor, MINOR))  # appends keep the file's layout
-        best = None
-        problems = []
-        for k, off in enumerate(SLOT_OFFSETS):
-            raw = head[off : off + SLOT.size]
-            fields = SLOT.unpack(raw)
-            if fields[0] == 0:
-                problems.append(f"slot {k} empty")
-                continue
-            if crc32(raw[:-4]) != fields[-1]:
-                problems.append(f"slot {k} checksum mismatch")
-                continue
-            if best is None or fields[0] > best[1][0]:
-                best = (k, fields)
-        if best is None:
-            raise _bad("no valid commit slot (" + "; ".join(problems) + ")", path, "commit slot")
-        k, (gen, count, s_off, s_len, s_crc, i_off, i_len, i_crc, end, _r, _c) = best
+        k, slot = _newest_slot(head, path)
+        self._load_commit(k, slot, size)
+        if fd is not None and source.size() > self.end:
+            os.ftruncate(fd, self.end)  # bytes of an interrupted append: unreferenced, dropped
+        return self
+
+    def _load_commit(self, k: int, slot: NamedTuple, size: int) -> None:
+        """Take the commit of slot ``k``: its end, space and index rows (validated lazily)."""
+        path = self.path
+        end = slot.end_offset
         if not DATA_START <= end <= size:
             raise _bad(
-                f"commit {gen} ends at byte {end} but the file has {size} bytes (truncated?)",
+                f"commit {slot.generation} ends at byte {end} but the file has {size} bytes "
+                "(truncated?)",
                 path,
                 "end_offset",
             )
-        self._generation, self.active_slot, self.end, self.write_pos = gen, k, end, end
-        if s_len:
-            raw = self._section(s_off, s_len, s_crc, "space")
+        self._generation, self.active_slot, self.end, self.write_pos = slot.generation, k, end, end
+        self._space_ref = (slot.space_offset, slot.space_length, slot.space_crc)
+        if slot.space_length:
+            raw = self._section(*self._space_ref, "space")
             self._space = read_space(raw, path=path)
-        self._space_ref = (s_off, s_len, s_crc)
         shape = None if self._space is None else tuple(int(s) for s in self._space.shape)
-        segments, flat = self._read_chain((i_off, i_len, i_crc) if i_len else None)
-        if len(flat) != count:
+        index_ref = (slot.index_offset, slot.index_length, slot.index_crc)
+        segments, flat = self._read_chain(index_ref if slot.index_length else None)
+        if len(flat) != slot.mask_count:
             raise _bad(
-                f"commit says {count} masks but the index lists {len(flat)}", path, "mask_count"
+                f"commit says {slot.mask_count} masks but the index lists {len(flat)}",
+                path,
+                "mask_count",
             )
         # every commit that stores a mask also stores the space: masks without one mean a
         # damaged commit (an empty mask would otherwise reach code that needs the shape)
@@ -605,9 +678,6 @@ class V2Archive(ArchiveBackend):
         )
         self._segments = segments
         self._committed = len(self._entries)
-        if fd is not None and source.size() > end:
-            os.ftruncate(fd, end)  # bytes of an interrupted append: unreferenced, dropped
-        return self
 
     def _read_chain(self, ref: tuple[int, int, int] | None) -> tuple[list, list]:
         """Follow the index chain from the newest segment: ``(segments, rows)``, oldest first."""
@@ -869,20 +939,18 @@ class V2Archive(ArchiveBackend):
         gen = self._generation + 1
         slot_idx = 1 - self.active_slot
         head = segments[-1] if segments else (0, 0, 0, 0)
-        raw = SLOT.pack(
-            gen,
-            n,
-            space_ref[0],
-            space_ref[1],
-            space_ref[2],
-            head[0],
-            head[1],
-            head[2],
-            end,
-            0,
-            0,
+        raw = SLOT.pack_named(
+            generation=gen,
+            mask_count=n,
+            space_offset=space_ref[0],
+            space_length=space_ref[1],
+            space_crc=space_ref[2],
+            index_offset=head[0],
+            index_length=head[1],
+            index_crc=head[2],
+            end_offset=end,
+            reserved=0,
         )
-        raw = raw[:-4] + struct.pack("<I", crc32(raw[:-4]))
         os.pwrite(self.fd, raw, SLOT_OFFSETS[slot_idx])
         # The slot is written, so readers already see this commit: the in-memory view is
         # updated *before* the last fsync, so that a failing fsync never makes the caller's
