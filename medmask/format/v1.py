@@ -24,7 +24,7 @@ from ..errors import (
 from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
-from ._io import atomic_temp, crop_to_bbox, lock_exclusive
+from ._io import BBox, atomic_temp, crop_to_bbox, lock_exclusive
 from .backend import ArchiveBackend
 from .base import (
     Entry,
@@ -35,6 +35,13 @@ from .base import (
     loads_json,
     parse_mapping,
     read_space,
+)
+from .checks import (
+    check_blob_range,
+    check_count,
+    check_name,
+    check_uint,
+    check_unique_names,
 )
 from .records import Record
 
@@ -212,6 +219,21 @@ def build_mska(space: Space, items: list[tuple[str, bytes, dict[str, int]]]) -> 
     )
 
 
+def _entry_from_row(row: object, k: int, codec: Codec, box: BBox, size: int, path: object) -> Entry:
+    """Validate one version-1 index row (an object with name, offset, length, mapping)."""
+    if not isinstance(row, dict) or not {"name", "offset", "length", "mapping"} <= set(row):
+        raise CorruptFileError(
+            f"index entry {k} is not an object with name, offset, length, mapping",
+            path=path,
+            field="index",
+        )
+    name = check_name(row["name"], k, path=path)
+    off = check_uint(row["offset"], "offset", path=path, mask=name, field="index")
+    length = check_uint(row["length"], "length", path=path, mask=name, field="index")
+    check_blob_range(off, length, 0, size, path=path, mask=name, field="index")
+    return Entry(name, row["mapping"], off, length, codec, bbox=box)
+
+
 def _parse_index(source: ByteSource, header: bytes) -> tuple[Codec, Space, list[Entry]]:
     """Read and validate a version-1 archive's header, space and index."""
     path = source.name
@@ -224,45 +246,10 @@ def _parse_index(source: ByteSource, header: bytes) -> tuple[Codec, Space, list[
     rows = loads_json(raw_index, path=path, field="index") if raw_index else []
     if not isinstance(rows, list):
         raise CorruptFileError("index must be a JSON array", path=path, field="index")
-    if len(rows) != count:
-        raise CorruptFileError(
-            f"header says {count} masks but the index lists {len(rows)}",
-            path=path,
-            field="mask_count",
-        )
-    entries: list[Entry] = []
+    check_count(count, len(rows), path=path, what="header", field="mask_count")
     box = full_bbox(tuple(space.shape))
-    seen: set[str] = set()
-    for k, row in enumerate(rows):
-        if not isinstance(row, dict) or not {"name", "offset", "length", "mapping"} <= set(row):
-            raise CorruptFileError(
-                f"index entry {k} is not an object with name, offset, length, mapping",
-                path=path,
-                field="index",
-            )
-        name, off, length = row["name"], row["offset"], row["length"]
-        if not isinstance(name, str) or not name:
-            raise CorruptFileError(
-                f"index entry {k} has an invalid name {name!r}", path=path, field="index"
-            )
-        if name in seen:
-            raise CorruptFileError(
-                f"duplicate name {name!r} in the index", path=path, mask=name, field="index"
-            )
-        seen.add(name)
-        for val, what in ((off, "offset"), (length, "length")):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 0:
-                raise CorruptFileError(
-                    f"invalid {what} {val!r}", path=path, mask=name, field="index"
-                )
-        if off + length > size:
-            raise CorruptFileError(
-                f"blob [{off}, {off + length}) lies past the end of the file ({size} bytes)",
-                path=path,
-                mask=name,
-                field="index",
-            )
-        entries.append(Entry(name, row["mapping"], off, length, codec, bbox=box))
+    entries = [_entry_from_row(row, k, codec, box, size, path) for k, row in enumerate(rows)]
+    check_unique_names((e.name for e in entries), path=path)
     return codec, space, entries
 
 

@@ -35,21 +35,32 @@ import numpy as np
 import zstandard
 
 from ..attrs import centroid_of, make_extra, parse_extra
-from ..codecs import (
-    MASK_DTYPES,
-    Codec,
-    check_dtype,
-    codec_by_id,
-    decompress_bounded,
-    expansion_plausible,
-)
+from ..codecs import MASK_DTYPES, Codec, check_dtype, codec_by_id, decompress_bounded
 from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
 from ..io.source import ByteSource, LocalFileSource
 from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
 from ._io import BBox, atomic_temp, bounding_box, crc32, fsync_dir, make_temp, read_verified
 from .backend import ArchiveBackend
-from .base import Entry, MskRecord, bbox_slices, decode_blob, error_context, read_space
+from .base import (
+    Entry,
+    MskRecord,
+    bbox_slices,
+    decode_blob,
+    error_context,
+    loads_json,
+    read_space,
+)
+from .checks import (
+    check_bbox,
+    check_blob_holds,
+    check_blob_range,
+    check_name,
+    check_uint,
+    check_unique_names,
+    check_voxels,
+    is_uint,
+)
 from .records import Record
 
 __all__ = [
@@ -169,79 +180,55 @@ def _bad(msg: str, path: object, field: str, mask: str | None = None) -> Corrupt
     return CorruptFileError(msg, path=path, mask=mask, field=field)
 
 
-def _is_uint(v: object, bits: int = 64) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < (1 << bits)
-
-
-def _loads(raw: bytes, *, path: object, field: str) -> object:
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _bad(f"invalid JSON ({exc})", path, field) from None
-
-
 def _entry_from_row(
     row: object, k: int, shape: tuple[int, ...] | None, end: int, path: object
 ) -> Entry:
     """Validate one index row (a list in :data:`INDEX_FIELDS` order; rows of format 2.0
-    were given a ``None`` extra when their segment was read)."""
+    were given a ``None`` extra when their segment was read), one named check per field
+    (:mod:`medmask.format.checks`)."""
     if not isinstance(row, list) or len(row) != len(INDEX_FIELDS):
         raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
     name, codec_id, off, length, crc, dtype, bbox, voxels, mapping, extra = row
-    if not isinstance(name, str) or not name:
-        raise _bad(f"index row {k} has an invalid name {name!r}", path, "index")
-    if not _is_uint(codec_id, 8):
-        raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
-    with error_context(path, name):
-        codec = codec_by_id(codec_id)
-    if not (_is_uint(off) and _is_uint(length) and _is_uint(crc, 32)):
+    check_name(name, k, path=path, row="index row")
+    codec = _row_codec(codec_id, path, name)
+    if not (is_uint(off) and is_uint(length) and is_uint(crc, 32)):
         raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
-    if length and (off < DATA_START or off + length > end):
-        raise _bad(
-            f"blob [{off}, {off + length}) lies outside the data region [{DATA_START}, {end})",
-            path,
-            "index.offset",
-            name,
-        )
+    if length:
+        check_blob_range(off, length, DATA_START, end, path=path, mask=name, field="index.offset")
     with error_context(path, name):
         np_dtype = check_dtype(dtype, field="index.dtype")
-    if not _is_uint(voxels):
-        raise _bad(f"invalid voxel count {voxels!r}", path, "index.voxels", name)
+    check_uint(voxels, "voxel count", path=path, mask=name, field="index.voxels")
+    box = _row_box(bbox, shape, length, voxels, path, name)
+    if box is not None:
+        check_voxels(voxels, box, path=path, mask=name)
+        check_blob_holds(codec, np_dtype, box, length, path=path, mask=name)
+    centroid, attrs = parse_extra(extra, bbox=box, path=path, mask=name)
+    return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
+
+
+def _row_codec(codec_id: object, path: object, name: str) -> Codec:
+    """The registered codec of an index row's codec id (one byte)."""
+    if not is_uint(codec_id, 8):
+        raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
+    with error_context(path, name):
+        return codec_by_id(codec_id)
+
+
+def _row_box(
+    bbox: object, shape: tuple[int, ...] | None, length: int, voxels: int, path: object, name: str
+) -> BBox | None:
+    """The row's bounding box: ``None`` (an empty mask, which has no data) or a box inside
+    the archive's volume with a blob."""
     if bbox is None:
         if length or voxels:
             raise _bad("an empty mask (no bbox) cannot have data", path, "index.bbox", name)
-        box = None
-    else:
-        if shape is None:
-            raise _bad("a stored mask needs the archive space", path, "space", name)
-        if not (isinstance(bbox, list) and len(bbox) == 6 and all(_is_uint(v, 32) for v in bbox)):
-            raise _bad(f"bbox {bbox!r} is not six non-negative integers", path, "index.bbox", name)
-        box = tuple(bbox)
-        for axis in range(3):
-            lo, hi = box[2 * axis], box[2 * axis + 1]
-            if not lo < hi <= shape[axis]:
-                raise _bad(f"bbox {bbox} lies outside the volume {shape}", path, "index.bbox", name)
-        if length == 0:
-            raise _bad("a non-empty mask has no blob", path, "index.length", name)
-        n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
-        if voxels > n:
-            raise _bad(f"{voxels} voxels do not fit the bbox {bbox}", path, "index.voxels", name)
-        # Reliability fix: check what the box implies against the blob's size here, when the
-        # index is read. The codec checks it too, but only once the blob is decoded, and
-        # MaskArchive.read_array allocates the full volume before that: a 100-byte blob whose
-        # row declares a 2048**3 box in a 2048**3 space made it allocate 8 GiB first.
-        box_shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
-        need = codec.payload_nbytes(np_dtype, box_shape)
-        if not expansion_plausible(length, need):
-            raise _bad(
-                f"a blob of {length} bytes cannot hold the {need} bytes its bbox {bbox} declares "
-                "(corrupt or a decompression bomb)",
-                path,
-                "index.length",
-                name,
-            )
-    centroid, attrs = parse_extra(extra, bbox=box, path=path, mask=name)
-    return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
+        return None
+    if shape is None:
+        raise _bad("a stored mask needs the archive space", path, "space", name)
+    box = check_bbox(bbox, shape, path=path, mask=name)
+    if length == 0:
+        raise _bad("a non-empty mask has no blob", path, "index.length", name)
+    return box
 
 
 def _row(e: Entry, minor: int) -> list:
@@ -344,7 +331,7 @@ def decode_msk(source: ByteSource, header: bytes) -> tuple[Entry, Space, np.ndar
     m_off, m_len, m_crc = h.meta_offset, h.meta_length, h.meta_crc
     b_off, b_len, b_crc = h.blob_offset, h.blob_length, h.blob_crc
     raw = read_verified(source, m_off, m_len, m_crc, field="meta", what="meta checksum mismatch")
-    meta = _loads(raw, path=path, field="meta")
+    meta = loads_json(raw, path=path, field="meta")
     keys = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
     if not isinstance(meta, dict) or set(meta) - {"extra"} != keys:
         raise _bad(
@@ -449,9 +436,7 @@ class LazyEntries:
             k = names.index(None)
             raise _bad(f"index row {k} is not a list starting with a non-empty name", path, "index")
         if len(set(names)) != len(names):
-            seen: set[str] = set()
-            dup = next(n for n in names if n in seen or seen.add(n))
-            raise _bad(f"duplicate name {dup!r} in the index", path, "index", dup)
+            check_unique_names(names, path=path)
         self.names = names
         self._rows = rows
         self._items: list[Entry | None] = [None] * len(rows)
@@ -692,7 +677,7 @@ class V2Archive(ArchiveBackend):
             with error_context(path):
                 decoded = decompress_bounded(raw, limit=limit, field="index")
             budget -= len(decoded)
-            seg = _loads(decoded, path=path, field="index")
+            seg = loads_json(decoded, path=path, field="index")
             del decoded
             if not (isinstance(seg, dict) and set(seg) == {"prev", "fields", "rows"}):
                 raise _bad("index segment must be an object with prev, fields, rows", path, "index")
@@ -723,7 +708,7 @@ class V2Archive(ArchiveBackend):
             elif (
                 isinstance(prev, list)
                 and len(prev) == 3
-                and all(_is_uint(v) for v in prev)
+                and all(is_uint(v) for v in prev)
                 and prev[0] < off
             ):
                 ref = tuple(prev)
