@@ -30,6 +30,7 @@ from . import v1, v2
 from ._io import BBox, atomic_temp
 from .backend import ArchiveBackend
 from .base import Entry, MskRecord, bbox_slices
+from .verify import Problem, verify_all
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -44,6 +45,8 @@ __all__ = [
     "Entry",
     "bbox_slices",
     "codec_version",
+    "verify_all",
+    "Problem",
 ]
 
 #: Major versions this release reads and writes.
