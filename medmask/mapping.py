@@ -83,7 +83,7 @@ class LabelMapping:
         try:
             obj = json.loads(json_str)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise MaskValidationError(f"label mapping is not valid JSON: {exc}") from None
+            raise MaskValidationError(f"label mapping is not valid JSON: {exc}") from exc
         if not isinstance(obj, dict):
             raise MaskValidationError(
                 f"label mapping JSON must be an object, got {type(obj).__name__}"

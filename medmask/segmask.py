@@ -330,7 +330,7 @@ class SegmentationMask:
         try:
             return cls(array, mapping, space, copy=False)
         except MaskValidationError as exc:  # stored parts that do not fit together
-            raise CorruptFileError(str(exc), path=path, field="mapping") from None
+            raise CorruptFileError(str(exc), path=path, field="mapping") from exc
 
     # -- dunder ------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:

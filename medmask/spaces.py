@@ -76,7 +76,7 @@ def space_from_disk_json(raw: bytes, *, path: object = None) -> Space:
     except CorruptFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - spacetransformer raises its own types
-        raise CorruptFileError(f"invalid space JSON ({exc})", path=path, field="space") from None
+        raise CorruptFileError(f"invalid space JSON ({exc})", path=path, field="space") from exc
     return space.reverse_axis_order()
 
 

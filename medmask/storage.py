@@ -183,7 +183,7 @@ class MaskFile:
         try:
             return SegmentationMask(r.array, r.mapping, r.space, copy=False)
         except MaskValidationError as exc:  # stored parts that do not fit together
-            raise CorruptFileError(str(exc), path=self.path, field="mapping") from None
+            raise CorruptFileError(str(exc), path=self.path, field="mapping") from exc
 
     def read_cropped(self) -> tuple[np.ndarray, BBox | None, LabelMapping, Space]:
         """The stored bounding-box region without expanding it to the full volume.
@@ -393,10 +393,11 @@ class MaskArchive:
             _refuse_foreign_name(self.path, "mska", "archive")
         if mode == "a" and self._url:
             raise MaskValidationError(
-                f"{self.path}: mode 'a' cannot change an archive in an object store (objects "
+                "mode 'a' cannot change an archive in an object store (objects "
                 "are immutable, a partial update would not be atomic): write a new archive "
                 "with mode 'w' (it is uploaded whole at close), or edit a local copy "
-                "(medmask.io.remote.download) and upload it"
+                "(medmask.io.remote.download) and upload it",
+                path=self.path,
             )
         self._minor = 0 if compat == "0.2" else None  # None: the newest layout
         self._codec = get_codec(codec) if (codec is not None or mode == "w") else None
@@ -558,10 +559,12 @@ class MaskArchive:
         attrs = validate_attrs(attrs, mask=name)
         if attrs and not self.supports_attrs:
             raise MaskValidationError(
-                f"{self.path}: mask {name!r}: this archive is format "
+                f"this archive is format "
                 f"{self.version}.{self.minor_version}, which cannot hold attributes (version-1 "
                 "and medmask 0.2.0 layouts); write a new archive without compat= / codec= "
-                "('medmask convert' upgrades an existing one)"
+                "('medmask convert' upgrades an existing one)",
+                path=self.path,
+                mask=name,
             )
         return attrs
 
@@ -602,7 +605,9 @@ class MaskArchive:
         attrs = self._check_attrs(attrs, name)
         with self._lock:
             if name in self._by_name:
-                raise MaskValidationError(f"{self.path}: a mask named {name!r} is already stored")
+                raise MaskValidationError(
+                    f"a mask named {name!r} is already stored", path=self.path
+                )
             self._check_grid(segmask, name)
             b = self._backend
 
@@ -638,14 +643,16 @@ class MaskArchive:
         space = self.space
         if space is None:
             raise MaskValidationError(
-                f"{self.path}: the archive has no space yet, so an array has no grid; pass "
-                "space= when creating the archive, or add a SegmentationMask first"
+                "the archive has no space yet, so an array has no grid; pass "
+                "space= when creating the archive, or add a SegmentationMask first",
+                path=self.path,
             )
         shape = tuple(int(s) for s in space.shape)
         if data.shape != shape:
             raise MaskValidationError(
-                f"{self.path}: mask {name!r} has shape {data.shape}, but the archive's grid is "
-                f"{shape} (z, y, x); transpose (x, y, z) arrays with array.transpose(2, 1, 0)"
+                f"mask {name!r} has shape {data.shape}, but the archive's grid is "
+                f"{shape} (z, y, x); transpose (x, y, z) arrays with array.transpose(2, 1, 0)",
+                path=self.path,
             )
         if mapping is not None:
             return SegmentationMask(data, dict(mapping), space)
@@ -792,15 +799,18 @@ class MaskArchive:
                 i = self._by_name[key]
             except KeyError:
                 raise MaskNotFoundError(
-                    f"{self.path}: no mask named {key!r} ({len(self)} masks)"
-                    + close_matches(key, self._by_name)
+                    f"no mask named {key!r} ({len(self)} masks)"
+                    + close_matches(key, self._by_name),
+                    path=self.path,
                 ) from None
             return i, entries[i]
         if isinstance(key, int | np.integer) and not isinstance(key, bool):
             n = len(entries)
             i = int(key) + n if key < 0 else int(key)
             if not 0 <= i < n:
-                raise MaskNotFoundError(f"{self.path}: position {key} is out of range ({n} masks)")
+                raise MaskNotFoundError(
+                    f"position {key} is out of range ({n} masks)", path=self.path
+                )
             return i, entries[i]
         raise TypeError(
             f"archive keys are names (str) or positions (int), got {type(key).__name__}"
@@ -835,7 +845,7 @@ class MaskArchive:
         except MaskValidationError as exc:  # stored parts that do not fit together
             raise CorruptFileError(
                 str(exc), path=self.path, mask=entry.name, field="mapping"
-            ) from None
+            ) from exc
 
     def load_segmask(self, name: str | int) -> SegmentationMask:
         """Read one mask by name (or position).

@@ -161,8 +161,9 @@ def lock_exclusive(fd: int, path: object) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise ArchiveLockedError(
-            f"{path}: another writer holds this archive (advisory lock); wait for it to "
-            "close the archive, or open it read-only"
+            "another writer holds this archive (advisory lock); wait for it to "
+            "close the archive, or open it read-only",
+            path=path,
         ) from None
 
 
@@ -195,7 +196,7 @@ def open_locked(path: Path, flags: int) -> int:
         if now is not None and (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
             return fd
         os.close(fd)  # replaced between open and lock: lock the file the path names now
-    raise ArchiveLockedError(f"{path}: the file keeps being replaced by another writer")
+    raise ArchiveLockedError("the file keeps being replaced by another writer", path=path)
 
 
 def bounding_box(array: np.ndarray) -> BBox | None:

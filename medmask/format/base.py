@@ -121,7 +121,7 @@ def parse_mapping(obj: object, *, path: object, mask: str | None) -> LabelMappin
     except MaskValidationError as exc:
         raise CorruptFileError(
             f"invalid mapping ({exc})", path=path, mask=mask, field="mapping"
-        ) from None
+        ) from exc
 
 
 def bbox_slices(bbox: BBox) -> tuple[slice, slice, slice]:

@@ -341,8 +341,8 @@ def decode_msk(source: ByteSource, header: bytes) -> tuple[Entry, Space, np.ndar
         )
     try:
         space_raw = json.dumps(meta["space"]).encode()
-    except (ValueError, RecursionError) as exc:  # reliability fix: nothing but CorruptFileError
-        raise _bad(f"invalid space ({exc})", path, "space") from None
+    except (ValueError, RecursionError) as exc:  # a stored space never raises but CorruptFileError
+        raise _bad(f"invalid space ({exc})", path, "space") from exc
     space = read_space(space_raw, path=path)
     entry = _entry_from_row(
         [
@@ -813,9 +813,11 @@ class V2Archive(ArchiveBackend):
             raise MaskValidationError(f"mask {name!r}: dtype {array.dtype} cannot be stored")
         if attrs and not self.supports_attrs:
             raise MaskValidationError(
-                f"{self.path}: mask {name!r}: this archive has the layout of medmask 0.2.0 "
+                "this archive has the layout of medmask 0.2.0 "
                 "(format 2.0), which cannot hold attributes; convert it to the current layout "
-                "with 'medmask convert' first"
+                "with 'medmask convert' first",
+                path=self.path,
+                mask=name,
             )
         blob, bbox, voxels, centroid = encode_record(array, codec)
         offset = self._write(blob) if blob else 0
@@ -870,8 +872,9 @@ class V2Archive(ArchiveBackend):
     def stage_attrs(self, index: int, attrs: dict) -> None:
         if attrs and not self.supports_attrs:
             raise MaskValidationError(
-                f"{self.path}: this archive has the layout of medmask 0.2.0 (format 2.0), "
-                "which cannot hold attributes"
+                "this archive has the layout of medmask 0.2.0 (format 2.0), "
+                "which cannot hold attributes",
+                path=self.path,
             )
         self._save()
         old = self._entries[index]
