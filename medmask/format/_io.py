@@ -114,9 +114,9 @@ def atomic_temp(target: Path, *, replace: bool = True):
     the temporary file is removed and ``target`` is left untouched.
 
     With ``replace=False`` the file is created only if ``target`` does not exist
-    (``FileExistsError`` otherwise): reliability fix for two writers creating the same
-    archive at once, where the second rename used to replace the file the first one had
-    already locked and was appending to.
+    (``FileExistsError`` otherwise), atomically: of two writers creating the same archive
+    at once, exactly one creates it, and the file the other may already have locked and
+    be appending to is never replaced.
     """
     target = Path(target)
     fd, tmp = make_temp(target)
@@ -139,9 +139,9 @@ def atomic_temp(target: Path, *, replace: bool = True):
                 os.unlink(tmp)
         fsync_dir(target.parent)
     except BaseException:
-        # Reliability fix: closing flushes what is still buffered, which fails again when
-        # the disk is full (ENOSPC/EFBIG); that second error used to skip the unlink below
-        # and leave the temporary file behind.
+        # A failed write never leaves its temporary file behind: closing flushes what is
+        # still buffered, which fails again on a full disk (ENOSPC/EFBIG), so each step
+        # is attempted on its own.
         with contextlib.suppress(OSError):
             fh.close()
         with contextlib.suppress(OSError):
@@ -170,12 +170,10 @@ def lock_exclusive(fd: int, path: object) -> None:
 def open_locked(path: Path, flags: int) -> int:
     """Open ``path`` and take its exclusive advisory lock, on the file the path names.
 
-    Reliability fix: a writer used to ``open`` then ``flock``. When another writer replaced
-    the file in between (mode ``"w"``, or any version-1 append, both rename a new file over
-    the path), the lock was taken on the old, unlinked file: every mask appended afterwards
-    went into that orphan and was lost although ``add_segmask`` returned. After locking,
-    the descriptor must still be the file at ``path``; if not, the new file is opened and
-    locked instead.
+    The lock is held on the file ``path`` names once it is locked, never on a file another
+    writer has since renamed a replacement over (mode ``"w"`` and version-1 appends do),
+    whose appends would be lost with the orphan: after locking, the descriptor must still
+    be the file at ``path``; if not, the new file is opened and locked instead.
 
     Raises:
         ArchiveLockedError: Another writer holds the lock.

@@ -149,11 +149,11 @@ INDEX_FIELDS = [*INDEX_FIELDS_20, "extra"]
 MINOR = 1
 #: Largest decoded index segment or meta section accepted (bytes).
 MAX_INDEX_BYTES = 1 << 30
-#: Reliability fix: an index segment may not decode to more than this many times its stored
-#: size (beyond :data:`INDEX_SMALL` bytes), and all segments of a commit together to more than
-#: :data:`MAX_INDEX_BYTES`. Real segments compress 30-90x (100,000 rows of empty masks with
-#: sequential names: 86x); a 32 KiB hostile segment used to decode to 1 GiB of JSON
-#: whitespace, and opening the archive took 2.5 s and 2 GiB of memory, times 64 segments.
+#: An index segment may not decode to more than this many times its stored size (beyond
+#: :data:`INDEX_SMALL` bytes), and all segments of a commit together to more than
+#: :data:`MAX_INDEX_BYTES`, so that opening an archive takes memory and time in proportion
+#: to its index. Real segments compress 30-90x (100,000 rows of empty masks with
+#: sequential names: 86x); a hostile segment of JSON whitespace compresses ~30,000x.
 INDEX_MAX_RATIO = 1000
 INDEX_SMALL = 1 << 20
 
