@@ -256,7 +256,11 @@ class MaskFile:
             write_msk(local, segmask.data, segmask.mapping, segmask.space, self.codec, attrs)
 
     def close(self) -> None:
-        """Nothing to release (each call opens and closes the file); kept for symmetry."""
+        """Does nothing, on purpose: a :class:`MaskFile` holds no open file or lock between
+        calls (:meth:`read`, :meth:`read_cropped`, :meth:`info` and :meth:`write` each open
+        and close the file, and a write is complete when it returns). It exists so that a
+        ``MaskFile`` is a context manager like :class:`MaskArchive`; the object stays
+        usable after it."""
 
     def __enter__(self) -> MaskFile:
         return self
@@ -303,8 +307,8 @@ def load_mask(
 
     Args:
         path: The file or URL.
-        codec: Accepted for compatibility with medmask 0.1.x and ignored: the
-            file's header names its codec.
+        codec: Ignored. Kept only so that calls written for medmask 0.1.x, which took
+            it, keep working: the file's header names its codec.
         storage_options: For a URL: options of its fsspec filesystem.
 
     Raises:
