@@ -82,13 +82,16 @@ def decode_blob(
     Raises:
         CorruptFileError: The blob is damaged or disagrees with ``spec``.
     """
-    with error_context(path, mask):
+    try:  # error_context inlined: this runs once per mask read
         if out is None:
             return codec.decode(blob, spec)
         if codec.supports_out:
             return codec.decode(blob, spec, out)
         out[...] = codec.decode(blob, spec)
         return out
+    except MedMaskError as err:
+        err.add_context(path=path, mask=mask)
+        raise
 
 
 def read_space(raw: bytes, *, path: object) -> Space:
@@ -102,8 +105,11 @@ def read_space(raw: bytes, *, path: object) -> Space:
         CorruptFileError: Invalid JSON, an invalid space or too many voxels.
     """
     space = space_from_disk_json(raw, path=path)
-    with error_context(path):
+    try:
         check_shape(tuple(int(s) for s in space.shape), field="space.shape")
+    except CorruptFileError as err:
+        err.add_context(path=path)
+        raise
     return space
 
 

@@ -47,7 +47,6 @@ from .base import (
     MskRecord,
     bbox_slices,
     decode_blob,
-    error_context,
     loads_json,
     read_space,
 )
@@ -190,13 +189,20 @@ def _entry_from_row(
         raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
     name, codec_id, off, length, crc, dtype, bbox, voxels, mapping, extra = row
     check_name(name, k, path=path, row="index row")
-    codec = _row_codec(codec_id, path, name)
+    if not is_uint(codec_id, 8):
+        raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
+    try:  # error_context inlined: this runs once per index row
+        codec = codec_by_id(codec_id)
+    except CorruptFileError as err:
+        raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
     if not (is_uint(off) and is_uint(length) and is_uint(crc, 32)):
         raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
     if length:
         check_blob_range(off, length, DATA_START, end, path=path, mask=name, field="index.offset")
-    with error_context(path, name):
+    try:
         np_dtype = check_dtype(dtype, field="index.dtype")
+    except CorruptFileError as err:
+        raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
     check_uint(voxels, "voxel count", path=path, mask=name, field="index.voxels")
     box = _row_box(bbox, shape, length, voxels, path, name)
     if box is not None:
@@ -204,14 +210,6 @@ def _entry_from_row(
         check_blob_holds(codec, np_dtype, box, length, path=path, mask=name)
     centroid, attrs = parse_extra(extra, bbox=box, path=path, mask=name)
     return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
-
-
-def _row_codec(codec_id: object, path: object, name: str) -> Codec:
-    """The registered codec of an index row's codec id (one byte)."""
-    if not is_uint(codec_id, 8):
-        raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
-    with error_context(path, name):
-        return codec_by_id(codec_id)
 
 
 def _row_box(
@@ -674,8 +672,10 @@ class V2Archive(ArchiveBackend):
             off, length, crc = ref
             raw = self._section(off, length, crc, "index")
             limit = min(budget, max(INDEX_SMALL, len(raw) * INDEX_MAX_RATIO))
-            with error_context(path):
+            try:
                 decoded = decompress_bounded(raw, limit=limit, field="index")
+            except CorruptFileError as err:
+                raise err.add_context(path=path)  # noqa: B904 - the same exception
             budget -= len(decoded)
             seg = loads_json(decoded, path=path, field="index")
             del decoded
