@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/reliability_report.py --fuzz-seconds 600 --json figures.json
 
 Every figure on the page comes from this run: the hostile/corrupt file sweep
-(tests/fuzz/mutators.py through the reader contract of tests/fuzz/contract.py), SIGKILL
+(tests/reliability/mutators.py through the reader contract of tests/reliability/contract.py), SIGKILL
 cycles, failing writes, concurrent readers, the DataLoader leak run and the two fuzzers.
 The page is written even when a guarantee fails (the failures are listed); the exit
 status is then 1.
@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from fuzz import contract as C  # noqa: E402
-from fuzz import fuzzrun  # noqa: E402
-from fuzz import mutators as M  # noqa: E402
-from fuzz import samples as S  # noqa: E402
-from fuzz import workload as W  # noqa: E402
+from reliability import contract as C  # noqa: E402
+from reliability import fuzzrun  # noqa: E402
+from reliability import mutators as M  # noqa: E402
+from reliability import samples as S  # noqa: E402
+from reliability import workload as W  # noqa: E402
 
 FAMILY_TEXT = {
     "truncate-boundary": "cut 1 byte before, at and after every section and header-field boundary",
@@ -158,7 +158,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
         fz["fuzz_forged.py"] = fuzzrun.run(
             "fuzz_forged.py", work / "fuzz-forged", f"-max_total_time={secs}", "-seed=1"
         )
-        if (REPO / "tests" / "fuzz" / "fuzz_readers.py").exists():
+        if (REPO / "tests" / "reliability" / "fuzz_readers.py").exists():
             fz["fuzz_readers.py"] = fuzzrun.run(
                 "fuzz_readers.py", work / "fuzz-readers", f"-max_total_time={secs}", "-seed=1",
                 seeds=REPO / "tests" / "fixtures" / "fuzz_corpus",
@@ -472,23 +472,23 @@ def render(fig: dict) -> str:
         )
     a("")
     a(
-        "`tests/fuzz/fuzz_forged.py` recomputes every checksum before reading when the input's first byte is"
+        "`tests/reliability/fuzz_forged.py` recomputes every checksum before reading when the input's first byte is"
     )
     a("odd, so its mutations reach the header, JSON and index validation behind the CRCs;")
     a(
-        "`tests/fuzz/fuzz_readers.py` reads the raw bytes. Both run with a 3 GiB address-space cap and a"
+        "`tests/reliability/fuzz_readers.py` reads the raw bytes. Both run with a 3 GiB address-space cap and a"
     )
     a("10 s timeout per input. Longer runs (findings go to `tests/fixtures/crashers/` once fixed):")
     a("")
     a("```sh")
     a(
-        "mkdir -p /tmp/forged && .venv/bin/python tests/fuzz/fuzz_forged.py --make-corpus /tmp/forged"
+        "mkdir -p /tmp/forged && .venv/bin/python tests/reliability/fuzz_forged.py --make-corpus /tmp/forged"
     )
     a(
-        ".venv/bin/python tests/fuzz/fuzz_forged.py /tmp/forged -max_total_time=3600 -timeout=10 -rss_limit_mb=3072 -artifact_prefix=/tmp/forged-"
+        ".venv/bin/python tests/reliability/fuzz_forged.py /tmp/forged -max_total_time=3600 -timeout=10 -rss_limit_mb=3072 -artifact_prefix=/tmp/forged-"
     )
     a(
-        ".venv/bin/python tests/fuzz/fuzz_readers.py tests/fixtures/fuzz_corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024"
+        ".venv/bin/python tests/reliability/fuzz_readers.py tests/fixtures/fuzz_corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024"
     )
     a(
         ".venv/bin/python benchmarks/reliability_report.py --fuzz-seconds 3600 --random 3000   # everything, longer"
@@ -557,7 +557,7 @@ FIXES = [
     "283ddf0): the temporary NIfTI had a predictable name (`.<name>.tmp<pid>.nii.gz`) and was written "
     "through a symlink planted there, overwriting a file outside the target folder "
     "(`tests/test_reliability_paths.py`). Mask names themselves never left the folder.",
-    "Found at the same time by tests/campaign.py (fixed in the same files): version-1 files accepted "
+    "Found at the same time by the older campaign script (now part of tests/reliability/; fixed in the same files): version-1 files accepted "
     "version-2 codec ids; deep JSON nesting raised `RecursionError`; labels that do not fit the dtype "
     "raised `MaskValidationError` from `load_mask`/`ar[...]`; the archive size was read before the slots.",
 ]

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import campaign
 import pytest
+from reliability.contract import read_everything
 
 from medmask.errors import CorruptFileError
 
-FUZZ = Path(__file__).parent / "fuzz"
+FUZZ = Path(__file__).parent / "reliability"
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ FUZZ = Path(__file__).parent / "fuzz"
 )
 def test_crashers_now_raise_corrupt_file_error(crasher):
     with pytest.raises(CorruptFileError):
-        campaign.read_everything(crasher)
+        read_everything(crasher)
 
 
 def run_fuzzer(tmp_path: Path, runs: int) -> dict:

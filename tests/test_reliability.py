@@ -1,4 +1,5 @@
-"""Reliability campaign (issue: hostile files, crashes, concurrency, leaks) at test-suite scale.
+"""Reliability campaign (hostile files, crashes, concurrency, leaks) at test-suite scale,
+through the shared toolkit in ``tests/reliability/``.
 
 The long variants run with ``--runslow``; ``make reliability`` runs the full campaign and
 writes the figures into docs/reliability.md.
@@ -12,50 +13,58 @@ import resource
 import signal
 import stat
 
-import campaign
 import numpy as np
 import pytest
+from reliability import contract as C
+from reliability import mutators as M
+from reliability import samples as S
+from reliability import workload as W
 
 from medmask import MaskArchive, SegmentationMask
 from medmask.errors import ArchiveLockedError, MaskValidationError
 
 
-def test_corrupt_and_hostile_files_are_rejected(tmp_path):
-    result = campaign.run_corruption(tmp_path, n_random=15)
-    assert result["failures"] == []
-    assert sum(result["counts"].values()) > 700
-    # version 2 never returns a different array: its checksums catch every flip
-    assert not any(k[2] == "wrong" for k in result["counts"] if "v2" in k[0])
-    assert result["worst_time"] < campaign.TIME_LIMIT_S
-    assert result["worst_mem"] < campaign.MEMORY_LIMIT
+@pytest.fixture(scope="module")
+def samples():
+    return S.build_samples()
+
+
+def test_corrupt_and_hostile_files_are_rejected(samples):
+    """Every kind of file, every family of corruption, through the reader contract."""
+    sweep = C.run_sweep(M.generate(samples, n_random=15, seed=0, subsample=0.12))
+    assert sweep.failures == [], sweep.failures[:10]
+    assert sweep.total > 700
+    # version 2 never returns a different array: its checksums catch every flip (the
+    # contract's verdict makes a non-forged version-2 "different" a failure, above)
+    assert sum(n for (k, _f, _s), n in sweep.counts.items() if k.endswith("2")) > 300
+    assert sweep.max_seconds < C.TIME_BOUND
+    assert sweep.max_peak < C.MEMORY_BOUND
 
 
 @pytest.mark.slow
-def test_corruption_long(tmp_path):
+def test_corruption_long(samples):
     for seed in range(5):
-        assert (
-            campaign.run_corruption(tmp_path / str(seed), n_random=200, seed=seed)["failures"] == []
-        )
+        assert C.run_sweep(M.generate(samples, n_random=200, seed=seed)).failures == []
 
 
 def test_sigkill_while_appending(tmp_path):
-    r = campaign.run_crash_cycles(tmp_path / "a.mska", cycles=25)
+    r = W.kill_cycles(tmp_path / "a.mska", cycles=25)
     assert r["problems"] == [] and r["masks"] > 25
 
 
 @pytest.mark.slow
 def test_sigkill_while_appending_long(tmp_path):
-    r = campaign.run_crash_cycles(tmp_path / "a.mska", cycles=300, seed=1)
+    r = W.kill_cycles(tmp_path / "a.mska", cycles=300, seed=1)
     assert r["problems"] == []
 
 
 def test_readers_in_other_processes_see_consistent_archives(tmp_path):
-    r = campaign.run_concurrent_readers(tmp_path / "a.mska", n_masks=50, readers=2, seconds=2.0)
-    assert r["bad"] == [] and r["reads"] > 100 and r["opens"] > 4
+    r = W.concurrent_readers(tmp_path / "a.mska", seconds=2.0, readers=2)
+    assert r["problems"] == [] and r["reads"] > 100 and r["opens"] > 4
 
 
 def _replace_forever(path: str) -> None:
-    masks = list(campaign.sample_masks(6, seed=3).values())
+    masks = [W.mask(j) for j in range(6)]
     k = 0
     while True:
         with MaskArchive(path, "w") as ar:
@@ -68,7 +77,7 @@ def test_write_mode_replacement_is_atomic_under_sigkill(tmp_path):
     """Killed while replacing an archive with mode 'w': the old file or the new one, never torn."""
     path = tmp_path / "a.mska"
     with MaskArchive(path, "w") as ar:
-        ar.add_segmask(campaign.expected_mask(0), "m0")
+        ar.add_segmask(W.mask(0), "m0")
     ctx = mp.get_context("fork")
     rng = np.random.default_rng(0)
     for _ in range(15):
@@ -83,15 +92,13 @@ def test_write_mode_replacement_is_atomic_under_sigkill(tmp_path):
             n = len(ar)
             assert ar.all_names() == [f"m{j}" for j in range(n)]
             for j in range(n):
-                assert ar[j] == campaign.expected_mask(j)
+                assert ar[j] == W.mask(j)
 
 
 def _append_with_size_limit(path: str, limit: int, q) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    big = SegmentationMask(
-        np.random.default_rng(0).random(campaign.SHAPE) > 0.5, {"noise": 1}, campaign.SPACE
-    )
+    big = W.noise()
     try:
         with MaskArchive(path, "a") as ar:
             ar.add_segmask(big, "noise")
@@ -102,7 +109,7 @@ def _append_with_size_limit(path: str, limit: int, q) -> None:
 
 def test_disk_full_leaves_archive_as_it_was(tmp_path):
     path = tmp_path / "a.mska"
-    masks = campaign.sample_masks()
+    masks = {f"m{k}": W.mask(k) for k in range(4)}
     with MaskArchive(path, "w") as ar:
         for n, m in masks.items():
             ar.add_segmask(m, n)
@@ -123,7 +130,7 @@ def test_disk_full_leaves_archive_as_it_was(tmp_path):
 def test_permission_denied(tmp_path):
     path = tmp_path / "a.mska"
     with MaskArchive(path, "w") as ar:
-        ar.add_segmask(campaign.expected_mask(0), "m0")
+        ar.add_segmask(W.mask(0), "m0")
     path.chmod(stat.S_IRUSR)
     with pytest.raises(PermissionError):
         MaskArchive(path, "a")
@@ -139,7 +146,7 @@ def test_permission_denied_directory(tmp_path):
     folder.mkdir()
     path = folder / "a.mska"
     with MaskArchive(path, "w") as ar:
-        ar.add_segmask(campaign.expected_mask(0), "m0")
+        ar.add_segmask(W.mask(0), "m0")
     folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
     try:
         with pytest.raises(PermissionError):
@@ -151,20 +158,20 @@ def test_permission_denied_directory(tmp_path):
 def test_failed_validation_leaves_archive(tmp_path):
     path = tmp_path / "a.mska"
     with MaskArchive(path, "a") as ar:
-        ar.add_segmask(campaign.expected_mask(0), "m0")
+        ar.add_segmask(W.mask(0), "m0")
         before = path.read_bytes()
         wrong = SegmentationMask(np.zeros((3, 3, 3), bool), {"x": 1})
         with pytest.raises(MaskValidationError):
             ar.add_segmask(wrong, "m1")
         assert path.read_bytes() == before
-        ar.add_segmask(campaign.expected_mask(1), "m1")
+        ar.add_segmask(W.mask(1), "m1")
     with MaskArchive(path) as ar:
         assert ar.all_names() == ["m0", "m1"]
 
 
 def _hold_writer(path: str, ready, release) -> None:
     with MaskArchive(path, "a") as ar:
-        ar.add_segmask(campaign.expected_mask(0), "m0")
+        ar.add_segmask(W.mask(0), "m0")
         ready.set()
         release.wait(10)
 
@@ -185,7 +192,7 @@ def test_second_writer_in_another_process_is_refused(tmp_path):
         release.set()
         p.join()
     with MaskArchive(path, "a") as ar:  # free again once the first writer is gone
-        ar.add_segmask(campaign.expected_mask(1), "m1")
+        ar.add_segmask(W.mask(1), "m1")
 
 
 def leak_run(archives, items: int, workers: int = 2) -> dict:
@@ -232,8 +239,8 @@ def leak_run(archives, items: int, workers: int = 2) -> dict:
 @pytest.fixture(scope="module")
 def many_archives(tmp_path_factory):
     d = tmp_path_factory.mktemp("leak")
-    space = campaign.SPACE
-    masks = list(campaign.sample_masks(6, seed=2).values())
+    space = W.SPACE
+    masks = [W.mask(k) for k in range(6, 12)]
     paths = []
     for c in range(20):
         p = d / f"c{c}.mska"

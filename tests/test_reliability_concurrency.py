@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from fuzz import workload as W
+from reliability import workload as W
 
 from medmask import MaskArchive
 

@@ -1,4 +1,4 @@
-"""Short run of the checksum-forging fuzzer (tests/fuzz/fuzz_forged.py), and every
+"""Short run of the checksum-forging fuzzer (tests/reliability/fuzz_forged.py), and every
 crasher ever found replayed through it. The plain fuzzer runs in tests/test_fuzz.py;
 the long runs are documented in docs/reliability.md."""
 
@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuzz import fuzzrun
+from reliability import fuzzrun
 
-FUZZ = Path(__file__).parent / "fuzz"
+FUZZ = Path(__file__).parent / "reliability"
 HARNESS = FUZZ / "fuzz_forged.py"
 
 

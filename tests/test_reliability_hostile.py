@@ -1,7 +1,7 @@
-"""Hostile and corrupt files against the reader contract (tests/fuzz/contract.py).
+"""Hostile and corrupt files against the reader contract (tests/reliability/contract.py).
 
 Every variant of every sample (``.msk``/``.mska``, versions 1 and 2) produced by
-tests/fuzz/mutators.py is read through every public read path in a sandboxed worker
+tests/reliability/mutators.py is read through every public read path in a sandboxed worker
 process (address space capped, traced memory measured, time bounded). A variant must
 raise ``CorruptFileError`` or read back exactly what was stored (version 1, which has no
 checksums, may also return different data for a damaged payload); hostile files whose
@@ -16,9 +16,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from fuzz import contract as C
-from fuzz import mutators as M
-from fuzz import samples as S
+from reliability import contract as C
+from reliability import mutators as M
+from reliability import samples as S
 
 from medmask import MaskArchive, load_mask
 from medmask.codecs import MAX_VOXELS

@@ -6,7 +6,7 @@ back. (tests/test_reliability.py runs a single epoch with persistent workers.)""
 from __future__ import annotations
 
 import pytest
-from fuzz import workload as W
+from reliability import workload as W
 
 from medmask import MaskArchive
 

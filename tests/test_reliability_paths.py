@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
-from fuzz import samples as S
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reliability import samples as S
 
 nifti = pytest.importorskip("medmask.nifti")
 pytest.importorskip("nibabel")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzz import workload as W
-from fuzz.workload import (
+from reliability import workload as W
+from reliability.workload import (
     CODECS,
     FORK,
     SHAPE,

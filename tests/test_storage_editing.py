@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from fuzz.workload import FORK, SHAPE, SPACE, mask
+from reliability.workload import FORK, SHAPE, SPACE, mask
 from spacetransformer import Space
 
 from medmask import MaskArchive, SegmentationMask

@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 import pytest
-from fuzz import samples as S
+from reliability import samples as S
 
 from medmask import MaskArchive, MaskFile, SegmentationMask, save_mask
 from medmask.attrs import MAX_ATTRS_BYTES, validate_attrs

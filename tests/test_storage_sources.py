@@ -8,7 +8,7 @@ import uuid
 
 import numpy as np
 import pytest
-from fuzz.workload import SPACE, mask
+from reliability.workload import SPACE, mask
 
 from medmask import MaskArchive, MaskFile, load_mask, save_mask
 from medmask.errors import MaskValidationError

@@ -14,7 +14,7 @@ FUZZ = Path(__file__).resolve().parent
 def run(
     harness: str, workdir: Path, *args: str, seeds: Path | None = None, timeout: float = 900
 ) -> dict:
-    """Run ``tests/fuzz/<harness>`` on a corpus in ``workdir`` (copied from ``seeds``, or made
+    """Run ``tests/reliability/<harness>`` on a corpus in ``workdir`` (copied from ``seeds``, or made
     with the harness's ``--make-corpus``). Returns runs, seconds, coverage (``cov``: edges,
     ``ft``: features), corpus size and findings (``crash-*``, ``timeout-*`` ... files)."""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ Each file made a reader raise something other than ``CorruptFileError`` or alloc
 far beyond its size before the fix named in its docstring entry below. The test suite
 replays every file in ``tests/fixtures/crashers/`` (``tests/test_fuzz.py``, ``tests/test_reliability_fuzz.py``).
 
-    .venv/bin/python -m fuzz.make_crashers      (from tests/, or with tests/ on PYTHONPATH)
+    .venv/bin/python -m reliability.make_crashers      (from tests/, or with tests/ on PYTHONPATH)
 """
 
 from __future__ import annotations

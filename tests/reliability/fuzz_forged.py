@@ -14,12 +14,12 @@ another exception, a hang (``-timeout``), or an allocation beyond the address-sp
 
 Short run (the test suite does this)::
 
-    .venv/bin/python tests/fuzz/fuzz_forged.py -runs=3000 -seed=1 CORPUS_DIR
+    .venv/bin/python tests/reliability/fuzz_forged.py -runs=3000 -seed=1 CORPUS_DIR
 
 Long run (manual; copy the findings into tests/fixtures/crashers/ after fixing them)::
 
-    mkdir -p /tmp/forged && .venv/bin/python tests/fuzz/fuzz_forged.py --make-corpus /tmp/forged
-    .venv/bin/python tests/fuzz/fuzz_forged.py /tmp/forged -max_total_time=3600 -timeout=10 \\
+    mkdir -p /tmp/forged && .venv/bin/python tests/reliability/fuzz_forged.py --make-corpus /tmp/forged
+    .venv/bin/python tests/reliability/fuzz_forged.py /tmp/forged -max_total_time=3600 -timeout=10 \\
         -rss_limit_mb=3072 -artifact_prefix=/tmp/forged-
 
 ``--make-corpus DIR`` writes the seeds (every sample file, forged and not).
@@ -96,7 +96,7 @@ def read_all(path: Path) -> None:
 
 def prepare(data: bytes) -> Path:
     """Write the input (forged when its first byte says so) to the file to read."""
-    from fuzz import samples as S
+    from reliability import samples as S
 
     mode, body = (data[0], data[1:]) if data else (0, b"")
     archive = body[:4] == b"MSKA"
@@ -114,7 +114,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def make_corpus(out: Path) -> int:
-    from fuzz import samples as S
+    from reliability import samples as S
 
     out.mkdir(parents=True, exist_ok=True)
     n = 0

@@ -3,11 +3,11 @@
 Any input must either read (every mask) or raise ``CorruptFileError``; anything else
 (another exception, a hang, a crash) is a finding. Short run (in the test suite)::
 
-    .venv/bin/python tests/fuzz/fuzz_readers.py tests/fixtures/fuzz_corpus -runs=2000
+    .venv/bin/python tests/reliability/fuzz_readers.py tests/fixtures/fuzz_corpus -runs=2000
 
 Long run (manual; findings land in ./crash-*; copy them to tests/fixtures/crashers/)::
 
-    .venv/bin/python tests/fuzz/fuzz_readers.py tests/fixtures/fuzz_corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024
+    .venv/bin/python tests/reliability/fuzz_readers.py tests/fixtures/fuzz_corpus -max_total_time=3600 -timeout=10 -rss_limit_mb=1024
 
 ``--make-corpus DIR`` writes seed files (one of each kind and version) into DIR.
 """
@@ -26,8 +26,6 @@ import contextlib
 import atheris  # noqa: E402
 
 with atheris.instrument_imports():
-    import campaign
-
     import medmask  # noqa: F401
     import medmask.codecs  # noqa: F401
     import medmask.format  # noqa: F401
@@ -35,6 +33,8 @@ with atheris.instrument_imports():
     import medmask.format.v2  # noqa: F401
     import medmask.storage  # noqa: F401
     from medmask.errors import CorruptFileError
+
+from reliability.contract import read_everything  # noqa: E402
 
 _TMP = Path(tempfile.mkdtemp(prefix="medmask-fuzz-"))
 
@@ -45,15 +45,17 @@ def check_input(data: bytes) -> None:
     path = _TMP / f"input{suffix}"
     path.write_bytes(data)
     with contextlib.suppress(CorruptFileError):
-        campaign.read_everything(path)
+        read_everything(path)
 
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--make-corpus":
         out = Path(sys.argv[2])
         out.mkdir(parents=True, exist_ok=True)
-        for label, p in campaign.write_samples(_TMP / "seeds").items():
-            (out / label.replace(" ", "_")).write_bytes(p.read_bytes())
+        from reliability.samples import build_samples
+
+        for name, sample in build_samples().items():
+            (out / name).write_bytes(sample.data)
         return
     atheris.Setup(sys.argv, check_input)
     atheris.Fuzz()

@@ -81,6 +81,23 @@ def _same(array, mapping, exp_array, exp_mapping) -> bool:
     )
 
 
+def read_everything(path: str | os.PathLike) -> dict:
+    """Read every mask of a file the way users do (every public read path), in this
+    process: ``{name: SegmentationMask}``. Raises what the readers raise."""
+    from medmask import MaskArchive, load_mask
+
+    path = Path(path)
+    if path.suffix == ".msk":
+        return {"mask": load_mask(path)}
+    with MaskArchive(path) as ar:
+        out = {}
+        for i, name in enumerate(ar.all_names()):
+            out[name] = ar[i]
+            ar.read_cropped(name)
+            ar.info(name)
+        return out
+
+
 def check_path(path: str, kind: str, expected: list, space) -> Result:
     """Apply every reading entry point to ``path`` and classify the outcome."""
     from medmask import MaskArchive, MaskFile, load_mask
@@ -253,7 +270,7 @@ class Worker:
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         env.setdefault("OMP_NUM_THREADS", "1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from fuzz.contract import worker_main; worker_main()"],
+            [sys.executable, "-c", "from reliability.contract import worker_main; worker_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -332,7 +349,7 @@ class Worker:
 
 
 def verdict(case, res: Result) -> str | None:
-    """Why ``res`` breaks the contract for ``case`` (a :class:`~fuzz.mutators.Case`), or None."""
+    """Why ``res`` breaks the contract for ``case`` (a :class:`~reliability.mutators.Case`), or None."""
     if res.status in FAIL_STATUSES:
         return f"{res.status}: {res.detail}"
     if res.status == "different" and not case.forged and case.kind.endswith("2"):
