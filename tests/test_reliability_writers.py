@@ -335,12 +335,8 @@ def test_permission_denied_leaves_files_as_they_were(tmp_path, codec):
     assert sorted(p.name for p in ro_dir.iterdir()) == ["a.mska", "m.msk"]
 
 
-class Boom(OSError):
-    pass
-
-
 @pytest.mark.parametrize("codec", CODECS)
-def test_io_error_at_every_write_of_an_append(tmp_path, monkeypatch, codec):
+def test_io_error_at_every_write_of_an_append(tmp_path, codec):
     """An I/O error injected at the n-th write/fsync/rename of one append, for every n.
     The append either did not happen (the archive is as before) or, when only the fsync
     after the commit slot failed, is visible; the handle agrees with the file, and the
@@ -352,27 +348,14 @@ def test_io_error_at_every_write_of_an_append(tmp_path, monkeypatch, codec):
     n = 0
     while True:
         n += 1
-        calls = {"k": 0}
-
-        def failing(real, calls=calls, n=n):
-            def f(*args, **kw):
-                calls["k"] += 1
-                if calls["k"] == n:
-                    raise Boom(errno.EIO, "injected I/O error")
-                return real(*args, **kw)
-
-            return f
-
         with MaskArchive(path, "a") as ar:
             stored = len(ar)
-            with monkeypatch.context() as m:
-                for name in ("pwrite", "write", "fsync", "replace", "link", "ftruncate"):
-                    m.setattr(os, name, failing(getattr(os, name)))
-                try:
+            try:
+                with W.io_error_at(n):
                     ar.add_segmask(mask(stored), f"m{stored}")
-                    failed = False
-                except Boom:
-                    failed = True
+                failed = False
+            except W.InjectedIOError:
+                failed = True
             with MaskArchive(path) as fresh:
                 on_disk = fresh.all_names()
             assert on_disk == ar.all_names()

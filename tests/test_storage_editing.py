@@ -4,7 +4,6 @@ grid mismatches that say what differs."""
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import random
@@ -13,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from reliability import workload as W
 from reliability.workload import FORK, SHAPE, SPACE, mask
 from spacetransformer import Space
 
@@ -298,12 +298,8 @@ def test_sigkill_while_deleting_and_replacing_long(tmp_path, codec):
     assert sum(outcomes.values()) == 150
 
 
-class Boom(OSError):
-    pass
-
-
 @pytest.mark.parametrize("op", ["delete", "replace"])
-def test_io_error_at_every_write_of_an_edit(tmp_path, monkeypatch, op):
+def test_io_error_at_every_write_of_an_edit(tmp_path, op):
     """An I/O error at the n-th write/fsync of a deletion or replacement, for every n:
     the archive holds the old state or (only the last fsync failed) the new one, the
     handle agrees with the file, and the same handle edits fine afterwards."""
@@ -314,26 +310,13 @@ def test_io_error_at_every_write_of_an_edit(tmp_path, monkeypatch, op):
     n = 0
     while True:
         n += 1
-        calls = {"k": 0}
-
-        def failing(real, calls=calls, n=n):
-            def f(*args, **kw):
-                calls["k"] += 1
-                if calls["k"] == n:
-                    raise Boom(errno.EIO, "injected I/O error")
-                return real(*args, **kw)
-
-            return f
-
         with MaskArchive(path, "a") as ar:
-            with monkeypatch.context() as m:
-                for name in ("pwrite", "write", "fsync"):
-                    m.setattr(os, name, failing(getattr(os, name)))
-                try:
+            try:
+                with W.io_error_at(n, ("pwrite", "write", "fsync")):
                     ar.delete("m1") if op == "delete" else ar.replace("m1", mask(9))
-                    failed = False
-                except Boom:
-                    failed = True
+                failed = False
+            except W.InjectedIOError:
+                failed = True
             now = [n_ for n_ in ar.all_names()]
             assert _matches(path, old) or _matches(path, new)
             with MaskArchive(path) as fresh:

@@ -7,6 +7,7 @@ problems (empty when every guarantee held); the tests assert on them at small sc
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import multiprocessing as mp
 import os
@@ -596,14 +597,46 @@ def permission_cases(folder: Path) -> dict:
     return {"cases": cases, "problems": problems}
 
 
+#: The ``os`` calls a commit goes through, where :func:`io_error_at` injects its error.
+IO_CALLS = ("pwrite", "write", "fsync", "replace", "link", "ftruncate")
+
+
+class InjectedIOError(OSError):
+    """The EIO that :func:`io_error_at` raises (an ``OSError``, as a failing disk would)."""
+
+
+@contextlib.contextmanager
+def io_error_at(n: int, names: tuple[str, ...] = IO_CALLS):
+    """The shared I/O-fault injector: inside the block, the ``n``-th call (counted over all
+    of ``os.<names>``) raises :class:`InjectedIOError` (``EIO``); every other call goes
+    through. Yields the call counter (``{"k": calls so far}``). The real functions are
+    back when the block exits, however it exits."""
+    real = {name: getattr(os, name) for name in names}
+    calls = {"k": 0}
+
+    def wrap(fn):
+        def f(*args, **kw):
+            calls["k"] += 1
+            if calls["k"] == n:
+                raise InjectedIOError(errno.EIO, "injected I/O error")
+            return fn(*args, **kw)
+
+        return f
+
+    try:
+        for name in names:
+            setattr(os, name, wrap(real[name]))
+        yield calls
+    finally:
+        for name in names:
+            setattr(os, name, real[name])
+
+
 def io_error_cases(folder: Path) -> dict:
     """An EIO injected at the n-th write/fsync/rename/link/truncate of one append, for
     every n, both versions: the append happened entirely or not at all, the handle agrees
     with the file, and it appends fine afterwards."""
-    import errno
-
     cases, committed, problems = 0, 0, []
-    names = ("pwrite", "write", "fsync", "replace", "link", "ftruncate")
     Path(folder).mkdir(parents=True, exist_ok=True)
     for codec in CODECS:
         path = Path(folder) / f"eio-{codec}.mska"
@@ -611,30 +644,14 @@ def io_error_cases(folder: Path) -> dict:
         n = 0
         while n < 50:
             n += 1
-            real = {name: getattr(os, name) for name in names}
-            calls = {"k": 0}
-
-            def wrap(fn, calls=calls, n=n):
-                def f(*a, **kw):
-                    calls["k"] += 1
-                    if calls["k"] == n:
-                        raise OSError(errno.EIO, "injected I/O error")
-                    return fn(*a, **kw)
-
-                return f
-
             with MaskArchive(path, "a") as ar:
                 stored = len(ar)
-                for name in names:
-                    setattr(os, name, wrap(real[name]))
                 try:
-                    ar.add_segmask(mask(stored), f"m{stored}")
+                    with io_error_at(n):
+                        ar.add_segmask(mask(stored), f"m{stored}")
                     failed = False
-                except OSError:
+                except InjectedIOError:
                     failed = True
-                finally:
-                    for name in names:
-                        setattr(os, name, real[name])
                 with MaskArchive(path) as fresh:
                     on_disk = fresh.all_names()
                 if on_disk != ar.all_names():
