@@ -112,6 +112,20 @@ def sniff(source: ByteSource | int, path: object = None) -> tuple[str, int]:
     return _KIND[magic], major
 
 
+_OTHER_KIND = {
+    "msk": "this is a multi-mask archive (.mska); open it with MaskArchive",
+    "mska": "this is a single-mask .msk file; open it with MaskFile or load_mask",
+}
+
+
+def _expect_kind(source: ByteSource, kind: str) -> int:
+    """The major version of a file that must be of ``kind`` (``"msk"`` or ``"mska"``)."""
+    found, major = sniff(source)
+    if found != kind:
+        raise CorruptFileError(_OTHER_KIND[kind], path=source.name, field="magic")
+    return major
+
+
 def _header(source: ByteSource, size: int) -> bytes:
     if source.size() < size:
         raise CorruptFileError(
@@ -173,13 +187,7 @@ def read_msk_record(
 
 
 def _read_msk(source: ByteSource, cropped: bool) -> MskRecord:
-    kind, major = sniff(source)
-    if kind != "msk":
-        raise CorruptFileError(
-            "this is a multi-mask archive (.mska); open it with MaskArchive",
-            path=source.name,
-            field="magic",
-        )
+    major = _expect_kind(source, "msk")
     size = _MSK[major].MSK_HEADER.size
     return _MSK[major].read_msk(source, _header(source, size), cropped=cropped)
 
@@ -215,11 +223,4 @@ def open_archive(source: ByteSource, *, fd: int | None = None) -> ArchiveBackend
     Raises:
         CorruptFileError: Not an archive, or damaged. UnsupportedFormatError: unknown version.
     """
-    kind, major = sniff(source)
-    if kind != "mska":
-        raise CorruptFileError(
-            "this is a single-mask .msk file; open it with MaskFile or load_mask",
-            path=source.name,
-            field="magic",
-        )
-    return _ARCHIVES[major].open(source, fd=fd)
+    return _ARCHIVES[_expect_kind(source, "mska")].open(source, fd=fd)

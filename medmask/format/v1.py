@@ -57,16 +57,20 @@ __all__ = [
     "CODEC_IDS",
 ]
 
-#: ``.msk`` header (64 bytes, no checksum).
+#: The first fields of both version-1 headers.
+_HEAD_FIELDS = [
+    ("magic", "4s"),
+    ("major", "B"),
+    ("minor", "B"),
+    ("codec_id", "B"),
+    ("space_offset", "Q"),
+    ("space_length", "Q"),
+]
+#: ``.msk`` header (62 bytes, no checksum).
 MSK_HEADER = Record(
     "header",
     [
-        ("magic", "4s"),
-        ("major", "B"),
-        ("minor", "B"),
-        ("codec_id", "B"),
-        ("space_offset", "Q"),
-        ("space_length", "Q"),
+        *_HEAD_FIELDS,
         ("mapping_offset", "Q"),
         ("mapping_length", "Q"),
         ("data_offset", "Q"),
@@ -74,16 +78,11 @@ MSK_HEADER = Record(
         ("", "7x"),
     ],
 )
-#: ``.mska`` header (100 bytes, no checksum).
+#: ``.mska`` header (90 bytes, no checksum).
 MSKA_HEADER = Record(
     "header",
     [
-        ("magic", "4s"),
-        ("major", "B"),
-        ("minor", "B"),
-        ("codec_id", "B"),
-        ("space_offset", "Q"),
-        ("space_length", "Q"),
+        *_HEAD_FIELDS,
         ("index_offset", "Q"),
         ("index_length", "Q"),
         ("data_offset", "Q"),
