@@ -5,6 +5,10 @@ keeps what does not depend on them: locking, the handle's lifecycle, names and p
 URLs (read through :func:`medmask.io.source.open_source`, written through a local
 temporary file and :func:`medmask.io.remote.upload`) and conversion to
 :class:`~medmask.SegmentationMask`.
+
+The module is longer than most (about 1,000 lines) because it is the public face of both
+file kinds: most of it is the docstrings of ``MaskArchive``'s methods and the checks of
+what callers pass; everything about bytes lives in :mod:`medmask.format`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def crashers() -> dict[str, bytes]:
     sp = json.loads(S.parse_mska2(raw)["space"])
     big = json.dumps({**sp, "shape": [2**13, 2**13, 2**11]}).encode()
     out["sweep_v2_mska_space_2pow37_voxels.mska"] = S.mska2_commit(raw, space=big)
-    # 8 GiB allocated before a 21-byte blob was checked (fixed: v2._entry_from_row)
+    # 8 GiB allocated before a 21-byte blob was checked (fixed: v2.rows._entry_from_row)
     frame = S.rle_frame(1, 2048**3, max_blocks=2)
     row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, 2048] * 3, 1, {"b": 1}, None]
     big = json.dumps({**sp, "shape": [2048] * 3}).encode()

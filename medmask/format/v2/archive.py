@@ -1,24 +1,5 @@
-"""Version 2: cropped, checksummed, crash-safe ``.msk`` / ``.mska`` layouts.
-
-``docs/format.md`` is the normative description; this module follows it.
-
-``.msk`` (one mask, written once, atomically)::
-
-    header (64 B) | meta JSON | blob
-
-``.mska`` (many masks, append-only)::
-
-    preamble (16 B) | commit slot A (64 B) | commit slot B (64 B) | blobs, space, index segments ...
-
-A commit slot points at the space section, the newest index segment and the
-logical end of the file. Appending writes the new blob(s) and a new index
-segment after the current end, fsyncs, then overwrites the *older* slot with a
-higher generation and fsyncs again. A reader takes the valid slot with the
-highest generation, so a crash at any instant leaves the previous commit
-intact. Index segments form a chain (each names its predecessor); merging
-equal-sized segments like a binary counter keeps the chain O(log n) long while
-each append writes O(log n) entries amortised.
-"""
+"""Version 2: the ``.mska`` archive backend (preamble, two commit slots, appended blobs
+and index segments; see the package docstring)."""
 
 from __future__ import annotations
 
@@ -34,356 +15,45 @@ from typing import NamedTuple
 import numpy as np
 import zstandard
 
-from ..attrs import centroid_of, make_extra, parse_extra
-from ..codecs import MASK_DTYPES, Codec, check_dtype, codec_by_id, decompress_bounded
-from ..errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
-from ..io.source import ByteSource, LocalFileSource
-from ..mapping import LabelMapping
-from ..spaces import Space, space_to_disk_json
-from ._io import BBox, atomic_temp, bounding_box, crc32, fsync_dir, make_temp, read_verified
-from .backend import ArchiveBackend
-from .base import (
+from ...codecs import MASK_DTYPES, Codec, decompress_bounded
+from ...errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from ...io.source import ByteSource, LocalFileSource
+from ...mapping import LabelMapping
+from ...spaces import Space, space_to_disk_json
+from .._io import atomic_temp, crc32, fsync_dir, make_temp, read_verified
+from ..backend import ArchiveBackend
+from ..base import (
     Entry,
-    MskRecord,
     bbox_slices,
-    decode_blob,
     loads_json,
     read_space,
 )
-from .checks import (
-    check_bbox,
-    check_blob_holds,
-    check_blob_range,
-    check_name,
-    check_uint,
+from ..checks import (
     check_unique_names,
-    check_voxels,
     is_uint,
 )
-from .records import Record
-
-__all__ = [
-    "MSK_HEADER",
-    "PREAMBLE",
-    "SLOT",
-    "SLOT_OFFSETS",
-    "DATA_START",
-    "INDEX_FIELDS",
-    "INDEX_FIELDS_20",
-    "MINOR",
-    "encode_record",
-    "encode_msk",
-    "decode_msk",
-    "read_msk",
-    "V2Archive",
-]
-
-#: ``.msk`` v2 header (64 bytes; the CRC covers bytes 0-59).
-MSK_HEADER = Record(
-    "header",
-    [
-        ("magic", "4s"),
-        ("major", "B"),
-        ("minor", "B"),
-        ("flags", "H"),
-        ("header_length", "I"),
-        ("meta_offset", "Q"),
-        ("meta_length", "Q"),
-        ("meta_crc", "I"),
-        ("blob_crc", "I"),
-        ("blob_offset", "Q"),
-        ("blob_length", "Q"),
-        ("", "8x"),
-        ("crc", "I"),
-    ],
+from .layout import (
+    DATA_START,
+    INDEX_FIELDS,
+    INDEX_FIELDS_20,
+    INDEX_MAX_RATIO,
+    INDEX_SMALL,
+    MAX_INDEX_BYTES,
+    MINOR,
+    PREAMBLE,
+    SLOT,
+    SLOT_OFFSETS,
 )
-#: ``.mska`` v2 preamble (16 bytes; the CRC covers bytes 0-11).
-PREAMBLE = Record(
-    "preamble",
-    [
-        ("magic", "4s"),
-        ("major", "B"),
-        ("minor", "B"),
-        ("flags", "H"),
-        ("slot_size", "H"),
-        ("slot_count", "H"),
-        ("crc", "I"),
-    ],
+from .rows import (
+    _bad,
+    _decode,
+    _entry_from_row,
+    _row,
+    encode_record,
+    read_box,
 )
-#: Commit slot (64 bytes; the CRC covers bytes 0-59).
-SLOT = Record(
-    "commit slot",
-    [
-        ("generation", "Q"),
-        ("mask_count", "Q"),
-        ("space_offset", "Q"),
-        ("space_length", "I"),
-        ("space_crc", "I"),
-        ("index_offset", "Q"),
-        ("index_length", "I"),
-        ("index_crc", "I"),
-        ("end_offset", "Q"),
-        ("reserved", "I"),
-        ("crc", "I"),
-    ],
-)
-SLOT_OFFSETS = (PREAMBLE.size, PREAMBLE.size + SLOT.size)
-DATA_START = PREAMBLE.size + 2 * SLOT.size
-#: Column order of an index row of format 2.0 (medmask 0.2.0).
-INDEX_FIELDS_20 = [
-    "name",
-    "codec",
-    "offset",
-    "length",
-    "crc32",
-    "dtype",
-    "bbox",
-    "voxels",
-    "mapping",
-]
-#: Column order of an index row of format 2.1: 2.0's columns and the per-mask ``extra``.
-INDEX_FIELDS = [*INDEX_FIELDS_20, "extra"]
-#: Minor version written in new files (1: per-mask extras). Files of minor 0 stay minor 0
-#: when appended to (their index keeps 2.0's columns, so medmask 0.2.0 still reads them).
-MINOR = 1
-#: Largest decoded index segment or meta section accepted (bytes).
-MAX_INDEX_BYTES = 1 << 30
-#: An index segment may not decode to more than this many times its stored size (beyond
-#: :data:`INDEX_SMALL` bytes), and all segments of a commit together to more than
-#: :data:`MAX_INDEX_BYTES`, so that opening an archive takes memory and time in proportion
-#: to its index. Real segments compress 30-90x (100,000 rows of empty masks with
-#: sequential names: 86x); a hostile segment of JSON whitespace compresses ~30,000x.
-INDEX_MAX_RATIO = 1000
-INDEX_SMALL = 1 << 20
-
-assert MSK_HEADER.size == 64 and PREAMBLE.size == 16 and SLOT.size == 64
 
 
-def encode_record(
-    array: np.ndarray, codec: Codec
-) -> tuple[bytes, BBox | None, int, tuple[float, float, float] | None]:
-    """Crop ``array`` to its bounding box and encode it.
-
-    Returns:
-        ``(blob, bbox, voxels, centroid)``; an empty mask gives ``(b"", None, 0, None)``.
-    """
-    bbox = bounding_box(array)
-    if bbox is None:
-        return b"", None, 0, None
-    crop = array[bbox_slices(bbox)]
-    voxels, centroid = centroid_of(crop, (bbox[0], bbox[2], bbox[4]))
-    return codec.encode(crop), bbox, voxels, centroid
-
-
-def _bad(msg: str, path: object, field: str, mask: str | None = None) -> CorruptFileError:
-    return CorruptFileError(msg, path=path, mask=mask, field=field)
-
-
-def _entry_from_row(
-    row: object, k: int, shape: tuple[int, ...] | None, end: int, path: object
-) -> Entry:
-    """Validate one index row (a list in :data:`INDEX_FIELDS` order; rows of format 2.0
-    were given a ``None`` extra when their segment was read), one named check per field
-    (:mod:`medmask.format.checks`)."""
-    if not isinstance(row, list) or len(row) != len(INDEX_FIELDS):
-        raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
-    name, codec_id, off, length, crc, dtype, bbox, voxels, mapping, extra = row
-    check_name(name, k, path=path, row="index row")
-    if not is_uint(codec_id, 8):
-        raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
-    try:  # error_context inlined: this runs once per index row
-        codec = codec_by_id(codec_id)
-    except CorruptFileError as err:
-        raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
-    if not (is_uint(off) and is_uint(length) and is_uint(crc, 32)):
-        raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
-    if length:
-        check_blob_range(off, length, DATA_START, end, path=path, mask=name, field="index.offset")
-    try:
-        np_dtype = check_dtype(dtype, field="index.dtype")
-    except CorruptFileError as err:
-        raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
-    check_uint(voxels, "voxel count", path=path, mask=name, field="index.voxels")
-    box = _row_box(bbox, shape, length, voxels, path, name)
-    if box is not None:
-        check_voxels(voxels, box, path=path, mask=name)
-        check_blob_holds(codec, np_dtype, box, length, path=path, mask=name)
-    centroid, attrs = parse_extra(extra, bbox=box, path=path, mask=name)
-    return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
-
-
-def _row_box(
-    bbox: object, shape: tuple[int, ...] | None, length: int, voxels: int, path: object, name: str
-) -> BBox | None:
-    """The row's bounding box: ``None`` (an empty mask, which has no data) or a box inside
-    the archive's volume with a blob."""
-    if bbox is None:
-        if length or voxels:
-            raise _bad("an empty mask (no bbox) cannot have data", path, "index.bbox", name)
-        return None
-    if shape is None:
-        raise _bad("a stored mask needs the archive space", path, "space", name)
-    box = check_bbox(bbox, shape, path=path, mask=name)
-    if length == 0:
-        raise _bad("a non-empty mask has no blob", path, "index.length", name)
-    return box
-
-
-def _row(e: Entry, minor: int) -> list:
-    row = [
-        e.name,
-        e.codec.codec_id,
-        e.offset,
-        e.length,
-        e.crc,
-        e.dtype.name,
-        list(e.bbox) if e.bbox is not None else None,
-        e.voxels,
-        e.raw_mapping,
-    ]
-    if minor >= 1:
-        row.append(make_extra(e.centroid, e.attrs) or None)
-    return row
-
-
-def _decode(entry: Entry, blob: bytes, path: object, out: np.ndarray | None) -> np.ndarray:
-    return decode_blob(entry.codec, blob, entry.spec, path=path, mask=entry.name, out=out)
-
-
-def read_box(source: ByteSource, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
-    """Read, verify and decode the stored (cropped) region of a non-empty entry.
-
-    With ``out`` (a writable ``(z, y, x)`` view of the box's shape) the region is
-    decoded into it, which bounds the temporary memory when the codec supports it.
-    """
-    blob = read_verified(
-        source,
-        entry.offset,
-        entry.length,
-        entry.crc,
-        field="data",
-        mask=entry.name,
-        what="blob checksum mismatch (the data is damaged)",
-        crc_field="data.crc32",
-    )
-    return _decode(entry, blob, source.name, out)
-
-
-# --------------------------------------------------------------------------------------------
-# .msk
-# --------------------------------------------------------------------------------------------
-def encode_msk(
-    array: np.ndarray,
-    mapping: LabelMapping,
-    space: Space,
-    codec: Codec,
-    attrs: dict | None = None,
-    *,
-    path: object = None,
-) -> bytes:
-    """Serialise one mask as a version-2 ``.msk`` file (bytes).
-
-    Without ``attrs`` the file is format 2.0, byte for byte what medmask 0.2.0 writes;
-    with (validated) ``attrs`` the meta gains ``extra`` and the header says minor 1.
-    """
-    blob, bbox, voxels, centroid = encode_record(array, codec)
-    meta = {
-        "space": json.loads(space_to_disk_json(space)),
-        "mapping": mapping.to_dict(),
-        "codec": codec.codec_id,
-        "dtype": array.dtype.name,
-        "bbox": list(bbox) if bbox is not None else None,
-        "voxels": voxels,
-    }
-    if attrs:
-        meta["extra"] = make_extra(centroid, attrs)
-    meta_b = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    m_off = MSK_HEADER.size
-    b_off = m_off + len(meta_b)
-    head = MSK_HEADER.pack_named(
-        magic=b"MSK1",
-        major=2,
-        minor=1 if attrs else 0,
-        flags=0,
-        header_length=MSK_HEADER.size,
-        meta_offset=m_off,
-        meta_length=len(meta_b),
-        meta_crc=crc32(meta_b),
-        blob_crc=crc32(blob),
-        blob_offset=b_off,
-        blob_length=len(blob),
-    )
-    return head + meta_b + blob
-
-
-def decode_msk(source: ByteSource, header: bytes) -> tuple[Entry, Space, np.ndarray | None]:
-    """Read a version-2 ``.msk``: returns the entry, the space and the cropped region (or None)."""
-    path = source.name
-    h = MSK_HEADER.unpack_checked(header, path=path, field="header")
-    if h.header_length != MSK_HEADER.size:
-        raise _bad(
-            f"header length {h.header_length}, expected {MSK_HEADER.size}", path, "header_length"
-        )
-    if h.meta_length > MAX_INDEX_BYTES:
-        raise _bad(f"meta section of {h.meta_length} bytes is implausibly large", path, "meta")
-    m_off, m_len, m_crc = h.meta_offset, h.meta_length, h.meta_crc
-    b_off, b_len, b_crc = h.blob_offset, h.blob_length, h.blob_crc
-    raw = read_verified(source, m_off, m_len, m_crc, field="meta", what="meta checksum mismatch")
-    meta = loads_json(raw, path=path, field="meta")
-    keys = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
-    if not isinstance(meta, dict) or set(meta) - {"extra"} != keys:
-        raise _bad(
-            f"meta must be an object with keys {sorted(keys)} (and optionally 'extra')",
-            path,
-            "meta",
-        )
-    try:
-        space_raw = json.dumps(meta["space"]).encode()
-    except (ValueError, RecursionError) as exc:  # a stored space never raises but CorruptFileError
-        raise _bad(f"invalid space ({exc})", path, "space") from exc
-    space = read_space(space_raw, path=path)
-    entry = _entry_from_row(
-        [
-            "mask",
-            meta["codec"],
-            b_off,
-            b_len,
-            b_crc,
-            meta["dtype"],
-            meta["bbox"],
-            meta["voxels"],
-            meta["mapping"],
-            meta.get("extra"),
-        ],
-        0,
-        tuple(space.shape),
-        source.size(),
-        path,
-    )
-    box = None if entry.bbox is None else read_box(source, entry)
-    return entry, space, box
-
-
-def read_msk(source: ByteSource, header: bytes, *, cropped: bool = False) -> MskRecord:
-    """Read a version-2 ``.msk`` (see :func:`medmask.format.read_msk_record`)."""
-    entry, space, box_arr = decode_msk(source, header)
-    mapping = entry.mapping(source.name)
-    if cropped:
-        array = (
-            np.zeros((0, 0, 0), entry.dtype) if box_arr is None else np.ascontiguousarray(box_arr)
-        )
-    else:
-        array = np.zeros(tuple(space.shape), entry.dtype)
-        if box_arr is not None:
-            array[bbox_slices(entry.bbox)] = box_arr
-    return MskRecord(
-        array, mapping, space, entry.bbox, 2, header[5], entry.voxels, entry.centroid, entry.attrs
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# .mska
-# --------------------------------------------------------------------------------------------
 def _check_preamble(head: bytes, path: object) -> int:
     """Verify an archive's preamble (CRC, two 64-byte slots, no flags); return its minor."""
     if not PREAMBLE.crc_ok(head):

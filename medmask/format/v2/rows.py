@@ -1,0 +1,139 @@
+"""Version 2: index rows (validated one named check at a time) and blob records."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...attrs import centroid_of, make_extra, parse_extra
+from ...codecs import Codec, check_dtype, codec_by_id
+from ...errors import CorruptFileError
+from ...io.source import ByteSource
+from .._io import BBox, bounding_box, read_verified
+from ..base import (
+    Entry,
+    bbox_slices,
+    decode_blob,
+)
+from ..checks import (
+    check_bbox,
+    check_blob_holds,
+    check_blob_range,
+    check_name,
+    check_uint,
+    check_voxels,
+    is_uint,
+)
+from .layout import (
+    DATA_START,
+    INDEX_FIELDS,
+)
+
+
+def encode_record(
+    array: np.ndarray, codec: Codec
+) -> tuple[bytes, BBox | None, int, tuple[float, float, float] | None]:
+    """Crop ``array`` to its bounding box and encode it.
+
+    Returns:
+        ``(blob, bbox, voxels, centroid)``; an empty mask gives ``(b"", None, 0, None)``.
+    """
+    bbox = bounding_box(array)
+    if bbox is None:
+        return b"", None, 0, None
+    crop = array[bbox_slices(bbox)]
+    voxels, centroid = centroid_of(crop, (bbox[0], bbox[2], bbox[4]))
+    return codec.encode(crop), bbox, voxels, centroid
+
+
+def _bad(msg: str, path: object, field: str, mask: str | None = None) -> CorruptFileError:
+    return CorruptFileError(msg, path=path, mask=mask, field=field)
+
+
+def _entry_from_row(
+    row: object, k: int, shape: tuple[int, ...] | None, end: int, path: object
+) -> Entry:
+    """Validate one index row (a list in :data:`INDEX_FIELDS` order; rows of format 2.0
+    were given a ``None`` extra when their segment was read), one named check per field
+    (:mod:`medmask.format.checks`)."""
+    if not isinstance(row, list) or len(row) != len(INDEX_FIELDS):
+        raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
+    name, codec_id, off, length, crc, dtype, bbox, voxels, mapping, extra = row
+    check_name(name, k, path=path, row="index row")
+    if not is_uint(codec_id, 8):
+        raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
+    try:  # error_context inlined: this runs once per index row
+        codec = codec_by_id(codec_id)
+    except CorruptFileError as err:
+        raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
+    if not (is_uint(off) and is_uint(length) and is_uint(crc, 32)):
+        raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
+    if length:
+        check_blob_range(off, length, DATA_START, end, path=path, mask=name, field="index.offset")
+    try:
+        np_dtype = check_dtype(dtype, field="index.dtype")
+    except CorruptFileError as err:
+        raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
+    check_uint(voxels, "voxel count", path=path, mask=name, field="index.voxels")
+    box = _row_box(bbox, shape, length, voxels, path, name)
+    if box is not None:
+        check_voxels(voxels, box, path=path, mask=name)
+        check_blob_holds(codec, np_dtype, box, length, path=path, mask=name)
+    centroid, attrs = parse_extra(extra, bbox=box, path=path, mask=name)
+    return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
+
+
+def _row_box(
+    bbox: object, shape: tuple[int, ...] | None, length: int, voxels: int, path: object, name: str
+) -> BBox | None:
+    """The row's bounding box: ``None`` (an empty mask, which has no data) or a box inside
+    the archive's volume with a blob."""
+    if bbox is None:
+        if length or voxels:
+            raise _bad("an empty mask (no bbox) cannot have data", path, "index.bbox", name)
+        return None
+    if shape is None:
+        raise _bad("a stored mask needs the archive space", path, "space", name)
+    box = check_bbox(bbox, shape, path=path, mask=name)
+    if length == 0:
+        raise _bad("a non-empty mask has no blob", path, "index.length", name)
+    return box
+
+
+def _row(e: Entry, minor: int) -> list:
+    row = [
+        e.name,
+        e.codec.codec_id,
+        e.offset,
+        e.length,
+        e.crc,
+        e.dtype.name,
+        list(e.bbox) if e.bbox is not None else None,
+        e.voxels,
+        e.raw_mapping,
+    ]
+    if minor >= 1:
+        row.append(make_extra(e.centroid, e.attrs) or None)
+    return row
+
+
+def _decode(entry: Entry, blob: bytes, path: object, out: np.ndarray | None) -> np.ndarray:
+    return decode_blob(entry.codec, blob, entry.spec, path=path, mask=entry.name, out=out)
+
+
+def read_box(source: ByteSource, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
+    """Read, verify and decode the stored (cropped) region of a non-empty entry.
+
+    With ``out`` (a writable ``(z, y, x)`` view of the box's shape) the region is
+    decoded into it, which bounds the temporary memory when the codec supports it.
+    """
+    blob = read_verified(
+        source,
+        entry.offset,
+        entry.length,
+        entry.crc,
+        field="data",
+        mask=entry.name,
+        what="blob checksum mismatch (the data is damaged)",
+        crc_field="data.crc32",
+    )
+    return _decode(entry, blob, source.name, out)
