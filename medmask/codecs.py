@@ -425,13 +425,14 @@ def register_codec(codec: Codec) -> None:
     """Make a codec available by name and id.
 
     Raises:
-        ValueError: Another codec already uses the name or id.
+        MaskValidationError: The id does not fit in a byte, or another codec already uses
+            the name or id (a ``ValueError``).
     """
     if not 0 <= codec.codec_id <= 255:
-        raise ValueError(f"codec id must fit in one byte, got {codec.codec_id}")
+        raise MaskValidationError(f"codec id must fit in one byte, got {codec.codec_id}")
     for key, table in ((codec.name, _BY_NAME), (codec.codec_id, _BY_ID)):
         if key in table and table[key] is not codec:
-            raise ValueError(f"codec {key!r} is already registered as {table[key]!r}")
+            raise MaskValidationError(f"codec {key!r} is already registered as {table[key]!r}")
     _BY_NAME[codec.name] = codec
     _BY_ID[codec.codec_id] = codec
 

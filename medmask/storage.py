@@ -143,8 +143,8 @@ class MaskFile:
 
     Raises:
         FileNotFoundError: Mode ``"r"`` and a local file that does not exist.
-        MaskValidationError: Mode ``"w"`` and a name whose suffix names another format
-            (``.mska``, ``.nii.gz``...).
+        MaskValidationError: An unknown mode, or mode ``"w"`` and a name whose suffix
+            names another format (``.mska``, ``.nii.gz``...).
 
     Example:
         >>> with MaskFile("liver.msk", "w") as f:          # doctest: +SKIP
@@ -161,7 +161,7 @@ class MaskFile:
         storage_options: StorageOptions = None,
     ) -> None:
         if mode not in ("r", "w"):
-            raise ValueError(f"MaskFile mode must be 'r' or 'w', got {mode!r}")
+            raise MaskValidationError(f"MaskFile mode must be 'r' or 'w', got {mode!r}")
         self.path = _target(path)
         self.mode = mode
         self.codec = get_codec(codec)
@@ -356,8 +356,9 @@ class MaskArchive:
         CorruptFileError: The file is damaged (the message names file, mask, field).
         UnsupportedFormatError: A format version or codec this release does not read.
         ArchiveLockedError: Another writer holds the archive (modes ``"w"``/``"a"``).
-        MaskValidationError: Mode ``"w"``/``"a"`` and a name whose suffix names another
-            format (``.msk``, ``.nii.gz``...), a bad ``compat``, or mode ``"a"`` on a URL.
+        MaskValidationError: An unknown mode; mode ``"w"``/``"a"`` and a name whose suffix
+            names another format (``.msk``, ``.nii.gz``...), a bad ``compat``, or mode
+            ``"a"`` on a URL.
 
     Example:
         >>> with MaskArchive("case.mska", "w", space=space) as ar:   # doctest: +SKIP
@@ -380,7 +381,7 @@ class MaskArchive:
     ) -> None:
         self._closed = True  # until opened (``__del__`` and ``close`` then do nothing)
         if mode not in ("r", "w", "a"):
-            raise ValueError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
+            raise MaskValidationError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
         if compat not in (None, "0.2", "0.1"):
             raise MaskValidationError(
                 f"compat must be None (current layout), '0.2' or '0.1', got {compat!r}"

@@ -202,7 +202,7 @@ class V2Archive(ArchiveBackend):
     def _init_file(fd: int, minor: int) -> None:
         """Write the preamble and two empty slots on ``fd`` (no commit yet)."""
         if minor not in (0, 1):
-            raise ValueError(f"minor version must be 0 or 1, got {minor!r}")
+            raise MaskValidationError(f"minor version must be 0 or 1, got {minor!r}")
         pre = PREAMBLE.pack_named(
             magic=b"MSKA", major=2, minor=minor, flags=0, slot_size=SLOT.size, slot_count=2
         )
