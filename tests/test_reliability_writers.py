@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import resource
-import signal
 import subprocess
 from pathlib import Path
 
@@ -160,21 +158,6 @@ def test_sigkill_while_replacing_long(tmp_path, codec, kind):
 
 
 # -- failing writes --------------------------------------------------------------------------
-def _write_under_fsize_limit(path: str, mode: str, codec, limit: int, q) -> None:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    try:
-        if mode == "msk":
-            save_mask(noise(), path, codec=codec)
-        else:
-            with MaskArchive(path, mode, codec=codec) as ar:
-                ar.add_segmask(noise(), "noise")
-                ar.add_segmask(noise(1), "noise1")
-        q.put("written")
-    except OSError as exc:
-        q.put(errno.errorcode.get(exc.errno, str(exc.errno)))
-
-
 @pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("mode", ["a", "w", "msk"])
 def test_file_size_limit_leaves_the_file_as_it_was(tmp_path, codec, mode):
@@ -187,7 +170,7 @@ def test_file_size_limit_leaves_the_file_as_it_was(tmp_path, codec, mode):
     before = path.read_bytes()
     q = FORK.Queue()
     p = FORK.Process(
-        target=_write_under_fsize_limit, args=(str(path), mode, codec, len(before) + 64, q)
+        target=W.write_under_fsize_limit, args=(str(path), mode, codec, len(before) + 64, q)
     )
     p.start()
     p.join()

@@ -399,8 +399,10 @@ def leak_run(
 
 
 # -- writes that fail ------------------------------------------------------------------------------
-def _fsize_child(path: str, mode: str, codec, limit: int, q) -> None:
-    import errno
+def write_under_fsize_limit(path: str, mode: str, codec, limit: int, q) -> None:
+    """Child process: with RLIMIT_FSIZE at ``limit`` bytes (SIGXFSZ ignored), save a
+    ``.msk`` (``mode == "msk"``) or add masks in ``mode``; put ``"written"`` or the
+    errno name (``"EFBIG"``) on ``q``."""
     import resource
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -452,7 +454,7 @@ def fsize_limit_cases(folder: Path) -> dict:
             before = path.read_bytes()
             q = FORK.Queue()
             p = FORK.Process(
-                target=_fsize_child, args=(str(path), mode, codec, len(before) + 64, q)
+                target=write_under_fsize_limit, args=(str(path), mode, codec, len(before) + 64, q)
             )
             p.start()
             p.join()
