@@ -717,19 +717,39 @@ def _run_local(
     return list(bar(_local_pool(jobs, options, n)))
 
 
+def _adopt(environ: dict[str, str], cwd: str) -> None:
+    """Give a pool worker the caller's environment and folder as they are now (a forkserver
+    child starts from the server's, taken when the server started)."""
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
+
+
 def _local_pool(
     jobs: list[tuple[str, str]], options: dict[str, Any], n: int
 ) -> Iterator[CaseResult]:
     """Results as cases finish in a process pool. A worker process that dies (killed, out of
     memory) breaks a ``ProcessPoolExecutor`` and every case it had not finished: those are
     run once more in a fresh pool; a case whose worker dies again is reported as failed."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
+    # forkserver where there is one: a fork of a process with threads running (an fsspec
+    # event loop, a Dask client, a server in the caller) can inherit a held lock and hang
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
     pending = list(jobs)
     for attempt in (1, 2):
         broken: list[tuple[str, str]] = []
-        with ProcessPoolExecutor(max_workers=min(n, len(pending))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(n, len(pending)),
+            mp_context=context,
+            initializer=_adopt,
+            initargs=(dict(os.environ), os.getcwd()),
+        ) as pool:
             futures = {pool.submit(_run_case, c, o, options): (c, o) for c, o in pending}
             for fut in as_completed(futures):
                 case, out = futures[fut]
