@@ -28,6 +28,8 @@ __all__ = [
     "open_locked",
     "bounding_box",
     "crop_to_bbox",
+    "bbox_slices",
+    "bbox_shape",
     "BBox",
 ]
 
@@ -214,5 +216,14 @@ def crop_to_bbox(array: np.ndarray) -> tuple[np.ndarray, BBox | None]:
     box = bounding_box(array)
     if box is None:
         return array[:0, :0, :0].copy(), None
-    z0, z1, y0, y1, x0, x1 = box
-    return array[z0:z1, y0:y1, x0:x1].copy(), box
+    return array[bbox_slices(box)].copy(), box
+
+
+def bbox_slices(bbox: BBox) -> tuple[slice, slice, slice]:
+    """``(z, y, x)`` slices of a half-open bounding box."""
+    return slice(bbox[0], bbox[1]), slice(bbox[2], bbox[3]), slice(bbox[4], bbox[5])
+
+
+def bbox_shape(bbox: BBox) -> tuple[int, int, int]:
+    """Shape ``(z, y, x)`` of the region a half-open bounding box covers."""
+    return bbox[1] - bbox[0], bbox[3] - bbox[2], bbox[5] - bbox[4]

@@ -13,7 +13,7 @@ from ..codecs import BlobSpec, Codec, check_shape
 from ..errors import CorruptFileError, MaskValidationError, MedMaskError
 from ..mapping import LabelMapping
 from ..spaces import Space, space_from_disk_json
-from ._io import BBox
+from ._io import BBox, bbox_shape, bbox_slices
 
 __all__ = [
     "Entry",
@@ -130,12 +130,6 @@ def parse_mapping(obj: object, *, path: object, mask: str | None) -> LabelMappin
         ) from exc
 
 
-def bbox_slices(bbox: BBox) -> tuple[slice, slice, slice]:
-    """``(z, y, x)`` slices of a half-open bounding box."""
-    z0, z1, y0, y1, x0, x1 = bbox
-    return slice(z0, z1), slice(y0, y1), slice(x0, x1)
-
-
 def full_bbox(shape: tuple[int, ...]) -> BBox:
     """The bounding box covering a whole volume."""
     return 0, int(shape[0]), 0, int(shape[1]), 0, int(shape[2])
@@ -185,8 +179,7 @@ class Entry:
         """Shape of the stored region, or ``None`` when empty."""
         if self.bbox is None:
             return None
-        z0, z1, y0, y1, x0, x1 = self.bbox
-        return z1 - z0, y1 - y0, x1 - x0
+        return bbox_shape(self.bbox)
 
     @property
     def spec(self) -> BlobSpec:

@@ -9,10 +9,12 @@ runs all of them over a file, collecting every problem instead of stopping at th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from ..codecs import Codec, expansion_plausible
 from ..errors import CorruptFileError
+from ._io import bbox_shape
 
 __all__ = [
     "is_uint",
@@ -125,8 +127,7 @@ def check_bbox(
 
 def check_voxels(voxels: int, box: tuple[int, ...], *, path: object, mask: str | None) -> None:
     """The non-zero voxel count must fit the box."""
-    n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
-    if voxels > n:
+    if voxels > math.prod(bbox_shape(box)):
         raise CorruptFileError(
             f"{voxels} voxels do not fit the bbox {list(box)}",
             path=path,
@@ -150,8 +151,7 @@ def check_blob_holds(
     full-volume read allocates the volume before the codec sees the blob, so a tiny
     blob declaring a huge box is refused here.
     """
-    box_shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
-    need = codec.payload_nbytes(dtype, box_shape)
+    need = codec.payload_nbytes(dtype, bbox_shape(box))
     if not expansion_plausible(length, need):
         raise CorruptFileError(
             f"a blob of {length} bytes cannot hold the {need} bytes its bbox {list(box)} "
