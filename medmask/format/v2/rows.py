@@ -58,7 +58,8 @@ def _entry_from_row(
     if not isinstance(row, list) or len(row) != len(INDEX_FIELDS):
         raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
     name, codec_id, off, length, crc, dtype, bbox, voxels, mapping, extra = row
-    check_name(name, k, path=path, row="index row")
+    if type(name) is not str or not name:  # the named check runs only to say why
+        check_name(name, k, path=path, row="index row")
     if not is_uint(codec_id, 8):
         raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
     try:  # error_context inlined: this runs once per index row
@@ -67,13 +68,14 @@ def _entry_from_row(
         raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
     if not (is_uint(off) and is_uint(length) and is_uint(crc, 32)):
         raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
-    if length:
+    if length and not DATA_START <= off <= end - length:
         check_blob_range(off, length, DATA_START, end, path=path, mask=name, field="index.offset")
     try:
         np_dtype = check_dtype(dtype, field="index.dtype")
     except CorruptFileError as err:
         raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
-    check_uint(voxels, "voxel count", path=path, mask=name, field="index.voxels")
+    if not is_uint(voxels):
+        check_uint(voxels, "voxel count", path=path, mask=name, field="index.voxels")
     box = _row_box(bbox, shape, length, voxels, path, name)
     if box is not None:
         check_voxels(voxels, box, path=path, mask=name)
