@@ -626,7 +626,8 @@ def test_unpack_tree_writes_nnunet_layout(tmp_path):
 def test_missing_extra_message_names_pip_install(monkeypatch):
     import sys
 
-    from medmask.conversions import dicom_seg, slicer
+    from medmask.conversions import slicer
+    from medmask.conversions.dicom_seg import base as dicom_seg
 
     monkeypatch.setitem(sys.modules, "nrrd", None)  # as if pynrrd were not installed
     monkeypatch.setitem(sys.modules, "pydicom", None)
@@ -672,7 +673,7 @@ def test_real_case_every_format_round_trip(real_case, tmp_path):
 
 
 def test_fast_frame_scan_matches_pydicom(tmp_path, series):
-    from medmask.conversions.dicom_seg import _frame_meta_fast
+    from medmask.conversions.dicom_seg.read import _frame_meta_fast
 
     folder, space = series
     highdicom_seg(folder, blobs(tuple(space.shape), seed=6), ["a", "b", "c"], tmp_path / "s.dcm")

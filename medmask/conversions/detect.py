@@ -92,7 +92,7 @@ def detect(path: str | os.PathLike) -> str:
 
 
 def _dicom_kind(p: Path) -> str:
-    from .dicom_seg import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS, _pydicom
+    from .dicom_seg.base import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS, _pydicom
 
     pydicom = _pydicom()
     try:

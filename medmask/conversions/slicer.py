@@ -391,7 +391,7 @@ def write_seg_nrrd(
         MaskValidationError: The name of ``out`` is not ``.seg.nrrd``, or no masks.
     """
     from ..io.names import expect_name
-    from .nifti import write_atomic
+    from .common import write_atomic
 
     nrrd = _nrrd()
     expect_name(out, "seg.nrrd", what="Slicer segmentation")

@@ -1,20 +1,9 @@
-"""NIfTI in and out (needs the ``nifti`` extra: nibabel).
-
-In: a folder of binary masks (TotalSegmentator's layout, one ``<organ>.nii.gz`` per
-organ), a multi-label NIfTI with its label table (read from TotalSegmentator's header
-extension when present), or a single file. Out: one ``.nii.gz`` per mask, or one label
-map with TotalSegmentator's names extension and a ``.json`` table.
-
-Geometry (:mod:`medmask.geometry`) follows what MONAI reports for a NIfTI file. Every
-NIfTI file is read by :func:`load_nifti` (one place; keep it small).
-"""
+"""NIfTI <-> archive workflows: a folder of masks or a label map into an archive, an
+archive out as a folder of masks or as one label map (built on :mod:`.io`)."""
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,290 +11,26 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MaskValidationError, SpaceMismatchError
-from ..geometry import (
-    affine_to_space,
-    effective_affine,
+from ...errors import MaskValidationError, SpaceMismatchError
+from ...geometry import (
     grid_differences,
     resample_nearest,
-    space_to_affine,
 )
-from ..ops import smallest_uint_dtype
-from ..segmask import SegmentationMask
-from ..spaces import GRID_ATOL, Space, describe_space, spaces_match
-from ..storage import MaskArchive
-from .common import NeedsOptionError
-from .labels import caret_xml, check_table_covers, labels_arg, parse_caret_xml
-from .names import NIFTI_SUFFIXES, safe_filename, strip_suffix
-
-__all__ = [
-    "load_nifti",
-    "read_nifti",
-    "nifti_to_segmask",
-    "nifti_label_table",
-    "folder_to_archive",
-    "labelmap_to_archive",
-    "labelmap_to_msk",
-    "segmask_to_nifti",
-    "archive_to_folder",
-    "archive_to_labelmap",
-    "export_labelmap",
-    "LabelmapExport",
-    "nifti_files",
-    "MaskResampledWarning",
-    "OVERLAP_RULES",
-    "NIFTI_SUFFIXES",
-]
-
-
-class MaskResampledWarning(UserWarning):
-    """A mask was resampled onto the archive's grid (only when the caller asked for it)."""
-
-
-def _nib():
-    try:
-        import nibabel
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError('NIfTI support needs nibabel: pip install "medmask[nifti]"') from None
-    return nibabel
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-# -- reading --------------------------------------------------------------------------------
-def load_nifti(path: str | os.PathLike):
-    """Open a NIfTI file with nibabel (the one place medmask reads NIfTI files).
-
-    Args:
-        path: A ``.nii`` or ``.nii.gz`` file.
-
-    Returns:
-        A ``nibabel`` image (voxel data not yet read).
-
-    Raises:
-        FileNotFoundError: No such file.
-        MaskValidationError: nibabel cannot read it (damaged, not NIfTI, not gzip).
-    """
-    nib = _nib()
-    try:
-        if str(path).endswith(".gz"):  # inflated by zlib-ng when installed (~6x faster)
-            from ._inflate import load_gzipped_nifti
-
-            img = load_gzipped_nifti(path)
-            if img is not None:
-                return img
-        return nib.load(str(path))
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - nibabel raises many unrelated types
-        raise MaskValidationError(
-            f"{path}: cannot read as NIfTI ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
-
-
-def _looks_like_image(data: np.ndarray) -> str | None:
-    """Why an array looks like an image rather than a mask, or ``None``."""
-    if not data.size:
-        return None
-    lo, hi = float(data.min()), float(data.max())
-    if data.dtype.kind == "f" and (not np.isfinite(lo) or not np.isfinite(hi)):
-        return "it holds non-finite values"
-    reasons = []
-    if lo < 0:
-        reasons.append(f"negative values (min {lo:g})")
-    if data.dtype.kind == "f":
-        sample = data.ravel()[:: max(1, data.size // 100_000)]
-        if np.any(sample != np.round(sample)):
-            reasons.append("fractional values")
-    if hi - lo > 1000:
-        reasons.append(f"a value range of {lo:g}..{hi:g}")
-    if not reasons:
-        return None
-    return (
-        " and ".join(reasons)
-        + ": it looks like an image (a CT or MR volume), not a mask; pack the masks "
-        "(e.g. CASE/segmentations/ or the label map), not the image"
-    )
-
-
-def read_nifti(
-    path: str | os.PathLike, *, allow_float: bool = False, binarize: bool = False
-) -> tuple[np.ndarray, Space]:
-    """Read a 3-D integer NIfTI as a ``(z, y, x)`` array and its space.
-
-    Args:
-        path: A ``.nii`` or ``.nii.gz`` file.
-        allow_float: Accept float data whose values are all whole, non-negative numbers
-            (converted to the smallest unsigned integer dtype). By default float data
-            is refused: masks hold integer labels.
-        binarize: Return a bool array, any non-zero voxel True (for 0/255 masks and
-            the like; float data is accepted as long as it is finite).
-
-    Returns:
-        ``(array, space)``: the array in ``(z, y, x)`` order (integer or bool dtype as
-        stored) and its ``(z, y, x)`` space from :func:`~medmask.geometry.effective_affine`.
-
-    Raises:
-        FileNotFoundError: No such file.
-        MaskValidationError: Not a readable NIfTI (damaged, truncated, not gzip), not
-            3-D (a 4-D file with a singleton 4th axis is accepted), float data (unless
-            ``allow_float`` and whole numbers), negative values, or a sheared affine;
-            data that looks like an image says so.
-    """
-    img = load_nifti(path)
-    shape = tuple(int(s) for s in img.shape)
-    if len(shape) > 3 and all(s == 1 for s in shape[3:]):
-        shape = shape[:3]
-    if len(shape) != 3:
-        raise MaskValidationError(
-            f"{path}: expected a 3-D image, got {len(img.shape)}-D shape {tuple(img.shape)}; "
-            "medmask stores 3-D masks (split 4-D files into one file per volume first)"
-        )
-    try:
-        data = np.asanyarray(img.dataobj).reshape(shape)
-    except Exception as exc:  # noqa: BLE001 - truncated gzip gives EOFError, zlib.error, ...
-        raise MaskValidationError(
-            f"{path}: cannot read the voxel data ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
-    if data.dtype.kind not in "fiub":
-        raise MaskValidationError(f"{path}: unsupported data type {data.dtype}")
-    if binarize:
-        if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-            raise MaskValidationError(f"{path}: non-finite values; cannot binarise")
-        data = data != 0
-    elif data.dtype.kind == "f":
-        image = _looks_like_image(data)
-        if image:
-            raise MaskValidationError(f"{path}: float data with {image}")
-        if not allow_float:
-            raise MaskValidationError(
-                f"{path}: float data ({data.dtype}, stored as {img.get_data_dtype()}); masks hold "
-                "integer labels (allow_float=True / --allow-float accepts whole-number floats)"
-            )
-        data = data.astype(smallest_uint_dtype(int(data.max()) if data.size else 0))
-    elif data.dtype.kind == "i" and data.size and data.min() < 0:
-        raise MaskValidationError(
-            f"{path}: {_looks_like_image(data) or f'negative values (min {int(data.min())})'}; "
-            "labels must be >= 0"
-        )
-    try:
-        space = affine_to_space(effective_affine(img), shape)
-    except MaskValidationError as exc:
-        raise MaskValidationError(f"{path}: {exc}") from None
-    return np.ascontiguousarray(data.transpose(2, 1, 0)), space
-
-
-def nifti_label_table(path: str | os.PathLike) -> tuple[dict[str, int], dict[str, dict]] | None:
-    """The label table TotalSegmentator writes into a NIfTI header, if the file has one.
-
-    Looks for a header extension with code 0 holding a ``<CaretExtension>`` XML (see
-    :func:`~medmask.conversions.labels.parse_caret_xml`).
-
-    Args:
-        path: The NIfTI file.
-
-    Returns:
-        ``({name: label}, {name: attrs})``, or ``None`` when the header holds no such table.
-
-    Raises:
-        MaskValidationError: The file is unreadable, or the table in it is malformed.
-    """
-    img = load_nifti(path)
-    for ext in getattr(img.header, "extensions", []):
-        raw = ext.get_content()
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8")
-        if ext.get_code() == 0 and b"<CaretExtension" in bytes(raw[:4096]):
-            table, attrs = parse_caret_xml(raw, where=f"{path}: header extension")
-            return (table, attrs) if table else None
-    return None
-
-
-def nifti_to_segmask(
-    path: str | os.PathLike,
-    name: str | None = None,
-    *,
-    binary: bool = True,
-    mapping: Mapping[str, int] | None = None,
-    allow_float: bool = False,
-    binarize: bool = False,
-) -> SegmentationMask:
-    """One NIfTI file as a :class:`SegmentationMask`.
-
-    Args:
-        path: The file.
-        name: Name of the mask (default: the file name without ``.nii.gz``); used when
-            ``binary``.
-        binary: Require values 0/1 and return a bool mask ``{name: 1}``. Otherwise the
-            values are labels, named by ``mapping`` (default: ``label_<n>``).
-        mapping: ``{name: label}`` for a multi-label file; every non-zero value in the
-            file must have a name.
-        allow_float: See :func:`read_nifti`.
-        binarize: With ``binary``: any non-zero value is part of the mask (0/255 masks).
-
-    Returns:
-        The mask, with the space of the file.
-
-    Raises:
-        MaskValidationError: Non-binary values in a binary mask, labels missing from
-            ``mapping``, float or 4-D data, an unreadable file.
-    """
-    array, space = read_nifti(path, allow_float=allow_float, binarize=binary and binarize)
-    if binary:
-        if array.dtype != np.bool_ and array.size and array.max() > 1:
-            image = _looks_like_image(array)
-            if image:
-                raise MaskValidationError(f"{path}: {image}")
-            values = np.unique(array)
-            if values.size == 2 and values[0] == 0:
-                hint = (
-                    f"it holds exactly two values (0 and {int(values[1])}): binarize=True / "
-                    "--binarize reads every non-zero voxel as part of the mask"
-                )
-            else:
-                hint = (
-                    "for a label map give its label table (labelmap_to_archive, or "
-                    "'medmask pack FILE --labels TABLE'); binarize=True / --binarize reads "
-                    "every non-zero voxel as part of one mask"
-                )
-            raise NeedsOptionError(
-                f"{path}: a binary mask holds values {values[:8].tolist()}"
-                f"{' ...' if values.size > 8 else ''}; {hint}"
-            )
-        return SegmentationMask(
-            array.astype(bool, copy=False),
-            {name or strip_suffix(Path(path).name): 1},
-            space,
-            copy=False,
-        )
-    present = [int(v) for v in np.unique(array) if v]
-    if mapping is None:
-        mapping = {f"label_{v}": v for v in present}
-    check_table_covers(path, present, mapping)
-    try:
-        return SegmentationMask(array, mapping, space, copy=False)
-    except MaskValidationError as exc:
-        raise MaskValidationError(f"{path}: {exc}") from None
-
-
-def nifti_files(folder: str | os.PathLike) -> list[Path]:
-    """The NIfTI files directly inside ``folder``, sorted by name (hidden files skipped).
-
-    Args:
-        folder: A folder.
-
-    Returns:
-        Paths of the ``.nii.gz`` / ``.nii`` files.
-    """
-    folder = Path(folder)
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.name.endswith(NIFTI_SUFFIXES) and not p.name.startswith(".") and p.is_file()
-    )
+from ...ops import smallest_uint_dtype
+from ...segmask import SegmentationMask
+from ...spaces import GRID_ATOL, describe_space, spaces_match
+from ...storage import MaskArchive
+from ..common import NeedsOptionError, write_atomic
+from ..labels import check_table_covers, labels_arg
+from ..names import safe_filename, strip_suffix
+from .io import (
+    MaskResampledWarning,
+    nifti_files,
+    nifti_label_table,
+    nifti_to_segmask,
+    read_nifti,
+    segmask_to_nifti,
+)
 
 
 def folder_to_archive(
@@ -382,7 +107,7 @@ def _table_for(
 ) -> tuple[dict[str, int], dict[str, dict]]:
     if labels is not None:
         if isinstance(labels, str | os.PathLike):
-            from .labels import read_label_table_attrs
+            from ..labels import read_label_table_attrs
 
             return read_label_table_attrs(labels)
         return labels_arg(labels), {}
@@ -473,95 +198,6 @@ def labelmap_to_archive(
             a = {**attrs.get(name, {}), "label_value": int(label)} if keep_attrs else None
             ar.add_segmask(SegmentationMask(region, {name: 1}, space, copy=False), name, attrs=a)
     return counts
-
-
-# -- writing --------------------------------------------------------------------------------
-def _umask() -> int:
-    """The process umask, read without changing it where the system tells it (Linux)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as fh:
-        for line in fh:
-            if line.startswith(b"Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, write: Callable[[object], None]) -> Path:
-    """Write ``path`` through ``write(binary file)`` via a fresh temporary sibling.
-
-    The temporary is made with ``O_EXCL`` (never a link planted there), gets the usual
-    permissions (``0666 & ~umask``) and is renamed into place; on any error it is removed.
-
-    Args:
-        path: Destination.
-        write: Called with the open temporary file.
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with contextlib.suppress(OSError, AttributeError):  # mkstemp makes 0600: as nib.save
-            os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as raw:
-            write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
-
-
-def segmask_to_nifti(
-    segmask: SegmentationMask,
-    path: str | os.PathLike,
-    *,
-    label_names: Mapping[str, int] | None = None,
-    colors: Mapping[str, Iterable[int]] | None = None,
-) -> Path:
-    """Write a mask as a NIfTI (``.nii.gz`` compresses); bool masks become uint8 0/1.
-
-    The sform and qform both carry the affine (codes 1, scanner), units are mm, and the
-    file is written atomically (a temporary sibling renamed into place).
-
-    Args:
-        segmask: The mask.
-        path: Destination (``.nii.gz`` or ``.nii``).
-        label_names: Write this ``{name: label}`` table into the header as
-            TotalSegmentator's names extension (code 0 ``<CaretExtension>``).
-        colors: ``{name: [r, g, b]}`` for that extension.
-
-    Returns:
-        The path written.
-
-    Raises:
-        OSError: The file cannot be written (nothing is left behind).
-    """
-    nib = _nib()
-    data = segmask.data
-    if data.dtype == np.bool_:
-        data = data.view(np.uint8)
-    affine = space_to_affine(segmask.space)
-    img = nib.Nifti1Image(np.asarray(data).transpose(2, 1, 0), affine)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    img.header.set_xyzt_units("mm")
-    if label_names:
-        img.header.extensions.append(nib.nifti1.Nifti1Extension(0, caret_xml(label_names, colors)))
-    path = Path(path)
-
-    def write(raw) -> None:
-        if path.name.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
-                img.to_file_map({"image": nib.FileHolder(fileobj=gz)})
-        else:
-            img.to_file_map({"image": nib.FileHolder(fileobj=raw)})
-
-    return write_atomic(path, write)
 
 
 def archive_to_folder(
@@ -685,8 +321,8 @@ def export_labelmap(
             close matches), or an unknown overlap rule / output name.
         CorruptFileError: The archive is damaged.
     """
-    from ..errors import close_matches
-    from ..io.names import expect_name, split_suffix
+    from ...errors import close_matches
+    from ...io.names import expect_name, split_suffix
 
     if overlap not in OVERLAP_RULES:
         raise MaskValidationError(f"overlap must be one of {OVERLAP_RULES}, got {overlap!r}")
@@ -700,7 +336,7 @@ def export_labelmap(
         if labels is not None:
             wanted = labels_arg(labels) if not isinstance(labels, str | os.PathLike) else None
             if wanted is None:
-                from .labels import read_label_table
+                from ..labels import read_label_table
 
                 wanted = read_label_table(labels)
             unknown = [n for n in wanted if n not in by_name]

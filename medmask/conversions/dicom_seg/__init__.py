@@ -1,0 +1,46 @@
+"""DICOM Segmentation objects (SEG) in and out (needs the ``dicom`` extra: pydicom, highdicom).
+
+In (:func:`read_dicom_seg`): BINARY and FRACTIONAL SEGs (Segmentation Storage,
+``1.2.840.10008.5.1.4.1.1.66.4``) and LABELMAP SEGs (``1.2.840.10008.5.1.4.1.1.66.7``).
+Frames are read with pydicom and bit-unpacked with numpy (no per-segment highdicom
+calls); one mask per segment, named by ``SegmentLabel``. The grid comes from the frames'
+plane positions and orientation: axes x (columns) and y (rows) from
+``ImageOrientationPatient`` and ``PixelSpacing``, z along the slice normal, slices sorted
+along it, the spacing from ``SpacingBetweenSlices`` or the smallest gap between positions;
+slices missing between frames (no segment there) are empty. This gives the same voxels at
+the same world positions as highdicom's ``Segmentation.get_volume``. A FRACTIONAL SEG whose
+values are only 0 and the maximum is read as binary; a truly fractional one needs a
+threshold. ``reference`` (a folder holding the source series) puts the SEG onto the full
+grid of its source series.
+
+Out (:func:`write_dicom_seg`): a BINARY (default; overlaps allowed) or LABELMAP SEG (when
+nothing overlaps) built with highdicom from the source series, whose grid must be the
+archive's (1e-3 mm, direction cosines).
+
+Attributes: ``SegmentLabel`` <-> name; ``SegmentedPropertyCategoryCodeSequence`` <->
+``category``; ``SegmentedPropertyTypeCodeSequence`` <-> ``type`` (with its modifier
+``type_modifier``); ``AnatomicRegionSequence`` <-> ``region`` (with ``region_modifier``);
+``RecommendedDisplayCIELabValue`` <-> ``color`` (sRGB); ``SegmentDescription`` <->
+``description``; ``SegmentNumber`` -> ``label_value``.
+
+The package: :mod:`.base` (optional imports, SOP classes, colours), :mod:`.series` (the
+source image series and its grid), :mod:`.read` (SEG -> masks), :mod:`.write` (masks -> SEG).
+"""
+
+from __future__ import annotations
+
+from .base import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS, cielab_to_rgb, rgb_to_cielab
+from .read import DicomSeg, read_dicom_seg
+from .series import read_series_geometry
+from .write import write_dicom_seg
+
+__all__ = [
+    "read_dicom_seg",
+    "write_dicom_seg",
+    "read_series_geometry",
+    "DicomSeg",
+    "SEG_SOP_CLASS",
+    "LABELMAP_SEG_SOP_CLASS",
+    "rgb_to_cielab",
+    "cielab_to_rgb",
+]
