@@ -354,7 +354,7 @@ def test_upload_retries_transient_faults(s3p, tmp_path, blob):
 
 def test_multipart_upload_appears_whole_or_not_at_all(s3p, tmp_path, monkeypatch):
     proxy = s3p.proxy
-    monkeypatch.setattr(remote, "UPLOAD_PART_SIZE", 5 * 2**20)
+    monkeypatch.setattr(remote.transfers, "UPLOAD_PART_SIZE", 5 * 2**20)
     data = np.random.default_rng(3).integers(0, 256, 11 * 2**20, dtype=np.uint8).tobytes()
     f = tmp_path / "big.mska"
     f.write_bytes(data)
