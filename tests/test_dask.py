@@ -38,7 +38,7 @@ def test_local_cluster_shape_and_worker_heap(client):
 
 HEAP_PROBE = """
 import resource, numpy as np
-from medmask.packing import _reusable_heap
+from medmask.packing.heap import _reusable_heap
 
 def faults(n=30):
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
