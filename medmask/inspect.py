@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorruptFileError
+from .errors import CorruptFileError, UnsupportedFormatError
 from .io.names import is_url
 from .spaces import Space, describe_space
 from .storage import MaskArchive, MaskFile
@@ -30,6 +30,7 @@ __all__ = [
     "MASK_SUFFIXES",
     "expand_paths",
     "sniff_file",
+    "is_archive",
     "space_fields",
     "file_info",
     "list_masks",
@@ -38,8 +39,6 @@ __all__ = [
 
 #: File name endings of medmask files (folders are searched for these).
 MASK_SUFFIXES = (".mska", ".msk")
-
-_MAGIC = {b"MSKA": "mska", b"MSK1": "msk"}
 
 Target = str | os.PathLike
 
@@ -106,7 +105,7 @@ def _source_size(path: Target, storage_options: Mapping[str, Any] | None) -> int
 def sniff_file(
     path: Target, *, storage_options: Mapping[str, Any] | None = None
 ) -> tuple[str, int, int]:
-    """What a file is, by its first bytes (not its name).
+    """What a file is, by its first bytes (not its name), read by :func:`medmask.format.sniff`.
 
     Args:
         path: A local path or URL.
@@ -117,28 +116,44 @@ def sniff_file(
 
     Raises:
         CorruptFileError: Too short, or not a medmask file.
+        UnsupportedFormatError: A format version this release does not read.
         FileNotFoundError: No such file.
         IsADirectoryError: A folder.
     """
+    from .format import sniff
     from .io import open_source
 
     if not is_url(path) and Path(path).is_dir():
         raise IsADirectoryError(f"{path}: is a folder, not a .msk/.mska file")
     with open_source(path, **_kw(storage_options)) as src:
-        size = src.size()
-        if size < 6:
-            raise CorruptFileError(
-                f"file has {size} bytes, too short for a medmask header", path=path, field="header"
-            )
-        head = src.read(0, 6, field="header")
-    kind = _MAGIC.get(head[:4])
-    if kind is None:
-        raise CorruptFileError(
-            f"not a medmask file (magic {head[:4]!r}, expected b'MSK1' or b'MSKA')",
-            path=path,
-            field="magic",
-        )
-    return kind, head[4], head[5]
+        kind, major = sniff(src)
+        minor = src.read(5, 1, field="header")[0]  # the header sniff just read (cached remotely)
+    return kind, major, minor
+
+
+def is_archive(path: Target, *, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``path`` is a medmask archive (``.mska``), by its first bytes (not its name).
+
+    Args:
+        path: A local path or URL.
+        storage_options: fsspec options for a URL.
+
+    Returns:
+        ``True`` for an archive; ``False`` for a ``.msk`` or a file that is not a medmask
+        file at all (too short, other magic).
+
+    Raises:
+        UnsupportedFormatError: A medmask file of a format version this release does not
+            read (neither an archive nor a single mask can be opened).
+        FileNotFoundError: No such file.
+        IsADirectoryError: A folder.
+    """
+    try:
+        return sniff_file(path, storage_options=storage_options)[0] == "mska"
+    except UnsupportedFormatError:
+        raise
+    except CorruptFileError:
+        return False
 
 
 def _floats(values: Iterable[float], nd: int = 6) -> list[float]:

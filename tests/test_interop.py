@@ -732,3 +732,43 @@ def test_real_case_dicom_seg_round_trip(real_case, tmp_path):
             num = a.all_names().index(n) + 1
             vol = seg.get_volume(segment_numbers=[num])
             assert_same_world_voxels(a.read_array(n), space, vol.array[..., 0], vol.affine)
+
+
+# -- which medmask file: one sniff (medmask.format.sniff) behind inspect and the conversions --------
+def test_is_archive_by_first_bytes_and_unpack_of_a_single_mask(tmp_path):
+    from medmask import SegmentationMask
+    from medmask.conversions.common import iter_archive_records
+    from medmask.errors import CorruptFileError, UnsupportedFormatError
+    from medmask.inspect import is_archive, sniff_file
+    from medmask.spaces import Space
+
+    space = Space(shape=(3, 4, 5))
+    data = np.zeros((3, 4, 5), bool)
+    data[1, 1:3, 2:4] = True
+    seg = SegmentationMask(data, {"a": 1}, space)
+    single = tmp_path / "a.msk"
+    seg.save(single)
+    packed = tmp_path / "a.mska"
+    with MaskArchive(packed, mode="w", space=space) as ar:
+        ar.add_segmask(seg, "a")
+    renamed = tmp_path / "archive.msk"  # named like a .msk: the bytes decide
+    renamed.write_bytes(packed.read_bytes())
+    assert is_archive(packed) and is_archive(renamed) and not is_archive(single)
+    assert sniff_file(packed)[:2] == ("mska", 2) and sniff_file(single)[0] == "msk"
+    for name, content in (("short", b"MS"), ("other", b"NRRD0004\n")):
+        (tmp_path / name).write_bytes(content)
+        assert not is_archive(tmp_path / name)
+        with pytest.raises(CorruptFileError):
+            sniff_file(tmp_path / name)
+    future = tmp_path / "future.mska"
+    future.write_bytes(b"MSKA" + bytes([99, 0]) + packed.read_bytes()[6:])
+    with pytest.raises(UnsupportedFormatError, match="version 99"):
+        is_archive(future)
+    with pytest.raises(FileNotFoundError):
+        is_archive(tmp_path / "missing.mska")
+    space_read, n, records = iter_archive_records(single)  # a .msk: read as one mask
+    assert n == 1 and space_read.shape == space.shape
+    assert np.array_equal(next(records).array, data)
+    out = tmp_path / "from_single"
+    from_archive(single, out)
+    assert [p.name for p in out.iterdir()] == ["a.nii.gz"]

@@ -216,10 +216,10 @@ def iter_archive_records(
         MaskValidationError: The archive holds no masks.
         MaskNotFoundError: A name is not stored.
     """
+    from ..inspect import is_archive
+
     path = Path(archive)
-    with open(path, "rb") as fh:
-        is_archive = fh.read(4) == b"MSKA"
-    if not is_archive:
+    if not is_archive(path):
         seg = SegmentationMask.load(path)
         out = []
         for n, v in seg.mapping.items():

@@ -275,8 +275,9 @@ def from_archive(
     src = Path(archive)
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such file")
-    with open(src, "rb") as fh:
-        is_archive = fh.read(4) == b"MSKA"
+    from ..inspect import is_archive as _is_archive
+
+    is_archive = _is_archive(src)
     report = ConversionReport(str(archive), str(out), kind)
     if kind != "dicom" and (source is not None or labelmap_seg):
         raise MaskValidationError("source/--source and a LABELMAP SEG apply to X.dcm outputs only")
