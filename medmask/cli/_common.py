@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import MedMaskError
+from ..packing.results import one_line as one_line  # the CLI prints errors as reports do
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MASK_SUFFIXES = (".mska", ".msk")
@@ -24,14 +24,6 @@ class AddCommand(Protocol):
 
 class UsageError(Exception):
     """Bad arguments discovered after parsing (exit status 2)."""
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, KeyError) and not isinstance(exc, MedMaskError):
-        text = text.strip("'\"")
-    first = text.splitlines()[0] if text else ""
-    return first or type(exc).__name__
 
 
 def err(args: argparse.Namespace, msg: str) -> None:
@@ -55,14 +47,25 @@ def progress(
     return wrap
 
 
+def report_failed(args: argparse.Namespace, messages: Iterable[str]) -> int:
+    """Print each failure as ``medmask COMMAND: FAILED <message>`` on stderr.
+
+    Args:
+        args: The parsed arguments (their ``command`` names the subcommand).
+        messages: One line per failed file or case.
+
+    Returns:
+        The exit status: :data:`EXIT_FAILED` when there was a failure, else :data:`EXIT_OK`.
+    """
+    failed = list(messages)
+    for msg in failed:
+        print(f"medmask {args.command}: FAILED {msg}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def say(args: argparse.Namespace, msg: str) -> None:
     if not args.quiet:
         print(msg)
-
-
-def is_archive(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"MSKA"
 
 
 def codec_arg(args: argparse.Namespace) -> str | None:

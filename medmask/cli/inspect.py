@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 
 from ..inspect import expand_paths, file_info, list_masks, verify_file
@@ -20,6 +19,7 @@ from ._common import (
     err,
     one_line,
     progress,
+    report_failed,
     say,
     storage_options,
 )
@@ -152,9 +152,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 say(args, f"ok      {r['file']} (version {r['version']}, {r['masks']} masks{note})")
         if len(results) > 1:
             say(args, f"{len(results) - len(bad)} of {len(results)} files sound")
-    for r in bad:
-        print(f"medmask verify: FAILED {r['error']}", file=sys.stderr)
-    return EXIT_FAILED if bad else EXIT_OK
+    return report_failed(args, (r["error"] for r in bad))
 
 
 def register(add: AddCommand) -> None:

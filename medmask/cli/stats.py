@@ -12,12 +12,11 @@ from typing import Any
 from ..errors import MaskValidationError
 from ..io.names import expect_name, split_suffix
 from ._common import (
-    EXIT_FAILED,
-    EXIT_OK,
     AddCommand,
     UsageError,
     plural,
     progress,
+    report_failed,
     say,
     storage_options,
 )
@@ -179,9 +178,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "version-1 files or archives of medmask 0.2.0)",
             file=sys.stderr,
         )
-    for _path, msg in failed:
-        print(f"medmask stats: FAILED {msg}", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    return report_failed(args, (msg for _path, msg in failed))
 
 
 def register(add: AddCommand) -> None:

@@ -95,7 +95,9 @@ class PackReport:
         )
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (a ``KeyError``'s without its quotes), or the
+    error's type name when it has no message: what a report or the CLI prints."""
     text = str(exc).strip()
     if isinstance(exc, KeyError) and not isinstance(exc, MedMaskError):
         text = text.strip("'\"")
@@ -106,7 +108,7 @@ def _one_line(exc: BaseException) -> str:
 def _failed(case: str, out: str, exc: BaseException, seconds: float = 0.0) -> CaseResult:
     import traceback
 
-    msg = _one_line(exc)
+    msg = one_line(exc)
     if case not in msg:
         msg = f"{case}: {msg}"
     detail = "".join(traceback.format_exception(exc)) if exc.__traceback__ else None
