@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 
 from medmask import MaskArchive, SegmentationMask, save_mask  # noqa: E402
 from medmask.errors import MaskNotFoundError  # noqa: E402
-from medmask.nifti import affine_to_space, folder_to_archive  # noqa: E402
+from medmask.nifti import affine_to_space  # noqa: E402
 from medmask_monai import (  # noqa: E402
     LoadMask,
     LoadMaskd,
@@ -46,25 +46,29 @@ def organ_arrays():
     return out
 
 
+def sform_not_qform(img):
+    """sform (code 2) = AFF; qform (code 1) shifted by 7 mm: MONAI follows the sform."""
+    img.set_sform(AFF, code=2)
+    shifted = AFF.copy()
+    shifted[:3, 3] += 7.0
+    img.set_qform(shifted, code=1)
+    return img
+
+
 @pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    d = tmp_path_factory.mktemp("case")
-    seg = d / "segmentations"
-    seg.mkdir()
-    for name, a in organ_arrays().items():
-        img = nib.Nifti1Image(a, AFF)
-        img.set_sform(AFF, code=2)
-        shifted = AFF.copy()
-        shifted[:3, 3] += (
-            7.0  # qform differs from the sform (same spacing): MONAI follows the sform
-        )
-        img.set_qform(shifted, code=1)
-        nib.save(img, str(seg / f"{name}.nii.gz"))
+def case(tmp_path_factory, nifti_case):
+    d = nifti_case(
+        tmp_path_factory.mktemp("case"),
+        organ_arrays(),
+        AFF,
+        header=sform_not_qform,
+        image_seed=None,
+        archives={"case.mska": None},
+    )
     nib.save(
         nib.Nifti1Image(np.random.default_rng(1).normal(size=SHAPE_XYZ).astype(np.float32), AFF),
         str(d / "ct.nii.gz"),
     )
-    folder_to_archive(seg, d / "case.mska")
     return d
 
 

@@ -115,17 +115,17 @@ def organs() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def case(request, tmp_path_factory):
+def case(request, tmp_path_factory, nifti_case):
     kind = request.param
-    d = tmp_path_factory.mktemp(kind)
+    d = nifti_case(
+        tmp_path_factory.mktemp(kind),
+        organs(),
+        None,
+        header=lambda img: header(img, kind),
+        image_seed=1,
+        archives={"v2.mska": None, "v1.mska": "zstd"},
+    )
     seg = d / "segmentations"
-    seg.mkdir()
-    for name, a in organs().items():
-        nib.save(header(nib.Nifti1Image(a, None), kind), str(seg / f"{name}.nii.gz"))
-    image = np.random.default_rng(1).normal(size=SHAPE_XYZ).astype(np.float32)
-    nib.save(header(nib.Nifti1Image(image, None), kind), str(d / "ct.nii.gz"))
-    folder_to_archive(seg, d / "v2.mska")
-    folder_to_archive(seg, d / "v1.mska", codec="zstd")
     # our own route: a Space built straight from the affine MONAI reports
     ref_affine = LoadImage(image_only=True)(str(seg / "liver.nii.gz")).affine.numpy()
     space = space_from_ras_affine(ref_affine, SHAPE_XYZ)

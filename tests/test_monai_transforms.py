@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import warnings
 
-import nibabel as nib
 import numpy as np
 import pytest
 
@@ -25,7 +24,7 @@ from monai.transforms import (  # noqa: E402
 
 from medmask import MaskArchive, SegmentationMask, save_mask  # noqa: E402
 from medmask.errors import CorruptFileError, MaskNotFoundError, MaskValidationError  # noqa: E402
-from medmask.nifti import affine_to_space, folder_to_archive  # noqa: E402
+from medmask.nifti import affine_to_space  # noqa: E402
 from medmask_monai import (  # noqa: E402
     LoadMask,
     LoadMaskd,
@@ -59,21 +58,15 @@ def masks() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tcase")
-    seg = d / "segmentations"
-    seg.mkdir()
-    for name, a in masks().items():
-        nib.save(nib.Nifti1Image(a, AFF), str(seg / f"{name}.nii.gz"))
-    image = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
-    nib.save(nib.Nifti1Image(image, AFF), str(d / "ct.nii.gz"))
-    lab = np.zeros(SHAPE, np.uint8)
-    for k, a in enumerate(masks().values(), start=1):
-        lab[a == 1] = k
-    nib.save(nib.Nifti1Image(lab, AFF), str(d / "labels.nii.gz"))
-    folder_to_archive(seg, d / "case.mska")
-    folder_to_archive(seg, d / "case_v1.mska", codec="zstd")
-    return d
+def case(tmp_path_factory, nifti_case):
+    return nifti_case(
+        tmp_path_factory.mktemp("tcase"),
+        masks(),
+        AFF,
+        image_seed=0,
+        labelmap=True,
+        archives={"case.mska": None, "case_v1.mska": "zstd"},
+    )
 
 
 def expected_labelmap(names: dict[str, int]) -> np.ndarray:
