@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 
-import nibabel as nib
 import numpy as np
 import pytest
 
@@ -63,13 +62,13 @@ def organ_masks() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    """A label map ``labels.nii.gz`` (uint8) and the same organs as ``case.mska``."""
-    d = tmp_path_factory.mktemp("firsthour")
-    lab = np.zeros(SHAPE, np.uint8)
-    for name, a in organ_masks().items():
-        lab[a == 1] = ORGANS[name]
-    nib.save(nib.Nifti1Image(lab, AFF), str(d / "labels.nii.gz"))
+def case(tmp_path_factory, nifti_case):
+    """A label map ``labels.nii.gz`` (uint8, :data:`ORGANS`' labels) and the same organs as
+    ``case.mska``."""
+    assert list(ORGANS.values()) == [1, 2, 3, 4]  # the builder labels the k-th mask k
+    d = nifti_case(
+        tmp_path_factory.mktemp("firsthour"), organ_masks(), AFF, image_seed=None, labelmap=True
+    )
     space = affine_to_space(AFF, SHAPE)
     with MaskArchive(d / "case.mska", "w", space=space) as ar:
         for name, a in organ_masks().items():
