@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .config import _filesystem, _protocol, _split_options
+from .config import _filesystem, _Policy, _protocol, _split_options
 from .faults import _retrying
 
 
@@ -32,10 +32,7 @@ def list_files(
         RemoteReadError: The listing failed (after the retries).
     """
     url_prefix = str(url_prefix)
-    opts, policy = _split_options(url_prefix, storage_options)
-    fs, path = _filesystem(url_prefix, opts)
-    path = path.rstrip("/")
-    fs.invalidate_cache(path)
+    fs, path, policy = _open_prefix(url_prefix, storage_options)
     ends = tuple(s.lower() for s in suffixes)
 
     def walk() -> list[str]:
@@ -44,13 +41,9 @@ def list_files(
         return [e["name"] for e in fs.ls(path, detail=True) if e.get("type") != "directory"]
 
     names = _retrying(url_prefix, policy, "listing", walk)
-    protocol = _protocol(url_prefix)
-    out = []
-    for name in names:
-        if ends and not name.lower().endswith(ends):
-            continue
-        out.append(fs.unstrip_protocol(name) if protocol != "file" else name)
-    return sorted(out)
+    return sorted(
+        _full_url(fs, url_prefix, name) for name in names if not ends or name.lower().endswith(ends)
+    )
 
 
 def list_folders(url_prefix: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
@@ -64,15 +57,27 @@ def list_folders(url_prefix: str, *, storage_options: Mapping[str, Any] | None =
         RemoteReadError: The listing failed (after the retries).
     """
     url_prefix = str(url_prefix)
+    fs, path, policy = _open_prefix(url_prefix, storage_options)
+    entries = _retrying(url_prefix, policy, "listing", lambda: fs.ls(path, detail=True))
+    return sorted(
+        _full_url(fs, url_prefix, e["name"].rstrip("/"))
+        for e in entries
+        if e.get("type") == "directory"
+    )
+
+
+def _open_prefix(
+    url_prefix: str, storage_options: Mapping[str, Any] | None
+) -> tuple[Any, str, _Policy]:
+    """``(filesystem, path without a trailing slash, retry policy)`` of a prefix, with the
+    filesystem's listing cache of it dropped (a listing shows the store as it is now)."""
     opts, policy = _split_options(url_prefix, storage_options)
     fs, path = _filesystem(url_prefix, opts)
     path = path.rstrip("/")
     fs.invalidate_cache(path)
-    entries = _retrying(url_prefix, policy, "listing", lambda: fs.ls(path, detail=True))
-    protocol = _protocol(url_prefix)
-    out = []
-    for e in entries:
-        if e.get("type") == "directory":
-            name = e["name"].rstrip("/")
-            out.append(fs.unstrip_protocol(name) if protocol != "file" else name)
-    return sorted(out)
+    return fs, path, policy
+
+
+def _full_url(fs: Any, url_prefix: str, name: str) -> str:
+    """A listed name as a URL with the prefix's protocol (local paths stay paths)."""
+    return fs.unstrip_protocol(name) if _protocol(url_prefix) != "file" else name
