@@ -1,12 +1,15 @@
-"""Getting masks in and out of medmask: one module per foreign format.
+"""Getting masks in and out of medmask: one module or package per foreign format.
 
 * :mod:`~medmask.conversions.nifti`: NIfTI folders, label maps (TotalSegmentator's names
-  extension read and written), single files (extra ``nifti``: nibabel).
+  extension read and written), single files (extra ``nifti``: nibabel); ``nifti.io`` (one
+  file in or out) and ``nifti.archive`` (folders and label maps to and from archives).
 * :mod:`~medmask.conversions.slicer`: 3D Slicer ``.seg.nrrd`` (extra ``nrrd``: pynrrd).
-* :mod:`~medmask.conversions.dicom_seg`: DICOM SEG (extra ``dicom``: pydicom, highdicom).
+* :mod:`~medmask.conversions.dicom_seg`: DICOM SEG (extra ``dicom``: pydicom, highdicom);
+  ``dicom_seg.read``, ``dicom_seg.write``, ``dicom_seg.series`` (the source image series).
 * :mod:`~medmask.conversions.labels`: label tables (JSON, text, ITK-SNAP, nnU-Net).
 * :mod:`~medmask.conversions.names`: safe file names.
 * :mod:`~medmask.conversions.detect`: what a source is, by content.
+* :mod:`~medmask.conversions.common`: mask records, reports, atomic file writes.
 
 :func:`to_archive` and :func:`from_archive` pick the format (by content / by the output's
 name) and are what ``medmask pack`` / ``medmask unpack`` call. Optional dependencies
