@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +45,34 @@ def progress(
         return tqdm(it, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
     return wrap
+
+
+def note(args: argparse.Namespace, msg: str) -> None:
+    """A remark on stderr, after the output: ``medmask COMMAND: note: <msg>``."""
+    print(f"medmask {args.command}: note: {msg}", file=sys.stderr)
+
+
+def warn(args: argparse.Namespace, msg: str) -> None:
+    """A warning on stderr: ``medmask COMMAND: warning: <msg>``."""
+    print(f"medmask {args.command}: warning: {msg}", file=sys.stderr)
+
+
+def print_lost(
+    args: argparse.Namespace, lost: Mapping[str, int], heading: str, of: Mapping[str, int] | None
+) -> None:
+    """The table of voxels each mask lost to overlaps in a label map (not with ``--quiet``).
+
+    Args:
+        args: The parsed arguments.
+        lost: Voxels lost per mask name (nothing is printed when empty).
+        heading: The line above the table.
+        of: Each mask's voxel count, printed as ``N of TOTAL``; ``None`` prints ``N`` only.
+    """
+    if not lost or args.quiet:
+        return
+    print(heading)
+    for name, n in lost.items():
+        print(f"  {name}: {n:,}" if of is None else f"  {name}: {n:,} of {of.get(name, 0):,}")
 
 
 def report_failed(args: argparse.Namespace, messages: Iterable[str]) -> int:

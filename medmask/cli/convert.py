@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from ..inspect import sniff_file
@@ -19,9 +18,11 @@ from ._common import (
     EXIT_OK,
     AddCommand,
     UsageError,
+    note,
     progress,
     say,
     storage_options,
+    warn,
 )
 
 #: The formats ``convert`` writes, by the output's name.
@@ -104,10 +105,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     else:
         n, dropped = _msk_to(args, src, out, kind, codec)
     if dropped:
-        print(
-            f"medmask convert: note: attributes of {dropped} mask(s) not kept: format version 1 "
-            "cannot hold them (convert to version 2 to keep them)",
-            file=sys.stderr,
+        note(
+            args,
+            f"attributes of {dropped} mask(s) not kept: format version 1 cannot hold them "
+            "(convert to version 2 to keep them)",
         )
     say(args, f"wrote {out} (version {to}, {n} masks): {_size(src)} -> {_size(out)} bytes")
     return EXIT_OK
@@ -180,21 +181,20 @@ def _export(args: argparse.Namespace, src: str, out: str, kind: str) -> int:
     report = from_archive(src, out, progress=progress(args, None, "exporting"))
     what = "label map" if kind == "nifti" else "Slicer segmentation"
     say(args, f"wrote {out} ({what}, {len(report.masks)} masks)")
-    for note in report.notes:
-        say(args, f"note: {note}")
+    for remark in report.notes:
+        say(args, f"note: {remark}")
     for name in report.emptied:
-        print(
-            f"medmask convert: warning: mask {name!r} lost all its "
-            f"{report.voxels.get(name, 0):,} voxels to later masks: it is absent from {out}",
-            file=sys.stderr,
+        warn(
+            args,
+            f"mask {name!r} lost all its {report.voxels.get(name, 0):,} voxels to later masks: "
+            f"it is absent from {out}",
         )
     if report.lost:
-        print(
-            f"medmask convert: note: {sum(report.lost.values()):,} voxels belonged to several "
-            f"masks; in the label map the later mask wins (masks losing voxels: "
-            f"{', '.join(report.lost)}); 'medmask unpack SRC -o DIR' writes one lossless file "
-            "per mask",
-            file=sys.stderr,
+        note(
+            args,
+            f"{sum(report.lost.values()):,} voxels belonged to several masks; in the label map "
+            f"the later mask wins (masks losing voxels: {', '.join(report.lost)}); "
+            "'medmask unpack SRC -o DIR' writes one lossless file per mask",
         )
     return EXIT_OK
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ._common import (
     AddCommand,
     UsageError,
     codec_arg,
+    note,
     plural,
     progress,
     say,
@@ -60,13 +60,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
         )
     except NeedsOptionError as exc:  # a missing or misplaced option: bad usage
         raise UsageError(str(exc)) from None
-    for note in report.notes:
-        print(f"medmask pack: note: {note}", file=sys.stderr)
+    for remark in report.notes:
+        note(args, remark)
     for new, old in report.renamed.items():
-        print(
-            f"medmask pack: note: segment {old!r} stored as {new!r} (names must be unique)",
-            file=sys.stderr,
-        )
+        note(args, f"segment {old!r} stored as {new!r} (names must be unique)")
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK

@@ -21,6 +21,7 @@ from ._common import (
     UsageError,
     codec_arg,
     err,
+    note,
     progress,
     say,
     storage_options,
@@ -63,8 +64,8 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
         with dask_client(scheduler, workers=args.workers) as client:
             report = pack_tree(root, dest, client=client, **kwargs)
     for r in report.packed:
-        for note in r.notes:
-            print(f"medmask pack-tree: note: {note}", file=sys.stderr)
+        for remark in r.notes:
+            note(args, remark)
     for r in sorted(report.failed, key=lambda r: r.case):
         if args.debug and r.traceback:
             print(r.traceback, end="", file=sys.stderr)

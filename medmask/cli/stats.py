@@ -14,6 +14,7 @@ from ..io.names import expect_name, split_suffix
 from ._common import (
     AddCommand,
     UsageError,
+    note,
     plural,
     progress,
     report_failed,
@@ -165,18 +166,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
             _print_summary(summary)
     decoded = int(df.attrs.get("decoded", 0))
     if not args.json and not args.lacking:
-        note = ""
+        extra = ""
         if decoded:
-            note = (
+            extra = (
                 f"; {plural(decoded, 'mask')} decoded (version-1 files or archives of medmask "
                 "0.2.0 lack stored figures; 'medmask convert' upgrades them)"
             )
-        say(args, f"{plural(len(files) - len(failed), 'file')}, {plural(len(df), 'mask')}{note}")
+        say(args, f"{plural(len(files) - len(failed), 'file')}, {plural(len(df), 'mask')}{extra}")
     elif decoded and not args.quiet:
-        print(
-            f"medmask stats: note: {plural(decoded, 'mask')} decoded (no stored figures in "
-            "version-1 files or archives of medmask 0.2.0)",
-            file=sys.stderr,
+        note(
+            args,
+            f"{plural(decoded, 'mask')} decoded (no stored figures in version-1 files or "
+            "archives of medmask 0.2.0)",
         )
     return report_failed(args, (msg for _path, msg in failed))
 

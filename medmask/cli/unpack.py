@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..errors import MaskValidationError
-from ._common import EXIT_OK, AddCommand, UsageError, plural, progress, say
+from ._common import EXIT_OK, AddCommand, UsageError, note, plural, print_lost, progress, say, warn
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
@@ -26,7 +25,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     if not out:
         raise UsageError("give -o OUT: a folder, X.nii.gz (label map), X.seg.nrrd or X.dcm")
     if args.labelmap:
-        print("medmask unpack: note: --labelmap FILE is deprecated; use -o FILE", file=sys.stderr)
+        note(args, "--labelmap FILE is deprecated; use -o FILE")
     try:
         kind = _out_kind(out)
     except MaskValidationError as exc:
@@ -51,31 +50,29 @@ def cmd_unpack(args: argparse.Namespace) -> int:
         progress=progress(args, None, "unpacking"),
     )
     for name in report.emptied:
-        print(
-            f"medmask unpack: warning: mask {name!r} lost all its {report.voxels.get(name, 0):,} "
-            f"voxels to overlapping masks (rule --overlap {args.overlap}; try --overlap smaller, "
-            "or -o DIR / X.seg.nrrd, which keep overlaps)",
-            file=sys.stderr,
+        warn(
+            args,
+            f"mask {name!r} lost all its {report.voxels.get(name, 0):,} voxels to overlapping "
+            f"masks (rule --overlap {args.overlap}; try --overlap smaller, or -o DIR / "
+            "X.seg.nrrd, which keep overlaps)",
         )
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK
     say(args, f"wrote {out} ({kind}): {plural(len(report.masks), 'mask')}")
     if report.lost:
-        print(
-            f"medmask unpack: note: {sum(report.lost.values()):,} voxels belonged to several "
-            f"masks; the label map keeps one (rule --overlap {args.overlap}; -o DIR or "
-            "X.seg.nrrd keep overlaps)",
-            file=sys.stderr,
+        note(
+            args,
+            f"{sum(report.lost.values()):,} voxels belonged to several masks; the label map "
+            f"keeps one (rule --overlap {args.overlap}; -o DIR or X.seg.nrrd keep overlaps)",
         )
-    if report.lost and not args.quiet:
-        print(f"voxels lost to overlaps (rule: {args.overlap} wins):")
-        for name, n in report.lost.items():
-            print(f"  {name}: {n:,} of {report.voxels.get(name, 0):,}")
-    elif kind == "nifti" and not args.quiet:
+    print_lost(
+        args, report.lost, f"voxels lost to overlaps (rule: {args.overlap} wins):", report.voxels
+    )
+    if not report.lost and kind == "nifti" and not args.quiet:
         print("no voxel belongs to two masks: the label map holds every mask exactly")
-    for note in report.notes:
-        say(args, f"note: {note}")
+    for remark in report.notes:
+        say(args, f"note: {remark}")
     if report.renamed and not args.quiet:
         print(f"{len(report.renamed)} names made safe for the file system:")
         for fname, name in list(report.renamed.items())[:20]:

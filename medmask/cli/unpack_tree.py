@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from ._common import EXIT_OK, AddCommand, UsageError, progress, say
+from ._common import EXIT_OK, AddCommand, UsageError, print_lost, progress, say, warn
 
 
 def cmd_unpack_tree(args: argparse.Namespace) -> int:
@@ -27,9 +26,7 @@ def cmd_unpack_tree(args: argparse.Namespace) -> int:
         progress=progress(args, None, "cases", unit="case"),
     )
     for name in report.emptied:
-        print(
-            f"medmask unpack-tree: warning: {name} lost all its voxels to overlaps", file=sys.stderr
-        )
+        warn(args, f"{name} lost all its voxels to overlaps")
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK
@@ -38,10 +35,12 @@ def cmd_unpack_tree(args: argparse.Namespace) -> int:
         f"wrote {len(report.masks)} label maps to {Path(args.output) / 'labelsTr'} and "
         f"{Path(args.output) / 'dataset.json'}",
     )
-    if report.lost and not args.quiet:
-        print(f"voxels lost to overlaps (rule: {args.overlap} wins), summed over cases:")
-        for name, n in report.lost.items():
-            print(f"  {name}: {n:,}")
+    print_lost(
+        args,
+        report.lost,
+        f"voxels lost to overlaps (rule: {args.overlap} wins), summed over cases:",
+        None,
+    )
     return EXIT_OK
 
 
