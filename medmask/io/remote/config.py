@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+#: Objects of at most this many bytes are fetched whole by open and the first read.
 WHOLE_OBJECT_LIMIT = 256 * 1024
 #: Bytes fetched (and cached) from the start of a larger object by the first read: the
 #: version-2 preamble and commit slots (144 B), a ``.msk`` header and meta, a version-1 header
