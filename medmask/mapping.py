@@ -58,7 +58,15 @@ class LabelMapping:
     def __init__(self, name_to_label: Mapping[str, int] | None = None) -> None:
         self._name_to_label: dict[str, int] = {}
         self._label_to_name: dict[int, str] = {}
-        if name_to_label is not None:
+        if type(name_to_label) is dict and all(
+            type(k) is str and k and type(v) is int and v >= 0 for k, v in name_to_label.items()
+        ):  # the common case (a stored index row, a literal): checked in one pass
+            inverse = {v: k for k, v in name_to_label.items()}
+            if len(inverse) == len(name_to_label):
+                self._name_to_label = dict(name_to_label)
+                self._label_to_name = inverse
+                return
+        if name_to_label is not None:  # anything else, one pair at a time (precise errors)
             if not isinstance(name_to_label, Mapping | LabelMapping):
                 raise MaskValidationError(
                     f"LabelMapping expects a mapping of name -> label, got {type(name_to_label).__name__}"

@@ -894,7 +894,7 @@ class MaskArchive:
             e.voxels,
             e.length,
             e.centroid,
-            copy.deepcopy(e.attrs),
+            copy.deepcopy(e.attrs) if e.attrs else {},
         )
 
     def infos(self) -> list[MaskInfo]:

@@ -31,6 +31,8 @@ __all__ = [
 
 def is_uint(v: object, bits: int = 64) -> bool:
     """Whether ``v`` is a (non-bool) integer in ``[0, 2**bits)``."""
+    if type(v) is int:  # the common case: JSON integers (bool is its own type)
+        return 0 <= v < (1 << bits)
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < (1 << bits)
 
 
