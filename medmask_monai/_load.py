@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from medmask import MaskArchive, MaskFile
-from medmask.errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
+from medmask.errors import (
+    CorruptFileError,
+    MaskNotFoundError,
+    MaskValidationError,
+    UnsupportedFormatError,
+    close_matches,
+)
 from medmask.geometry import space_to_affine
 from medmask.inspect import sniff_file
 from medmask.io.names import format_from_name, is_url
@@ -175,6 +181,7 @@ def file_kind(
 
     Raises:
         FileNotFoundError: No such file or object.
+        UnsupportedFormatError: A medmask file of a format version this release does not read.
     """
     if is_url(path):
         named = format_from_name(path)
@@ -182,6 +189,8 @@ def file_kind(
             return named
     try:
         return sniff_file(path, storage_options=storage_options)[0]
+    except UnsupportedFormatError:  # a medmask file, but a newer one: say so, not "not medmask"
+        raise
     except CorruptFileError:
         return None
 
