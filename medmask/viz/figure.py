@@ -111,9 +111,9 @@ def _source_layers(
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic == b"MSKA":
+    from ..inspect import is_archive
+
+    if is_archive(path):
         with MaskArchive(path) as ar:
             if ar.space is None:
                 raise MaskValidationError(f"{path}: the archive holds no mask")
