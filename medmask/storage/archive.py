@@ -1,4 +1,4 @@
-"""MaskFile (``.msk``), MaskArchive (``.mska``), save_mask and load_mask.
+"""MaskArchive: many masks of one case in a ``.mska``.
 
 Format versions live behind :class:`medmask.format.backend.ArchiveBackend`; this module
 keeps what does not depend on them: locking, the handle's lifecycle, names and positions,
@@ -6,9 +6,10 @@ URLs (read through :func:`medmask.io.source.open_source`, written through a loca
 temporary file and :func:`medmask.io.remote.upload`) and conversion to
 :class:`~medmask.SegmentationMask`.
 
-The module is longer than most (about 1,000 lines) because it is the public face of both
-file kinds: most of it is the docstrings of ``MaskArchive``'s methods and the checks of
-what callers pass; everything about bytes lives in :mod:`medmask.format`.
+The module is longer than most (about 800 lines) because ``MaskArchive`` is the public face
+of the archive: most of it is the docstrings of its methods and the checks of what callers
+pass; its methods share one lock and one name index. Everything about bytes lives in
+:mod:`medmask.format`.
 """
 
 from __future__ import annotations
@@ -23,306 +24,44 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .attrs import centroid_of, validate_attrs
-from .codecs import Codec, get_codec
-from .errors import (
+from ..attrs import validate_attrs
+from ..codecs import Codec, get_codec
+from ..errors import (
     CorruptFileError,
     MaskNotFoundError,
     MaskValidationError,
     close_matches,
 )
-from .format import (
+from ..format import (
     archive_backend,
     codec_version,
     open_archive,
-    read_msk_record,
     sniff,
-    write_msk,
 )
-from .format._io import BBox, open_locked
-from .format.backend import ArchiveBackend
-from .format.base import Entry
-from .io.names import expect_name, format_from_name, is_url
-from .io.source import ByteSource, LocalFileSource, open_source
-from .mapping import LabelMapping
-from .segmask import SegmentationMask
-from .spaces import Space, check_same_grid
+from ..format._io import BBox, open_locked
+from ..format.backend import ArchiveBackend
+from ..format.base import Entry
+from ..io.names import is_url
+from ..io.source import ByteSource, LocalFileSource, open_source
+from ..mapping import LabelMapping
+from ..segmask import SegmentationMask
+from ..spaces import Space, check_same_grid
+from ._common import (
+    MaskInfo,
+    PathLike,
+    StorageOptions,
+    _refuse_foreign_name,
+    _target,
+)
 
-__all__ = ["MaskFile", "MaskArchive", "MaskInfo", "save_mask", "load_mask"]
-
-PathLike = str | os.PathLike
-StorageOptions = Mapping[str, Any] | None
-
-
-@dataclass(frozen=True)
-class MaskInfo:
-    """What an archive's index says about one mask, without decoding it.
-
-    Attributes:
-        name: The mask's name.
-        index: Its position in the archive.
-        mapping: Its ``{name: label}`` mapping.
-        dtype: Its dtype name (``None`` for version 1 until decoded).
-        bbox: Half-open ``(z0, z1, y0, y1, x0, x1)`` box of the non-zero voxels
-            (version 2; ``None`` when empty; the whole volume for version 1).
-        voxels: Number of non-zero voxels (version 2; ``None`` for version 1).
-        nbytes: Bytes the mask occupies in the file.
-        centroid: Mean ``(z, y, x)`` voxel index of the non-zero voxels, as stored at
-            write time (format 2.1); ``None`` when the mask is empty or the file does
-            not record it (version 1, files of medmask 0.2.0).
-        attrs: The mask's stored attributes (colour, coded terminology, description,
-            ...; see :mod:`medmask.attrs`); ``{}`` when none.
-    """
-
-    name: str
-    index: int
-    mapping: dict[str, int]
-    dtype: str | None
-    bbox: BBox | None
-    voxels: int | None
-    nbytes: int
-    centroid: tuple[float, float, float] | None = None
-    attrs: dict = field(default_factory=dict)
+__all__ = ["MaskArchive"]
 
 
-def _target(path: PathLike) -> str | Path:
-    """A URL stays a string (``Path`` would fold its ``//``); a local path becomes a Path."""
-    if isinstance(path, ByteSource):
-        raise TypeError("pass a path or URL, not a ByteSource")
-    return os.fspath(path) if is_url(path) else Path(path)
-
-
-def _refuse_foreign_name(target: PathLike, kind: str, what: str) -> None:
-    """Refuse an output whose suffix names another known format (``x.nii.gz`` for an archive).
-
-    A name without a suffix, or with a suffix medmask does not know, is accepted.
-
-    Raises:
-        MaskValidationError: The name says another format; the message gives the right name.
-    """
-    named = format_from_name(target)
-    if named is not None and named != kind:
-        expect_name(target, kind, what=what)
-
-
-@contextlib.contextmanager
-def _local_then_upload(url: str, storage_options: StorageOptions) -> Iterator[Path]:
-    """A local temporary path to write; on normal exit it is uploaded to ``url`` whole
-    (:func:`medmask.io.remote.upload`); the temporary folder is always removed."""
-    from .io.names import split_suffix
-
-    tmpdir = Path(tempfile.mkdtemp(prefix="medmask-upload-"))
-    try:
-        stem, suffix = split_suffix(url)
-        local = tmpdir / ((stem or "object") + suffix)
-        yield local
-        from .io.remote import upload
-
-        upload(local, url, storage_options=storage_options)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------
-class MaskFile:
-    """One mask in a ``.msk`` file (a local path or a URL).
-
-    Args:
-        path: The file, or a URL (``s3://...``, ``gs://...``, ``https://...``, ...).
-        mode: ``"r"`` to read, ``"w"`` to write (the file is replaced atomically; a URL
-            is written locally and uploaded whole).
-        codec: For writing: ``None``/``"bitzstd"`` (version 2) or ``"zstd"`` (version 1).
-        storage_options: For a URL: options of its fsspec filesystem (credentials,
-            endpoint...); fsspec's configuration and environment variables apply too.
-
-    Raises:
-        FileNotFoundError: Mode ``"r"`` and a local file that does not exist.
-        MaskValidationError: An unknown mode, or mode ``"w"`` and a name whose suffix
-            names another format (``.mska``, ``.nii.gz``...).
-
-    Example:
-        >>> with MaskFile("liver.msk", "w") as f:          # doctest: +SKIP
-        ...     f.write(segmask)
-        >>> segmask = MaskFile("liver.msk").read()          # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        path: PathLike,
-        mode: str = "r",
-        *,
-        codec: str | Codec | None = None,
-        storage_options: StorageOptions = None,
-    ) -> None:
-        if mode not in ("r", "w"):
-            raise MaskValidationError(f"MaskFile mode must be 'r' or 'w', got {mode!r}")
-        self.path = _target(path)
-        self.mode = mode
-        self.codec = get_codec(codec)
-        self.storage_options = dict(storage_options or {})
-        self._url = is_url(self.path)
-        if mode == "w":
-            _refuse_foreign_name(self.path, "msk", "mask file")
-        elif not self._url and not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no such mask file")
-
-    def _record(self, *, cropped: bool):
-        return read_msk_record(self.path, cropped=cropped, storage_options=self.storage_options)
-
-    def read(self) -> SegmentationMask:
-        """Read the mask.
-
-        Raises:
-            CorruptFileError: The file is damaged or not a ``.msk``.
-            UnsupportedFormatError: A version this release does not read.
-            OSError: It cannot be read (``RemoteReadError`` for a URL, after retries).
-        """
-        r = self._record(cropped=False)
-        try:
-            return SegmentationMask(r.array, r.mapping, r.space, copy=False)
-        except MaskValidationError as exc:  # stored parts that do not fit together
-            raise CorruptFileError(str(exc), path=self.path, field="mapping") from exc
-
-    def read_cropped(self) -> tuple[np.ndarray, BBox | None, LabelMapping, Space]:
-        """The stored bounding-box region without expanding it to the full volume.
-
-        Returns:
-            ``(array, bbox, mapping, space)``; for an empty mask ``bbox`` is None
-            and ``array`` has shape ``(0, 0, 0)``.
-
-        Raises:
-            CorruptFileError: The file is damaged or not a ``.msk``.
-        """
-        r = self._record(cropped=True)
-        return r.array, r.bbox, r.mapping, r.space
-
-    def info(self) -> MaskInfo:
-        """What the file says about its mask (decodes only the bounding-box region).
-
-        Returns:
-            A :class:`MaskInfo` (``index`` 0; ``name`` the file name's stem). Files
-            without a stored centroid get one computed from the decoded region.
-
-        Raises:
-            CorruptFileError: The file is damaged or not a ``.msk``.
-        """
-        with open_source(self.path, storage_options=self.storage_options) as source:
-            r = read_msk_record(source, cropped=True)
-            nbytes = source.size()
-        centroid = r.centroid
-        if centroid is None and r.bbox is not None:
-            centroid = centroid_of(r.array, (r.bbox[0], r.bbox[2], r.bbox[4]))[1]
-        from .io.names import split_suffix
-
-        return MaskInfo(
-            split_suffix(self.path)[0],
-            0,
-            r.mapping.to_dict(),
-            "bool" if r.array.dtype == np.bool_ else r.array.dtype.name,
-            r.bbox,
-            r.voxels,
-            nbytes,
-            centroid,
-            r.attrs,
-        )
-
-    def write(self, segmask: SegmentationMask, *, attrs: Mapping[str, Any] | None = None) -> None:
-        """Write ``segmask`` (atomically: readers see the old file or the new one; a URL
-        gets the whole object or nothing).
-
-        Args:
-            segmask: The mask.
-            attrs: Attributes to store with it (see :mod:`medmask.attrs`; version 2 only).
-                Without attributes the file is readable by medmask 0.2.0; with them it
-                is format 2.1.
-
-        Raises:
-            MaskValidationError: Not a SegmentationMask, bad attributes, or attributes
-                with a version-1 codec.
-            io.UnsupportedOperation: The file was opened with mode ``"r"``.
-            OSError: The write (or upload) failed; nothing was replaced.
-        """
-        if self.mode != "w":
-            raise io.UnsupportedOperation(f"{self.path}: opened read-only (mode 'r')")
-        if not isinstance(segmask, SegmentationMask):
-            raise MaskValidationError(f"expected a SegmentationMask, got {type(segmask).__name__}")
-        attrs = validate_attrs(attrs, mask=os.fspath(self.path))
-        if not self._url:
-            write_msk(self.path, segmask.data, segmask.mapping, segmask.space, self.codec, attrs)
-            return
-        with _local_then_upload(self.path, self.storage_options) as local:
-            write_msk(local, segmask.data, segmask.mapping, segmask.space, self.codec, attrs)
-
-    def close(self) -> None:
-        """Does nothing, on purpose: a :class:`MaskFile` holds no open file or lock between
-        calls (:meth:`read`, :meth:`read_cropped`, :meth:`info` and :meth:`write` each open
-        and close the file, and a write is complete when it returns). It exists so that a
-        ``MaskFile`` is a context manager like :class:`MaskArchive`; the object stays
-        usable after it."""
-
-    def __enter__(self) -> MaskFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"MaskFile({str(self.path)!r}, mode={self.mode!r})"
-
-
-def save_mask(
-    segmask: SegmentationMask,
-    path: PathLike,
-    *,
-    codec: str | Codec | None = None,
-    attrs: Mapping[str, Any] | None = None,
-    storage_options: StorageOptions = None,
-) -> None:
-    """Write one mask to a ``.msk`` file (atomically) or object (whole or not at all).
-
-    Args:
-        segmask: The mask.
-        path: Destination: a local path or a URL.
-        codec: ``None``/``"bitzstd"`` (version 2, default) or ``"zstd"`` (version 1).
-        attrs: Attributes to store with the mask (version 2 only; see :mod:`medmask.attrs`).
-        storage_options: For a URL: options of its fsspec filesystem.
-
-    Raises:
-        MaskValidationError: Not a SegmentationMask, bad attributes, or a name whose
-            suffix names another format (``.mska``, ``.nii.gz``...).
-        OSError: The write or upload failed.
-    """
-    MaskFile(path, "w", codec=codec, storage_options=storage_options).write(segmask, attrs=attrs)
-
-
-def load_mask(
-    path: PathLike,
-    *,
-    codec: str | Codec | None = None,
-    storage_options: StorageOptions = None,
-) -> SegmentationMask:
-    """Read a ``.msk`` file (local path or URL) of any supported version.
-
-    Args:
-        path: The file or URL.
-        codec: Ignored. Kept only so that calls written for medmask 0.1.x, which took
-            it, keep working: the file's header names its codec.
-        storage_options: For a URL: options of its fsspec filesystem.
-
-    Raises:
-        FileNotFoundError: No such file.
-        CorruptFileError: The file is damaged or not a ``.msk``.
-    """
-    return MaskFile(path, "r", storage_options=storage_options).read()
-
-
-# --------------------------------------------------------------------------------------------
 class MaskArchive:
     """Many masks of one case in a ``.mska`` file, with random access by name or position.
 
@@ -975,7 +714,7 @@ class MaskArchive:
                         self._lock_fd = open_locked(self.path, os.O_RDONLY)
                 self._backend.publish()
                 if self._url:
-                    from .io.remote import upload
+                    from ..io.remote import upload
 
                     upload(
                         self._upload_dir / "archive.mska",
@@ -1045,7 +784,7 @@ class MaskArchive:
         """
         if self._closed:
             return f"<div>{html.escape(repr(self))}</div>"
-        from .viz import archive_html
+        from ..viz import archive_html
 
         return archive_html(self)
 

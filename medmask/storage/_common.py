@@ -1,0 +1,90 @@
+"""What MaskFile and MaskArchive share: MaskInfo, target and output-name rules, URL uploads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..format._io import BBox
+from ..io.names import expect_name, format_from_name, is_url
+from ..io.source import ByteSource
+
+__all__ = ["MaskInfo", "PathLike", "StorageOptions"]
+
+PathLike = str | os.PathLike
+StorageOptions = Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """What an archive's index says about one mask, without decoding it.
+
+    Attributes:
+        name: The mask's name.
+        index: Its position in the archive.
+        mapping: Its ``{name: label}`` mapping.
+        dtype: Its dtype name (``None`` for version 1 until decoded).
+        bbox: Half-open ``(z0, z1, y0, y1, x0, x1)`` box of the non-zero voxels
+            (version 2; ``None`` when empty; the whole volume for version 1).
+        voxels: Number of non-zero voxels (version 2; ``None`` for version 1).
+        nbytes: Bytes the mask occupies in the file.
+        centroid: Mean ``(z, y, x)`` voxel index of the non-zero voxels, as stored at
+            write time (format 2.1); ``None`` when the mask is empty or the file does
+            not record it (version 1, files of medmask 0.2.0).
+        attrs: The mask's stored attributes (colour, coded terminology, description,
+            ...; see :mod:`medmask.attrs`); ``{}`` when none.
+    """
+
+    name: str
+    index: int
+    mapping: dict[str, int]
+    dtype: str | None
+    bbox: BBox | None
+    voxels: int | None
+    nbytes: int
+    centroid: tuple[float, float, float] | None = None
+    attrs: dict = field(default_factory=dict)
+
+
+def _target(path: PathLike) -> str | Path:
+    """A URL stays a string (``Path`` would fold its ``//``); a local path becomes a Path."""
+    if isinstance(path, ByteSource):
+        raise TypeError("pass a path or URL, not a ByteSource")
+    return os.fspath(path) if is_url(path) else Path(path)
+
+
+def _refuse_foreign_name(target: PathLike, kind: str, what: str) -> None:
+    """Refuse an output whose suffix names another known format (``x.nii.gz`` for an archive).
+
+    A name without a suffix, or with a suffix medmask does not know, is accepted.
+
+    Raises:
+        MaskValidationError: The name says another format; the message gives the right name.
+    """
+    named = format_from_name(target)
+    if named is not None and named != kind:
+        expect_name(target, kind, what=what)
+
+
+@contextlib.contextmanager
+def _local_then_upload(url: str, storage_options: StorageOptions) -> Iterator[Path]:
+    """A local temporary path to write; on normal exit it is uploaded to ``url`` whole
+    (:func:`medmask.io.remote.upload`); the temporary folder is always removed."""
+    from ..io.names import split_suffix
+
+    tmpdir = Path(tempfile.mkdtemp(prefix="medmask-upload-"))
+    try:
+        stem, suffix = split_suffix(url)
+        local = tmpdir / ((stem or "object") + suffix)
+        yield local
+        from ..io.remote import upload
+
+        upload(local, url, storage_options=storage_options)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
