@@ -411,13 +411,13 @@ def _msk_part(path: str, storage_options: dict | None) -> _Part:
 
 
 def _is_archive(path: str, storage_options: dict | None) -> bool:
-    low = split_suffix(path)[1].lower()
-    if low in _SUFFIXES:
-        return low == ".mska"
+    """A local file by its first bytes; a URL by its name (no extra request: a reader opening
+    an object whose bytes contradict its name refuses it)."""
     if is_url(path):
-        return True
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"MSKA"
+        return split_suffix(path)[1].lower() != ".msk"
+    from .inspect import is_archive
+
+    return is_archive(path, storage_options=storage_options)
 
 
 def _file_part(path: str, storage_options: dict | None) -> _Part | None:

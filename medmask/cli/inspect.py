@@ -152,7 +152,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 say(args, f"ok      {r['file']} (version {r['version']}, {r['masks']} masks{note})")
         if len(results) > 1:
             say(args, f"{len(results) - len(bad)} of {len(results)} files sound")
-    return report_failed(args, (r["error"] for r in bad))
+    return report_failed(args, (line for r in bad for line in r["problems"] or [r["error"]]))
 
 
 def register(add: AddCommand) -> None:
