@@ -5,6 +5,11 @@ back. (tests/test_reliability.py runs a single epoch with persistent workers.)""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from reliability import workload as W
 
@@ -24,12 +29,33 @@ def archives(tmp_path_factory):
     return paths
 
 
+def _leak_run_in_fresh_process(archives) -> dict:
+    """``W.leak_run`` in a new interpreter: this process's descriptor counts then describe the
+    DataLoader run alone, not background threads of other tests sharing a pytest worker."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "from reliability import workload as W; "
+        "r = W.leak_run(sys.argv[2:], items=1500, workers=2, epochs=2, max_open=4); "
+        "print(json.dumps(r, default=str))"
+    )
+    tests = str(Path(__file__).resolve().parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code, tests, *map(str, archives)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_dataloader_workers_keep_files_and_memory_flat(archives):
     pytest.importorskip("torch")
     mm = pytest.importorskip("medmask_monai")
     if not hasattr(mm, "MaskArchiveDataset"):
         pytest.skip("medmask_monai.MaskArchiveDataset is not there yet")
-    r = W.leak_run(archives, items=1500, workers=2, epochs=2, max_open=4)
+    r = _leak_run_in_fresh_process(archives)
     assert r["items"] == 3000, r
     # per worker: never more archives open than max_open (the LRU closes the others; the
     # next one is opened just before the least recently used is dropped: + 1)
