@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo test test-slow lint bench reliability clean
+.PHONY: setup demo test test-slow lint bench bench-all reliability clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_format.py $(ARGS)
+
+# every benchmark, each writing its Markdown table (and pictures) into bench_output/
+bench-all: $(STAMP)
+	$(PY) benchmarks/bench_format.py
+	$(PY) benchmarks/bench_monai.py
+	$(PY) benchmarks/bench_interop.py
+	$(PY) benchmarks/bench_remote.py
+	$(PY) benchmarks/bench_pack.py
+	$(PY) benchmarks/bench_stats.py
 
 reliability: $(STAMP)
 	$(PY) benchmarks/reliability_report.py $(ARGS)
