@@ -17,6 +17,10 @@ file                        where the figures come from
 ``.msk`` (any version)      the file's bounding box decoded (``"decoded"``)
 ==========================  ==========================================================
 
+The module is a little over 600 lines on purpose: the per-mask table, the per-name summary
+and the three ways a row is filled (index, 2.0 centroids, decoding) share one row layout,
+documented here once.
+
 Columns of the per-mask table, one row per mask:
 
 * ``case``: the file's stem (``s0000.mska`` -> ``s0000``); for a ``.msk`` file, the name

@@ -1,5 +1,9 @@
 """Version 2: the ``.mska`` archive backend (preamble, two commit slots, appended blobs
-and index segments; see the package docstring)."""
+and index segments; see the package docstring).
+
+Longer than most modules (about 650 lines) on purpose: ``V2Archive`` is one state machine
+(open a commit, stage, commit, edit, roll back) whose steps share the commit state; the
+records, row checks and ``.msk`` layout live in the sibling modules."""
 
 from __future__ import annotations
 
