@@ -26,6 +26,7 @@ from reliability.workload import (
     make_archive,
     mask,
     noise,
+    run_unprivileged,
     temp_leftovers,
 )
 
@@ -251,33 +252,6 @@ def test_disk_full_on_a_small_tmpfs(small_tmpfs, codec):
         ar.add_segmask(mask(3), "m3")
     with MaskArchive(arch) as ar:
         assert ar.all_names()[-1] == "m3" and ar["m3"] == mask(3) and len(ar) == 4 + len(done)
-
-
-def _as_nobody(fn, q) -> None:
-    try:
-        os.setgid(65534)
-        os.setuid(65534)
-        fn()
-        q.put("no error")
-    except PermissionError:
-        q.put("PermissionError")
-    except BaseException as exc:  # noqa: BLE001
-        q.put(f"{type(exc).__name__}: {exc}")
-
-
-def run_unprivileged(fn) -> str:
-    """Run ``fn`` without root rights (a forked child that drops to nobody when we are root)."""
-    if os.geteuid() != 0:
-        try:
-            fn()
-        except PermissionError:
-            return "PermissionError"
-        return "no error"
-    q = FORK.Queue()
-    p = FORK.Process(target=_as_nobody, args=(fn, q))
-    p.start()
-    p.join()
-    return q.get(timeout=10)
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -550,6 +550,25 @@ def _as_nobody(fn, q) -> None:
         q.put(f"{type(exc).__name__}: {exc}")
 
 
+def run_unprivileged(fn) -> str:
+    """Run ``fn`` without root rights (a forked child that drops to nobody when we are root).
+
+    Returns:
+        ``"no error"``, ``"PermissionError"`` or ``"<Error>: <message>"``.
+    """
+    if os.geteuid() != 0:
+        try:
+            fn()
+        except PermissionError:
+            return "PermissionError"
+        return "no error"
+    q = FORK.Queue()
+    p = FORK.Process(target=_as_nobody, args=(fn, q))
+    p.start()
+    p.join()
+    return q.get(timeout=10)
+
+
 def _perm_action(what: str, d: Path, codec) -> None:
     if what == "save":
         save_mask(mask(1), d / "m.msk", codec=codec)
@@ -575,19 +594,7 @@ def permission_cases(folder: Path) -> dict:
         single.chmod(0o444)
 
         for what in ("append", "replace", "save", "create"):
-            fn = functools.partial(_perm_action, what, d, codec)
-            if os.geteuid() == 0:  # root ignores permissions: act as nobody in a child
-                q = FORK.Queue()
-                p = FORK.Process(target=_as_nobody, args=(fn, q))
-                p.start()
-                p.join()
-                got = q.get(timeout=10)
-            else:
-                try:
-                    fn()
-                    got = "no error"
-                except PermissionError:
-                    got = "PermissionError"
+            got = run_unprivileged(functools.partial(_perm_action, what, d, codec))
             if got != "PermissionError":
                 problems.append(f"{what}/{codec}: {got}")
             cases += 1
