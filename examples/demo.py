@@ -18,22 +18,28 @@ that directly holds ``.nii.gz`` masks), e.g.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
-import torch
-from monai.transforms import LoadImaged
-from torch.utils.data import DataLoader, Dataset
+# MONAI announces, when pydicom is installed, that it has no GPU DICOM decoder: not this demo's concern
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
 
-from medmask import MaskArchive
-from medmask.cli import case_name, find_cases
-from medmask.nifti import nifti_files
-from medmask.phantoms import ORGANS, write_phantom_dataset
-from medmask_monai import LoadMaskd, MaskArchiveDataset
+import torch  # noqa: E402
+from monai.transforms import LoadImaged  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from medmask import MaskArchive  # noqa: E402
+from medmask.cli import case_name, find_cases  # noqa: E402
+from medmask.nifti import nifti_files  # noqa: E402
+from medmask.phantoms import ORGANS, write_phantom_dataset  # noqa: E402
+from medmask_monai import LoadMaskd, MaskArchiveDataset  # noqa: E402
 
 
 class NiftiMasks(Dataset):
