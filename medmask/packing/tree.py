@@ -51,7 +51,8 @@ def pack_tree(
         dest: The output folder: a path or a URL (created when missing). With Dask, both
             must be reachable from every worker (a shared file system, or URLs).
         workers: Local worker processes (default: CPU count, at most 8); ``1`` packs in this
-            process. Ignored with ``client``.
+            process. Ignored with ``client``. The pool starts through a fork server: a
+            script calling this with ``workers > 1`` needs ``if __name__ == "__main__":``.
         client: A :class:`dask.distributed.Client`: each case becomes one Dask task on its
             cluster (see :func:`dask_client`). A worker that dies mid-case leaves no archive
             behind and Dask runs the case again on another worker (up to the scheduler's
