@@ -171,7 +171,9 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     fig["fuzz"] = fz
 
     print("crasher fixtures ...", flush=True)
-    crashers = sorted(p for p in (REPO / "tests" / "fixtures" / "crashers").iterdir() if p.is_file())
+    crashers = sorted(
+        p for p in (REPO / "tests" / "fixtures" / "crashers").iterdir() if p.is_file()
+    )
     bad = []
     with C.Worker() as w:
         for p in crashers:
