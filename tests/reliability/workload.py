@@ -438,6 +438,27 @@ def _unchanged(path: Path, before: bytes, expect_ks, mode: str) -> list[str]:
     return problems
 
 
+def fsize_limit_case(path: Path, mode: str, codec) -> tuple[str, bytes]:
+    """Write ``path`` (a 3-mask archive, or one mask for ``mode == "msk"``), then append /
+    replace / save it in a child whose RLIMIT_FSIZE is just above the file.
+
+    Returns:
+        ``(what the child reported, the file's bytes before)``; ``"EFBIG"`` is the expected report.
+    """
+    if mode == "msk":
+        save_mask(mask(0), path, codec=codec)
+    else:
+        make_archive(path, 3, codec)
+    before = path.read_bytes()
+    q = FORK.Queue()
+    p = FORK.Process(
+        target=write_under_fsize_limit, args=(str(path), mode, codec, len(before) + 64, q)
+    )
+    p.start()
+    p.join()
+    return q.get(timeout=10), before
+
+
 def fsize_limit_cases(folder: Path) -> dict:
     """RLIMIT_FSIZE just above the file (SIGXFSZ ignored) while appending / replacing /
     saving, both versions: EFBIG, file unchanged."""
@@ -447,18 +468,7 @@ def fsize_limit_cases(folder: Path) -> dict:
             d = Path(folder) / f"fsize-{mode}-{codec}"
             d.mkdir(parents=True)
             path = d / ("m.msk" if mode == "msk" else "a.mska")
-            if mode == "msk":
-                save_mask(mask(0), path, codec=codec)
-            else:
-                make_archive(path, 3, codec)
-            before = path.read_bytes()
-            q = FORK.Queue()
-            p = FORK.Process(
-                target=write_under_fsize_limit, args=(str(path), mode, codec, len(before) + 64, q)
-            )
-            p.start()
-            p.join()
-            got = q.get(timeout=10)
+            got, before = fsize_limit_case(path, mode, codec)
             if got != "EFBIG":
                 problems.append(f"{mode}/{codec}: {got}")
             problems += _unchanged(path, before, range(3), mode)
