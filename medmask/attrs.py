@@ -1,11 +1,12 @@
-"""Per-mask attributes and the per-mask ``extra`` record of format 2.1.
+"""Per-mask attributes and the per-mask ``extra`` record (formats 2.1 and 2.2, ``.msk``).
 
 Every mask stored in a version-2 file may carry an ``extra`` JSON object (see
 ``docs/format.md``, "Per-mask extras"):
 
-* ``"centroid"``: ``[z, y, x]``, the mean voxel index of the mask's non-zero voxels in
-  the in-memory ``(z, y, x)`` grid (absent for an empty mask). Written by medmask for
-  every mask so that statistics come from the index alone.
+* ``"centroid"`` (format 2.1 archives and ``.msk`` files): ``[z, y, x]``, the mean voxel
+  index of the mask's non-zero voxels in the in-memory ``(z, y, x)`` grid (absent for an
+  empty mask). Format 2.2 archives keep the centroid in an index column of its own
+  (:mod:`medmask.format.v2.rows`); either way statistics come from the index alone.
 * ``"attrs"``: the mask's attributes, an object with these documented keys (any other
   key is kept as it is, provided it is JSON):
 
@@ -169,6 +170,7 @@ def parse_extra(
     path: object,
     mask: str | None,
     field: str = "index.extra",
+    centroid: bool = True,
 ) -> tuple[tuple[float, float, float] | None, dict]:
     """Validate a stored ``extra`` record.
 
@@ -179,6 +181,9 @@ def parse_extra(
         path: The file, for messages.
         mask: The mask's name, for messages.
         field: The file field, for messages.
+        centroid: Whether the record may hold the centroid (format 2.1 and ``.msk``); in
+            format 2.2 the centroid has an index column of its own and a ``"centroid"``
+            key here is an unknown key.
 
     Returns:
         ``(centroid or None, attrs)``; unknown keys of ``extra`` are ignored.
@@ -195,8 +200,8 @@ def parse_extra(
             mask=mask,
             field=field,
         )
-    centroid = None
-    raw_c = obj.get("centroid")
+    found = None
+    raw_c = obj.get("centroid") if centroid else None
     if raw_c is not None:
         if not (
             isinstance(raw_c, list)
@@ -224,7 +229,7 @@ def parse_extra(
                     mask=mask,
                     field=field + ".centroid",
                 )
-        centroid = (float(raw_c[0]), float(raw_c[1]), float(raw_c[2]))
+        found = (float(raw_c[0]), float(raw_c[1]), float(raw_c[2]))
     attrs: dict = {}
     if obj.get("attrs") is not None:
         problem, norm = _attrs_problem(obj["attrs"])
@@ -233,7 +238,7 @@ def parse_extra(
                 f"invalid attributes: {problem}", path=path, mask=mask, field=field + ".attrs"
             )
         attrs = norm
-    return centroid, attrs
+    return found, attrs
 
 
 def centroid_of(crop: np.ndarray, origin: tuple[int, int, int] = (0, 0, 0)) -> tuple:

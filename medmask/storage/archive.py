@@ -46,6 +46,7 @@ from ..format import (
 from ..format._io import BBox, open_locked
 from ..format.backend import ArchiveBackend
 from ..format.base import Entry
+from ..format.v2 import COMPAT_MINOR
 from ..io.names import is_url
 from ..io.source import ByteSource, LocalFileSource, open_source
 from ..mapping import LabelMapping
@@ -82,11 +83,12 @@ class MaskArchive:
         codec: ``None``/``"bitzstd"`` for version 2 (default for new archives),
             ``"zstd"`` for version 1 (readable by medmask 0.1.x). When appending, the
             existing file's version is kept; a contradicting codec raises.
-        compat: ``None`` (default: the current layout, format 2.1, which stores each
-            mask's centroid and attributes) or ``"0.2"``: format 2.0, readable by
-            medmask 0.2.0, without extras (attributes are then refused). ``"0.1"`` is
-            the same as ``codec="zstd"`` (version 1). Applies to new files; appending
-            keeps the existing file's layout.
+        compat: ``None`` (default: the current layout, format 2.2, which stores each
+            mask's centroid and attributes), ``"0.3"``: format 2.1, readable by medmask
+            0.3.0 (the same information in a slower index), or ``"0.2"``: format 2.0,
+            readable by medmask 0.2.0, without centroids or attributes (attributes are
+            then refused). ``"0.1"`` is the same as ``codec="zstd"`` (version 1).
+            Applies to new files; appending keeps the existing file's layout.
         storage_options: For a URL: options of its fsspec filesystem (credentials,
             endpoint...); fsspec's configuration and environment variables apply too.
 
@@ -121,9 +123,9 @@ class MaskArchive:
         self._closed = True  # until opened (``__del__`` and ``close`` then do nothing)
         if mode not in ("r", "w", "a"):
             raise MaskValidationError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
-        if compat not in (None, "0.2", "0.1"):
+        if compat not in (None, *COMPAT_MINOR, "0.1"):
             raise MaskValidationError(
-                f"compat must be None (current layout), '0.2' or '0.1', got {compat!r}"
+                f"compat must be None (current layout), '0.3', '0.2' or '0.1', got {compat!r}"
             )
         if compat == "0.1":
             if codec is not None and codec_version(get_codec(codec)) != 1:
@@ -147,7 +149,7 @@ class MaskArchive:
                 "(medmask.io.remote.download) and upload it",
                 path=self.path,
             )
-        self._minor = 0 if compat == "0.2" else None  # None: the newest layout
+        self._minor = COMPAT_MINOR.get(compat)  # None: the newest layout
         self._codec = get_codec(codec) if (codec is not None or mode == "w") else None
         self._source: ByteSource | None = None  # mode "r": the source this handle owns
         self._lock_fd: int | None = None

@@ -24,9 +24,13 @@ each append writes O(log n) entries amortised.
 
 from .archive import LazyEntries, V2Archive
 from .layout import (
+    CENTROID_SCALE,
+    COMPAT_MINOR,
     DATA_START,
     INDEX_FIELDS,
     INDEX_FIELDS_20,
+    INDEX_FIELDS_21,
+    INDEX_LAYOUTS,
     INDEX_MAX_RATIO,
     INDEX_SMALL,
     MAX_INDEX_BYTES,
@@ -47,6 +51,10 @@ __all__ = [
     "DATA_START",
     "INDEX_FIELDS",
     "INDEX_FIELDS_20",
+    "INDEX_FIELDS_21",
+    "INDEX_LAYOUTS",
+    "CENTROID_SCALE",
+    "COMPAT_MINOR",
     "MINOR",
     "MAX_INDEX_BYTES",
     "INDEX_MAX_RATIO",

@@ -38,8 +38,7 @@ from ..checks import (
 )
 from .layout import (
     DATA_START,
-    INDEX_FIELDS,
-    INDEX_FIELDS_20,
+    INDEX_LAYOUTS,
     INDEX_MAX_RATIO,
     INDEX_SMALL,
     MAX_INDEX_BYTES,
@@ -93,16 +92,36 @@ def _newest_slot(head: bytes, path: object) -> tuple[int, NamedTuple]:
     return best
 
 
+def _segment_layout(fields: object, path: object) -> int:
+    """The minor version whose index columns a segment's ``fields`` list names."""
+    for minor, layout in INDEX_LAYOUTS.items():
+        if fields == layout:
+            return minor
+    known = "; ".join(f"{layout} (format 2.{m})" for m, layout in INDEX_LAYOUTS.items())
+    raise UnsupportedFormatError(
+        f"index fields {str(fields)[:200]} are none of the known layouts ({known}); a newer "
+        "medmask wrote this archive: upgrade medmask to open it",
+        path=path,
+        field="index",
+    )
+
+
 class LazyEntries:
     """The index rows of an archive, turned into validated :class:`Entry` objects on
     first use (opening a 10,000-mask archive then costs one JSON parse and a name
     check, not 10,000 validations). Names, their uniqueness and the count are checked
-    at once."""
+    at once.
 
-    def __init__(self, rows: list, make, path: object) -> None:
+    Args:
+        rows: The parsed rows, oldest first.
+        make: ``make(row, k, minor)`` validates row ``k`` of layout ``minor``.
+        path: The file, for messages.
+        minors: The layout (minor version) of each row's segment.
+    """
+
+    def __init__(self, rows: list, make, path: object, minors: list[int] | None = None) -> None:
         names = [
-            r[0] if isinstance(r, list) and r and isinstance(r[0], str) and r[0] else None
-            for r in rows
+            r[0] if type(r) is list and r and type(r[0]) is str and r[0] else None for r in rows
         ]
         if None in names:
             k = names.index(None)
@@ -111,6 +130,7 @@ class LazyEntries:
             check_unique_names(names, path=path)
         self.names = names
         self._rows = rows
+        self._minors = [MINOR] * len(rows) if minors is None else minors
         self._items: list[Entry | None] = [None] * len(rows)
         self._make = make
 
@@ -123,7 +143,7 @@ class LazyEntries:
         item = self._items[i]
         if item is None:
             k = i + len(self) if i < 0 else i
-            item = self._items[k] = self._make(self._rows[k], k)
+            item = self._items[k] = self._make(self._rows[k], k, self._minors[k])
         return item
 
     def __iter__(self):
@@ -132,10 +152,11 @@ class LazyEntries:
     def append(self, entry: Entry) -> None:
         self._items.append(entry)
         self._rows.append(None)
+        self._minors.append(MINOR)
         self.names.append(entry.name)
 
     def __delitem__(self, i: slice) -> None:
-        del self._items[i], self._rows[i], self.names[i]
+        del self._items[i], self._rows[i], self._minors[i], self.names[i]
 
     def __setitem__(self, i: int, entry: Entry) -> None:
         self._items[i] = entry
@@ -144,13 +165,14 @@ class LazyEntries:
 
     def pop(self, i: int) -> None:
         """Remove position ``i``."""
-        del self._items[i], self._rows[i], self.names[i]
+        del self._items[i], self._rows[i], self._minors[i], self.names[i]
 
     def copy(self) -> LazyEntries:
         """A shallow copy (entries are shared; rows not yet validated stay lazy)."""
         new = LazyEntries.__new__(LazyEntries)
         new.names = list(self.names)
         new._rows = list(self._rows)
+        new._minors = list(self._minors)
         new._items = list(self._items)
         new._make = self._make
         return new
@@ -166,7 +188,8 @@ class V2Archive(ArchiveBackend):
         fd: A read-write descriptor of the same local file to append to (``None``:
             read-only).
         fsync: Whether commits call ``os.fsync`` (off only for temporary files).
-        minor: The layout written by commits (1: 10 index columns with extras; 0: 2.0).
+        minor: The layout written by commits (:data:`INDEX_LAYOUTS`: 2 compact rows with a
+            centroid column, 1 the 10 columns of 2.1, 0 the 9 of 2.0).
     """
 
     version = 2
@@ -205,8 +228,10 @@ class V2Archive(ArchiveBackend):
     @staticmethod
     def _init_file(fd: int, minor: int) -> None:
         """Write the preamble and two empty slots on ``fd`` (no commit yet)."""
-        if minor not in (0, 1):
-            raise MaskValidationError(f"minor version must be 0 or 1, got {minor!r}")
+        if minor not in INDEX_LAYOUTS:
+            raise MaskValidationError(
+                f"minor version must be one of {sorted(INDEX_LAYOUTS)}, got {minor!r}"
+            )
         pre = PREAMBLE.pack_named(
             magic=b"MSKA", major=2, minor=minor, flags=0, slot_size=SLOT.size, slot_count=2
         )
@@ -319,7 +344,7 @@ class V2Archive(ArchiveBackend):
             self._space = read_space(raw, path=path)
         shape = None if self._space is None else tuple(int(s) for s in self._space.shape)
         index_ref = (slot.index_offset, slot.index_length, slot.index_crc)
-        segments, flat = self._read_chain(index_ref if slot.index_length else None)
+        segments, flat, minors = self._read_chain(index_ref if slot.index_length else None)
         if len(flat) != slot.mask_count:
             raise _bad(
                 f"commit says {slot.mask_count} masks but the index lists {len(flat)}",
@@ -331,16 +356,21 @@ class V2Archive(ArchiveBackend):
         if flat and self._space is None:
             raise _bad(f"the commit lists {len(flat)} masks but no space", path, "space")
         self._entries = LazyEntries(
-            flat, lambda row, k: _entry_from_row(row, k, shape, end, path), path
+            flat,
+            lambda row, k, minor: _entry_from_row(row, k, shape, end, path, minor),
+            path,
+            minors,
         )
         self._segments = segments
         self._committed = len(self._entries)
 
-    def _read_chain(self, ref: tuple[int, int, int] | None) -> tuple[list, list]:
-        """Follow the index chain from the newest segment: ``(segments, rows)``, oldest first."""
+    def _read_chain(self, ref: tuple[int, int, int] | None) -> tuple[list, list, list[int]]:
+        """Follow the index chain from the newest segment: ``(segments, rows, minors)``,
+        oldest first; ``minors`` gives each row the layout its segment declares."""
         path = self.path
         segments = []
         rows: list = []
+        layouts: list[int] = []
         budget = MAX_INDEX_BYTES  # decoded bytes left for the whole chain
         while ref is not None:
             off, length, crc = ref
@@ -355,25 +385,9 @@ class V2Archive(ArchiveBackend):
             del decoded
             if not (isinstance(seg, dict) and set(seg) == {"prev", "fields", "rows"}):
                 raise _bad("index segment must be an object with prev, fields, rows", path, "index")
-            if seg["fields"] not in (INDEX_FIELDS, INDEX_FIELDS_20):
-                raise UnsupportedFormatError(
-                    f"index fields {str(seg['fields'])[:200]} are neither {INDEX_FIELDS} "
-                    f"(format 2.1) nor {INDEX_FIELDS_20} (format 2.0); a newer medmask wrote "
-                    "this archive: upgrade medmask to open it",
-                    path=path,
-                    field="index",
-                )
+            layouts.append(_segment_layout(seg["fields"], path))
             if not isinstance(seg["rows"], list) or not seg["rows"]:
                 raise _bad("index segment has no rows", path, "index")
-            if seg["fields"] == INDEX_FIELDS_20:  # format 2.0 rows: no extra
-                for r in seg["rows"]:
-                    if not (isinstance(r, list) and len(r) == len(INDEX_FIELDS_20)):
-                        raise _bad(
-                            f"an index row is not a list of {len(INDEX_FIELDS_20)} fields",
-                            path,
-                            "index",
-                        )
-                    r.append(None)
             segments.append((off, length, crc, len(seg["rows"])))
             rows.append(seg["rows"])
             prev = seg["prev"]
@@ -392,7 +406,13 @@ class V2Archive(ArchiveBackend):
                 raise _bad("index chain is implausibly long", path, "index")
         segments.reverse()
         rows.reverse()
-        return segments, [r for seg_rows in rows for r in seg_rows]
+        layouts.reverse()
+        flat: list = []
+        minors: list[int] = []
+        for minor, seg_rows in zip(layouts, rows, strict=True):
+            flat += seg_rows
+            minors += [minor] * len(seg_rows)
+        return segments, flat, minors
 
     def _section(self, off: int, length: int, crc: int, field: str) -> bytes:
         if off < DATA_START or off + length > self.end:
@@ -587,7 +607,7 @@ class V2Archive(ArchiveBackend):
         if start < n:
             prev = list(segments[-1][:3]) if segments else None
             rows = [_row(e, self.minor) for e in self._entries[start:]]
-            fields = INDEX_FIELDS if self.minor >= 1 else INDEX_FIELDS_20
+            fields = INDEX_LAYOUTS[self.minor]
             seg_json = json.dumps(
                 {"prev": prev, "fields": fields, "rows": rows},
                 separators=(",", ":"),

@@ -118,6 +118,7 @@ def decode_msk(source: ByteSource, header: bytes) -> tuple[Entry, Space, np.ndar
         tuple(space.shape),
         source.size(),
         path,
+        minor=1,  # a .msk meta's fields and extra record are those of a 2.1 index row
     )
     box = None if entry.bbox is None else read_box(source, entry)
     return entry, space, box

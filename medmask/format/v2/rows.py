@@ -1,4 +1,5 @@
-"""Version 2: index rows (validated one named check at a time) and blob records."""
+"""Version 2: index rows of each layout (validated one named check at a time) and blob
+records."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from ..checks import (
     is_uint,
 )
 from .layout import (
+    CENTROID_SCALE,
     DATA_START,
-    INDEX_FIELDS,
+    INDEX_LAYOUTS,
+    MINOR,
 )
 
 
@@ -50,14 +53,19 @@ def _bad(msg: str, path: object, field: str, mask: str | None = None) -> Corrupt
 
 
 def _entry_from_row(
-    row: object, k: int, shape: tuple[int, ...] | None, end: int, path: object
+    row: object,
+    k: int,
+    shape: tuple[int, ...] | None,
+    end: int,
+    path: object,
+    minor: int = MINOR,
 ) -> Entry:
-    """Validate one index row (a list in :data:`INDEX_FIELDS` order; rows of format 2.0
-    were given a ``None`` extra when their segment was read), one named check per field
-    (:mod:`medmask.format.checks`)."""
-    if not isinstance(row, list) or len(row) != len(INDEX_FIELDS):
-        raise _bad(f"index row {k} is not a list of {len(INDEX_FIELDS)} fields", path, "index")
-    name, codec_id, off, length, crc, dtype, bbox, voxels, mapping, extra = row
+    """Validate one index row of the layout of ``minor`` (:data:`INDEX_LAYOUTS`), one named
+    check per field (:mod:`medmask.format.checks`)."""
+    width = len(INDEX_LAYOUTS[minor])
+    if type(row) is not list or len(row) != width:
+        raise _bad(f"index row {k} is not a list of {width} fields", path, "index")
+    name, codec_id, off, length, crc, dtype, bbox, voxels, mapping = row[:9]
     if type(name) is not str or not name:  # the named check runs only to say why
         check_name(name, k, path=path, row="index row")
     if not is_uint(codec_id, 8):
@@ -80,8 +88,39 @@ def _entry_from_row(
     if box is not None:
         check_voxels(voxels, box, path=path, mask=name)
         check_blob_holds(codec, np_dtype, box, length, path=path, mask=name)
-    centroid, attrs = parse_extra(extra, bbox=box, path=path, mask=name)
+    if minor >= 2:
+        if type(mapping) is int:  # a bare label number: short for {name: label}
+            mapping = {name: mapping}
+        centroid = _fixed_centroid(row[9], box, path, name)
+        _, attrs = parse_extra(row[10], bbox=box, path=path, mask=name, centroid=False)
+    else:
+        centroid, attrs = parse_extra(row[9] if minor else None, bbox=box, path=path, mask=name)
     return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
+
+
+def _fixed_centroid(
+    raw: object, box: BBox | None, path: object, name: str
+) -> tuple[float, float, float] | None:
+    """A 2.2 centroid column: ``None``, or three integers (units of 1/:data:`CENTROID_SCALE`
+    voxel) inside the mask's bounding box (within 1/1000 voxel)."""
+    if raw is None:
+        return None
+    if not (type(raw) is list and len(raw) == 3 and all(type(c) is int for c in raw)):
+        raise _bad(f"centroid {str(raw)[:80]} is not three integers", path, "index.centroid", name)
+    if box is None:
+        raise _bad("an empty mask cannot have a centroid", path, "index.centroid", name)
+    slack = CENTROID_SCALE // 1000
+    for axis, c in enumerate(raw):
+        lo, hi = box[2 * axis] * CENTROID_SCALE, (box[2 * axis + 1] - 1) * CENTROID_SCALE
+        if not lo - slack <= c <= hi + slack:
+            raise _bad(
+                f"centroid {[v / CENTROID_SCALE for v in raw]} lies outside the bounding box "
+                f"{list(box)}",
+                path,
+                "index.centroid",
+                name,
+            )
+    return raw[0] / CENTROID_SCALE, raw[1] / CENTROID_SCALE, raw[2] / CENTROID_SCALE
 
 
 def _row_box(
@@ -102,6 +141,7 @@ def _row_box(
 
 
 def _row(e: Entry, minor: int) -> list:
+    """The index row of ``e`` in the layout of ``minor``."""
     row = [
         e.name,
         e.codec.codec_id,
@@ -113,7 +153,14 @@ def _row(e: Entry, minor: int) -> list:
         e.voxels,
         e.raw_mapping,
     ]
-    if minor >= 1:
+    if minor >= 2:
+        m = e.raw_mapping
+        if type(m) is dict and len(m) == 1 and type(m.get(e.name)) is int:
+            row[8] = m[e.name]
+        c = e.centroid
+        row.append(None if c is None else [round(v * CENTROID_SCALE) for v in c])
+        row.append(make_extra(None, e.attrs) or None)
+    elif minor == 1:
         row.append(make_extra(e.centroid, e.attrs) or None)
     return row
 
