@@ -58,7 +58,13 @@ class LabelMapping:
     def __init__(self, name_to_label: Mapping[str, int] | None = None) -> None:
         self._name_to_label: dict[str, int] = {}
         self._label_to_name: dict[int, str] = {}
-        if type(name_to_label) is dict and all(
+        if type(name_to_label) is dict and len(name_to_label) == 1:  # one mask, one label
+            ((name, label),) = name_to_label.items()
+            if type(name) is str and name and type(label) is int and label >= 0:
+                self._name_to_label = {name: label}
+                self._label_to_name = {label: name}
+                return
+        elif type(name_to_label) is dict and all(
             type(k) is str and k and type(v) is int and v >= 0 for k, v in name_to_label.items()
         ):  # the common case (a stored index row, a literal): checked in one pass
             inverse = {v: k for k, v in name_to_label.items()}

@@ -51,6 +51,36 @@ class MaskInfo:
     centroid: tuple[float, float, float] | None = None
     attrs: dict = field(default_factory=dict)
 
+    @classmethod
+    def _of_row(
+        cls,
+        name: str,
+        index: int,
+        mapping: dict[str, int],
+        dtype: str | None,
+        bbox: BBox | None,
+        voxels: int | None,
+        nbytes: int,
+        centroid: tuple[float, float, float] | None,
+        attrs: dict,
+    ) -> MaskInfo:
+        """The same object as ``MaskInfo(...)`` with every field given, built without the
+        frozen dataclass's one ``object.__setattr__`` per field (about 1 us, paid once per
+        index row by :meth:`MaskArchive.infos`, a third of its cost)."""
+        self = object.__new__(cls)
+        self.__dict__.update(
+            name=name,
+            index=index,
+            mapping=mapping,
+            dtype=dtype,
+            bbox=bbox,
+            voxels=voxels,
+            nbytes=nbytes,
+            centroid=centroid,
+            attrs=attrs,
+        )
+        return self
+
 
 def _target(path: PathLike) -> str | Path:
     """A URL stays a string (``Path`` would fold its ``//``); a local path becomes a Path."""

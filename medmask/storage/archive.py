@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..attrs import validate_attrs
-from ..codecs import Codec, get_codec
+from ..codecs import DTYPE_NAMES, Codec, get_codec
 from ..errors import (
     CorruptFileError,
     MaskNotFoundError,
@@ -625,12 +625,11 @@ class MaskArchive:
         return self._info(i, e)
 
     def _info(self, i: int, e: Entry) -> MaskInfo:
-        dtype = None if e.dtype is None else ("bool" if e.dtype == np.bool_ else e.dtype.name)
-        return MaskInfo(
+        return MaskInfo._of_row(
             e.name,
             i,
             e.mapping(self.path).to_dict(),
-            dtype,
+            None if e.dtype is None else DTYPE_NAMES[e.dtype],
             e.bbox,
             e.voxels,
             e.length,

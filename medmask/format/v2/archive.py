@@ -521,7 +521,7 @@ class V2Archive(ArchiveBackend):
             offset,
             len(blob),
             codec,
-            array.dtype,
+            MASK_DTYPES[array.dtype.name],  # the stored dtype (native byte order)
             bbox,
             crc32(blob),
             voxels,

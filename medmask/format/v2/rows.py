@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...attrs import centroid_of, make_extra, parse_extra
-from ...codecs import Codec, check_dtype, codec_by_id
+from ...codecs import DTYPE_NAMES, MASK_DTYPES, Codec, check_dtype, codec_by_id
 from ...errors import CorruptFileError
 from ...io.source import ByteSource
 from .._io import BBox, bounding_box, read_verified
@@ -52,6 +52,13 @@ def _bad(msg: str, path: object, field: str, mask: str | None = None) -> Corrupt
     return CorruptFileError(msg, path=path, mask=mask, field=field)
 
 
+#: Bounds of the unsigned integer fields of a row (the checks below inline ``is_uint``'s
+#: common case: this runs once per index row).
+_U64, _U32 = 1 << 64, 1 << 32
+#: Columns of a row, by minor version.
+_WIDTH = {minor: len(fields) for minor, fields in INDEX_LAYOUTS.items()}
+
+
 def _entry_from_row(
     row: object,
     k: int,
@@ -61,38 +68,53 @@ def _entry_from_row(
     minor: int = MINOR,
 ) -> Entry:
     """Validate one index row of the layout of ``minor`` (:data:`INDEX_LAYOUTS`), one named
-    check per field (:mod:`medmask.format.checks`)."""
-    width = len(INDEX_LAYOUTS[minor])
+    check per field (:mod:`medmask.format.checks`; a check's function runs where the inline
+    test of its common case fails, to say why)."""
+    width = _WIDTH[minor]
     if type(row) is not list or len(row) != width:
         raise _bad(f"index row {k} is not a list of {width} fields", path, "index")
     name, codec_id, off, length, crc, dtype, bbox, voxels, mapping = row[:9]
-    if type(name) is not str or not name:  # the named check runs only to say why
+    if type(name) is not str or not name:
         check_name(name, k, path=path, row="index row")
     if not is_uint(codec_id, 8):
         raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
-    try:  # error_context inlined: this runs once per index row
+    try:  # error_context inlined
         codec = codec_by_id(codec_id)
     except CorruptFileError as err:
         raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
-    if not (is_uint(off) and is_uint(length) and is_uint(crc, 32)):
+    if not (
+        type(off) is int
+        and type(length) is int
+        and type(crc) is int
+        and 0 <= off < _U64
+        and 0 <= length < _U64
+        and 0 <= crc < _U32
+    ) and not (is_uint(off) and is_uint(length) and is_uint(crc, 32)):
         raise _bad(f"invalid offset/length/crc {off!r}/{length!r}/{crc!r}", path, "index", name)
     if length and not DATA_START <= off <= end - length:
         check_blob_range(off, length, DATA_START, end, path=path, mask=name, field="index.offset")
-    try:
-        np_dtype = check_dtype(dtype, field="index.dtype")
-    except CorruptFileError as err:
-        raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
-    if not is_uint(voxels):
+    np_dtype = MASK_DTYPES.get(dtype) if type(dtype) is str else None
+    if np_dtype is None:
+        try:
+            check_dtype(dtype, field="index.dtype")
+        except CorruptFileError as err:
+            raise err.add_context(path=path, mask=name)  # noqa: B904 - the same exception
+    if not (type(voxels) is int and 0 <= voxels < _U64) and not is_uint(voxels):
         check_uint(voxels, "voxel count", path=path, mask=name, field="index.voxels")
-    box = _row_box(bbox, shape, length, voxels, path, name)
-    if box is not None:
+    if bbox is None and not (length or voxels):
+        box = None  # an empty mask
+    else:
+        box = _row_box(bbox, shape, length, voxels, path, name)
         check_voxels(voxels, box, path=path, mask=name)
         check_blob_holds(codec, np_dtype, box, length, path=path, mask=name)
     if minor >= 2:
         if type(mapping) is int:  # a bare label number: short for {name: label}
             mapping = {name: mapping}
-        centroid = _fixed_centroid(row[9], box, path, name)
-        _, attrs = parse_extra(row[10], bbox=box, path=path, mask=name, centroid=False)
+        raw_c, extra = row[9], row[10]
+        centroid = None if raw_c is None else _fixed_centroid(raw_c, box, path, name)
+        attrs = {}
+        if extra is not None:
+            attrs = parse_extra(extra, bbox=box, path=path, mask=name, centroid=False)[1]
     else:
         centroid, attrs = parse_extra(row[9] if minor else None, bbox=box, path=path, mask=name)
     return Entry(name, mapping, off, length, codec, np_dtype, box, crc, voxels, centroid, attrs)
@@ -148,7 +170,7 @@ def _row(e: Entry, minor: int) -> list:
         e.offset,
         e.length,
         e.crc,
-        e.dtype.name,
+        DTYPE_NAMES[e.dtype],
         list(e.bbox) if e.bbox is not None else None,
         e.voxels,
         e.raw_mapping,
