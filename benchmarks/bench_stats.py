@@ -5,9 +5,10 @@ packed once, then copied under ``--archives`` different names (150 by default) i
 temporary folder; every copy is a full archive, opened and read on its own. Measured
 (medians over ``--repeat`` runs, the same run for every row):
 
-* ``medmask.stats(folder)``: the per-mask table from the archives' index (format 2.1);
-* the same over copies in format 2.0 (medmask 0.2.0: centroids decoded) and version 1
-  (medmask 0.1.x: every mask decoded), to show what older files cost;
+* ``medmask.stats(folder)``: the per-mask table from the archives' index (format 2.2);
+* the same over copies in format 2.1 (medmask 0.3.0: also from the index), 2.0 (medmask
+  0.2.0: centroids decoded) and version 1 (medmask 0.1.x: every mask decoded), to show
+  what older files cost;
 * decoding every mask of every archive (``MaskArchive.read_all_masks()``), the baseline.
 
 The target (issue 13): ``stats`` at least 20x faster than decoding. Usage::
@@ -93,14 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         src = work / "s0000.mska"
         folder_to_archive(args.real, src)
         n = args.archives
-        files = copies(src, work / "v21", n)
+        files = copies(src, work / "v22", n)
         medmask.stats(files[0])  # imports pandas once, outside the timings
         rows = []
-        t_stats, df = timed(lambda: medmask.stats(work / "v21"), args.repeat)
+        t_stats, df = timed(lambda: medmask.stats(work / "v22"), args.repeat)
         assert len(df) == 117 * n and set(df["source"]) == {"index"}
-        rows.append(("medmask.stats, format 2.1 (index only)", t_stats, "index"))
+        rows.append(("medmask.stats, format 2.2 (index only)", t_stats, "index"))
         if not args.no_old:
-            old20, old1 = work / "s0000_20.mska", work / "s0000_v1.mska"
+            old21, old20, old1 = (work / f"s0000_{v}.mska" for v in ("21", "20", "v1"))
+            rewrite(src, old21, compat="0.3")
+            copies(old21, work / "v21", n)
+            t21, df21 = timed(lambda: medmask.stats(work / "v21"), args.repeat)
+            assert df21["voxels"].equals(df["voxels"]) and set(df21["source"]) == {"index"}
+            rows.append(("medmask.stats, format 2.1 (index only, medmask 0.3.0)", t21, "index"))
             rewrite(src, old20, compat="0.2")
             rewrite(src, old1, codec="zstd")
             copies(old20, work / "v20", n)
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("medmask.stats, version 1 (all decoded)", t1, "decoded"))
         t_dec, count = timed(lambda: decode_all(files), args.repeat)
         assert count == 117 * n
-        rows.append(("decode every mask (read_all_masks), format 2.1", t_dec, "baseline"))
+        rows.append(("decode every mask (read_all_masks), format 2.2", t_dec, "baseline"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

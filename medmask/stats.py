@@ -272,117 +272,26 @@ class _Part:
 
 
 # -- reading one file -------------------------------------------------------------------------
-def _open_archive(path: str, storage_options: dict | None):
-    import inspect
-
+def _archive_part(path: str, storage_options: dict | None) -> _Part | None:
+    """The rows of one archive: from :meth:`MaskArchive.infos` (the index alone), decoding
+    only masks whose row lacks a figure (version 1, format 2.0)."""
+    from .attrs import centroid_of
     from .storage import MaskArchive
 
-    if is_url(path) or storage_options:
-        if "storage_options" not in inspect.signature(MaskArchive).parameters:
-            raise MaskValidationError(
-                f"{path}: this medmask build reads local files only (no URL support in "
-                "MaskArchive); copy the archive locally or install a release with remote support"
-            )
-        return MaskArchive(path, storage_options=storage_options)
-    return MaskArchive(path)
-
-
-def _fast_rows(ar, shape: Sequence[int]) -> list[tuple] | None:
-    """The figures of a version-2 archive straight from its parsed index rows.
-
-    Building a validated :class:`~medmask.MaskInfo` per mask costs more than everything else
-    ``stats`` does, so the rows are read as stored and only what ``stats`` uses is checked
-    here (voxel count, bounding box inside the grid and able to hold the voxels, the extra
-    record through :func:`medmask.attrs.parse_extra`, the mapping). Returns ``None`` when the
-    archive does not expose its rows or any row fails a check: the validating path then
-    reads them and raises the precise :class:`~medmask.CorruptFileError`.
-    """
-    from .attrs import parse_extra
-    from .errors import CorruptFileError
-
-    entries = getattr(ar, "_entries", None)
-    rows = getattr(entries, "_rows", None)
-    if ar.version != 2 or not isinstance(rows, list) or len(rows) != len(entries):
-        return None
-    nz, ny, nx = (int(v) for v in shape)
-    out = []
-    for i, r in enumerate(rows):
-        if type(r) is not list or len(r) != 10:
-            return None
-        name, bbox, voxels, mapping, extra = r[0], r[6], r[7], r[8], r[9]
-        if type(name) is not str or type(voxels) is not int or voxels < 0:
-            return None
-        if bbox is None:
-            if voxels:
-                return None
-        else:
-            if type(bbox) is not list or len(bbox) != 6 or any(type(b) is not int for b in bbox):
-                return None
-            z0, z1, y0, y1, x0, x1 = bbox
-            if not (0 <= z0 < z1 <= nz and 0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
-                return None
-            if voxels > (z1 - z0) * (y1 - y0) * (x1 - x0):
-                return None
-            bbox = tuple(bbox)
-        centroid, attrs = None, {}
-        if extra is not None:
-            try:
-                centroid, attrs = parse_extra(extra, bbox=bbox, path=ar.path, mask=name)
-            except CorruptFileError:
-                return None
-        if (
-            type(mapping) is dict
-            and len(mapping) == 1
-            and type(mapping.get(name)) is int
-            and (0 < mapping[name] < 2**31)
-        ):
-            labels = {name: mapping[name]}  # the usual one-mask-one-label row
-        else:
-            labels = entries[i].mapping(ar.path).to_dict()  # validated (raises when bad)
-        out.append((i, name, voxels, bbox, centroid, attrs, labels))
-    return out
-
-
-def _index_rows(ar, shape: Sequence[int]) -> Iterable[tuple]:
-    """``(index, name, voxels, bbox, centroid, attrs, labels)`` of every mask, from the index:
-    :func:`_fast_rows` where it applies, else the archive's validated entries."""
-    fast = _fast_rows(ar, shape)
-    if fast is not None:
-        return fast
-    infos = getattr(ar, "infos", None)
-    infos = list(infos()) if callable(infos) else [ar.info(i) for i in range(len(ar))]
-    return [
-        (
-            i,
-            info.name,
-            info.voxels,
-            info.bbox,
-            getattr(info, "centroid", None),
-            getattr(info, "attrs", None) or {},
-            info.mapping,
-        )
-        for i, info in enumerate(infos)
-    ]
-
-
-def _archive_part(path: str, storage_options: dict | None) -> _Part | None:
-    from .attrs import centroid_of
-
-    with _open_archive(path, storage_options) as ar:
+    with MaskArchive(path, storage_options=storage_options) as ar:
         space = ar.space
         if space is None:  # an archive created without a mask or a space
             return None
-        minor = int(getattr(ar, "minor_version", 0) or 0)
-        fmt = "1" if ar.version == 1 else f"{ar.version}.{minor}"
+        fmt = "1" if ar.version == 1 else f"{ar.version}.{ar.minor_version}"
         part = _Part(_grid(space), split_suffix(path)[0], fmt, path)
-        for i, name, voxels, bbox, centroid, attrs, labels in _index_rows(ar, space.shape):
-            source = "index"
+        for info in ar.infos():
+            voxels, bbox, centroid, source = info.voxels, info.bbox, info.centroid, "index"
             if voxels is None or (voxels > 0 and (bbox is None or centroid is None)):
-                crop, bbox = ar.read_cropped(i)
+                crop, bbox = ar.read_cropped(info.index)
                 origin = (0, 0, 0) if bbox is None else (bbox[0], bbox[2], bbox[4])
                 voxels, centroid = centroid_of(crop, origin)
                 source = "decoded"
-            part.add(name, voxels, bbox, centroid, attrs, labels, source)
+            part.add(info.name, voxels, bbox, centroid, info.attrs, info.mapping, source)
     return part
 
 

@@ -398,3 +398,32 @@ def test_editing_a_loaded_mask_does_not_change_the_archive(tmp_path):
         ar.read_all_mapping()["x"]["c"] = 3
         assert ar["x"].mapping == {"a": 1}
         assert ar.read_all_mapping()["x"] == {"a": 1}
+
+
+def test_stored_space_is_read_as_spacetransformer_reverses_it():
+    """``space_from_disk_json`` builds the (z, y, x) space in one step; it must equal what
+    spacetransformer's own ``from_dict(...).reverse_axis_order()`` gives, for oblique grids
+    and for objects that leave optional keys out."""
+    import json
+
+    from medmask.spaces import space_from_disk_json
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        axes, _r = np.linalg.qr(rng.normal(size=(3, 3)))
+        obj = {
+            "shape": [int(v) for v in rng.integers(1, 500, 3)],
+            "origin": [float(v) for v in rng.normal(size=3) * 100],
+            "spacing": [float(v) for v in rng.uniform(0.1, 5, 3)],
+            "x_orientation": [float(v) for v in axes[:, 0]],
+            "y_orientation": [float(v) for v in axes[:, 1]],
+            "z_orientation": [float(v) for v in axes[:, 2]],
+        }
+        for drop in (
+            (),
+            ("origin",),
+            ("spacing", "x_orientation", "y_orientation", "z_orientation"),
+        ):
+            part = {k: v for k, v in obj.items() if k not in drop}
+            got = space_from_disk_json(json.dumps(part).encode())
+            assert got == Space.from_dict(part).reverse_axis_order()

@@ -93,7 +93,7 @@ def test_current_format_answers_from_the_index(tmp_path, phantom):
     df = medmask.stats(tmp_path / "c1.mska")
     check_rows(df, expected(masks, space), "c1")
     assert set(df["source"]) == {"index"}
-    assert set(df["format"]) == {"2.1"}
+    assert set(df["format"]) == {"2.2"}
     assert df.attrs["decoded"] == 0
     assert list(df.columns[:8]) == [
         "case", "name", "voxels", "volume_ml", "bbox", "centroid_ras_mm", "touches_border", "empty"
@@ -106,7 +106,7 @@ def test_index_answer_does_not_decode(tmp_path, phantom, monkeypatch):
     write_case(tmp_path / "c1.mska", masks, space)
 
     def boom(*a, **k):
-        raise AssertionError("stats decoded a mask of a format-2.1 archive")
+        raise AssertionError("stats decoded a mask of an archive that stores centroids")
 
     monkeypatch.setattr(MaskArchive, "read_cropped", boom)
     monkeypatch.setattr(MaskArchive, "load_segmask", boom)
@@ -335,21 +335,36 @@ def test_s3_prefix(tmp_path, phantom, s3):
     check_rows(df, {"edge": expected(masks, space)["edge"]}, "p9")
 
 
-def test_fast_index_path_equals_validated_path(tmp_path, phantom, monkeypatch):
+@pytest.mark.parametrize("compat, fmt", [(None, "2.2"), ("0.3", "2.1")], ids=["2.2", "2.1"])
+def test_index_answer_equals_decoding(tmp_path, phantom, compat, fmt):
+    """Both layouts that store the centroid answer from the index, with the figures that
+    decoding the same masks from a format-2.0 file gives (centroids to 1e-4 voxel)."""
     masks, space = phantom
-    with MaskArchive(tmp_path / "a.mska", "w", space=space) as ar:
-        for k, (name, m) in enumerate(masks.items()):
-            attrs = {"color": [k, 2, 3], "description": name} if k % 2 else None
-            ar.add_segmask(SegmentationMask(m, {name: 1}, space), name, attrs=attrs)
-        multi = masks["edge"].astype(np.uint8) * 3
-        ar.add_segmask(SegmentationMask(multi, {"x": 3}, space), "three")
-    with MaskArchive(tmp_path / "a.mska") as ar:  # the fast path applies (a speed guard)
-        assert medmask.stats._fast_rows(ar, ar.space.shape) is not None
-    fast = medmask.stats(tmp_path / "a.mska")
-    monkeypatch.setattr(medmask.stats, "_fast_rows", lambda *a, **k: None)
-    slow = medmask.stats(tmp_path / "a.mska")
-    pd.testing.assert_frame_equal(fast, slow)
-    assert fast.set_index("name").loc["three", "labels"] == {"x": 3}
+    for path, kw in (
+        (tmp_path / "a.mska", {"compat": compat}),
+        (tmp_path / "b.mska", {"compat": "0.2"}),
+    ):
+        with MaskArchive(path, "w", space=space, **kw) as ar:
+            for k, (name, m) in enumerate(masks.items()):
+                with_attrs = k % 2 and path.name == "a.mska"
+                attrs = {"color": [k, 2, 3], "description": name} if with_attrs else None
+                ar.add_segmask(SegmentationMask(m, {name: 1}, space), name, attrs=attrs)
+            multi = masks["edge"].astype(np.uint8) * 3
+            ar.add_segmask(SegmentationMask(multi, {"x": 3}, space), "three")
+    index = medmask.stats(tmp_path / "a.mska").set_index("name")
+    decoded = medmask.stats(tmp_path / "b.mska").set_index("name")
+    assert set(index["format"]) == {fmt} and set(decoded["format"]) == {"2.0"}
+    full = ~index["empty"]
+    assert set(index.loc[full, "source"]) == {"index"}
+    assert set(decoded.loc[full, "source"]) == {"decoded"}
+    for col in ("voxels", "volume_ml", "bbox", "touches_border", "empty", "labels"):
+        assert list(index[col]) == list(decoded[col]), col
+    for name in index.index[full]:
+        np.testing.assert_allclose(
+            index.loc[name, "centroid_ras_mm"], decoded.loc[name, "centroid_ras_mm"], atol=1e-3
+        )
+    assert index.loc["three", "labels"] == {"x": 3}
+    check_rows(index.drop("three").reset_index(), expected(masks, space), "a")
 
 
 def test_archive_without_masks_and_empty_tables(tmp_path, phantom):
