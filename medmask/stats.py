@@ -2,14 +2,14 @@
 
 ``medmask.stats(paths)`` describes every mask of a dataset in one :class:`pandas.DataFrame`
 without decoding a voxel where the files allow it: a version-2 archive stores each mask's
-voxel count and bounding box in its index, and format 2.1 (written by this release) its
-centroid and attributes too. What an older file lacks is computed by decoding, and the ``source`` column
+voxel count and bounding box in its index, and formats 2.2 (written by this release) and
+2.1 (medmask 0.3.0) its centroid and attributes too. What an older file lacks is computed by decoding, and the ``source`` column
 says so for each row:
 
 ==========================  ==========================================================
 file                        where the figures come from
 ==========================  ==========================================================
-``.mska`` format 2.1        the index alone (``source == "index"``)
+``.mska`` format 2.2, 2.1   the index alone (``source == "index"``)
 ``.mska`` format 2.0        voxels and box from the index; the centroid of each
 (medmask 0.2.0)             non-empty mask by decoding its bounding box (``"decoded"``)
 ``.mska`` version 1         every mask decoded in full (``"decoded"``): version 1 has
@@ -36,7 +36,7 @@ Columns of the per-mask table, one row per mask:
 * the mask's stored attributes, one column per attribute key present in the dataset
   (``color``, ``description``, ``label_value``, coded concepts; see :mod:`medmask.attrs`).
 * ``labels`` (the ``{name: label}`` mapping), ``source`` (``"index"`` or ``"decoded"``),
-  ``format`` (``"2.1"``, ``"2.0"``, ``"1"``) and ``path``.
+  ``format`` (``"2.2"``, ``"2.1"``, ``"2.0"``, ``"1"``) and ``path``.
 
 :func:`summarize` gives one row per mask name across the dataset, and :func:`lacking` the
 cases without a given organ (for building cohorts).

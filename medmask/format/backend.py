@@ -107,7 +107,7 @@ class ArchiveBackend(ABC):
 
     @property
     def supports_attrs(self) -> bool:
-        """Whether masks can carry attributes and centroids (format 2.1)."""
+        """Whether masks can carry attributes and centroids (format 2.1 and later)."""
         return False
 
     @property

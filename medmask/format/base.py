@@ -151,8 +151,8 @@ class Entry:
         crc: CRC-32 of the blob (``None`` for version 1).
         voxels: Number of non-zero voxels when recorded (version 2).
         centroid: Mean ``(z, y, x)`` index of the non-zero voxels when recorded
-            (format 2.1); ``None`` when empty or unknown.
-        attrs: The mask's stored attributes (format 2.1; see :mod:`medmask.attrs`).
+            (formats 2.1 and 2.2); ``None`` when empty or unknown.
+        attrs: The mask's stored attributes (formats 2.1 and 2.2; see :mod:`medmask.attrs`).
     """
 
     name: str
@@ -199,7 +199,8 @@ class MskRecord:
         version: The format major version.
         minor: The format minor version.
         voxels: Number of non-zero voxels (from the header for version 2).
-        centroid: Stored centroid (format 2.1 files with attributes), else ``None``.
+        centroid: Stored centroid (``.msk`` files of minor version 1, which have
+            attributes), else ``None``.
         attrs: Stored attributes (``{}`` when none).
     """
 

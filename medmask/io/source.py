@@ -82,6 +82,21 @@ class ByteSource(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    def _range_error(
+        self, offset: int, length: int, size: int, *, field: str, mask: str | None
+    ) -> CorruptFileError:
+        """The error for a read of ``[offset, offset + length)`` that is negative or ends
+        past ``size`` (the file or object is truncated, or an index points nowhere)."""
+        if offset < 0 or length < 0:
+            problem = f"negative offset {offset} or length {length}"
+        else:
+            what = "file" if self.is_local else "object"
+            problem = (
+                f"section [{offset}, {offset + length}) lies past the end of the {what} "
+                f"({size} bytes); the {what} is truncated or damaged"
+            )
+        return CorruptFileError(problem, path=self.name, mask=mask, field=field)
+
 
 class LocalFileSource(ByteSource):
     """A local file read with ``os.pread`` (several threads may share one source).
@@ -123,36 +138,18 @@ class LocalFileSource(ByteSource):
     def read(
         self, offset: int, length: int, *, field: str = "data", mask: str | None = None
     ) -> bytes:
-        if offset < 0 or length < 0:
-            raise CorruptFileError(
-                f"negative offset {offset} or length {length}",
-                path=self.name,
-                mask=mask,
-                field=field,
-            )
-        if offset + length > _CHECK_SIZE_ABOVE and offset + length > self.size():
+        if offset < 0 or length < 0 or (
             # a hostile offset or length must fail here, not allocate its buffer (or overflow
             # a C long) before a short read shows it
-            raise CorruptFileError(
-                f"section [{offset}, {offset + length}) lies past the end of the file "
-                f"({self.size()} bytes); the file is truncated or damaged",
-                path=self.name,
-                mask=mask,
-                field=field,
-            )
+            offset + length > _CHECK_SIZE_ABOVE and offset + length > self.size()
+        ):
+            raise self._range_error(offset, length, self.size(), field=field, mask=mask)
         chunks = []
         got = 0
         while got < length:
             chunk = os.pread(self.fd, length - got, offset + got)
             if not chunk:
-                size = self.size()
-                raise CorruptFileError(
-                    f"section [{offset}, {offset + length}) lies past the end of the file "
-                    f"({size} bytes); the file is truncated or damaged",
-                    path=self.name,
-                    mask=mask,
-                    field=field,
-                )
+                raise self._range_error(offset, length, self.size(), field=field, mask=mask)
             chunks.append(chunk)
             got += len(chunk)
         if not chunks:

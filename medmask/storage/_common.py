@@ -35,7 +35,7 @@ class MaskInfo:
         voxels: Number of non-zero voxels (version 2; ``None`` for version 1).
         nbytes: Bytes the mask occupies in the file.
         centroid: Mean ``(z, y, x)`` voxel index of the non-zero voxels, as stored at
-            write time (format 2.1); ``None`` when the mask is empty or the file does
+            write time (formats 2.1, 2.2); ``None`` when the mask is empty or the file does
             not record it (version 1, files of medmask 0.2.0).
         attrs: The mask's stored attributes (colour, coded terminology, description,
             ...; see :mod:`medmask.attrs`); ``{}`` when none.

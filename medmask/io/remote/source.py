@@ -214,21 +214,8 @@ class FsspecSource(ByteSource):
             raise ValueError(f"{self.name}: I/O on a closed source")
         if self._pid != os.getpid():
             self._filesystem()  # forked: fresh locks and client before anything else
-        if offset < 0 or length < 0:
-            raise CorruptFileError(
-                f"negative offset {offset} or length {length}",
-                path=self.name,
-                mask=mask,
-                field=field,
-            )
-        if offset + length > self._size:
-            raise CorruptFileError(
-                f"section [{offset}, {offset + length}) lies past the end of the object "
-                f"({self._size} bytes); it is truncated or damaged",
-                path=self.name,
-                mask=mask,
-                field=field,
-            )
+        if offset < 0 or length < 0 or offset + length > self._size:
+            raise self._range_error(offset, length, self._size, field=field, mask=mask)
 
     def _cached(self, offset: int, length: int) -> bytes | None:
         for start, data in self._blocks:
