@@ -356,3 +356,58 @@ def test_find_cases_layouts_and_names(tmp_path):
     assert "ct" not in [
         x["name"] for x in json.loads(run("ls", dest / "site__case_0000.mska", "--json").stdout)
     ]
+
+
+def test_convert_compat_writes_what_each_release_reads(dataset, tmp_path):
+    """``convert --compat RELEASE`` writes the layout that release reads newest (the index
+    fields are read from the file, as that release would), with the same masks; attributes
+    are kept where the layout holds them and their loss is said where it does not."""
+    import struct
+    import zlib
+
+    import zstandard
+
+    src = tmp_path / "c.mska"
+    assert run("pack", dataset / "case_0001" / "segmentations", "-o", src).returncode == 0
+    with MaskArchive(src, "a") as ar:
+        ar.set_attrs("liver", {"color": [200, 30, 40]})
+        arrays = {n: ar.read_array(n) for n in ar.all_names()}
+
+    def index_fields(path: Path) -> list[str]:
+        """The newest index segment's ``fields``, read as docs/format.md describes."""
+        data = path.read_bytes()
+        slots = []
+        for at in (16, 80):  # the two commit slots; the valid one of higher generation counts
+            raw = data[at : at + 64]
+            if struct.unpack_from("<I", raw, 60)[0] == zlib.crc32(raw[:60]):
+                slots.append(struct.unpack_from("<QQQIIQIIQI", raw))
+        slot = max(slots, key=lambda s: s[0])
+        off, length = slot[5], slot[6]
+        seg = zstandard.ZstdDecompressor().decompress(data[off : off + length])
+        return json.loads(seg)["fields"]
+
+    expected = {
+        None: (2, 2, "centroid"),  # the current layout: a centroid column
+        "0.3": (2, 1, "extra"),  # medmask 0.3.0: 10 columns, the centroid inside extra
+        "0.2": (2, 0, "mapping"),  # medmask 0.2.0: 9 columns, no extras
+        "0.1": (1, 0, None),
+    }
+    for compat, (version, minor, last_but) in expected.items():
+        out = tmp_path / f"out_{compat}.mska"
+        r = run("convert", src, "-o", out, *(["--compat", compat] if compat else []))
+        assert r.returncode == 0, r.stderr
+        info = json.loads(run("info", out, "--json").stdout)
+        assert (info["version"], info["minor_version"]) == (version, minor), compat
+        if version == 2:
+            fields = index_fields(out)
+            assert fields[-1] == "extra" if minor else fields[-1] == "mapping"
+            assert last_but in fields
+        with MaskArchive(out) as ar:
+            assert ar.all_names() == list(arrays)
+            for name, arr in arrays.items():
+                np.testing.assert_array_equal(ar.read_array(name), arr)
+            kept = ar.info("liver").attrs
+        assert kept == ({"color": [200, 30, 40]} if minor else {}), compat
+        assert ("attributes of 1 mask(s) not kept" in r.stderr) == (not minor), compat
+    r = run("convert", src, "-o", tmp_path / "x.mska", "--compat", "0.2", "--to", "2")
+    assert r.returncode == 2 and "not both" in r.stderr

@@ -89,29 +89,41 @@ def cmd_convert(args: argparse.Namespace) -> int:
             raise UsageError(f"{src}: is a folder, not a .msk/.mska file")
     src_kind, src_major, _minor = sniff_file(src, **_kw(args))
     kind = output_kind(src_kind, out)
-    if kind in ("nifti", "seg.nrrd") and args.to is not None:
-        raise UsageError(f"--to chooses a medmask format version; {out} is a {kind} file")
+    if kind in ("nifti", "seg.nrrd") and (args.to is not None or args.compat is not None):
+        raise UsageError(f"--to/--compat choose a medmask format version; {out} is a {kind} file")
+    if args.compat is not None and args.to is not None:
+        raise UsageError("give --to or --compat, not both (--compat 0.1 is --to 1)")
     local = not (is_url(src) or is_url(out))
     if local and Path(out).exists() and Path(src).resolve() == Path(out).resolve():
         raise UsageError("convert writes a new file: give an -o different from SRC")
     if kind in ("nifti", "seg.nrrd"):
         return _export(args, src, out, kind)
-    to = 2 if args.to is None else args.to
+    to = 1 if args.compat == "0.1" else (2 if args.to is None else args.to)
     codec = "zstd" if to == 1 else "bitzstd"
+    compat = args.compat if args.compat not in (None, "0.1") else None
     if not is_url(out):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
     if src_kind == "mska":
-        n, dropped = _archive_to_archive(args, src, out, codec)
+        n, dropped = _archive_to_archive(args, src, out, codec, compat)
     else:
-        n, dropped = _msk_to(args, src, out, kind, codec)
+        n, dropped = _msk_to(args, src, out, kind, codec, compat)
     if dropped:
         note(
             args,
-            f"attributes of {dropped} mask(s) not kept: format version 1 cannot hold them "
-            "(convert to version 2 to keep them)",
+            f"attributes of {dropped} mask(s) not kept: the format written "
+            f"({_written(to, compat)}) cannot hold them (leave out --to/--compat to keep them)",
         )
-    say(args, f"wrote {out} (version {to}, {n} masks): {_size(src)} -> {_size(out)} bytes")
+    say(
+        args,
+        f"wrote {out} ({_written(to, compat)}, {n} masks): {_size(src)} -> {_size(out)} bytes",
+    )
     return EXIT_OK
+
+
+def _written(to: int, compat: str | None) -> str:
+    if to == 1:
+        return "version 1"
+    return f"version 2, readable by medmask {compat}" if compat else "version 2"
 
 
 def _size(target: str) -> str:
@@ -121,7 +133,7 @@ def _size(target: str) -> str:
 
 
 def _archive_to_archive(
-    args: argparse.Namespace, src: str, out: str, codec: str
+    args: argparse.Namespace, src: str, out: str, codec: str, compat: str | None
 ) -> tuple[int, int]:
     """Copy every live mask with its attributes; returns ``(masks, masks whose attrs were dropped)``."""
     from ..storage import MaskArchive
@@ -130,7 +142,7 @@ def _archive_to_archive(
     dropped = 0
     with (
         MaskArchive(src, **kw) as ar,
-        MaskArchive(out, "w", codec=codec, space=ar.space, **kw) as dst,
+        MaskArchive(out, "w", codec=codec, compat=compat, space=ar.space, **kw) as dst,
     ):
         keep_attrs = dst.supports_attrs
         infos = ar.infos()
@@ -148,8 +160,11 @@ def _archive_to_archive(
     return n, dropped
 
 
-def _msk_to(args: argparse.Namespace, src: str, out: str, kind: str, codec: str) -> tuple[int, int]:
-    """A ``.msk`` to a ``.msk`` of the chosen version, or to a one-mask archive."""
+def _msk_to(
+    args: argparse.Namespace, src: str, out: str, kind: str, codec: str, compat: str | None
+) -> tuple[int, int]:
+    """A ``.msk`` to a ``.msk`` of the chosen version, or to a one-mask archive (``compat``:
+    see :class:`~medmask.MaskArchive`; a ``.msk`` for medmask 0.2 holds no attributes)."""
     from ..storage import MaskArchive, MaskFile
 
     kw = _kw(args)
@@ -157,7 +172,7 @@ def _msk_to(args: argparse.Namespace, src: str, out: str, kind: str, codec: str)
     seg = mf.read()
     attrs = dict(mf.info().attrs) or None
     dropped = 0
-    if attrs and codec == "zstd":
+    if attrs and (codec == "zstd" or compat == "0.2"):
         attrs, dropped = None, 1
     if kind == "msk":
         if attrs:
@@ -166,7 +181,7 @@ def _msk_to(args: argparse.Namespace, src: str, out: str, kind: str, codec: str)
             seg.save(out, codec=codec)
         return 1, dropped
     name = split_suffix(src)[0]
-    with MaskArchive(out, "w", codec=codec, space=seg.space, **kw) as dst:
+    with MaskArchive(out, "w", codec=codec, compat=compat, space=seg.space, **kw) as dst:
         if attrs:
             dst.add_segmask(seg, name, attrs=attrs)
         else:
@@ -220,6 +235,7 @@ def register(add: AddCommand) -> None:
         "Any other name is refused before anything is written. OUT appears atomically.\n\n"
         "examples:\n  medmask convert old.mska -o new.mska            # version 2, compacted\n"
         "  medmask convert s0000.mska -o s0000_v1.mska --to 1\n"
+        "  medmask convert s0000.mska -o s0000_for_0.2.mska --compat 0.2\n"
         "  medmask convert s0000.mska -o s0000_labels.nii.gz",
     )
     s.add_argument("src", metavar="SRC", help="a .mska or .msk")
@@ -236,5 +252,14 @@ def register(add: AddCommand) -> None:
         choices=[1, 2],
         default=None,
         help="format version of a .mska/.msk output (default 2)",
+    )
+    s.add_argument(
+        "--compat",
+        choices=["0.3", "0.2", "0.1"],
+        default=None,
+        metavar="RELEASE",
+        help="write what medmask RELEASE reads: 0.3 (format 2.1), 0.2 (format 2.0, without "
+        "centroids and attributes) or 0.1 (version 1, the same as --to 1); default: the "
+        "current format (2.2)",
     )
     s.set_defaults(func=cmd_convert)
