@@ -195,6 +195,26 @@ def test_pack_tree_s3_to_s3(dataset, s3, tmp_path):
     assert [r.status for r in again.results] == ["skipped"] * 3
 
 
+def test_pack_tree_listing_retries_transient_faults(dataset, s3p):
+    """Listing the dataset, each case's files and the outputs goes through medmask's retry
+    policy: a 503 on every kind of listing request (list, head) is retried, not fatal."""
+    _upload_tree(dataset, lambda key, data: s3p.put(f"raw/{key}", data))
+    opts = s3p.storage_options
+    for kind in ("503", "reset"):
+        s3p.proxy.clear()
+        faults = [
+            s3p.proxy.add(kind, times=3, method="GET", ranged=False, path_contains="list-type"),
+            s3p.proxy.add(kind, times=2, method="HEAD"),
+        ]
+        report = pack_tree(
+            s3p.url("raw/"), s3p.url(f"packed_{kind}/"), workers=1, storage_options=opts
+        )
+        assert report.ok, report.failed
+        assert s3p.keys(f"packed_{kind}/") == [f"packed_{kind}/case_000{k}.mska" for k in range(3)]
+        assert [f.hits for f in faults] == [3, 2], kind  # every fault met a request
+    s3p.proxy.clear()
+
+
 # -- the inflater -----------------------------------------------------------------------------
 def _variants(tmp_path: Path) -> list[Path]:
     rng = np.random.default_rng(1)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import MaskValidationError, MedMaskError
 from ..io.names import is_url
-from .cases import _fs, _is_mask_name
+from .cases import _is_mask_name
 from .heap import _reusable_heap
 from .results import CaseResult, _failed
 
@@ -25,14 +25,15 @@ def _case_files(
 ) -> list[tuple[str, int, float | None]]:
     """``[(name or URL, size, modification time or None), ...]`` of a case's mask files."""
     if is_url(case):
-        fs, path = _fs(str(case), storage_options)
+        from ..io.remote import list_entries
+
         out = []
-        for e in fs.ls(path.rstrip("/"), detail=True):
-            name = posixpath.basename(e["name"].rstrip("/"))
+        for e in list_entries(str(case), storage_options=storage_options):
+            name = posixpath.basename(e["name"])
             if e.get("type") == "directory" or not _is_mask_name(name):
                 continue
-            out.append((fs.unstrip_protocol(e["name"]), int(e.get("size") or 0), _mtime(e)))
-        return sorted(out)
+            out.append((e["name"], int(e.get("size") or 0), _mtime(e)))
+        return out
     from ..conversions.nifti import nifti_files
 
     files = nifti_files(case)
@@ -63,15 +64,10 @@ def _out_info(
 ) -> tuple[int, float | None] | None:
     """``(size, mtime)`` of an output, or ``None`` when there is none."""
     if is_url(out):
-        fs, path = _fs(str(out), storage_options)
-        fs.invalidate_cache(path)
-        try:
-            info = fs.info(path)
-        except FileNotFoundError:
-            return None
-        if info.get("type") == "directory":
-            return None
-        return int(info.get("size") or 0), _mtime(info)
+        from ..io.remote import object_info
+
+        info = object_info(str(out), storage_options=storage_options)
+        return None if info is None else (int(info.get("size") or 0), _mtime(info))
     p = Path(out)
     if not p.is_file():
         return None

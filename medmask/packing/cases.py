@@ -15,16 +15,6 @@ _NIFTI = (".nii.gz", ".nii")
 
 
 # -- where things are -------------------------------------------------------------------------
-def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    """``(filesystem, path)`` of a URL; medmask's own option keys are left out."""
-    try:
-        from fsspec.core import url_to_fs
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError('URLs need fsspec: pip install "medmask[remote]"') from None
-    opts = {k: v for k, v in (storage_options or {}).items() if not k.startswith("medmask_")}
-    return url_to_fs(url, **opts)
-
-
 def _join(base: str | os.PathLike, name: str) -> str | Path:
     if is_url(base):
         return f"{str(base).rstrip('/')}/{name}"

@@ -67,7 +67,7 @@ from .config import (
     UPLOAD_PART_SIZE,
     WHOLE_OBJECT_LIMIT,
 )
-from .listing import list_files, list_folders
+from .listing import list_entries, list_files, list_folders, object_info
 from .source import FsspecSource, read_checked
 from .transfers import download, exists, read_bytes, remove, upload
 
@@ -78,6 +78,8 @@ __all__ = [
     "exists",
     "list_files",
     "list_folders",
+    "list_entries",
+    "object_info",
     "read_bytes",
     "remove",
     "read_checked",

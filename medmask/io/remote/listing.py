@@ -66,6 +66,43 @@ def list_folders(url_prefix: str, *, storage_options: Mapping[str, Any] | None =
     )
 
 
+def list_entries(
+    url_prefix: str, *, storage_options: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The objects directly under a prefix, as fsspec ``info`` entries (``name`` a full
+    URL, ``size``, ``type``, and the store's modification time key), retried like reads.
+
+    Raises:
+        FileNotFoundError: No such prefix.
+        RemoteReadError: The listing failed (after the retries).
+    """
+    url_prefix = str(url_prefix)
+    fs, path, policy = _open_prefix(url_prefix, storage_options)
+    entries = _retrying(url_prefix, policy, "listing", lambda: fs.ls(path, detail=True))
+    return sorted(
+        ({**e, "name": _full_url(fs, url_prefix, e["name"].rstrip("/"))} for e in entries),
+        key=lambda e: e["name"],
+    )
+
+
+def object_info(url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict | None:
+    """fsspec's ``info`` of one object as the store has it now (``None`` when there is no
+    such object, or it is a "folder"), retried like reads.
+
+    Raises:
+        RemoteReadError: The request failed (after the retries).
+    """
+    url = str(url)
+    opts, policy = _split_options(url, storage_options)
+    fs, path = _filesystem(url, opts)
+    fs.invalidate_cache(path)
+    try:
+        info = _retrying(url, policy, "info", lambda: fs.info(path))
+    except FileNotFoundError:
+        return None
+    return None if info.get("type") == "directory" else info
+
+
 def _open_prefix(
     url_prefix: str, storage_options: Mapping[str, Any] | None
 ) -> tuple[Any, str, _Policy]:
