@@ -138,10 +138,14 @@ class LocalFileSource(ByteSource):
     def read(
         self, offset: int, length: int, *, field: str = "data", mask: str | None = None
     ) -> bytes:
-        if offset < 0 or length < 0 or (
-            # a hostile offset or length must fail here, not allocate its buffer (or overflow
-            # a C long) before a short read shows it
-            offset + length > _CHECK_SIZE_ABOVE and offset + length > self.size()
+        if (
+            offset < 0
+            or length < 0
+            or (
+                # a hostile offset or length must fail here, not allocate its buffer (or overflow
+                # a C long) before a short read shows it
+                offset + length > _CHECK_SIZE_ABOVE and offset + length > self.size()
+            )
         ):
             raise self._range_error(offset, length, self.size(), field=field, mask=mask)
         chunks = []
