@@ -52,6 +52,66 @@ def test_corrupt_and_hostile_variants_quick(samples, kind):
     assert sweep.worker_restarts == 0
 
 
+def test_layout_specific_variants_expect_what_the_format_says(samples):
+    """The hostile variants of each index layout carry the verdicts docs/format.md gives:
+    2.2's centroid column and bare label numbers, 2.1's centroid inside ``extra``."""
+    for name, minor in (("mska2", 2), ("mska2_w", 2), ("mska2_21", 1)):
+        assert S.minor_of(S.parse_mska2(samples[name].data)["fields"]) == minor
+    must = {
+        name: {c.label: c.must_reject for c in M.hostile(samples[name], None, 0)}
+        for name in ("mska2", "mska2_21")
+    }
+    new, old = must["mska2"], must["mska2_21"]
+    for label, expected in [
+        ("row1(organs).centroid=floats", True),
+        ("row1(organs).centroid=bools", True),
+        ("row1(organs).centroid=short", True),
+        ("row1(organs).centroid=str", True),
+        ("row1(organs).centroid=x=hi+1", True),
+        ("row1(organs).centroid=z=lo-1", True),
+        ("row1(organs).centroid=unscaled", True),
+        ("row1(organs).centroid=2**64", True),
+        ("row1(organs).centroid=z=lo", False),
+        ("row1(organs).centroid=corner-hi", False),
+        ("row1(organs).centroid=null", False),
+        ("row3(empty).centroid=zeros", True),
+        ("row3(empty).centroid=null", False),
+        ("row5(tiny).centroid.x+10", False),
+        ("row5(tiny).centroid.x+11", True),
+        ("row0(liver,bool).mapping=bare 1", False),
+        ("row0(liver,bool).mapping=bare 0", False),
+        ("row0(liver,bool).mapping=bare 2", True),
+        ("row0(liver,bool).mapping=bare True", True),
+        ("row0(liver,bool).mapping=bare 1.5", True),
+        ("row0(liver,bool).mapping=bare -1", True),
+        ("row1(organs,uint8).mapping=bare 1", False),  # three labels, {organs: 1}
+        ("row1(organs,uint8).mapping=bare 255", False),
+        ("row1(organs,uint8).mapping=bare 256", True),
+        ("row1(organs,uint8).mapping=bare 2147483648", True),
+        ("row4(big,uint32).mapping=bare 2147483648", False),
+        ("row4(big,uint32).mapping=bare 4294967296", True),
+        ("row1.mapping.number", False),  # a bare 3: {organs: 3}
+        ("row1.extra.centroid=str", False),  # an unknown key of extra in 2.2
+        ("row1.extra.unknown-key", False),
+        ("row1.extra.attrs=5", True),
+        ("seg.fields-of-2.1", True),
+        ("seg.rows-as-2.1", False),
+    ]:
+        assert new[label] is expected, label
+    for label, expected in [
+        ("row0(liver,bool).mapping=bare 1", True),  # 2.1 has no bare label numbers
+        ("row0(liver,bool).mapping={name: 1}", False),
+        ("row1.mapping.number", True),
+        ("row1.extra.centroid=str", True),
+        ("row1.extra.centroid=outside", True),
+        ("row1.extra.centroid=inside", False),
+        ("seg.fields-of-2.2", True),
+        ("seg.rows-as-2.2", False),
+    ]:
+        assert old[label] is expected, label
+    assert not any("].centroid" in label or ").centroid" in label for label in old)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_corrupt_and_hostile_variants_long(samples, seed):
@@ -110,7 +170,8 @@ def test_bomb_row_is_rejected_before_the_volume_is_allocated(samples, tmp_path, 
     to allocate the full volume (1-8 GiB) before the codec noticed the claim."""
     raw = samples["mska2"].data
     frame = S.rle_frame(1, side**3, max_blocks=2)
-    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, side] * 3, 1, {"b": 1}, None]
+    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, side] * 3, 1, {"b": 1}]
+    row = S.pad_row(row, S.parse_mska2(raw)["fields"])  # the sample's layout (2.2)
     space = json.dumps({**json.loads(S.parse_mska2(raw)["space"]), "shape": [side] * 3}).encode()
     path = _write(tmp_path, "bomb.mska", S.mska2_commit(raw + frame, rows=[row], space=space))
 
@@ -129,7 +190,7 @@ def test_index_whitespace_bomb_is_rejected_cheaply(samples, tmp_path):
 
     raw = samples["mska2"].data
     p = S.parse_mska2(raw)
-    seg = json.dumps({"prev": None, "fields": S.INDEX_FIELDS, "rows": p["rows"]}).encode()
+    seg = json.dumps({"prev": None, "fields": p["fields"], "rows": p["rows"]}).encode()
     frame = S.whitespace_bomb(seg, 1 << 30)
     cur = p["slots"][p["active"]]
     slot = {"i_off": cur["end"], "i_len": len(frame), "i_crc": S.crc(frame)}
@@ -185,6 +246,23 @@ def test_mode_a_refuses_a_corrupt_archive_and_leaves_it(samples, tmp_path):
         with pytest.raises(CorruptFileError, match="no valid commit slot"):
             MaskArchive(path, mode)
     assert path.read_bytes() == bytes(raw)
+
+
+def test_make_crashers_in_the_current_layout_are_rejected():
+    """``reliability.make_crashers`` rebuilds the sweep's crashers from the current samples
+    (index format 2.2; the stored fixtures are of 2.1): each is rejected as well."""
+    from reliability import make_crashers
+
+    built = make_crashers.crashers()
+    assert len(built) == 5
+    with C.Worker() as w:
+        for name, data in built.items():
+            kind = ("mska" if data[:4] == b"MSKA" else "msk") + "2"
+            if kind == "mska2":
+                assert S.parse_mska2(data)["fields"] == S.INDEX_FIELDS, name
+            res = w.check("mska2" if kind == "mska2" else "msk2", kind, data)
+            assert res.status not in C.FAIL_STATUSES, (name, res)
+            assert res.status == "rejected" or res.failed, (name, res)
 
 
 def test_every_crasher_fixture_is_rejected_under_the_contract():

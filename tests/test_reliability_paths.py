@@ -35,9 +35,11 @@ def _tree(root: Path) -> set[str]:
 
 
 def hostile_archive(kind: str, names: list[str]) -> bytes:
-    """A sample archive whose masks are renamed to ``names`` (forged, valid checksums)."""
-    s = S.build_samples()["mska2" if kind == "v2" else "mska1"]
-    if kind == "v2":
+    """A sample archive whose masks are renamed to ``names`` (forged, valid checksums):
+    ``v1``, ``v2`` (index format 2.2) or ``v2.1`` (format 2.1); version-2 rows stay in the
+    sample's own layout (a 2.2 bare label number then means ``{new name: label}``)."""
+    s = S.build_samples()[{"v1": "mska1", "v2": "mska2", "v2.1": "mska2_21"}[kind]]
+    if kind != "v1":
         rows = S.parse_mska2(s.data)["rows"]
         new = [[n, *rows[k % len(rows)][1:]] for k, n in enumerate(names)]
         return S.mska2_commit(s.data, rows=new)
@@ -46,7 +48,7 @@ def hostile_archive(kind: str, names: list[str]) -> bytes:
     return S.mska1_with_index(s.data, new)
 
 
-@pytest.mark.parametrize("kind", ["v1", "v2"])
+@pytest.mark.parametrize("kind", ["v1", "v2", "v2.1"])
 @pytest.mark.parametrize("how", ["cli", "api"])
 def test_hostile_names_never_leave_the_folder(tmp_path, kind, how):
     sandbox = tmp_path / "sandbox"

@@ -31,7 +31,8 @@ def crashers() -> dict[str, bytes]:
     out["sweep_v2_mska_space_2pow37_voxels.mska"] = S.mska2_commit(raw, space=big)
     # 8 GiB allocated before a 21-byte blob was checked (fixed: v2.rows._entry_from_row)
     frame = S.rle_frame(1, 2048**3, max_blocks=2)
-    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, 2048] * 3, 1, {"b": 1}, None]
+    row = ["bomb", 1, len(raw), len(frame), S.crc(frame), "uint8", [0, 2048] * 3, 1, {"b": 1}]
+    row = S.pad_row(row, S.parse_mska2(raw)["fields"])  # the sample's layout (2.2)
     big = json.dumps({**sp, "shape": [2048] * 3}).encode()
     out["sweep_v2_mska_bomb_row_8GiB.mska"] = S.mska2_commit(raw + frame, rows=[row], space=big)
     # AttributeError: masks listed but no space section (fixed: v2.V2Archive.open)
@@ -42,7 +43,7 @@ def crashers() -> dict[str, bytes]:
     # 2.5 s and 2 GiB to open: 32 KiB index segment of valid JSON + 1 GiB of spaces
     # (fixed: v2.INDEX_MAX_RATIO and a budget for the whole chain)
     p2 = S.parse_mska2(raw)
-    seg = json.dumps({"prev": None, "fields": S.INDEX_FIELDS, "rows": p2["rows"]}).encode()
+    seg = json.dumps({"prev": None, "fields": p2["fields"], "rows": p2["rows"]}).encode()
     frame = S.whitespace_bomb(seg, 1 << 30)
     cur = p2["slots"][p2["active"]]
     body = raw[: cur["end"]] + frame

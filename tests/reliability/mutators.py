@@ -230,6 +230,129 @@ def bbox_variants(shape: list[int], bbox: list[int] | None) -> Iterator[tuple[st
         yield f"bbox={label}", val
 
 
+def label_rejected(label: object, dtype_max: int) -> bool:
+    """Whether a reader must reject ``{name: label}`` for a mask whose dtype holds labels up
+    to ``dtype_max`` (labels are non-negative JSON integers, not booleans, that fit)."""
+    return type(label) is not int or not 0 <= label <= dtype_max
+
+
+def bare_label_values(dtype_max: int) -> list[object]:
+    """Values for a 2.2 row's bare-number ``mapping`` (short for ``{name: n}``)."""
+    vals: list[object] = [0, 1, dtype_max, dtype_max + 1, -1, 2**31, 2**32, 2**64, 2**70]
+    vals += [True, False, 1.5, 1.0, -0.0, "1", None]
+    out: list[object] = []
+    for v in vals:
+        if not any(type(v) is type(o) and v == o for o in out):
+            out.append(v)
+    return out
+
+
+def extra_variants(minor: int) -> Iterator[tuple[str, object, bool]]:
+    """``(label, extra, must_reject)`` for an index row's ``extra`` object. The centroid
+    lives in ``extra`` in 2.1; in 2.2 it has a column of its own and a ``"centroid"`` key
+    of ``extra`` is an unknown key, ignored like any other."""
+    yield from [
+        ("extra=5", 5, True),
+        ("extra=list", [1, 2], True),
+        ("extra=str", "attrs", True),
+        ("extra=true", True, True),
+        ("extra.attrs=5", {"attrs": 5}, True),
+        ("extra.attrs=list", {"attrs": []}, True),
+        ("extra.attrs.color=bad", {"attrs": {"color": [1, 2, 300]}}, True),
+        ("extra.attrs.type=str", {"attrs": {"type": "liver"}}, True),
+        ("extra.attrs.huge", {"attrs": {"description": "x" * 100_000}}, True),
+        ("extra.attrs.deep", {"attrs": {"a": json.loads("[" * 50 + "]" * 50)}}, True),
+        ("extra.unknown-key", {"future": {"x": 1}}, False),
+        ("extra=null", None, False),
+        ("extra=empty", {}, False),
+        ("extra.attrs=null", {"attrs": None}, False),
+        ("extra.attrs.color", {"attrs": {"color": [1, 2, 3]}}, False),
+    ]
+    in_extra = minor == 1
+    for label, val in [
+        ("str", "abc"),
+        ("short", [1.0, 2.0]),
+        ("outside", [1e9, 0.0, 0.0]),
+        ("bool", [True, 1, 1]),
+        ("null-in", [None, 5.0, 5.0]),
+    ]:
+        yield f"extra.centroid={label}", {"centroid": val}, in_extra
+    yield "extra.centroid=inside", {"centroid": [6.5, 9.5, 10.5]}, False
+    yield (
+        "extra.centroid=bad+attrs",
+        {"centroid": "abc", "attrs": {"color": [1, 2, 3]}},
+        in_extra,
+    )
+
+
+def centroid_rejected(val: object, bbox: list[int] | None) -> bool:
+    """Whether a reader must reject a 2.2 ``centroid`` column: anything but null or three
+    JSON integers (not booleans) within ``CENTROID_SLACK`` units of the bbox's voxels, and
+    any centroid of an empty mask."""
+    if val is None:
+        return False
+    if not (type(val) is list and len(val) == 3 and all(type(c) is int for c in val)):
+        return True
+    if bbox is None:
+        return True
+    scale, slack = S.CENTROID_SCALE, S.CENTROID_SLACK
+    return not all(
+        bbox[2 * a] * scale - slack <= c <= (bbox[2 * a + 1] - 1) * scale + slack
+        for a, c in enumerate(val)
+    )
+
+
+def centroid_variants(rows: list, fields: list[str]) -> Iterator[tuple[int, str, object, bool]]:
+    """``(row, label, centroid, must_reject)`` for the 2.2 ``centroid`` column of a
+    multi-voxel row, the empty row and a one-voxel row (when the sample has one)."""
+    ci = S.col(fields, "centroid")
+    scale, slack = S.CENTROID_SCALE, S.CENTROID_SLACK
+    k = 1
+    b, orig = rows[k][6], rows[k][ci]
+    assert b is not None and type(orig) is list, "row 1 holds a non-empty mask"
+    lo = [b[0] * scale - slack, b[2] * scale - slack, b[4] * scale - slack]
+    hi = [(b[1] - 1) * scale + slack, (b[3] - 1) * scale + slack, (b[5] - 1) * scale + slack]
+    variants: list[tuple[str, object]] = [
+        ("null", None), ("str", "abc"), ("number", orig[0]), ("object", {"z": orig[0]}),
+        ("short", orig[:2]), ("long", [*orig, 0]), ("empty-list", []),
+        ("floats", [float(v) for v in orig]), ("float-one", [orig[0] + 0.5, *orig[1:]]),
+        ("decimal-as-2.1", [v / scale for v in orig]), ("bools", [True, True, True]),
+        ("bool-one", [True, *orig[1:]]), ("null-in", [None, *orig[1:]]),
+        ("str-in", [str(orig[0]), *orig[1:]]), ("nested", [[orig[0]], *orig[1:]]),
+        ("inf", [float("inf"), *orig[1:]]), ("nan", [float("nan"), *orig[1:]]),
+        ("2**63", [2**63] * 3), ("2**64", [2**64, *orig[1:]]), ("10**30", [10**30, *orig[1:]]),
+        ("-2**63", [-(2**63), *orig[1:]]), ("negative", [-1, *orig[1:]]),
+        ("unscaled", [round(v / scale) for v in orig]), ("scaled-twice", [v * scale for v in orig]),
+        ("corner-lo", lo), ("corner-hi", hi), ("corner-lo-1", [v - 1 for v in lo]),
+        ("corner-hi+1", [v + 1 for v in hi]), ("other-row's", rows[0][ci]),
+    ]  # fmt: skip
+    for a, axis in enumerate("zyx"):
+        for label, v in [("lo", lo[a]), ("lo-1", lo[a] - 1), ("hi", hi[a]), ("hi+1", hi[a] + 1)]:
+            val = list(orig)
+            val[a] = v
+            variants.append((f"{axis}={label}", val))
+    for label, val in variants:
+        yield k, f"centroid={label}", val, centroid_rejected(val, b)
+    empty = next(i for i, r in enumerate(rows) if r[6] is None)
+    for label, val in [("zeros", [0, 0, 0]), ("row1's", orig), ("str", "x"), ("null", None)]:
+        yield empty, f"centroid={label}", val, val is not None
+    for i, r in enumerate(rows):
+        box = r[6]
+        if box is not None and all(box[2 * a + 1] - box[2 * a] == 1 for a in range(3)):
+            c = [box[0] * scale, box[2] * scale, box[4] * scale]
+            for label, d in [
+                ("-10", -slack),
+                ("+10", slack),
+                ("-11", -slack - 1),
+                ("+11", slack + 1),
+            ]:
+                for a, axis in enumerate("zyx"):
+                    val = list(c)
+                    val[a] += d
+                    yield i, f"centroid.{axis}{label}", val, centroid_rejected(val, box)
+            break
+
+
 def v1_blob(
     flag: int, dtype: bytes, ndim: int, shape: list[int], payload: bytes, dlen: int | None = None
 ) -> bytes:
@@ -462,11 +585,14 @@ def hostile_mska2(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
         return Case(s.name, s.kind, fam, label, data, forged=True, must_reject=must)
 
     shape_zyx = list(S.SHAPE)
-    k = 1  # the "organs" row (uint8, non-empty)
+    k = 1  # the "organs" row (uint8, three labels, non-empty)
+    fields = p["fields"]  # the sample's own layout (2.1 or 2.2)
+    assert all(f == fields for f in p["row_fields"]), "a sample has one layout"
+    minor = S.minor_of(fields)
 
     def row_with(idx: int, col: str, val: object) -> list:
         new = [list(r) for r in rows]
-        new[idx][S.INDEX_FIELDS.index(col)] = val
+        new[idx][S.col(fields, col)] = val
         return new
 
     for label, sb, must in space_variants(p["space"]):
@@ -490,36 +616,52 @@ def hostile_mska2(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
             not label.endswith("shifted"),
         )
     yield case("row1.bbox=null-with-data", S.mska2_commit(s.data, rows=row_with(k, "bbox", None)))
-    for label, val, must in [
-        ("extra=5", 5, True),
-        ("extra=list", [1, 2], True),
-        ("extra.centroid=str", {"centroid": "abc"}, True),
-        ("extra.centroid=short", {"centroid": [1.0, 2.0]}, True),
-        ("extra.centroid=outside", {"centroid": [1e9, 0.0, 0.0]}, True),
-        ("extra.centroid=bool", {"centroid": [True, 1, 1]}, True),
-        ("extra.attrs=5", {"attrs": 5}, True),
-        ("extra.attrs.color=bad", {"attrs": {"color": [1, 2, 300]}}, True),
-        ("extra.attrs.type=str", {"attrs": {"type": "liver"}}, True),
-        ("extra.attrs.huge", {"attrs": {"description": "x" * 100_000}}, True),
-        ("extra.attrs.deep", {"attrs": {"a": json.loads("[" * 50 + "]" * 50)}}, True),
-        ("extra.unknown-key", {"future": {"x": 1}}, False),
-        ("extra=null", None, False),
-    ]:
-        yield case(f"row1.{label}", S.mska2_commit(s.data, rows=row_with(k, "extra", val)), must)
+    if "extra" in fields:
+        for label, val, must in extra_variants(minor):
+            yield case(
+                f"row1.{label}", S.mska2_commit(s.data, rows=row_with(k, "extra", val)), must
+            )
+    if "centroid" in fields:
+        for idx, label, val, must in centroid_variants(rows, fields):
+            yield case(
+                f"row{idx}({rows[idx][0]}).{label}",
+                S.mska2_commit(s.data, rows=row_with(idx, "centroid", val)),
+                must,
+            )
     empty = next(i for i, r in enumerate(rows) if r[6] is None)
     yield case(
         "row-empty.bbox=whole",
         S.mska2_commit(s.data, rows=row_with(empty, "bbox", [0, 1, 0, 1, 0, 1])),
     )
-    for label, obj, must in mapping_variants(rows[k][8], 255):
+    for label, obj, must in mapping_variants(S.row_mapping(rows[k], fields), 255):
+        if label == "mapping.number" and minor >= 2:  # a bare label number: {name: 3}
+            must = label_rejected(obj, 255)
         yield case(f"row1.{label}", S.mska2_commit(s.data, rows=row_with(k, "mapping", obj)), must)
-    for label, obj, must in mapping_variants(rows[0][8], 1):
+    for label, obj, must in mapping_variants(S.row_mapping(rows[0], fields), 1):
         if label.endswith("too-big-for-dtype"):
             yield case(
                 f"row0(bool).{label}",
                 S.mska2_commit(s.data, rows=row_with(0, "mapping", obj)),
                 must,
             )
+    for idx, r in enumerate(rows):
+        top = _dtype_max(r[5])
+        for v in bare_label_values(top):
+            # 2.2: a bare number n is short for {name: n}, rejected exactly when that is;
+            # 2.1 has no short form: a mapping must be an object
+            must = label_rejected(v, top) if minor >= 2 else True
+            where = f"row{idx}({r[0]},{r[5]})"
+            yield case(
+                f"{where}.mapping=bare {v!r}",
+                S.mska2_commit(s.data, rows=row_with(idx, "mapping", v)),
+                must,
+            )
+            if idx < 2:  # the long form of the same mapping: the same verdict in any layout
+                yield case(
+                    f"{where}.mapping={{name: {v!r}}}",
+                    S.mska2_commit(s.data, rows=row_with(idx, "mapping", {r[0]: v})),
+                    label_rejected(v, top),
+                )
     new = [list(r) for r in rows]
     new[0][2:5], new[1][2:5] = new[1][2:5], new[0][2:5]
     yield case("rows.blobs-swapped", S.mska2_commit(s.data, rows=new))
@@ -531,12 +673,26 @@ def hostile_mska2(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
     yield case("rows.empty", S.mska2_commit(s.data, rows=[], count=0))
     yield case("rows.count+1", S.mska2_commit(s.data, rows=rows, count=len(rows) + 1))
     yield case("rows.count=2**64-1", S.mska2_commit(s.data, rows=rows, count=2**64 - 1))
-    seg = {"prev": None, "fields": S.INDEX_FIELDS, "rows": rows}
+    seg = {"prev": None, "fields": fields, "rows": rows}
     newest = p["segments"][0]
+    other = S.INDEX_FIELDS_21 if minor >= 2 else S.INDEX_FIELDS
     for label, obj, must in [
-        ("seg.fields-other", {**seg, "fields": S.INDEX_FIELDS[::-1]}, True),
-        ("seg.fields-more", {**seg, "fields": [*S.INDEX_FIELDS, "extra"]}, True),
-        ("seg.no-prev", {"fields": S.INDEX_FIELDS, "rows": rows}, True),
+        ("seg.fields-other", {**seg, "fields": fields[::-1]}, True),
+        ("seg.fields-more", {**seg, "fields": [*fields, "extra"]}, True),
+        ("seg.fields-fewer", {**seg, "fields": fields[:-1]}, True),
+        # rows of this layout declared as the other one: every row has the wrong width
+        (f"seg.fields-of-2.{S.minor_of(other)}", {**seg, "fields": other}, True),
+        # the same masks in each other layout: valid, and read back the same
+        *[
+            (
+                f"seg.rows-as-2.{m}",
+                {**seg, "fields": lay, "rows": [S.convert_row(r, fields, lay) for r in rows]},
+                False,
+            )
+            for m, lay in S.INDEX_LAYOUTS.items()
+            if lay != fields
+        ],
+        ("seg.no-prev", {"fields": fields, "rows": rows}, True),
         ("seg.extra-key", {**seg, "x": 1}, True),
         ("seg.list", [seg], True),
         ("seg.prev=self", {**seg, "prev": [end, 1000, 0]}, True),
@@ -557,7 +713,7 @@ def hostile_mska2(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
         d = json.dumps(
             {
                 "prev": prev,
-                "fields": S.INDEX_FIELDS,
+                "fields": fields,
                 "rows": [rows[0]] if i == 0 else [[f"m{i}", *rows[-1][1:]]],
             }
         ).encode()
@@ -734,6 +890,7 @@ def bombs(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
     elif s.kind == "mska2":
         p = S.parse_mska2(s.data)
         sp = json.loads(p["space"])
+        fields = p["fields"]  # rows in the sample's own layout: only the size claim is wrong
         for label, total in claims:
             side = round(total ** (1 / 3))
             frame = S.rle_frame(1, total, max_blocks=2)
@@ -749,6 +906,7 @@ def bombs(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
                 1,
                 {"b": 1},
             ]
+            row = S.pad_row(row, fields)
             big = json.dumps({**sp, "shape": [side] * 3}).encode()
             yield case(f"blob-claims-{label}", S.mska2_commit(body, rows=[row], space=big))
         exp = S.SHAPE[0] * S.SHAPE[1] * S.SHAPE[2]
@@ -769,6 +927,7 @@ def bombs(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
                 1,
                 {"b": 1},
             ]
+            row = S.pad_row(row, fields)
             yield case(label, S.mska2_commit(body, rows=[*p["rows"], row]))
 
 

@@ -1,7 +1,9 @@
 """Sample files of every kind, their expected contents, and byte-level knowledge of the
 layouts (header fields, section boundaries, checksums) used to corrupt them on purpose.
 
-Kinds: ``msk1``/``msk2`` (one mask, version 1/2) and ``mska1``/``mska2`` (archives).
+Kinds: ``msk1``/``msk2`` (one mask, version 1/2) and ``mska1``/``mska2`` (archives). The
+``mska2`` samples come in the index layouts of format 2.2 (what writers produce now) and
+2.1 (``compat="0.3"``); :func:`parse_mska2` tells them apart by their ``fields`` lists.
 Everything here is independent of medmask's reader: layouts are parsed with ``struct``
 following ``docs/format.md``, so a reader bug cannot hide a corruption bug.
 """
@@ -126,6 +128,16 @@ def build_samples() -> dict[str, Sample]:
             for n, m in masks[:4]:
                 ar.add_segmask(m, n)
         out["mska2_w"] = Sample("mska2_w", "mska2", p.read_bytes(), exp[:4], space)
+        # format 2.1 (the layout of medmask 0.3.0): created with compat="0.3", then appended
+        # to (appends keep a file's minor version), so it has several 2.1 segments too
+        p = d / "a21.mska"
+        with MaskArchive(p, "w", compat="0.3") as ar:
+            for n, m in masks[:2]:
+                ar.add_segmask(m, n)
+        for n, m in masks[2:]:
+            with MaskArchive(p, "a") as ar:
+                ar.add_segmask(m, n)
+        out["mska2_21"] = Sample("mska2_21", "mska2", p.read_bytes(), exp, space)
     return out
 
 
@@ -139,7 +151,7 @@ PREAMBLE = struct.Struct("<4sBBHHHI")
 SLOT = struct.Struct("<QQQIIQIIQII")
 SLOT_OFFSETS = (16, 80)
 DATA_START = 144
-#: Index columns of format 2.0 (medmask 0.2.0) and of 2.1 (what the writers produce now).
+#: Index columns of format 2.0 (medmask 0.2.0), written with ``compat="0.2"``.
 INDEX_FIELDS_20 = [
     "name",
     "codec",
@@ -151,7 +163,74 @@ INDEX_FIELDS_20 = [
     "voxels",
     "mapping",
 ]
-INDEX_FIELDS = [*INDEX_FIELDS_20, "extra"]
+#: Index columns of format 2.1 (medmask 0.3.0, ``compat="0.3"``): 2.0's and ``extra``, an
+#: object that holds the centroid (three decimal numbers) and the attributes.
+INDEX_FIELDS_21 = [*INDEX_FIELDS_20, "extra"]
+#: Index columns of format 2.2 (what writers produce now): ``mapping`` may be a bare label
+#: number ``n`` (short for ``{name: n}``), ``centroid`` is null or three integers
+#: ``round(index * CENTROID_SCALE)`` (z, y, x) inside the row's bbox, ``extra`` is null or
+#: an object of which only ``"attrs"`` is read.
+INDEX_FIELDS = [*INDEX_FIELDS_20, "centroid", "extra"]
+#: Layout of each minor version of format 2.
+INDEX_LAYOUTS = {0: INDEX_FIELDS_20, 1: INDEX_FIELDS_21, 2: INDEX_FIELDS}
+#: A 2.2 centroid column stores ``round(index * CENTROID_SCALE)`` per axis; it may lie
+#: ``CENTROID_SLACK`` units outside the bbox's first/last voxel index, no further.
+CENTROID_SCALE = 10_000
+CENTROID_SLACK = 10
+
+
+def minor_of(fields: object) -> int:
+    """The minor version whose layout ``fields`` is (``ValueError`` for none)."""
+    for minor, layout in INDEX_LAYOUTS.items():
+        if fields == layout:
+            return minor
+    raise ValueError(f"not a known index layout: {fields!r}")
+
+
+def col(fields: list[str], name: str) -> int:
+    """Position of column ``name`` in a row of layout ``fields``."""
+    return fields.index(name)
+
+
+def pad_row(row9: list, fields: list[str]) -> list:
+    """A row of 2.0's nine columns completed with nulls to layout ``fields``."""
+    return [*row9, *[None] * (len(fields) - len(INDEX_FIELDS_20))]
+
+
+def row_mapping(row: list, fields: list[str]) -> object:
+    """A stored row's mapping as the object it stands for (a 2.2 bare label number ``n``
+    is ``{name: n}``); anything else as it is stored."""
+    m = row[col(fields, "mapping")]
+    if minor_of(fields) >= 2 and type(m) is int:
+        return {row[0]: m}
+    return m
+
+
+def convert_row(row: list, src: list[str], dst: list[str]) -> list:
+    """A row of layout ``src`` rewritten in layout ``dst`` with the same meaning, the way
+    each layout's writer puts it (2.0 drops the centroid and the attributes)."""
+    base = [*row[:8], row_mapping(row, src)]
+    if minor_of(src) >= 2:
+        c, extra = row[col(src, "centroid")], row[col(src, "extra")] or {}
+        centroid = None if c is None else [v / CENTROID_SCALE for v in c]
+    elif minor_of(src) == 1:
+        extra = row[col(src, "extra")] or {}
+        centroid = extra.get("centroid")
+    else:
+        extra, centroid = {}, None
+    attrs = extra.get("attrs")
+    if minor_of(dst) >= 2:
+        m = base[8]
+        if type(m) is dict and list(m) == [row[0]] and type(m[row[0]]) is int:
+            base[8] = m[row[0]]
+        fixed = None if centroid is None else [round(v * CENTROID_SCALE) for v in centroid]
+        return [*base, fixed, {"attrs": attrs} if attrs else None]
+    if minor_of(dst) == 1:
+        new = {"centroid": centroid} if centroid is not None else {}
+        if attrs:
+            new["attrs"] = attrs
+        return [*base, new or None]
+    return base
 
 
 @dataclass(frozen=True)
@@ -279,7 +358,11 @@ SLOT_KEYS = [
 
 
 def parse_mska2(data: bytes) -> dict:
-    """Slots, the active commit, its space and its index segments (newest first)."""
+    """Slots, the active commit, its space and its index segments (newest first).
+
+    ``minor`` is the preamble's minor version; ``fields`` the layout of the newest segment
+    (of the preamble's minor version when there is none), ``row_fields`` each row's.
+    """
     slots = [dict(zip(SLOT_KEYS, SLOT.unpack_from(data, o))) for o in SLOT_OFFSETS]
     valid = [
         (s["gen"], k)
@@ -296,12 +379,17 @@ def parse_mska2(data: bytes) -> dict:
         segments.append((ref[0], ref[1], seg))
         ref = tuple(seg["prev"][:2]) if seg["prev"] else None
     rows = [r for _, _, seg in reversed(segments) for r in seg["rows"]]
+    row_fields = [seg["fields"] for _, _, seg in reversed(segments) for _ in seg["rows"]]
+    minor = data[5]
     return {
         "slots": slots,
         "active": active,
         "space": data[s["s_off"] : s["s_off"] + s["s_len"]],
         "segments": segments,
         "rows": rows,
+        "minor": minor,
+        "fields": segments[0][2]["fields"] if segments else INDEX_LAYOUTS[minor],
+        "row_fields": row_fields,
     }
 
 
@@ -513,11 +601,14 @@ def mska2_commit(
     count: int | None = None,
     slot: dict | None = None,
     compress: bool = True,
+    fields: list[str] | None = None,
 ) -> bytes:
     """Append a hostile commit: a new space section and/or index segment at the end and a
     slot with a higher generation and a valid CRC, written over the older slot.
 
-    ``rows`` replaces the whole index (one segment, ``prev`` null unless given);
+    ``rows`` replaces the whole index (one segment, ``prev`` null unless given) in the
+    layout ``fields`` (default: the layout of the file's newest segment, see
+    :func:`parse_mska2`);
     ``segment`` gives the raw decoded segment bytes instead (invalid JSON, bad UTF-8...);
     ``slot`` overrides slot fields after everything else is computed.
     """
@@ -532,7 +623,7 @@ def mska2_commit(
     if rows is not None or segment is not None:
         if segment is None:
             segment = json.dumps(
-                {"prev": prev, "fields": INDEX_FIELDS, "rows": rows}, ensure_ascii=False
+                {"prev": prev, "fields": fields or p["fields"], "rows": rows}, ensure_ascii=False
             ).encode("utf-8")
         stored = (
             zstandard.ZstdCompressor(write_content_size=True).compress(segment)
