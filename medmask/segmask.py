@@ -111,6 +111,11 @@ class SegmentationMask:
                     f"label {label} of {name!r} does not fit a {self.bit_depth}-bit mask "
                     f"(largest label {limit})"
                 )
+            if label == 0 and self._array.dtype == np.bool_:
+                raise MaskValidationError(
+                    f"{name!r} has label 0, but the set voxels of a boolean mask are label 1 "
+                    f"(0 is the background): give {{{name!r}: 1}}"
+                )
 
     # -- construction -----------------------------------------------------------------
     @classmethod

@@ -427,3 +427,16 @@ def test_stored_space_is_read_as_spacetransformer_reverses_it():
             part = {k: v for k, v in obj.items() if k not in drop}
             got = space_from_disk_json(json.dumps(part).encode())
             assert got == Space.from_dict(part).reverse_axis_order()
+
+
+def test_boolean_mask_names_label_one():
+    """The set voxels of a boolean mask are label 1 (docs/format.md): naming them 0, the
+    background, would make ``get_binary_mask_by_names`` return the background."""
+    arr = np.zeros((4, 5, 6), bool)
+    arr[1, 2, 3] = True
+    with pytest.raises(MaskValidationError, match="boolean mask are label 1"):
+        SegmentationMask(arr, {"liver": 0})
+    assert SegmentationMask(arr, {"liver": 1}).get_binary_mask_by_names("liver").sum() == 1
+    u8 = arr.astype(np.uint8) * 3
+    both = SegmentationMask(u8, {"background": 0, "liver": 3})  # a label map may name 0
+    assert both.get_binary_mask_by_names("liver").sum() == 1

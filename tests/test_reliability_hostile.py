@@ -79,7 +79,7 @@ def test_layout_specific_variants_expect_what_the_format_says(samples):
         ("row5(tiny).centroid.x+10", False),
         ("row5(tiny).centroid.x+11", True),
         ("row0(liver,bool).mapping=bare 1", False),
-        ("row0(liver,bool).mapping=bare 0", False),
+        ("row0(liver,bool).mapping=bare 0", True),  # a boolean mask is label 1
         ("row0(liver,bool).mapping=bare 2", True),
         ("row0(liver,bool).mapping=bare True", True),
         ("row0(liver,bool).mapping=bare 1.5", True),

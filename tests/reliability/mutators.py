@@ -232,8 +232,10 @@ def bbox_variants(shape: list[int], bbox: list[int] | None) -> Iterator[tuple[st
 
 def label_rejected(label: object, dtype_max: int) -> bool:
     """Whether a reader must reject ``{name: label}`` for a mask whose dtype holds labels up
-    to ``dtype_max`` (labels are non-negative JSON integers, not booleans, that fit)."""
-    return type(label) is not int or not 0 <= label <= dtype_max
+    to ``dtype_max`` (labels are non-negative JSON integers, not booleans, that fit; the set
+    voxels of a boolean mask are label 1, so a boolean mask cannot name label 0)."""
+    lowest = 1 if dtype_max == 1 else 0
+    return type(label) is not int or not lowest <= label <= dtype_max
 
 
 def bare_label_values(dtype_max: int) -> list[object]:
