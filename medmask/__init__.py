@@ -25,7 +25,7 @@ from .ops import match_allowed_values
 from .segmask import SegmentationMask
 from .storage import MaskArchive, MaskFile, MaskInfo, load_mask, save_mask
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "LabelMapping",
