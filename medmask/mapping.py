@@ -56,8 +56,6 @@ class LabelMapping:
     __slots__ = ("_name_to_label", "_label_to_name")
 
     def __init__(self, name_to_label: Mapping[str, int] | None = None) -> None:
-        self._name_to_label: dict[str, int] = {}
-        self._label_to_name: dict[int, str] = {}
         if type(name_to_label) is dict and len(name_to_label) == 1:  # one mask, one label
             ((name, label),) = name_to_label.items()
             if type(name) is str and name and type(label) is int and label >= 0:
@@ -72,6 +70,8 @@ class LabelMapping:
                 self._name_to_label = dict(name_to_label)
                 self._label_to_name = inverse
                 return
+        self._name_to_label: dict[str, int] = {}
+        self._label_to_name: dict[int, str] = {}
         if name_to_label is not None:  # anything else, one pair at a time (precise errors)
             if not isinstance(name_to_label, Mapping | LabelMapping):
                 raise MaskValidationError(

@@ -52,6 +52,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -225,7 +226,7 @@ class _Part:
         self.voxels: list[int] = []
         self.bboxes: list[tuple | None] = []
         self.centroids: list[Sequence[float] | None] = []
-        self.attrs: list[dict] = []
+        self.attrs: list[dict | None] = []
         self.labels: list[dict] = []
         self.sources: list[str] = []
 
@@ -234,41 +235,9 @@ class _Part:
         self.voxels.append(int(voxels))
         self.bboxes.append(None if bbox is None or not voxels else tuple(int(b) for b in bbox))
         self.centroids.append(centroid if voxels else None)
-        self.attrs.append(attrs)
+        self.attrs.append(attrs or None)  # most masks have none: no dict kept per row
         self.labels.append(labels)
         self.sources.append(source)
-
-    def columns(self) -> dict[str, list]:
-        """The per-mask columns of :data:`MASK_COLUMNS` (and ``_attrs``)."""
-        n = len(self.names)
-        vox = np.asarray(self.voxels, dtype=np.int64)
-        full = vox > 0
-        box = np.array(
-            [b if b is not None else (1, 0, 1, 0, 1, 0) for b in self.bboxes], dtype=np.int64
-        ).reshape(n, 6)
-        lo, hi = box[:, 0::2], box[:, 1::2]
-        touches = full & ((lo == 0) | (hi == self.grid.shape)).any(axis=1)
-        cen = np.array(
-            [c if c is not None else (0.0, 0.0, 0.0) for c in self.centroids], dtype=np.float64
-        ).reshape(n, 3)
-        ras = (cen @ self.grid.steps.T + self.grid.origin).tolist()
-        return {
-            "case": [self.case] * n,
-            "name": self.names,
-            "voxels": self.voxels,
-            "volume_ml": (vox * self.grid.voxel_ml).tolist(),
-            "bbox": self.bboxes,
-            "centroid_ras_mm": [
-                tuple(r) if f else None for r, f in zip(ras, full.tolist(), strict=True)
-            ],
-            "touches_border": touches.tolist(),
-            "empty": (~full).tolist(),
-            "_attrs": self.attrs,
-            "labels": self.labels,
-            "source": self.sources,
-            "format": [self.fmt] * n,
-            "path": [self.path] * n,
-        }
 
 
 # -- reading one file -------------------------------------------------------------------------
@@ -323,20 +292,24 @@ def _msk_part(path: str, storage_options: dict | None) -> _Part:
     return part
 
 
-def _is_archive(path: str, storage_options: dict | None) -> bool:
-    """A local file by its first bytes; a URL by its name (no extra request: a reader opening
-    an object whose bytes contradict its name refuses it)."""
+def _file_part(path: str, storage_options: dict | None) -> _Part | None:
+    """The rows of one file. A URL is taken by its name (no extra request: a reader opening
+    an object whose bytes contradict its name refuses it); a local file is opened as an
+    archive, the common case, and read as a ``.msk`` when its first bytes say it is not one
+    (so an archive is opened once)."""
     if is_url(path):
-        return split_suffix(path)[1].lower() != ".msk"
+        if split_suffix(path)[1].lower() == ".msk":
+            return _msk_part(path, storage_options)
+        return _archive_part(path, storage_options)
+    from .errors import CorruptFileError
     from .inspect import is_archive
 
-    return is_archive(path, storage_options=storage_options)
-
-
-def _file_part(path: str, storage_options: dict | None) -> _Part | None:
-    if _is_archive(path, storage_options):
+    try:
         return _archive_part(path, storage_options)
-    return _msk_part(path, storage_options)
+    except CorruptFileError:
+        if is_archive(path):
+            raise  # a damaged archive
+        return _msk_part(path, storage_options)
 
 
 def _wrap_progress(
@@ -393,39 +366,128 @@ def stats(
     files = find_mask_files(paths, storage_options=storage_options)
     parts: list[_Part] = []
     failed: list[tuple[str, str]] = []
-    for f in _wrap_progress(progress, len(files))(files):
-        try:
-            part = _file_part(f, storage_options)
-            if part is not None:
-                parts.append(part)
-        except (MedMaskError, OSError, ValueError) as exc:
-            if on_error == "raise":
-                raise
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if f not in msg:
-                msg = f"{f}: {msg}"
-            warnings.warn(f"medmask.stats: skipped {msg}", RuntimeWarning, stacklevel=2)
-            failed.append((f, msg))
+    paused = _CollectorPaused()
+    try:
+        for k, f in enumerate(_wrap_progress(progress, len(files))(files)):
+            if k % _GC_BATCH == 0:
+                paused.new_batch()
+            try:
+                part = _file_part(f, storage_options)
+                if part is not None:
+                    parts.append(part)
+            except (MedMaskError, OSError, ValueError) as exc:
+                if on_error == "raise":
+                    raise
+                text = str(exc).strip()
+                msg = text.splitlines()[0] if text else type(exc).__name__
+                if f not in msg:
+                    msg = f"{f}: {msg}"
+                warnings.warn(f"medmask.stats: skipped {msg}", RuntimeWarning, stacklevel=2)
+                failed.append((f, msg))
+    finally:
+        paused.end()
     return _frame(
         pd, parts, files=[f for f in files if f not in {x for x, _ in failed}], failed=failed
     )
 
 
+#: Files read with Python's cyclic garbage collector paused (see :func:`_collector_paused`).
+_GC_BATCH = 256
+
+
+class _CollectorPaused:
+    """Python's cyclic garbage collector paused while files are read, batch by batch
+    (reference counting still frees everything at once).
+
+    Reading an index creates about ten small containers per mask, none of them in a cycle,
+    and most live until the table is built; each counts towards the collector's
+    thresholds, which then re-scan every object of the process again and again (in a
+    process holding pandas and nibabel, a fifth of the time of ``stats``). The collector is
+    re-enabled between batches of :data:`_GC_BATCH` files (so garbage that other code makes
+    meanwhile waits at most one batch) and at the end, as it was found.
+    """
+
+    def __init__(self) -> None:
+        self._was = gc.isenabled()
+
+    def new_batch(self) -> None:
+        """Collect the objects made since the last batch once (young generation only),
+        then pause the collector again."""
+        if self._was:
+            gc.enable()
+            gc.collect(0)  # the young objects of the batch, scanned once
+            gc.disable()
+
+    def end(self) -> None:
+        """Restore the collector as it was found."""
+        if self._was:
+            gc.enable()
+
+
 def _frame(pd, parts: list[_Part], *, files: list[str], failed: list) -> pd.DataFrame:
-    cols: dict[str, list] = {c: [] for c in (*MASK_COLUMNS, "_attrs")}
+    """The table of all parts: the rows as read, then the derived columns (volume, RAS
+    centroid, border contact) computed once over every row (each row indexes its grid)."""
+    grid_of: dict[int, int] = {}
+    grids: list[_Grid] = []
+    gix: list[int] = []
+    cols: dict[str, list] = {c: [] for c in ("case", "format", "path")}
+    names: list[str] = []
+    voxels: list[int] = []
+    bboxes: list = []
+    centroids: list = []
+    attrs: list[dict | None] = []
+    labels: list[dict] = []
+    sources: list[str] = []
     for part in parts:
-        for c, values in part.columns().items():
-            cols[c].extend(values)
-    attrs = cols.pop("_attrs")
+        k = grid_of.setdefault(id(part.grid), len(grids))
+        if k == len(grids):
+            grids.append(part.grid)
+        n = len(part.names)
+        gix += [k] * n
+        cols["case"] += [part.case] * n
+        cols["format"] += [part.fmt] * n
+        cols["path"] += [part.path] * n
+        names += part.names
+        voxels += part.voxels
+        bboxes += part.bboxes
+        centroids += part.centroids
+        attrs += part.attrs
+        labels += part.labels
+        sources += part.sources
+    n = len(names)
+    g = np.asarray(gix, dtype=np.intp)
+    shapes = np.array([gr.shape for gr in grids], dtype=np.int64).reshape(-1, 3)
+    steps = np.array([gr.steps for gr in grids], dtype=np.float64).reshape(-1, 3, 3)
+    origins = np.array([gr.origin for gr in grids], dtype=np.float64).reshape(-1, 3)
+    voxel_ml = np.array([gr.voxel_ml for gr in grids], dtype=np.float64)
+    vox = np.asarray(voxels, dtype=np.int64)
+    full = vox > 0
+    box = np.array(
+        [b if b is not None else (1, 0, 1, 0, 1, 0) for b in bboxes], dtype=np.int64
+    ).reshape(n, 6)
+    touches = full & ((box[:, 0::2] == 0) | (box[:, 1::2] == shapes[g])).any(axis=1)
+    cen = np.array(
+        [c if c is not None else (0.0, 0.0, 0.0) for c in centroids], dtype=np.float64
+    ).reshape(n, 3)
+    ras = (np.einsum("nij,nj->ni", steps[g], cen) + origins[g]).tolist()
     attr_keys = list(dict.fromkeys(k for a in attrs if a for k in a))
-    base = list(MASK_COLUMNS)
-    data: dict[str, Any] = {c: cols[c] for c in base[:8]}
+    data: dict[str, Any] = {
+        "case": cols["case"],
+        "name": names,
+        "voxels": voxels,
+        "volume_ml": (vox * voxel_ml[g]).tolist(),
+        "bbox": bboxes,
+        "centroid_ras_mm": [
+            tuple(r) if f else None for r, f in zip(ras, full.tolist(), strict=True)
+        ],
+        "touches_border": touches.tolist(),
+        "empty": (~full).tolist(),
+    }
     for k in attr_keys:
-        data[k if k not in base else f"attr_{k}"] = [
-            tuple(v) if isinstance(v, list) else v for v in (a.get(k) for a in attrs)
+        data[k if k not in MASK_COLUMNS else f"attr_{k}"] = [
+            tuple(v) if isinstance(v, list) else v for v in (a.get(k) if a else None for a in attrs)
         ]
-    for c in base[8:]:
-        data[c] = cols[c]
+    data.update(labels=labels, source=sources, format=cols["format"], path=cols["path"])
     df = pd.DataFrame(data)
     df["voxels"] = df["voxels"].astype("int64")
     df["volume_ml"] = df["volume_ml"].astype("float64")
@@ -433,7 +495,7 @@ def _frame(pd, parts: list[_Part], *, files: list[str], failed: list) -> pd.Data
     df["empty"] = df["empty"].astype(bool)
     df.attrs["files"] = list(files)
     df.attrs["failed"] = list(failed)
-    df.attrs["decoded"] = int(sum(src == "decoded" for src in cols["source"]))
+    df.attrs["decoded"] = int(sum(src == "decoded" for src in sources))
     return df
 
 

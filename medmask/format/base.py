@@ -135,7 +135,7 @@ def full_bbox(shape: tuple[int, ...]) -> BBox:
     return 0, int(shape[0]), 0, int(shape[1]), 0, int(shape[2])
 
 
-@dataclass
+@dataclass(slots=True)  # one per index row: no __dict__
 class Entry:
     """One stored mask as the index describes it.
 

@@ -68,16 +68,20 @@ class MaskInfo:
         frozen dataclass's one ``object.__setattr__`` per field (about 1 us, paid once per
         index row by :meth:`MaskArchive.infos`, a third of its cost)."""
         self = object.__new__(cls)
-        self.__dict__.update(
-            name=name,
-            index=index,
-            mapping=mapping,
-            dtype=dtype,
-            bbox=bbox,
-            voxels=voxels,
-            nbytes=nbytes,
-            centroid=centroid,
-            attrs=attrs,
+        object.__setattr__(
+            self,
+            "__dict__",
+            {
+                "name": name,
+                "index": index,
+                "mapping": mapping,
+                "dtype": dtype,
+                "bbox": bbox,
+                "voxels": voxels,
+                "nbytes": nbytes,
+                "centroid": centroid,
+                "attrs": attrs,
+            },
         )
         return self
 

@@ -76,7 +76,7 @@ def _entry_from_row(
     name, codec_id, off, length, crc, dtype, bbox, voxels, mapping = row[:9]
     if type(name) is not str or not name:
         check_name(name, k, path=path, row="index row")
-    if not is_uint(codec_id, 8):
+    if not (type(codec_id) is int and 0 <= codec_id < 256) and not is_uint(codec_id, 8):
         raise _bad(f"invalid codec id {codec_id!r}", path, "index.codec", name)
     try:  # error_context inlined
         codec = codec_by_id(codec_id)
