@@ -187,19 +187,26 @@ def test_mapping_is_a_bare_label_number_exactly_for_name_to_label(tmp_path):
             assert every[name].to_dict() == mapping
 
 
-@pytest.mark.parametrize("label", [0, 1, 7, 255])
-def test_a_forged_bare_label_reads_as_name_to_label(tmp_path, label):
-    """A bare number n in a 2.2 row is read as ``{name: n}``, the same as the object form."""
+def _forged_mappings(tmp_path, label):
+    """A 2.2 archive whose mask "b" stores ``label`` as a bare number, then as ``{"b": label}``
+    (checksums recomputed), yielded one after the other at the same path."""
     path = tmp_path / "m.mska"
     _write_mixed(path, None)
     raw = path.read_bytes()
     m = S.col(S.INDEX_FIELDS, "mapping")
-    outcomes = []
     for form in (label, {"b": label}):
         rows = S.parse_mska2(raw)["rows"]
         rows[1][m] = form
         forged = tmp_path / "forged.mska"
         forged.write_bytes(S.mska2_commit(raw, rows=rows))
+        yield forged
+
+
+@pytest.mark.parametrize("label", [0, 1, 7, 255])
+def test_a_forged_bare_label_reads_as_name_to_label(tmp_path, label):
+    """A bare number n in a 2.2 row is read as ``{name: n}``, the same as the object form."""
+    outcomes = []
+    for forged in _forged_mappings(tmp_path, label):
         with MaskArchive(forged) as ar:
             outcomes.append((ar.info("b").mapping, ar.load_segmask("b").mapping.to_dict()))
     assert outcomes[0] == outcomes[1] == ({"b": label}, {"b": label})
@@ -207,15 +214,7 @@ def test_a_forged_bare_label_reads_as_name_to_label(tmp_path, label):
 
 @pytest.mark.parametrize("label", [-1, 256, 2**31, 2**64, True, 1.5, 1.0, "3", None])
 def test_a_bad_bare_label_is_rejected_like_its_object_form(tmp_path, label):
-    path = tmp_path / "m.mska"
-    _write_mixed(path, None)
-    raw = path.read_bytes()
-    m = S.col(S.INDEX_FIELDS, "mapping")
-    for form in (label, {"b": label}):
-        rows = S.parse_mska2(raw)["rows"]
-        rows[1][m] = form
-        forged = tmp_path / "forged.mska"
-        forged.write_bytes(S.mska2_commit(raw, rows=rows))
+    for form, forged in zip(("bare", "object"), _forged_mappings(tmp_path, label), strict=True):
         with MaskArchive(forged) as ar:
             assert np.array_equal(ar.read_array("liver"), MIXED["liver"][0])
             with pytest.raises(CorruptFileError) as err:

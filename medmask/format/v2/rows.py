@@ -111,7 +111,7 @@ def _entry_from_row(
         if type(mapping) is int:  # a bare label number: short for {name: label}
             mapping = {name: mapping}
         raw_c, extra = row[9], row[10]
-        centroid = None if raw_c is None else _fixed_centroid(raw_c, box, path, name)
+        centroid = _fixed_centroid(raw_c, box, path, name)
         attrs = {}
         if extra is not None:
             attrs = parse_extra(extra, bbox=box, path=path, mask=name, centroid=False)[1]
