@@ -249,9 +249,9 @@ def render(fig: dict) -> str:
         "is what was tried and what happened. Reproduce it with `make reliability`; the same checks run"
     )
     a(
-        "at a smaller scale in the test suite (`tests/test_reliability_*.py`, `tests/test_reliability.py`,"
+        "at a smaller scale in the test suite (`tests/reliability/`, `tests/reliability/test_campaign.py`,"
     )
-    a("`tests/test_fuzz.py`; the long variants with `pytest --runslow`).")
+    a("`tests/reliability/test_fuzz_readers.py`; the long variants with `pytest --runslow`).")
     a("")
     a("## The reader contract")
     a("")
@@ -402,7 +402,7 @@ def render(fig: dict) -> str:
     a(
         "A mask that fails validation (other grid, duplicate or empty name, not a SegmentationMask) leaves"
     )
-    a("the archive untouched (`tests/test_reliability_writers.py`, `tests/test_reliability.py`).")
+    a("the archive untouched (`tests/reliability/test_writers_never_lose_data.py`, `tests/reliability/test_campaign.py`).")
     a("")
     a("## 4. Concurrency")
     a("")
@@ -495,7 +495,7 @@ def render(fig: dict) -> str:
     a(
         ".venv/bin/python benchmarks/reliability_report.py --fuzz-seconds 3600 --random 3000   # everything, longer"
     )
-    a(".venv/bin/python -m pytest -n 2 --runslow tests/test_reliability*.py tests/test_fuzz.py")
+    a(".venv/bin/python -m pytest -n 2 --runslow tests/reliability/")
     a("```")
     a("")
     a(
@@ -558,7 +558,7 @@ FIXES = [
     "**Export through a planted symlink** (`medmask/nifti.py`, `segmask_to_nifti`, fixed by its owner in "
     "283ddf0): the temporary NIfTI had a predictable name (`.<name>.tmp<pid>.nii.gz`) and was written "
     "through a symlink planted there, overwriting a file outside the target folder "
-    "(`tests/test_reliability_paths.py`). Mask names themselves never left the folder.",
+    "(`tests/reliability/test_path_safety.py`). Mask names themselves never left the folder.",
     "Found at the same time by the older campaign script (now part of tests/reliability/; fixed in the same files): version-1 files accepted "
     "version-2 codec ids; deep JSON nesting raised `RecursionError`; labels that do not fit the dtype "
     "raised `MaskValidationError` from `load_mask`/`ar[...]`; the archive size was read before the slots.",

@@ -3,9 +3,7 @@ records, the report of a conversion, and writing records into an archive."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,6 @@ __all__ = [
     "archive_records",
     "MAX_VOXELS",
     "MAX_SEGMENTS",
-    "write_atomic",
 ]
 
 
@@ -252,44 +249,3 @@ def iter_archive_records(
                         yield MaskRecord(f"{name}:{n}" if n != name else n, arr == v, {})
 
     return space, count, gen()
-
-
-# -- atomic file writes ---------------------------------------------------------------------
-def _umask() -> int:
-    """The process umask, read without changing it where the system tells it (Linux)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as fh:
-        for line in fh:
-            if line.startswith(b"Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, write: Callable[[object], None]) -> Path:
-    """Write ``path`` through ``write(binary file)`` via a fresh temporary sibling.
-
-    The temporary is made with ``O_EXCL`` (never a link planted there), gets the usual
-    permissions (``0666 & ~umask``) and is renamed into place; on any error it is removed.
-
-    Args:
-        path: Destination.
-        write: Called with the open temporary file.
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with contextlib.suppress(OSError, AttributeError):  # mkstemp makes 0600: as nib.save
-            os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as raw:
-            write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path

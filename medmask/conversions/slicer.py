@@ -390,8 +390,8 @@ def write_seg_nrrd(
     Raises:
         MaskValidationError: The name of ``out`` is not ``.seg.nrrd``, or no masks.
     """
+    from ..io.atomic import write_atomic
     from ..io.names import expect_name
-    from .common import write_atomic
 
     nrrd = _nrrd()
     expect_name(out, "seg.nrrd", what="Slicer segmentation")

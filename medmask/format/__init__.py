@@ -23,11 +23,13 @@ import numpy as np
 
 from ..codecs import Codec
 from ..errors import CorruptFileError, UnsupportedFormatError
-from ..io.source import ByteSource, LocalFileSource, open_source
+from ..io.atomic import atomic_temp
+from ..io.source import ByteSource, LocalFileSource
+from ..io.target import open_source
 from ..mapping import LabelMapping
 from ..spaces import Space
 from . import v1, v2
-from ._io import BBox, atomic_temp
+from ._io import BBox
 from .backend import ArchiveBackend
 from .base import Entry, MskRecord, bbox_slices
 from .verify import Problem, verify_all

@@ -1,11 +1,9 @@
-"""Low-level file helpers shared by the format modules: exact reads, atomic
-replacement, fsync, advisory locks, checksums and bounding boxes."""
+"""Low-level helpers shared by the format modules: verified reads, advisory locks,
+checksums and bounding boxes (atomic writes are :mod:`medmask.io.atomic`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -22,8 +20,6 @@ except ImportError:  # pragma: no cover - not on Linux
 __all__ = [
     "crc32",
     "read_verified",
-    "fsync_dir",
-    "atomic_temp",
     "lock_exclusive",
     "open_locked",
     "bounding_box",
@@ -71,84 +67,6 @@ def read_verified(
         if crc32(raw) == crc:
             return raw
     raise CorruptFileError(what, path=source.name, mask=mask, field=crc_field or field)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: Files are created through ``mkstemp`` (mode 0600) and renamed into place; they are
-#: then given the mode a plain ``open(path, "w")`` would give (0666 minus the umask),
-#: so that archives packed into a shared dataset stay readable by its other users.
-FILE_MODE = 0o666 & ~_current_umask()
-
-
-def make_temp(target: Path) -> tuple[int, str]:
-    """``mkstemp`` beside ``target`` with the usual file permissions instead of 0600."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    with contextlib.suppress(OSError, AttributeError):  # no fchmod on Windows
-        os.fchmod(fd, FILE_MODE)
-    return fd, tmp
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so that a rename inside it is durable (no-op where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_temp(target: Path, *, replace: bool = True):
-    """Yield ``(fh, temp_path)`` for a temporary sibling of ``target``.
-
-    On normal exit the temporary file is flushed, fsynced and renamed over
-    ``target`` (atomic on POSIX), then the directory is fsynced. On an exception
-    the temporary file is removed and ``target`` is left untouched.
-
-    With ``replace=False`` the file is created only if ``target`` does not exist
-    (``FileExistsError`` otherwise), atomically: of two writers creating the same archive
-    at once, exactly one creates it, and the file the other may already have locked and
-    be appending to is never replaced.
-    """
-    target = Path(target)
-    fd, tmp = make_temp(target)
-    fh = os.fdopen(fd, "w+b")
-    try:
-        yield fh, Path(tmp)
-        fh.flush()
-        os.fsync(fh.fileno())
-        fh.close()
-        if replace:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)  # atomic, and fails if target exists
-            except FileExistsError:
-                raise
-            except OSError:  # pragma: no cover - a filesystem without hard links
-                os.replace(tmp, target)
-            else:
-                os.unlink(tmp)
-        fsync_dir(target.parent)
-    except BaseException:
-        # A failed write never leaves its temporary file behind: closing flushes what is
-        # still buffered, which fails again on a full disk (ENOSPC/EFBIG), so each step
-        # is attempted on its own.
-        with contextlib.suppress(OSError):
-            fh.close()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def lock_exclusive(fd: int, path: object) -> None:

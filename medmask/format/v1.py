@@ -21,10 +21,11 @@ from ..errors import (
     MaskValidationError,
     UnsupportedFormatError,
 )
+from ..io.atomic import atomic_temp
 from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
-from ._io import BBox, atomic_temp, crop_to_bbox, lock_exclusive
+from ._io import BBox, crop_to_bbox, lock_exclusive
 from .backend import ArchiveBackend
 from .base import (
     Entry,

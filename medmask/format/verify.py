@@ -79,7 +79,7 @@ def verify_all(
         decodes to its declared box). Never raises for a bad or missing file: that is a
         problem too.
     """
-    from ..io.source import open_source
+    from ..io.target import open_source
     from . import open_archive, read_msk_record, sniff
 
     problems: list[Problem] = []

@@ -8,13 +8,19 @@ and an object in a bucket (byte-range requests through fsspec, :mod:`medmask.io.
 
 from __future__ import annotations
 
+from . import remote  # registers the fsspec byte source for URLs
 from .names import expect_name, format_from_name, is_url, split_suffix
-from .source import ByteSource, LocalFileSource, open_source
+from .source import ByteSource, LocalFileSource, register_source, source_schemes
+from .target import Target, open_source
 
 __all__ = [
     "ByteSource",
     "LocalFileSource",
     "open_source",
+    "Target",
+    "register_source",
+    "source_schemes",
+    "remote",
     "is_url",
     "format_from_name",
     "expect_name",

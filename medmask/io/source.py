@@ -5,20 +5,26 @@ size, a tag that changes when the object is replaced, and ``close``. Two impleme
 :class:`LocalFileSource` (``os.pread`` on a descriptor; thread-safe, no seek state) and
 :class:`medmask.io.remote.FsspecSource` (byte-range requests through fsspec for
 ``s3://``, ``gs://``, ``az://``, ``http(s)://``, ``file://``, ``memory://`` URLs).
-:func:`open_source` picks one from the target.
+:func:`medmask.io.target.open_source` picks one from the byte-source table
+(:func:`register_source`), by the target's URL scheme.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import CorruptFileError
-from .names import is_url
 
-__all__ = ["ByteSource", "LocalFileSource", "open_source"]
+__all__ = [
+    "ByteSource",
+    "LocalFileSource",
+    "register_source",
+    "source_schemes",
+    "SourceFactory",
+]
 
 #: Reads ending beyond this offset check the file size first (others learn it from a short
 #: read).
@@ -166,26 +172,41 @@ class LocalFileSource(ByteSource):
             os.close(fd)
 
 
-def open_source(
-    target: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None
-) -> ByteSource:
-    """Open ``target`` (a local path or a URL) for reading.
+# -- the byte-source table ----------------------------------------------------------------
+#: A byte-source factory: opens the object a :class:`~medmask.io.target.Target` names.
+SourceFactory = Callable[[Any], ByteSource]
+
+#: ``{scheme: factory}``: ``""`` is a local path; ``"*"`` any URL scheme without an entry of
+#: its own (:mod:`medmask.io.remote` registers fsspec there).
+_SOURCES: dict[str, SourceFactory] = {}
+
+
+def register_source(scheme: str, factory: SourceFactory, *, replace: bool = False) -> None:
+    """Declare how the objects of a URL scheme are read: the byte-source table.
+
+    Every reader of medmask files opens its bytes through this table, so a registered
+    scheme works everywhere a path or URL is taken (``MaskArchive``, ``load_mask``,
+    ``medmask.stats``, the MONAI loaders, the command line).
 
     Args:
-        target: A local path, or a URL fsspec understands (``s3://``, ``gs://``, ``az://``,
-            ``http(s)://``, ``file://``, ``memory://``).
-        storage_options: Passed to the fsspec filesystem of a URL (credentials, endpoint,
-            ...); fsspec's own configuration and environment variables apply too.
-
-    Returns:
-        A :class:`ByteSource`; close it when done.
+        scheme: The URL scheme without ``://`` (lower case), ``""`` for local paths, or
+            ``"*"`` for every URL scheme that has no entry of its own.
+        factory: ``factory(target) -> ByteSource`` for a
+            :class:`~medmask.io.target.Target` (its ``path`` and ``storage_options``).
+        replace: Allow replacing an existing entry.
 
     Raises:
-        FileNotFoundError: No such file or object.
-        OSError: It cannot be opened.
+        ValueError: ``scheme`` is already registered (and not ``replace``).
     """
-    if is_url(target):
-        from .remote import FsspecSource
+    scheme = scheme.lower()
+    if scheme in _SOURCES and not replace and _SOURCES[scheme] is not factory:
+        raise ValueError(f"a byte source is already registered for scheme {scheme!r}")
+    _SOURCES[scheme] = factory
 
-        return FsspecSource(os.fspath(target), storage_options=storage_options)
-    return LocalFileSource(target)
+
+def source_schemes() -> list[str]:
+    """The schemes of the byte-source table (``""``: local paths, ``"*"``: the fallback)."""
+    return sorted(_SOURCES)
+
+
+register_source("", lambda target: LocalFileSource(target.path))

@@ -48,7 +48,8 @@ from ..format.backend import ArchiveBackend
 from ..format.base import Entry
 from ..format.v2 import COMPAT_MINOR
 from ..io.names import is_url
-from ..io.source import ByteSource, LocalFileSource, open_source
+from ..io.source import ByteSource, LocalFileSource
+from ..io.target import open_source
 from ..mapping import LabelMapping
 from ..segmask import SegmentationMask
 from ..spaces import Space, check_same_grid

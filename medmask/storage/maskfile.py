@@ -21,7 +21,7 @@ from ..format import (
 )
 from ..format._io import BBox
 from ..io.names import is_url
-from ..io.source import open_source
+from ..io.target import open_source
 from ..mapping import LabelMapping
 from ..segmask import SegmentationMask
 from ..spaces import Space

@@ -2,7 +2,7 @@
 
 Each file made a reader raise something other than ``CorruptFileError`` or allocate
 far beyond its size before the fix named in its docstring entry below. The test suite
-replays every file in ``tests/fixtures/crashers/`` (``tests/test_fuzz.py``, ``tests/test_reliability_fuzz.py``).
+replays every file in ``tests/fixtures/crashers/`` (``tests/reliability/test_fuzz_readers.py``, ``tests/reliability/test_fuzz_forged.py``).
 
     .venv/bin/python -m reliability.make_crashers      (from tests/, or with tests/ on PYTHONPATH)
 """

@@ -52,8 +52,8 @@ def write_dicom_seg(
         SpaceMismatchError: The archive's grid is not the source series' grid (the
             message names what differs).
     """
+    from ...io.atomic import write_atomic
     from ...io.names import expect_name
-    from ..common import write_atomic
 
     expect_name(out, "dicom", what="DICOM SEG")
     hd = _highdicom()

@@ -14,7 +14,6 @@ NIfTI folders or label maps and archives).
 
 from __future__ import annotations
 
-from ..common import write_atomic  # noqa: F401 - its old home; it lives in conversions.common
 from ..names import NIFTI_SUFFIXES
 from .archive import (
     OVERLAP_RULES,

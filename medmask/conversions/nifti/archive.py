@@ -16,11 +16,12 @@ from ...geometry import (
     grid_differences,
     resample_nearest,
 )
+from ...io.atomic import write_atomic
 from ...ops import smallest_uint_dtype
 from ...segmask import SegmentationMask
 from ...spaces import GRID_ATOL, describe_space, spaces_match
 from ...storage import MaskArchive
-from ..common import NeedsOptionError, write_atomic
+from ..common import NeedsOptionError
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
 from .io import (

@@ -17,10 +17,11 @@ from ...geometry import (
     effective_affine,
     space_to_affine,
 )
+from ...io.atomic import write_atomic
 from ...ops import smallest_uint_dtype
 from ...segmask import SegmentationMask
 from ...spaces import Space
-from ..common import NeedsOptionError, write_atomic
+from ..common import NeedsOptionError
 from ..labels import caret_xml, check_table_covers, parse_caret_xml
 from ..names import NIFTI_SUFFIXES, strip_suffix
 

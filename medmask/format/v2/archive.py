@@ -21,10 +21,11 @@ import zstandard
 
 from ...codecs import MASK_DTYPES, Codec, decompress_bounded
 from ...errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from ...io.atomic import atomic_temp, fsync_dir, make_temp
 from ...io.source import ByteSource, LocalFileSource
 from ...mapping import LabelMapping
 from ...spaces import Space, space_to_disk_json
-from .._io import atomic_temp, crc32, fsync_dir, make_temp, read_verified
+from .._io import crc32, read_verified
 from ..backend import ArchiveBackend
 from ..base import (
     Entry,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...errors import CorruptFileError, RemoteChangedError, RemoteReadError
-from ..source import ByteSource
+from ..source import ByteSource, register_source
 from .config import (
     COALESCE_GAP,
     HEAD_BLOCK,
@@ -532,3 +532,9 @@ def read_checked(
         return raw
     invalidate(offset, length)
     return source.read(offset, length, field=field, mask=mask)
+
+
+#: Every URL scheme without a byte source of its own is read through fsspec.
+register_source(
+    "*", lambda target: FsspecSource(target.path, storage_options=target.storage_options)
+)

@@ -1,7 +1,7 @@
 """Readers in other processes (long-lived handles that ``refresh()``, or reopen) and
 threads sharing one handle, while a process appends: every mask any of them lists reads
 back equal, through every read path; a second writer is refused meanwhile. Both format
-versions. (tests/test_reliability.py covers readers that reopen per round, version 2.)
+versions. (tests/reliability/test_campaign.py covers readers that reopen per round, version 2.)
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import threading
 
 import numpy as np
 import pytest
-from reliability import workload as W
 
 from medmask import MaskArchive
+from reliability import workload as W
 
 
 @pytest.mark.parametrize("codec", W.CODECS)

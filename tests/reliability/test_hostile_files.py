@@ -16,13 +16,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from reliability import contract as C
-from reliability import mutators as M
-from reliability import samples as S
 
 from medmask import MaskArchive, load_mask
 from medmask.codecs import MAX_VOXELS
 from medmask.errors import CorruptFileError
+from reliability import contract as C
+from reliability import mutators as M
+from reliability import samples as S
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from medmask.conversions.slicer import read_seg_nrrd  # noqa: E402
 from medmask.errors import MaskValidationError, SpaceMismatchError  # noqa: E402
 from medmask.geometry import lps_matrix  # noqa: E402
 
-INTERCHANGE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "interchange"
+INTERCHANGE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "interchange"
 SLICER_FILE = INTERCHANGE / "Segmentation.seg.nrrd"
 SEG_FILE = INTERCHANGE / "seg_image_ct_binary.dcm"
 CT2 = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "77654033" / "CT2"

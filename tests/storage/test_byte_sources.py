@@ -1,5 +1,5 @@
 """Every reader reads through a ByteSource; archives and .msk files on URLs (file:// and
-memory://; S3 is covered by tests/test_remote_archive.py); writers follow the name rule."""
+memory://; S3 is covered by tests/io/test_archives_on_s3.py); writers follow the name rule."""
 
 from __future__ import annotations
 

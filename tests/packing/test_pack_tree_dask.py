@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_packing import Killer, slow_dataset
+from test_pack_tree_local import Killer, slow_dataset
 
 from medmask import MaskArchive
 from medmask.packing import dask_client, find_cases, pack_tree

@@ -15,13 +15,13 @@ import stat
 
 import numpy as np
 import pytest
+
+from medmask import MaskArchive, SegmentationMask
+from medmask.errors import ArchiveLockedError, MaskValidationError
 from reliability import contract as C
 from reliability import mutators as M
 from reliability import samples as S
 from reliability import workload as W
-
-from medmask import MaskArchive, SegmentationMask
-from medmask.errors import ArchiveLockedError, MaskValidationError
 
 
 @pytest.fixture(scope="module")

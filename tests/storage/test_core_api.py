@@ -379,10 +379,10 @@ def test_written_files_get_the_usual_permissions(tmp_path):
         save_mask(organ(0), tmp_path / "v1.msk", codec="zstd")
     finally:
         os.umask(old)
-    from medmask.format._io import FILE_MODE
+    from medmask.io.atomic import file_mode
 
     for name in ("w.mska", "a.mska", "m.msk", "v1.msk"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == FILE_MODE, name
+        assert (tmp_path / name).stat().st_mode & 0o777 == file_mode(), name
 
 
 def test_editing_a_loaded_mask_does_not_change_the_archive(tmp_path):

@@ -323,7 +323,7 @@ def test_dataset_multilabel_uint16_entry_is_torch_friendly(tmp_path):
     assert int(flipped.max()) == 300
 
 
-# -- storage_options pass through (URLs are tested against S3 in tests/test_remote*.py) ----------
+# -- storage_options pass through (URLs are tested against S3 in tests/io/) ----------
 def test_storage_options_are_kept_and_urls_stay_strings(case):
     from medmask_monai.dataset import _archive_paths
 

@@ -182,7 +182,7 @@ def test_missing_input_exits_2_for_every_command(command, tmp_path, top_help):
 
 def test_documented_exit_statuses(files, tmp_path):
     """0 success, 1 a file failed, 2 bad usage: docs/cli.md's table, command by command."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
     assert "| 2 | bad usage" in doc and "an input that does not exist" in doc
     junk = tmp_path / "junk.mska"
     junk.write_bytes(b"not an archive at all")
@@ -344,7 +344,7 @@ def test_inspect_library(files, tmp_path):
 # -- the example session of docs/cli.md runs as written -----------------------------------------
 def cli_session() -> list[tuple[str, list[str]]]:
     """``(command, output lines)`` of the ``console`` block of docs/cli.md's example session."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
     section = doc[doc.index("## Example session") :]
     start = section.index("```console\n") + len("```console\n")
     block = section[start : section.index("\n```", start)]

@@ -3,8 +3,8 @@ version-1 appends and ``.msk``/``mode="w"`` replacement, disk full (small tmpfs 
 RLIMIT_FSIZE), permission denied (also when running as root), I/O errors injected at
 every write of a commit.
 
-Complements tests/test_reliability.py (version-2 SIGKILL cycles, RLIMIT_FSIZE append,
-second writer refused) and tests/test_api.py.
+Complements tests/reliability/test_campaign.py (version-2 SIGKILL cycles, RLIMIT_FSIZE append,
+second writer refused) and tests/storage/test_core_api.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from medmask import MaskArchive, SegmentationMask, load_mask, save_mask
+from medmask.errors import ArchiveLockedError, MaskValidationError
+from medmask.format import _io
 from reliability import workload as W
 from reliability.workload import (
     CODECS,
@@ -29,10 +33,6 @@ from reliability.workload import (
     run_unprivileged,
     temp_leftovers,
 )
-
-from medmask import MaskArchive, SegmentationMask, load_mask, save_mask
-from medmask.errors import ArchiveLockedError, MaskValidationError
-from medmask.format import _io
 
 
 # -- locks ---------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def test_second_writer_refused_in_every_mode(tmp_path, codec):
 
 # -- SIGKILL ---------------------------------------------------------------------------------
 def test_sigkill_while_appending_version1(tmp_path):
-    """(Version 2 is covered by tests/test_reliability.py.)"""
+    """(Version 2 is covered by tests/reliability/test_campaign.py.)"""
     r = W.kill_cycles(tmp_path / "a.mska", 30, "zstd")
     assert r["problems"] == [] and r["masks"] >= 10, r
 

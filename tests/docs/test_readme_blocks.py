@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 #: How the README names the sample case (relative to the repository root).
 README_CASE = "../shared/data/totalseg_s0000"
 

@@ -1,5 +1,5 @@
 """Short run of the checksum-forging fuzzer (tests/reliability/fuzz_forged.py), and every
-crasher ever found replayed through it. The plain fuzzer runs in tests/test_fuzz.py;
+crasher ever found replayed through it. The plain fuzzer runs in tests/reliability/test_fuzz_readers.py;
 the long runs are documented in docs/reliability.md."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from reliability import fuzzrun
 
-FUZZ = Path(__file__).parent / "reliability"
+FUZZ = Path(__file__).parent
 HARNESS = FUZZ / "fuzz_forged.py"
 
 

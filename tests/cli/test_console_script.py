@@ -313,7 +313,7 @@ def test_labelmap_export_reports_overlap(tmp_path):
 
 def test_demo_runs_end_to_end(tmp_path):
     """examples/demo.py (the job of 'make demo') on a tiny phantom dataset."""
-    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
     r = subprocess.run(
         [sys.executable, str(demo), "--out", str(tmp_path / "d"), "--cases", "2"]
         + ["--shape", "12", "20", "20", "--workers", "1"],

@@ -275,7 +275,7 @@ def test_msk_files_and_version1_archives(tmp_path, archive):
 def test_benchmark_plots(tmp_path):
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     try:
         from _plot import COLORS, Panel, save_panels
     finally:
@@ -301,7 +301,7 @@ def test_bench_stats_runs(real_case, tmp_path):
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stats.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_stats.py"
     out = subprocess.run(
         [sys.executable, str(script), "--archives", "4", "--repeat", "1", "--real",
          str(real_case), "--out", str(tmp_path)],

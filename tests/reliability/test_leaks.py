@@ -1,7 +1,7 @@
 """No leaks in training: a 2-worker DataLoader over MaskArchiveDataset for thousands of
 items, over more archives than each worker keeps open, two epochs with new workers each:
 open descriptors and memory stay flat (psutil), and this process gets every descriptor
-back. (tests/test_reliability.py runs a single epoch with persistent workers.)"""
+back. (tests/reliability/test_campaign.py runs a single epoch with persistent workers.)"""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability import workload as W
 
 from medmask import MaskArchive
+from reliability import workload as W
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def _leak_run_in_fresh_process(archives) -> dict:
         "r = W.leak_run(sys.argv[2:], items=1500, workers=2, epochs=2, max_open=4); "
         "print(json.dumps(r, default=str))"
     )
-    tests = str(Path(__file__).resolve().parent)
+    tests = str(Path(__file__).resolve().parents[1])
     out = subprocess.run(
         [sys.executable, "-c", code, tests, *map(str, archives)],
         capture_output=True,

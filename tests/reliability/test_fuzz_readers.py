@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability.contract import read_everything
 
 from medmask.errors import CorruptFileError
+from reliability.contract import read_everything
 
-FUZZ = Path(__file__).parent / "reliability"
+FUZZ = Path(__file__).parent
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 
 from medmask import MaskArchive, SegmentationMask, save_mask
 from medmask.format import Problem, open_archive, verify_all
-from medmask.io.source import open_source
+from medmask.io import open_source
 
 
 def _masks(n: int = 4) -> list[tuple[str, np.ndarray]]:
