@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch
 	$(PIP) install -q -c constraints.txt -e ".[all]"
+	# PyPI's torchvision (pulled in by a benchmark peer's dependency) does not load beside the
+	# pinned CPU torch ("operator torchvision::nms does not exist"); nothing here needs it
+	$(PIP) uninstall -q -y torchvision || true
 	touch $(STAMP)
 
 demo: $(STAMP)
