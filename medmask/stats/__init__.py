@@ -17,9 +17,9 @@ file                        where the figures come from
 ``.msk`` (any version)      the file's bounding box decoded (``"decoded"``)
 ==========================  ==========================================================
 
-The module is a little over 600 lines on purpose: the per-mask table, the per-name summary
-and the three ways a row is filled (index, 2.0 centroids, decoding) share one row layout,
-documented here once.
+Modules: :mod:`.files` (finding the files), :mod:`.rows` (the rows of one file: from the
+index, or by decoding what its layout lacks), :mod:`.table` (the tables). The row layout
+they share is documented here once.
 
 Columns of the per-mask table, one row per mask:
 
@@ -53,263 +53,22 @@ Example:
 from __future__ import annotations
 
 import gc
-import math
-import os
 import sys
 import types
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .errors import MaskValidationError, MedMaskError
-from .io.names import is_url, split_suffix
+from ..errors import MaskValidationError, MedMaskError
+from ..io.target import Target
+from .files import PathArg, find_mask_files
+from .rows import Part, file_part
+from .table import MASK_COLUMNS, SUMMARY_COLUMNS, _pd, frame, lacking, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .spaces import Space
-
 __all__ = ["stats", "summarize", "lacking", "find_mask_files", "MASK_COLUMNS", "SUMMARY_COLUMNS"]
-
-#: The columns every per-mask table has (attribute columns come after ``empty``).
-MASK_COLUMNS = (
-    "case",
-    "name",
-    "voxels",
-    "volume_ml",
-    "bbox",
-    "centroid_ras_mm",
-    "touches_border",
-    "empty",
-    "labels",
-    "source",
-    "format",
-    "path",
-)
-#: The columns of :func:`summarize`.
-SUMMARY_COLUMNS = (
-    "name",
-    "cases",
-    "present",
-    "empty",
-    "missing",
-    "touching_border",
-    "volume_ml_min",
-    "volume_ml_median",
-    "volume_ml_max",
-    "lacking",
-)
-_SUFFIXES = (".mska", ".msk")
-PathArg = str | os.PathLike
-
-
-def _pd():
-    try:
-        import pandas
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("medmask.stats needs pandas: pip install 'medmask[stats]'") from None
-    return pandas
-
-
-# -- finding files ---------------------------------------------------------------------------
-def _list_url(url: str, storage_options: dict | None) -> list[str]:
-    try:
-        from .io.remote import list_files
-    except ImportError:  # pragma: no cover - a build without remote support
-        raise MaskValidationError(
-            f"{url}: this medmask build reads local files only; copy the files locally"
-        ) from None
-    return list_files(url, _SUFFIXES, storage_options=storage_options)
-
-
-def find_mask_files(
-    paths: PathArg | Sequence[PathArg], *, storage_options: dict | None = None
-) -> list[str]:
-    """The ``.mska``/``.msk`` files named by ``paths``, folders expanded recursively.
-
-    Args:
-        paths: Files, folders and URLs (``s3://bucket/prefix/`` expands like a folder,
-            through fsspec), one or a sequence.
-        storage_options: fsspec options for URLs.
-
-    Returns:
-        Paths and URLs, folders' contents sorted, in the order given, without duplicates.
-
-    Raises:
-        FileNotFoundError: A local path that does not exist.
-        RemoteReadError: A URL prefix could not be listed.
-    """
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    out: list[str] = []
-    seen: set[str] = set()
-
-    def keep(p: str) -> None:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-
-    for p in paths:
-        s = os.fspath(p)
-        if is_url(s):
-            if s.lower().endswith(_SUFFIXES):
-                keep(s)
-            else:  # a "folder" (prefix): the objects below it
-                for f in _list_url(s, storage_options):
-                    keep(f)
-            continue
-        path = Path(s)
-        if path.is_dir():
-            for f in sorted(path.rglob("*")):
-                if (
-                    f.name.lower().endswith(_SUFFIXES)
-                    and not f.name.startswith(".")
-                    and f.is_file()
-                ):
-                    keep(str(f))
-        elif path.is_file():
-            keep(str(path))
-        else:
-            raise FileNotFoundError(f"{s}: no such file or folder")
-    return out
-
-
-# -- geometry ---------------------------------------------------------------------------------
-_RAS = np.array([-1.0, -1.0, 1.0])  # medmask spaces are LPS; RAS flips the first two axes
-
-
-class _Grid:
-    """What the rows of one file need from its ``(z, y, x)`` space.
-
-    ``steps[:, k]`` is the RAS step of array axis ``k`` (z, y, x) and ``origin`` the RAS centre
-    of voxel 0, so that ``steps @ (z, y, x) + origin`` is what nibabel computes as
-    ``img.affine @ (i, j, k, 1)`` with ``(i, j, k) = (x, y, z)``.
-    """
-
-    def __init__(self, space: Space) -> None:
-        self.shape = np.array([int(v) for v in space.shape], dtype=np.int64)
-        spacing = np.asarray(space.spacing, dtype=np.float64)
-        dirs = np.column_stack(
-            [space.x_orientation, space.y_orientation, space.z_orientation]
-        ).astype(np.float64)  # the (z, y, x) space's "x" axis is array axis 0, and so on
-        self.steps = _RAS[:, None] * (dirs * spacing)
-        self.origin = _RAS * np.asarray(space.origin, dtype=np.float64)
-        self.voxel_ml = float(abs(np.prod(spacing))) / 1000.0
-
-
-_GRIDS: dict[tuple, _Grid] = {}
-
-
-def _grid(space: Space) -> _Grid:
-    """The (cached) :class:`_Grid` of a space: datasets mostly share a few grids."""
-    key = tuple(
-        tuple(float(v) for v in getattr(space, f))
-        for f in ("shape", "spacing", "origin", "x_orientation", "y_orientation", "z_orientation")
-    )
-    grid = _GRIDS.get(key)
-    if grid is None:
-        if len(_GRIDS) > 1024:
-            _GRIDS.clear()
-        grid = _GRIDS[key] = _Grid(space)
-    return grid
-
-
-class _Part:
-    """The rows of one file, column by column (figures as read, derived columns later)."""
-
-    def __init__(self, grid: _Grid, case: str, fmt: str, path: str) -> None:
-        self.grid, self.case, self.fmt, self.path = grid, case, fmt, path
-        self.names: list[str] = []
-        self.voxels: list[int] = []
-        self.bboxes: list[tuple | None] = []
-        self.centroids: list[Sequence[float] | None] = []
-        self.attrs: list[dict | None] = []
-        self.labels: list[dict] = []
-        self.sources: list[str] = []
-
-    def add(self, name, voxels, bbox, centroid, attrs, labels, source) -> None:
-        self.names.append(name)
-        self.voxels.append(int(voxels))
-        self.bboxes.append(None if bbox is None or not voxels else tuple(int(b) for b in bbox))
-        self.centroids.append(centroid if voxels else None)
-        self.attrs.append(attrs or None)  # most masks have none: no dict kept per row
-        self.labels.append(labels)
-        self.sources.append(source)
-
-
-# -- reading one file -------------------------------------------------------------------------
-def _archive_part(path: str, storage_options: dict | None) -> _Part | None:
-    """The rows of one archive: from :meth:`MaskArchive.infos` (the index alone), decoding
-    only masks whose row lacks a figure (version 1, format 2.0)."""
-    from .attrs import centroid_of
-    from .storage import MaskArchive
-
-    with MaskArchive(path, storage_options=storage_options) as ar:
-        space = ar.space
-        if space is None:  # an archive created without a mask or a space
-            return None
-        fmt = "1" if ar.version == 1 else f"{ar.version}.{ar.minor_version}"
-        part = _Part(_grid(space), split_suffix(path)[0], fmt, path)
-        for info in ar.infos():
-            voxels, bbox, centroid, source = info.voxels, info.bbox, info.centroid, "index"
-            if voxels is None or (voxels > 0 and (bbox is None or centroid is None)):
-                crop, bbox = ar.read_cropped(info.index)
-                origin = (0, 0, 0) if bbox is None else (bbox[0], bbox[2], bbox[4])
-                voxels, centroid = centroid_of(crop, origin)
-                source = "decoded"
-            part.add(info.name, voxels, bbox, centroid, info.attrs, info.mapping, source)
-    return part
-
-
-def _msk_part(path: str, storage_options: dict | None) -> _Part:
-    from .attrs import centroid_of
-    from .format import read_msk_record
-
-    if is_url(path):
-        r = read_msk_record(path, cropped=True, storage_options=storage_options)
-        folder = path.split("?", 1)[0].rstrip("/").rsplit("/", 2)[-2]
-    else:
-        r = read_msk_record(path, cropped=True)
-        folder = Path(path).resolve().parent.name
-    origin = (0, 0, 0) if r.bbox is None else (r.bbox[0], r.bbox[2], r.bbox[4])
-    voxels, centroid = centroid_of(r.array, origin)
-    if r.centroid is not None:
-        centroid = r.centroid
-    fmt = "1" if r.version == 1 else f"{r.version}.{getattr(r, 'minor', 0)}"
-    part = _Part(_grid(r.space), folder, fmt, path)
-    part.add(
-        split_suffix(path)[0],
-        voxels,
-        r.bbox,
-        centroid,
-        dict(getattr(r, "attrs", None) or {}),
-        r.mapping.to_dict(),
-        "decoded",
-    )
-    return part
-
-
-def _file_part(path: str, storage_options: dict | None) -> _Part | None:
-    """The rows of one file. A URL is taken by its name (no extra request: a reader opening
-    an object whose bytes contradict its name refuses it); a local file is opened as an
-    archive, the common case, and read as a ``.msk`` when its first bytes say it is not one
-    (so an archive is opened once)."""
-    if is_url(path):
-        if split_suffix(path)[1].lower() == ".msk":
-            return _msk_part(path, storage_options)
-        return _archive_part(path, storage_options)
-    from .errors import CorruptFileError
-    from .inspect import is_archive
-
-    try:
-        return _archive_part(path, storage_options)
-    except CorruptFileError:
-        if is_archive(path):
-            raise  # a damaged archive
-        return _msk_part(path, storage_options)
 
 
 def _wrap_progress(
@@ -364,7 +123,7 @@ def stats(
         raise MaskValidationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     pd = _pd()
     files = find_mask_files(paths, storage_options=storage_options)
-    parts: list[_Part] = []
+    parts: list[Part] = []
     failed: list[tuple[str, str]] = []
     paused = _CollectorPaused()
     try:
@@ -372,7 +131,7 @@ def stats(
             if k % _GC_BATCH == 0:
                 paused.new_batch()
             try:
-                part = _file_part(f, storage_options)
+                part = file_part(Target.of(f, storage_options))
                 if part is not None:
                     parts.append(part)
             except (MedMaskError, OSError, ValueError) as exc:
@@ -386,7 +145,7 @@ def stats(
                 failed.append((f, msg))
     finally:
         paused.end()
-    return _frame(
+    return frame(
         pd, parts, files=[f for f in files if f not in {x for x, _ in failed}], failed=failed
     )
 
@@ -422,172 +181,6 @@ class _CollectorPaused:
         """Restore the collector as it was found."""
         if self._was:
             gc.enable()
-
-
-def _frame(pd, parts: list[_Part], *, files: list[str], failed: list) -> pd.DataFrame:
-    """The table of all parts: the rows as read, then the derived columns (volume, RAS
-    centroid, border contact) computed once over every row (each row indexes its grid)."""
-    grid_of: dict[int, int] = {}
-    grids: list[_Grid] = []
-    gix: list[int] = []
-    cols: dict[str, list] = {c: [] for c in ("case", "format", "path")}
-    names: list[str] = []
-    voxels: list[int] = []
-    bboxes: list = []
-    centroids: list = []
-    attrs: list[dict | None] = []
-    labels: list[dict] = []
-    sources: list[str] = []
-    for part in parts:
-        k = grid_of.setdefault(id(part.grid), len(grids))
-        if k == len(grids):
-            grids.append(part.grid)
-        n = len(part.names)
-        gix += [k] * n
-        cols["case"] += [part.case] * n
-        cols["format"] += [part.fmt] * n
-        cols["path"] += [part.path] * n
-        names += part.names
-        voxels += part.voxels
-        bboxes += part.bboxes
-        centroids += part.centroids
-        attrs += part.attrs
-        labels += part.labels
-        sources += part.sources
-    n = len(names)
-    g = np.asarray(gix, dtype=np.intp)
-    shapes = np.array([gr.shape for gr in grids], dtype=np.int64).reshape(-1, 3)
-    steps = np.array([gr.steps for gr in grids], dtype=np.float64).reshape(-1, 3, 3)
-    origins = np.array([gr.origin for gr in grids], dtype=np.float64).reshape(-1, 3)
-    voxel_ml = np.array([gr.voxel_ml for gr in grids], dtype=np.float64)
-    vox = np.asarray(voxels, dtype=np.int64)
-    full = vox > 0
-    box = np.array(
-        [b if b is not None else (1, 0, 1, 0, 1, 0) for b in bboxes], dtype=np.int64
-    ).reshape(n, 6)
-    touches = full & ((box[:, 0::2] == 0) | (box[:, 1::2] == shapes[g])).any(axis=1)
-    cen = np.array(
-        [c if c is not None else (0.0, 0.0, 0.0) for c in centroids], dtype=np.float64
-    ).reshape(n, 3)
-    ras = (np.einsum("nij,nj->ni", steps[g], cen) + origins[g]).tolist()
-    attr_keys = list(dict.fromkeys(k for a in attrs if a for k in a))
-    data: dict[str, Any] = {
-        "case": cols["case"],
-        "name": names,
-        "voxels": voxels,
-        "volume_ml": (vox * voxel_ml[g]).tolist(),
-        "bbox": bboxes,
-        "centroid_ras_mm": [
-            tuple(r) if f else None for r, f in zip(ras, full.tolist(), strict=True)
-        ],
-        "touches_border": touches.tolist(),
-        "empty": (~full).tolist(),
-    }
-    for k in attr_keys:
-        data[k if k not in MASK_COLUMNS else f"attr_{k}"] = [
-            tuple(v) if isinstance(v, list) else v for v in (a.get(k) if a else None for a in attrs)
-        ]
-    data.update(labels=labels, source=sources, format=cols["format"], path=cols["path"])
-    df = pd.DataFrame(data)
-    df["voxels"] = df["voxels"].astype("int64")
-    df["volume_ml"] = df["volume_ml"].astype("float64")
-    df["touches_border"] = df["touches_border"].astype(bool)
-    df["empty"] = df["empty"].astype(bool)
-    df.attrs["files"] = list(files)
-    df.attrs["failed"] = list(failed)
-    df.attrs["decoded"] = int(sum(src == "decoded" for src in sources))
-    return df
-
-
-def _case_keys(df: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
-    """All files of the table (``df.attrs["files"]`` plus paths in rows) and how to call each
-    one: its case name, or its path where two files share a case name."""
-    files = list(dict.fromkeys([*df.attrs.get("files", []), *df["path"].tolist()]))
-    case_of = dict(zip(df["path"], df["case"], strict=False))
-    for f in files:
-        case_of.setdefault(f, split_suffix(f)[0])
-    counts: dict[str, int] = {}
-    for f in files:
-        counts[case_of[f]] = counts.get(case_of[f], 0) + 1
-    return files, {f: case_of[f] if counts[case_of[f]] == 1 else f for f in files}
-
-
-def lacking(df: pd.DataFrame, name: str, *, empty_is_missing: bool = True) -> list[str]:
-    """The cases that lack the mask ``name``: not stored, or (by default) stored empty.
-
-    Args:
-        df: A table from :func:`stats`.
-        name: The mask name (``"liver"``).
-        empty_is_missing: Count a stored but empty mask as lacking (default ``True``).
-
-    Returns:
-        Case names, sorted (a file's path instead where two files share a case name).
-
-    Raises:
-        MaskValidationError: ``df`` is not a table from :func:`stats`.
-    """
-    _check_table(df)
-    files, key = _case_keys(df)
-    rows = df[df["name"] == name]
-    if empty_is_missing:
-        rows = rows[~rows["empty"]]
-    have = set(rows["path"])
-    return sorted(key[f] for f in files if f not in have)
-
-
-def _check_table(df: object) -> None:
-    missing = [
-        c
-        for c in ("case", "name", "voxels", "empty", "path")
-        if c not in getattr(df, "columns", ())
-    ]
-    if missing:
-        raise MaskValidationError(
-            f"expected a table from medmask.stats(); it lacks the columns {missing}"
-        )
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per mask name across the dataset of a :func:`stats` table.
-
-    Columns: ``name``; ``cases`` (files storing the name), ``present`` (of those, non-empty),
-    ``empty``, ``missing`` (files not storing it), ``touching_border`` (non-empty masks that
-    reach the grid's border); ``volume_ml_min``/``_median``/``_max`` over the non-empty
-    masks (NaN when none); ``lacking``: the cases without it or with it empty (sorted).
-
-    Args:
-        df: A table from :func:`stats` (its ``attrs["files"]`` also counts files that
-            hold no mask at all).
-
-    Returns:
-        A :class:`pandas.DataFrame` sorted by name.
-
-    Raises:
-        MaskValidationError: ``df`` is not a table from :func:`stats`.
-    """
-    _check_table(df)
-    pd = _pd()
-    files, key = _case_keys(df)
-    out = []
-    for name, g in df.groupby("name", sort=True):
-        full = g[~g["empty"]]
-        vols = full["volume_ml"].to_numpy(dtype=np.float64)
-        have = set(full["path"])
-        out.append(
-            {
-                "name": name,
-                "cases": int(g["path"].nunique()),
-                "present": int(full["path"].nunique()),
-                "empty": int(g["empty"].sum()),
-                "missing": len(files) - int(g["path"].nunique()),
-                "touching_border": int(full["touches_border"].sum()),
-                "volume_ml_min": float(vols.min()) if vols.size else math.nan,
-                "volume_ml_median": float(np.median(vols)) if vols.size else math.nan,
-                "volume_ml_max": float(vols.max()) if vols.size else math.nan,
-                "lacking": sorted(key[f] for f in files if f not in have),
-            }
-        )
-    return pd.DataFrame.from_records(out, columns=list(SUMMARY_COLUMNS))
 
 
 class _CallableModule(types.ModuleType):
