@@ -12,6 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..format import compat_choices
 from ..inspect import sniff_file
 from ..io.names import FORMAT_SUFFIXES, format_from_name, is_url, split_suffix
 from ._common import (
@@ -255,7 +256,7 @@ def register(add: AddCommand) -> None:
     )
     s.add_argument(
         "--compat",
-        choices=["0.3", "0.2", "0.1"],
+        choices=compat_choices(),  # the compatibility table of medmask.format
         default=None,
         metavar="RELEASE",
         help="write what medmask RELEASE reads: 0.3 (format 2.1), 0.2 (format 2.0, without "
