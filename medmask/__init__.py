@@ -11,6 +11,7 @@ The core needs only numpy, zstandard and spacetransformer-core. NIfTI conversion
 
 from . import stats  # callable module: medmask.stats(paths); pandas imported on use
 from ._upcalls import provide
+from ._version import __version__
 from .codecs import available_codecs, get_codec, register_codec
 from .errors import (
     ArchiveLockedError,
@@ -26,7 +27,6 @@ from .ops import match_allowed_values
 from .segmask import SegmentationMask
 from .storage import MaskArchive, MaskFile, MaskInfo, load_mask, save_mask
 
-__version__ = "0.4.0"
 
 
 # -- upward calls (medmask._upcalls): the package root, above every layer, plugs in the work
