@@ -28,7 +28,6 @@ from .segmask import SegmentationMask
 from .storage import MaskArchive, MaskFile, MaskInfo, load_mask, save_mask
 
 
-
 # -- upward calls (medmask._upcalls): the package root, above every layer, plugs in the work
 # that lower layers' methods hand upwards, so that no module imports a layer above its own.
 def _segmask_png(segmask: SegmentationMask) -> bytes:

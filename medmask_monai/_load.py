@@ -9,7 +9,6 @@ import difflib
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ from medmask.errors import (
 from medmask.format import sniff_target
 from medmask.geometry import space_to_affine
 from medmask.io import Target
-from medmask.io.names import is_url
 from medmask.ops import match_allowed_values, smallest_int_dtype
 from medmask.spaces import Space
 
@@ -40,8 +38,6 @@ __all__ = [
     "is_archive",
     "file_kind",
     "label_dtype",
-    "storage_kw",
-    "as_target",
     "MissingNameWarning",
 ]
 
@@ -160,16 +156,6 @@ def mask_meta(path: object, space: Space, labels: Mapping[str, int] | None, mode
         meta["labels"] = dict(labels)
     meta["mask_mode"] = mode
     return meta
-
-
-def storage_kw(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``{"storage_options": ...}`` for medmask's readers, or ``{}`` when none were given."""
-    return {} if storage_options is None else {"storage_options": dict(storage_options)}
-
-
-def as_target(path: str | os.PathLike) -> str | Path:
-    """A local path as :class:`~pathlib.Path`; a URL stays a string (``Path`` would mangle it)."""
-    return path if is_url(path) else Path(path)
 
 
 def file_kind(
@@ -372,8 +358,8 @@ def load_mask_array(
     """
     check_options(mode, missing)
     wanted = resolve_names(names)
-    path = as_target(path)  # the name in messages and meta, as given
     target = Target.of(path, storage_options)  # made once: the file and its options
+    path = target.local or target.path  # the name in messages and meta
     if archive is not None or is_archive(target):
         if archive is not None:
             data, labels, space = _from_archive(archive, path, wanted, mode, dtype, missing)
