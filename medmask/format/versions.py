@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..codecs import Codec
-from ..errors import UnsupportedFormatError
+from ..codecs import Codec, get_codec
+from ..errors import MaskValidationError, UnsupportedFormatError
 from . import v1, v2
 from .backend import ArchiveBackend
 from .layouts import LAYOUTS
@@ -29,6 +29,9 @@ __all__ = [
     "version_of",
     "supported_versions",
     "codec_version",
+    "backend_for",
+    "check_codec_for",
+    "write_choice",
 ]
 
 
@@ -111,6 +114,54 @@ def codec_version(codec: Codec) -> int:
         if ids is not None and codec.codec_id in ids:
             return major
     return LAYOUTS.current.major
+
+
+def backend_for(codec: Codec) -> type[ArchiveBackend]:
+    """The archive backend new archives written with ``codec`` use."""
+    return version_of(codec_version(codec)).archive
+
+
+def check_codec_for(codec: Codec | None, major: int, *, path: object) -> None:
+    """Refuse to append with a codec of another version than the file's.
+
+    Raises:
+        MaskValidationError: ``codec`` writes another major version than ``major``.
+    """
+    if codec is not None and codec_version(codec) != major:
+        raise MaskValidationError(
+            f"{path} is a version-{major} archive; codec {codec.name!r} writes "
+            f"version {codec_version(codec)} (use 'medmask convert' to change versions)"
+        )
+
+
+def write_choice(
+    codec: str | Codec | None, compat: str | None
+) -> tuple[str | Codec | None, int | None]:
+    """The codec and minor version new files are written with, for ``compat``.
+
+    ``compat`` names a row of the compatibility table; a row of another version than the
+    default codec's forces its codec (``compat="0.1"``: ``"zstd"``), and a codec that would
+    write a newer version than the row is refused.
+
+    Returns:
+        ``(codec, minor)``; ``minor`` ``None`` writes the newest layout of the version.
+
+    Raises:
+        MaskValidationError: An unknown ``compat``, or a codec it contradicts.
+    """
+    if compat is None:
+        return codec, None
+    layout = LAYOUTS.for_compat(compat)
+    if codec is not None:
+        major = codec_version(get_codec(codec))
+        if major > layout.major:
+            raise MaskValidationError(
+                f"compat={compat!r} writes version {layout.major}: leave codec= out"
+            )
+        return codec, layout.minor if major == layout.major else None
+    if codec_version(get_codec(None)) != layout.major:
+        return layout.codec, layout.minor
+    return None, layout.minor
 
 
 register_version(

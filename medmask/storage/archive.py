@@ -27,11 +27,12 @@ from .._upcalls import upcall
 from ..bbox import BBox
 from ..codecs import DTYPE_NAMES, Codec, get_codec
 from ..errors import MaskNotFoundError, MaskValidationError, close_matches
-from ..format import LAYOUTS, archive_backend, codec_version, open_archive, sniff
+from ..format import open_archive, sniff
 from ..format._io import open_locked
 from ..format.backend import ArchiveBackend
 from ..format.base import Entry
 from ..format.layouts import Layout
+from ..format.versions import backend_for, check_codec_for, write_choice
 from ..io.source import ByteSource, LocalFileSource
 from ..io.target import Target, open_source
 from ..segmask import SegmentationMask
@@ -127,7 +128,7 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
         self._closed = True  # until opened (``__del__`` and ``close`` then do nothing)
         if mode not in ("r", "w", "a"):
             raise MaskValidationError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
-        codec, self._minor = _write_layout(codec, compat)
+        codec, self._minor = write_choice(codec, compat)
         if space is not None and not isinstance(space, Space):
             raise MaskValidationError(
                 f"space must be a spacetransformer.Space, got {type(space).__name__}"
@@ -179,25 +180,18 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
             local = self._upload_dir / "archive.mska"
         elif local.exists():  # refuse to replace an archive another process is appending to
             self._lock_fd = open_locked(local, os.O_RDONLY)
-        cls = archive_backend(codec_version(self._codec))
-        self._backend = cls.create(local, space=space, minor=self._minor)
+        self._backend = backend_for(self._codec).create(local, space=space, minor=self._minor)
 
     def _open_append(self, space: Space | None) -> None:
         if not self.path.exists():
-            codec = self._codec or get_codec(None)
-            cls = archive_backend(codec_version(codec))
+            cls = backend_for(self._codec or get_codec(None))
             pending = cls.create_missing(self.path, space=space, minor=self._minor)
             if pending is not None:  # created by its first commit
                 self._backend = pending
                 return
         fd = self._lock_fd = open_locked(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
         source = LocalFileSource(self.path, fd=fd, own_fd=False)
-        _kind, major = sniff(source)
-        if self._codec is not None and codec_version(self._codec) != major:
-            raise MaskValidationError(
-                f"{self.path} is a version-{major} archive; codec {self._codec.name!r} writes "
-                f"version {codec_version(self._codec)} (use 'medmask convert' to change versions)"
-            )
+        check_codec_for(self._codec, sniff(source)[1], path=self.path)
         self._backend = open_archive(source, fd=fd)
         if space is not None and self._backend.space is not None:
             check_same_grid(self._backend.space, space, what=f"space= given for {self.path}")
@@ -506,33 +500,3 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} masks"
         return f"MaskArchive({str(self.path)!r}, mode={self.mode!r}, v{self.version}, {state})"
-
-
-def _write_layout(
-    codec: str | Codec | None, compat: str | None
-) -> tuple[str | Codec | None, int | None]:
-    """The codec and minor version new files are written with, for ``compat``.
-
-    ``compat`` names a row of the compatibility table; the codec of a row of another
-    version than the default codec's is forced (``compat="0.1"``: ``"zstd"``), and a codec
-    that would write a newer version than the row is refused.
-
-    Returns:
-        ``(codec, minor)``; ``minor`` ``None`` writes the newest layout of the version.
-
-    Raises:
-        MaskValidationError: An unknown ``compat``, or a codec it contradicts.
-    """
-    if compat is None:
-        return codec, None
-    layout = LAYOUTS.for_compat(compat)
-    if codec is not None:
-        major = codec_version(get_codec(codec))
-        if major > layout.major:
-            raise MaskValidationError(
-                f"compat={compat!r} writes version {layout.major}: leave codec= out"
-            )
-        return codec, layout.minor if major == layout.major else None
-    if codec_version(get_codec(None)) != layout.major:
-        return layout.codec, layout.minor
-    return None, layout.minor
