@@ -69,16 +69,17 @@ BLOCK_PROBE_STRIDE = 61
 PAIR_TABLE_MIN_SIZE = 1 << 15
 
 
-def smallest_int_dtype(lo: int, hi: int, *, signed: bool = False) -> np.dtype:
+def smallest_int_dtype(lo: int, hi: int, *, torch_safe: bool = False) -> np.dtype:
     """The smallest integer dtype that holds every value of ``lo..hi``: the one "smallest
-    dtype" rule of medmask (label maps, MONAI outputs).
+    dtype" rule of medmask (label maps, label tables, MONAI outputs).
 
-    Unsigned types are tried first when ``lo >= 0`` (unless ``signed``), then signed ones.
+    Unsigned types are tried first when ``lo >= 0``, then signed ones.
 
     Args:
         lo: The smallest value to store.
         hi: The largest value to store.
-        signed: Only signed types (for consumers without unsigned kernels, e.g. torch).
+        torch_safe: Only types torch's ordinary kernels support: ``uint8``, then signed
+            types (torch has few kernels for ``uint16``/``uint32``/``uint64``: no ``flip``).
 
     Returns:
         ``uint8`` ... ``uint64`` or ``int8`` ... ``int64``.
@@ -90,10 +91,12 @@ def smallest_int_dtype(lo: int, hi: int, *, signed: bool = False) -> np.dtype:
     Example:
         >>> smallest_int_dtype(0, 300), smallest_int_dtype(-1, 100)
         (dtype('uint16'), dtype('int8'))
+        >>> smallest_int_dtype(0, 300, torch_safe=True)
+        dtype('int16')
     """
     lo, hi = int(lo), int(hi)
-    unsigned = (np.uint8, np.uint16, np.uint32, np.uint64) if lo >= 0 and not signed else ()
-    for dt in (*unsigned, np.int8, np.int16, np.int32, np.int64):
+    unsigned = (np.uint8,) if torch_safe else (np.uint8, np.uint16, np.uint32, np.uint64)
+    for dt in (*(unsigned if lo >= 0 else ()), np.int8, np.int16, np.int32, np.int64):
         info = np.iinfo(dt)
         if info.min <= lo and hi <= info.max:
             return np.dtype(dt)

@@ -193,13 +193,12 @@ def is_archive(
 def label_dtype(top: int) -> np.dtype:
     """The default dtype of a label map whose largest label is ``top``.
 
-    ``uint8`` up to 255, then the smallest signed type (``int16`` up to 32,767, ``int32``,
-    ``int64``): types torch supports in its ordinary kernels (it implements few for
-    ``uint16``/``uint32``: no ``flip``, so ``Orientationd`` would fail).
+    ``uint8`` up to 255, then ``int16`` up to 32,767, ``int32``, ``int64``: types torch
+    supports in its ordinary kernels (:func:`medmask.ops.smallest_int_dtype` with
+    ``torch_safe``; torch implements few kernels for ``uint16``/``uint32``: no ``flip``, so
+    ``Orientationd`` would fail).
     """
-    if top <= np.iinfo(np.uint8).max:
-        return np.dtype(np.uint8)
-    return smallest_int_dtype(0, top, signed=True)
+    return smallest_int_dtype(0, top, torch_safe=True)
 
 
 def _output_dtype(dtype: Any, top: int, mode: str) -> np.dtype:
