@@ -66,6 +66,13 @@ def mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def _permission_cases() -> dict:
+    """The permission cases in a folder the unprivileged user can reach (the report's
+    temporary folder is mode 0700: every refusal there would come from the path)."""
+    with W.unprivileged_folder() as folder:
+        return W.permission_cases(folder / "perm")
+
+
 def run_all(args: argparse.Namespace, work: Path) -> dict:
     quick = args.quick
     fig: dict = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -117,7 +124,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     fig["failing"] = {
         "RLIMIT_FSIZE (EFBIG)": W.fsize_limit_cases(work / "fsize"),
         "512 KiB tmpfs (ENOSPC)": W.tmpfs_full_cases(work / "tmpfs"),
-        "permission denied (EACCES)": W.permission_cases(work / "perm"),
+        "permission denied (EACCES)": _permission_cases(),
         "EIO at each write step": W.io_error_cases(work / "eio"),
     }
 
@@ -402,7 +409,9 @@ def render(fig: dict) -> str:
     a(
         "A mask that fails validation (other grid, duplicate or empty name, not a SegmentationMask) leaves"
     )
-    a("the archive untouched (`tests/reliability/test_writers_never_lose_data.py`, `tests/reliability/test_campaign.py`).")
+    a(
+        "the archive untouched (`tests/reliability/test_writers_never_lose_data.py`, `tests/reliability/test_campaign.py`)."
+    )
     a("")
     a("## 4. Concurrency")
     a("")

@@ -126,33 +126,55 @@ def test_disk_full_leaves_archive_as_it_was(tmp_path):
     assert path.read_bytes()[: len(before)] == before  # committed bytes untouched
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_permission_denied(tmp_path):
-    path = tmp_path / "a.mska"
-    with MaskArchive(path, "w") as ar:
-        ar.add_segmask(W.mask(0), "m0")
-    path.chmod(stat.S_IRUSR)
-    with pytest.raises(PermissionError):
-        MaskArchive(path, "a")
+def _read(path) -> None:
     with MaskArchive(path) as ar:
-        assert ar.all_names() == ["m0"]
+        ar.read_all_masks()
 
 
-def test_permission_denied_directory(tmp_path):
-    """A write into a folder we cannot write leaves the existing archive untouched."""
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    path = folder / "a.mska"
+def _open_append(path) -> None:
+    with MaskArchive(path, "a") as ar:
+        ar.add_segmask(W.mask(1), "m1")
+
+
+def _replace(path) -> None:
     with MaskArchive(path, "w") as ar:
-        ar.add_segmask(W.mask(0), "m0")
-    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        with pytest.raises(PermissionError):
-            MaskArchive(path, "w")
-    finally:
-        folder.chmod(stat.S_IRWXU)
+        ar.add_segmask(W.mask(1), "m1")
+
+
+def test_permission_denied():
+    """A read-only archive refuses an append from a user without write rights (root drops
+    to nobody for it, so that this runs in CI) and stays as it was."""
+    with W.unprivileged_folder() as folder:
+        path = folder / "a.mska"
+        with MaskArchive(path, "w") as ar:
+            ar.add_segmask(W.mask(0), "m0")
+        before = path.read_bytes()
+        path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        assert W.run_unprivileged(lambda: _read(path)) == "no error"  # the path is reachable
+        assert W.run_unprivileged(lambda: _open_append(path)) == "PermissionError"
+        assert path.read_bytes() == before
+        with MaskArchive(path) as ar:
+            assert ar.all_names() == ["m0"]
+
+
+def test_permission_denied_directory():
+    """A write into a folder the user cannot write leaves the existing archive untouched
+    and no temporary file behind (root drops to nobody for it)."""
+    with W.unprivileged_folder() as top:
+        folder = top / "ro"
+        folder.mkdir()
+        path = folder / "a.mska"
+        with MaskArchive(path, "w") as ar:
+            ar.add_segmask(W.mask(0), "m0")
+        before = path.read_bytes()
+        folder.chmod(0o555)
+        try:
+            assert W.run_unprivileged(lambda: _read(path)) == "no error"
+            assert W.run_unprivileged(lambda: _replace(path)) == "PermissionError"
+        finally:
+            folder.chmod(0o755)
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == ["a.mska"]
 
 
 def test_failed_validation_leaves_archive(tmp_path):
