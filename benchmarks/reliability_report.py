@@ -35,6 +35,8 @@ from reliability import samples as S  # noqa: E402
 from reliability import workload as W  # noqa: E402
 
 FAMILY_TEXT = {
+    "intact": "the sample itself, untouched: must read back exactly (a reader that rejects "
+    "everything fails here)",
     "truncate-boundary": "cut 1 byte before, at and after every section and header-field boundary",
     "truncate-random": "cut at a random offset",
     "bitflip-header": "every single-bit flip of the fixed header (all 8 bits of every byte)",
@@ -84,6 +86,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     sweep = C.run_sweep(M.generate(samples, n_random=n_random, seed=args.seed), workers=2)
     fig["sweep"] = {
         "counts": {"|".join(k): v for k, v in sweep.counts.items()},
+        "by_family": sweep.by_family(),
         "total": sweep.total,
         "failures": sweep.failures,
         "max_seconds": sweep.max_seconds,
@@ -355,6 +358,23 @@ def render(fig: dict) -> str:
     a(
         f"- Largest worker RSS: {sw['worker_max_rss_kib'] / 1024:.0f} MiB; worker crashes or hangs: {sw['worker_restarts']}."
     )
+    a("")
+    a("Rejected against read, per family (all file kinds together). *must read*: variants the spec")
+    a(
+        "allows (the untouched samples, and forged files that keep to the spec), all of which must open"
+    )
+    a("and read; *must reject*: variants with invalid content, all of which must be refused.")
+    a("")
+    a(
+        "| family | variants | rejected at open | partly rejected | read | must read: read | must reject: rejected |"
+    )
+    a("|---|---|---|---|---|---|---|")
+    for fam, r in sw["by_family"].items():
+        total = r["rejected"] + r["partly rejected"] + r["read"] + r["failed"]
+        a(
+            f"| {fam} | {total:,} | {r['rejected']:,} | {r['partly rejected']:,} | {r['read']:,} | "
+            f"{r['must_read_ok']:,} / {r['must_read']:,} | {r['must_reject_ok']:,} / {r['must_reject']:,} |"
+        )
     a("")
     a("Families:")
     a("")
