@@ -29,6 +29,7 @@ from .errors import MaskNotFoundError, MaskValidationError, close_matches
 __all__ = ["LabelTable"]
 
 _UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
+_U64_MAX = 2**64 - 1
 # types torch's ordinary kernels support (no flip for uint16/uint32): uint8, then signed
 _TORCH_SAFE = (np.uint8, np.int16, np.int32, np.int64)
 
@@ -42,6 +43,8 @@ def _check_name(name: object) -> str:
 
 
 def _check_label(name: str, label: object) -> int:
+    if type(label) is int and 0 < label <= _U64_MAX:  # the common case, checked fast
+        return label
     if isinstance(label, bool) or not isinstance(label, numbers.Integral):
         raise MaskValidationError(
             f"label of {name!r} must be an integer, got {label!r} ({type(label).__name__})"
@@ -54,7 +57,7 @@ def _check_label(name: str, label: object) -> int:
         )
     if value < 0:
         raise MaskValidationError(f"label of {name!r} must be positive, got {value}")
-    if value > np.iinfo(np.uint64).max:
+    if value > _U64_MAX:
         raise MaskValidationError(f"label of {name!r} ({value}) does not fit in 64 bits")
     return value
 

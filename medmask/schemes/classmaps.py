@@ -18,7 +18,14 @@ from ..errors import MaskValidationError, close_matches
 from ..labeltable import LabelTable
 from .errors import VocabularyError
 
-__all__ = ["ClassMap", "load_class_map", "class_map_ids", "read_data_json"]
+__all__ = [
+    "ClassMap",
+    "load_class_map",
+    "class_map_ids",
+    "class_map_from_json",
+    "read_data_json",
+    "parse_json_strict",
+]
 
 _DATA = "data"
 _NOT_MAPS = ("synonyms",)
@@ -53,14 +60,30 @@ def read_data_json(file_name: str) -> dict[str, Any]:
         text = resources.files(__package__).joinpath(_DATA, file_name).read_text("utf-8")
     except FileNotFoundError:
         raise VocabularyError(f"{file_name}: not in medmask's package data") from None
+    return parse_json_strict(text, file_name)
+
+
+def parse_json_strict(text: str | bytes, where: str) -> dict[str, Any]:
+    """Parse a JSON object, refusing repeated keys (JSON would silently keep the last).
+
+    Args:
+        text: The JSON text.
+        where: The file name, for messages.
+
+    Returns:
+        The object.
+
+    Raises:
+        VocabularyError: Not valid JSON, not an object, or a repeated key.
+    """
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys(file_name))
-    except ValueError as exc:
-        if isinstance(exc, VocabularyError):
-            raise
-        raise VocabularyError(f"{file_name}: not valid JSON ({exc})") from None
+        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys(where))
+    except VocabularyError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VocabularyError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
-        raise VocabularyError(f"{file_name}: must hold a JSON object")
+        raise VocabularyError(f"{where}: must hold a JSON object")
     return obj
 
 
@@ -85,6 +108,24 @@ class ClassMap:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = "class map") -> ClassMap:
+        """A class map from the text of a class-map file (the shipped files' format).
+
+        Args:
+            text: The JSON text: ``id``, ``title``, ``count``, ``source`` (with ``url``)
+                and ``classes`` (``{"label": "name"}``).
+            where: The file name, for messages.
+
+        Returns:
+            The class map.
+
+        Raises:
+            VocabularyError: Not valid JSON, a repeated key, or a check of
+                :func:`class_map_from_json` fails.
+        """
+        return class_map_from_json(parse_json_strict(text, where), where)
 
     def name_of(self, label: int) -> str:
         """The published name of ``label``.

@@ -46,10 +46,15 @@ def name_key(name: str) -> str:
     """
     if not isinstance(name, str):
         raise VocabularyError(f"class names must be strings, got {name!r}")
-    key = _NON_ALNUM.sub("_", name.lower()).strip("_")
+    key = _key(name)
     if not key:
         raise VocabularyError(f"class name {name!r} has no letter or digit")
     return key
+
+
+@functools.lru_cache(maxsize=65536)  # the same names come back in every case
+def _key(name: str) -> str:
+    return _NON_ALNUM.sub("_", name.lower()).strip("_")
 
 
 def _pairs(entries: Pairs | None) -> list[tuple[str, str]]:
