@@ -7,22 +7,13 @@ import io
 import re
 from pathlib import Path
 
+from test_readme_blocks import promised_output  # the same convention as the README
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
 
 
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
-
-
-def promised_output(block: str) -> list[str]:
-    """The ``# ...`` comment lines that directly follow a ``print(...)``: its output."""
-    out, after_print = [], False
-    for line in block.splitlines():
-        stripped = line.strip()
-        if after_print and stripped.startswith("# "):
-            out.append(stripped[2:])
-        after_print = stripped.startswith("print(")
-    return out
 
 
 def test_every_block_prints_what_it_promises():
