@@ -100,7 +100,8 @@ def smallest_int_dtype(lo: int, hi: int, *, torch_safe: bool = False) -> np.dtyp
         info = np.iinfo(dt)
         if info.min <= lo and hi <= info.max:
             return np.dtype(dt)
-    raise MaskValidationError(f"values {lo}..{hi} do not fit in 64-bit integers")
+    kind = "torch-safe integer types" if torch_safe else "64-bit integers"
+    raise MaskValidationError(f"values {lo}..{hi} do not fit in {kind}")
 
 
 def smallest_uint_dtype(max_value: int) -> np.dtype:
