@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MaskValidationError
+from ..io.formats import identify_target
 from ..segmask import SegmentationMask
 from ..spaces import Space
-from ..storage import MaskArchive
+from ..storage import MaskArchive, load_mask
 
 __all__ = [
     "NeedsOptionError",
@@ -21,6 +22,8 @@ __all__ = [
     "ConversionReport",
     "records_to_archive",
     "archive_records",
+    "iter_archive_records",
+    "is_archive",
     "MAX_VOXELS",
     "MAX_SEGMENTS",
 ]
@@ -201,6 +204,16 @@ def archive_records(
     return space, list(records)
 
 
+def is_archive(path: str | os.PathLike) -> bool:
+    """Whether a local file is a ``.mska`` archive, by its first bytes (not its name).
+
+    Raises:
+        FileNotFoundError: No such file.
+    """
+    fmt = identify_target(path)
+    return fmt is not None and fmt.kind == "mska"
+
+
 def iter_archive_records(
     archive: str | os.PathLike, names: Iterable[str] | None = None
 ) -> tuple[Space, int, Iterator[MaskRecord]]:
@@ -213,11 +226,9 @@ def iter_archive_records(
         MaskValidationError: The archive holds no masks.
         MaskNotFoundError: A name is not stored.
     """
-    from ..inspect import is_archive
-
     path = Path(archive)
     if not is_archive(path):
-        seg = SegmentationMask.load(path)
+        seg = load_mask(path)
         out = []
         for n, v in seg.mapping.items():
             if v:

@@ -673,7 +673,7 @@ def test_real_case_every_format_round_trip(real_case, tmp_path):
 
 
 def test_fast_frame_scan_matches_pydicom(tmp_path, series):
-    from medmask.conversions.dicom_seg.read import _frame_meta_fast
+    from medmask.conversions.dicom_seg.frames import _frame_meta_fast
 
     folder, space = series
     highdicom_seg(folder, blobs(tuple(space.shape), seed=6), ["a", "b", "c"], tmp_path / "s.dcm")

@@ -148,8 +148,8 @@ class FileFormat:
                 f"converting {self.title} files needs medmask.conversions: import it first",
                 path=path,
             )
-        verb = "reads" if direction == "pack" else "writes"
-        text = f"a {self.title}, which medmask {direction} never {verb}"
+        verb = "read" if direction == "pack" else "write"
+        text = f"a {self.title}: 'medmask {direction}' does not {verb} these"
         return MaskValidationError(text + (f"; {self.hint}" if self.hint else ""), path=path)
 
     def __repr__(self) -> str:

@@ -78,7 +78,7 @@ class MedmaskArchive(FileFormat):
     """A medmask archive (magic ``MSKA``)."""
 
     kind = "mska"
-    title = "medmask archive (.mska)"
+    title = "medmask archive"
     suffixes = (".mska",)
     capabilities = Capabilities(overlaps=True, attributes=("all",))
     hint = "'medmask convert' copies or rewrites it (another format version, compacted)"
@@ -91,7 +91,7 @@ class MedmaskMask(FileFormat):
     """A medmask single-mask file (magic ``MSK`` + version)."""
 
     kind = "msk"
-    title = "medmask mask file (.msk)"
+    title = "medmask mask file"
     suffixes = (".msk",)
     capabilities = Capabilities(label_map=True, attributes=("all",))
     hint = "'medmask convert' rewrites it, or makes it a one-mask archive"
@@ -126,7 +126,7 @@ class Nifti(FileFormat):
     """A NIfTI-1/2 image: one binary mask or a label map."""
 
     kind = "nifti"
-    title = "NIfTI image (a mask or a label map)"
+    title = "NIfTI image: a mask or a label map"
     suffixes = (".nii.gz", ".nii")
     extra = "nifti"
     gzipped = True
@@ -140,11 +140,7 @@ class Nifti(FileFormat):
         "a NIfTI label map (names from --labels TABLE or TotalSegmentator's header extension; "
         "OUT.msk keeps it as one label map), or a single binary NIfTI mask"
     )
-    unpack_help = (
-        "one label map with TotalSegmentator's names extension, plus X.json; numbering from "
-        "--labels, else archive order; --overlap decides where masks overlap and the voxels "
-        "each mask loses are reported"
-    )
+    unpack_help = "one label map with TotalSegmentator's names extension, plus X.json (its table)"
 
     def sniff(self, head: bytes) -> bool:  # noqa: D102
         return _nifti_header(head)
@@ -157,7 +153,7 @@ class SlicerSegmentation(FileFormat):
     """A 3D Slicer segmentation: an NRRD whose header has ``Segment0_*`` fields."""
 
     kind = "seg.nrrd"
-    title = "3D Slicer segmentation (.seg.nrrd)"
+    title = "3D Slicer segmentation"
     suffixes = (".seg.nrrd",)
     extra = "nrrd"
     capabilities = Capabilities(
@@ -202,7 +198,7 @@ class NnunetDataset(FileFormat):
     """nnU-Net's raw dataset layout: ``labelsTr/<case>.nii.gz`` and ``dataset.json``."""
 
     kind = "nnunet"
-    title = "nnU-Net raw dataset (labelsTr/ + dataset.json)"
+    title = "nnU-Net raw dataset: labelsTr/ and dataset.json"
     extra = "nifti"
     folder = True
     capabilities = Capabilities(tree=True, label_map=True, attributes=())
@@ -221,7 +217,7 @@ class Nrrd(FileFormat):
     """Any NRRD file (one without Slicer's segment fields is an image)."""
 
     kind = "nrrd"
-    title = "NRRD image (no Slicer segment fields)"
+    title = "NRRD image without Slicer segment fields"
     suffixes = (".nrrd", ".nhdr")
     fallback = True
     gzipped = True
@@ -235,7 +231,7 @@ class Dicom(FileFormat):
     """Any DICOM file (``DICM`` after the 128-byte preamble); a SEG is :class:`DicomSeg`."""
 
     kind = "dicom"
-    title = "DICOM image (not a SEG)"
+    title = "DICOM image, not a SEG"
     suffixes = (".dcm", ".dicom")
     fallback = True
     hint = "pack the SEG file, and give the image series to --reference"
@@ -248,7 +244,7 @@ class Gzip(FileFormat):
     """A gzip stream that holds none of the formats above."""
 
     kind = "gzip"
-    title = "gzip file (not a NIfTI image)"
+    title = "gzip file holding no NIfTI image"
     suffixes = (".gz",)
     fallback = True
     hint = "decompress it and pack what it holds"
