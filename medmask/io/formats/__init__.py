@@ -16,7 +16,7 @@ and recognise their bytes; their ``read``/``write`` are supplied by
 :mod:`medmask.conversions`, whose import registers subclasses of these entries that
 implement them (``register_format(..., replace=True)``). A format of your own is a
 :class:`FileFormat` subclass registered with :func:`register_format`; see
-``tests/io/test_a_format_from_outside.py``.
+``tests/conversions/test_a_format_from_outside.py``.
 
 Example:
     >>> from medmask.io.formats import identify, get_format
