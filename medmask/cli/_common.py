@@ -167,12 +167,6 @@ def target(args: argparse.Namespace, path: str) -> Target:
     return Target.of(path, storage_options(args))
 
 
-def storage_kwargs(t: Target) -> dict[str, Any]:
-    """``{"storage_options": ...}`` of a URL target, for library calls that take a path or
-    URL and its options (empty for local targets)."""
-    return {"storage_options": t.storage_options} if t.storage_options else {}
-
-
 def _parse_storage_options(pairs: list[str]) -> dict[str, Any] | None:
     import json
 

@@ -21,7 +21,6 @@ __all__ = [
     "MaskRecord",
     "ConversionReport",
     "records_to_archive",
-    "archive_records",
     "iter_archive_records",
     "is_archive",
     "MAX_VOXELS",
@@ -184,26 +183,6 @@ def _prefetch(items: Iterable[MaskRecord], depth: int = 2) -> Iterator[MaskRecor
         t.join()
 
 
-def archive_records(
-    archive: str | os.PathLike, names: Iterable[str] | None = None
-) -> tuple[Space, list[MaskRecord]]:
-    """The masks of an archive as bool records (a multi-label mask gives one per label).
-
-    Args:
-        archive: The ``.mska`` (or ``.msk``).
-        names: Only these masks (default: all, archive order).
-
-    Returns:
-        ``(space, records)``.
-
-    Raises:
-        MaskValidationError: The archive holds no masks.
-        MaskNotFoundError: A name is not stored.
-    """
-    space, _count, records = iter_archive_records(archive, names)
-    return space, list(records)
-
-
 def is_archive(path: str | os.PathLike) -> bool:
     """Whether a local file is a ``.mska`` archive, by its first bytes (not its name).
 
@@ -217,7 +196,12 @@ def is_archive(path: str | os.PathLike) -> bool:
 def iter_archive_records(
     archive: str | os.PathLike, names: Iterable[str] | None = None
 ) -> tuple[Space, int, Iterator[MaskRecord]]:
-    """Like :func:`archive_records`, but the records are read one at a time.
+    """The masks of an archive as bool records (a multi-label mask gives one per label), read
+    one at a time.
+
+    Args:
+        archive: The ``.mska`` (or ``.msk``), a local file.
+        names: Only these masks (default: all, archive order).
 
     Returns:
         ``(space, number of records, iterator)``; the iterator reopens the archive.
