@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..io.names import format_from_name
 from ..packing import case_name, dask_client, find_cases, pack_tree
 from ._common import (
     CODEC_HELP,
@@ -33,7 +34,7 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
     root, dest = target(args, args.root), target(args, args.output)
     if not root.is_url and not Path(root.path).is_dir():
         raise UsageError(f"{root}: not a folder")
-    if dest.path.rstrip("/").endswith((".mska", ".msk")):
+    if format_from_name(dest.path.rstrip("/")) in ("mska", "msk"):
         raise UsageError(
             f"{dest}: pack-tree writes one archive per case into a folder: give -o DEST/"
         )

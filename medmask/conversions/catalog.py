@@ -49,9 +49,7 @@ def format_table_markdown(*, builtin_only: bool = True) -> str:
         The table's lines, ending with a newline.
     """
     rows = [
-        _row(f)
-        for f in formats()
-        if not builtin_only or type(f).__module__.startswith("medmask.")
+        _row(f) for f in formats() if not builtin_only or type(f).__module__.startswith("medmask.")
     ]
     return "\n".join([*_HEADER, *rows]) + "\n"
 

@@ -166,7 +166,7 @@ def pack_case(
     """
     t0 = time.perf_counter()
     case_t, out_t = Target.of(case, storage_options), Target.of(out, storage_options)
-    if not out_t.path.endswith(".mska"):
+    if out_t.format_name != "mska":
         raise MaskValidationError(f"{out_t}: a case packs into an archive; name it *.mska")
     if not force and already_packed(case_t, out_t):
         return CaseResult(case_t.path, out_t.path, "skipped", seconds=time.perf_counter() - t0)

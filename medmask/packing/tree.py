@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MaskValidationError
+from ..io.names import format_from_name
 from ..io.target import Target
 from .cases import find_cases, plan_outputs
 from .dask_engine import _run_dask
@@ -81,7 +82,7 @@ def pack_tree(
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     root_t, dest_t = Target.of(root, storage_options), Target.of(dest, storage_options)
-    if dest_t.path.rstrip("/").endswith((".mska", ".msk")):
+    if format_from_name(dest_t.path.rstrip("/")) in ("mska", "msk"):
         raise MaskValidationError(
             f"{dest_t}: pack_tree writes one archive per case into a folder; give a folder"
         )

@@ -12,7 +12,7 @@ import pytest
 from test_pack_tree_local import Killer, slow_dataset
 
 from medmask import MaskArchive
-from medmask.packing import dask_client, find_cases, pack_tree
+from medmask.packing import dask_client, find_cases, heap, pack_tree
 from medmask.phantoms import write_phantom_dataset
 
 distributed = pytest.importorskip("distributed")
@@ -36,9 +36,15 @@ def test_local_cluster_shape_and_worker_heap(client):
     assert set(env.values()) == {None}
 
 
+# heap.py is loaded on its own: what else a process has imported shapes its heap (a module
+# that leaves a large free chunk behind lets 10 MiB arrays be reused without any tuning), and
+# this probe is about glibc's settings, not about import side effects
 HEAP_PROBE = """
-import resource, numpy as np
-from medmask.packing.heap import _reusable_heap
+import importlib.util, resource, sys, numpy as np
+spec = importlib.util.spec_from_file_location("heap", sys.argv[1])
+heap = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(heap)
+_reusable_heap = heap._reusable_heap
 
 def faults(n=30):
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -62,7 +68,11 @@ def test_pinned_trim_threshold_does_not_refault_every_mask():
     packed, mask-sized arrays reuse the heap instead of being mapped and faulted in anew."""
     env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
     r = subprocess.run(
-        [sys.executable, "-c", HEAP_PROBE], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", HEAP_PROBE, str(Path(heap.__file__))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     outside, inside = map(int, r.stdout.split())
