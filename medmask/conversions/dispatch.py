@@ -121,9 +121,11 @@ def _flag(name: str) -> str:
     return f"{name}=" + (f" / {flag}" if flag else "")
 
 
-def _check_options(fmt: FileFormat, direction: str, given: Mapping[str, object]) -> None:
-    """Refuse options ``fmt`` does not take in ``direction`` (``"pack"``/``"unpack"``), and
-    options it cannot do without.
+def _check_options(
+    fmt: FileFormat, direction: str, given: Mapping[str, object], path: object
+) -> None:
+    """Refuse options ``fmt`` does not take in ``direction`` (``"pack"``/``"unpack"``) for the
+    file ``path``, and options it cannot do without.
 
     Raises:
         NeedsOptionError: The message names the options and the format.
@@ -134,13 +136,14 @@ def _check_options(fmt: FileFormat, direction: str, given: Mapping[str, object])
     if bad:
         raise NeedsOptionError(
             f"{', '.join(_flag(k) for k in bad)}: not applicable to a {fmt.title} {what}; "
-            "leave it out"
+            "leave it out",
+            path=path,
         )
     if direction == "unpack":
         missing = sorted(fmt.unpack_requires - set(given))
         if missing:
             raise NeedsOptionError(
-                f"a {fmt.title} {what} needs {', '.join(_flag(k) for k in missing)}"
+                f"a {fmt.title} {what} needs {', '.join(_flag(k) for k in missing)}", path=path
             )
 
 
@@ -213,7 +216,7 @@ def to_archive(
         allow_float=allow_float,
         binarize=binarize,
     )
-    _check_options(fmt, "pack", given)
+    _check_options(fmt, "pack", given, src_t)
     if not out_t.is_url:
         Path(out_t.path).parent.mkdir(parents=True, exist_ok=True)
     return fmt.read(src_t, out_t, codec=codec, progress=progress, **given)
@@ -271,7 +274,7 @@ def from_archive(
     given = _given(
         labels=labels, overlap=overlap, source=source, labelmap_seg=labelmap_seg, names=names
     )
-    _check_options(fmt, "unpack", given)
+    _check_options(fmt, "unpack", given, out_t)
     return fmt.write(archive_t, out_t, progress=progress, **given)
 
 
@@ -308,5 +311,5 @@ def from_archives(
     if not fmt.capabilities.tree:
         raise MaskValidationError(f"{kind}: the {fmt.title} format is not written as a tree")
     given = _given(labels=labels, overlap=overlap, missing_empty=missing_empty)
-    _check_options(fmt, "unpack", given)
+    _check_options(fmt, "unpack", given, out)
     return fmt.write(Target.of(packed), Target.of(out), progress=progress, **given)

@@ -609,12 +609,16 @@ def test_unpack_tree_writes_nnunet_layout(tmp_path):
             tmp_path / "packed",
             "-o",
             tmp_path / "ds",
+            "--format",
+            "nnunet",
             "--labels",
             tmp_path / "t.json",
             "-q",
         )
         == 0
     )
+    with pytest.raises(SystemExit):  # the layouts are the format table's tree formats
+        cli("unpack-tree", tmp_path / "packed", "-o", tmp_path / "x", "--format", "folder")
     ds = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert ds["labels"] == {"background": 0, "spleen": 1} and ds["numTraining"] == 2
     assert sorted(p.name for p in (tmp_path / "ds" / "labelsTr").iterdir()) == [

@@ -149,7 +149,9 @@ class FileFormat:
                 path=path,
             )
         verb = "read" if direction == "pack" else "write"
-        text = f"a {self.title}: 'medmask {direction}' does not {verb} these"
+        text = (
+            f"{self.title[:1].upper()}{self.title[1:]}: 'medmask {direction}' does not {verb} these"
+        )
         return MaskValidationError(text + (f"; {self.hint}" if self.hint else ""), path=path)
 
     def __repr__(self) -> str:
