@@ -39,11 +39,12 @@ def test_local_cluster_shape_and_worker_heap(client):
     assert set(env.values()) == {None}
 
 
-# heap.py is loaded on its own: what else a process has imported shapes its heap (a module
-# that leaves a large free chunk behind lets 10 MiB arrays be reused without any tuning), and
-# this probe is about glibc's settings, not about import side effects
+# The probe loads heap.py on its own and allocates plain 10 MiB buffers, without numpy: what a
+# process has loaded shapes its heap (numpy's OpenBLAS, or a module imported next to the
+# probe, can leave the main arena non-contiguous, and glibc then never trims it, so 10 MiB
+# buffers are reused with or without any tuning); the probe is about glibc's settings alone
 HEAP_PROBE = """
-import importlib.util, resource, sys, numpy as np
+import importlib.util, resource, sys
 spec = importlib.util.spec_from_file_location("heap", sys.argv[1])
 heap = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(heap)
@@ -52,8 +53,7 @@ _reusable_heap = heap._reusable_heap
 def faults(n=30):
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(n):
-        a = np.empty(10 << 20, np.uint8)
-        a[:] = 1
+        a = bytearray(10 << 20)  # a mask-sized buffer, every page written
         del a
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
 
