@@ -171,11 +171,11 @@ def _archive_to_archive(
             if attrs and not keep_attrs:
                 dropped += 1
                 attrs = None
-            seg = ar.load_segmask(info.index)
+            seg = ar[info.index]
             if attrs:
-                dst.add_segmask(seg, info.name, attrs=attrs)
+                dst.add(info.name, seg, attrs=attrs)
             else:
-                dst.add_segmask(seg, info.name)
+                dst.add(info.name, seg)
         n = len(infos)
     return n, dropped
 
@@ -203,9 +203,9 @@ def _msk_to(
     name = split_suffix(src)[0]
     with MaskArchive(out, "w", codec=codec, compat=compat, space=seg.space, **kw) as dst:
         if attrs:
-            dst.add_segmask(seg, name, attrs=attrs)
+            dst.add(name, seg, attrs=attrs)
         else:
-            dst.add_segmask(seg, name)
+            dst.add(name, seg)
     return 1, dropped
 
 

@@ -130,7 +130,7 @@ def records_to_archive(
                     f"mask {rec.name!r}: shape {rec.array.shape} is not the grid {tuple(space.shape)}"
                 )
             seg = SegmentationMask(rec.array, {rec.name: 1}, space, copy=False)
-            ar.add_segmask(seg, rec.name, attrs=(rec.attrs or None) if keep else None)
+            ar.add(rec.name, seg, attrs=(rec.attrs or None) if keep else None)
             names.append(rec.name)
     return names
 
@@ -222,7 +222,7 @@ def iter_archive_records(
         if len(ar) == 0 or ar.space is None:
             raise MaskValidationError(f"{archive}: the archive holds no masks")
         wanted = list(names) if names is not None else ar.all_names()
-        mappings = ar.read_all_mapping()
+        mappings = {i.name: i.mapping for i in ar.infos()}
         plan = []
         for name in wanted:
             if name not in mappings:

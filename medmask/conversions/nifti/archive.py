@@ -100,7 +100,7 @@ def folder_to_archive(
                 seg = SegmentationMask(
                     resample_nearest(seg.data, seg.space, ar.space), {name: 1}, ar.space, copy=False
                 )
-            ar.add_segmask(seg, name)
+            ar.add(name, seg)
             names.append(name)
     return names
 
@@ -199,7 +199,7 @@ def labelmap_to_archive(
             region = array == label
             counts[name] = int(np.count_nonzero(region))
             a = {**attrs.get(name, {}), "label_value": int(label)} if keep_attrs else None
-            ar.add_segmask(SegmentationMask(region, {name: 1}, space, copy=False), name, attrs=a)
+            ar.add(name, SegmentationMask(region, {name: 1}, space, copy=False), attrs=a)
     return counts
 
 
@@ -280,8 +280,9 @@ class LabelmapExport:
 def _parts(ar: MaskArchive) -> list[tuple[str, str, int]]:
     """``(mask, name in the table, stored label)`` per label the archive holds."""
     parts: list[tuple[str, str, int]] = []
-    for mask_name, mapping in ar.read_all_mapping().items():
-        items = [(n, v) for n, v in mapping.items() if v != 0]
+    for info in ar.infos():
+        mask_name = info.name
+        items = [(n, v) for n, v in info.mapping.items() if v != 0]
         if len(items) <= 1:
             parts.append((mask_name, mask_name, items[0][1] if items else -1))
         else:
