@@ -100,33 +100,37 @@ MANIFEST = "manifest.json"
 # 4. THE MEDMASK SLOT: filled by the helper who builds issue 18's patch dataset.
 
 
-def medmask_peer(task: str, cases: list[dict], check: bool, cfg: argparse.Namespace):
+def medmask_peer(task: str, cases: list[dict], check: bool, cfg: argparse.Namespace) -> Run:
     """medmask's patch loader for the benchmark. NOT YET IMPLEMENTED (issue 18).
 
-    Fill this with medmask's own patch dataset (labels read from each case's ``.mska`` by
-    window, crop centres from its index; the image read by slicing the case's nnU-Net
-    ``.b2nd`` (``case["nnunet_image"]``, ``float32``) or uncompressed ``.nii``
-    (``case["ct_nii"]``, ``int16``)), with the same policy as the other peers: batches of 2
-    patches of ``cfg.patch``³, a third of the centres on foreground with the class uniform among
-    the classes present, ``cfg.workers`` workers.
+    Fill this with medmask's own patch dataset: labels read from each case's ``.mska`` by
+    window, crop centres from its index, the image read by slicing the case's nnU-Net ``.b2nd``
+    (``case["nnunet_image"]``, ``float32``, as nnU-Net normalised it) or its uncompressed
+    ``.nii`` (``case["ct_nii"]``, ``int16`` HU); the same policy as the other peers: batches of
+    2 patches of ``cfg.patch``³, a third of the centres on foreground with the class uniform
+    among the classes present, ``cfg.workers`` workers of a torch ``DataLoader``. Then add a
+    branch for ``"medmask"`` in :func:`check_image` (the CT it reads equals ``gt_ct.npy``).
 
     Args:
-        task: ``"labelmap"`` (all masks, labels 1..117 in archive order, a later mask wins an
-            overlap) or ``"organs"`` (``cfg.organs`` as channels, in that order).
-        cases: One dict per case (see ``prepare``): ``mska``, ``nnunet_image``, ``ct_nii``...;
-            with ``check=True``, ``image`` is the position-code image to read instead (a
-            ``.b2nd`` in ``case["check_b2nd"]``, ``float32``; or ``case["check_nii"]``).
-        check: Build the loader for the equality check (position-code images) rather than for
-            timing.
-        cfg: The benchmark's options (``patch``, ``workers``, ``organs``, ``seed``...).
+        task: ``"labelmap"``: every mask, labels 1..117 in archive order, a later mask wins an
+            overlap (``LoadMask``'s label map); ``"organs"``: the masks ``cfg.organs`` as
+            channels, in that order.
+        cases: One dict per case, written by :func:`write_case`: ``mska``, ``nnunet_image``,
+            ``ct_nii``... With ``check=True`` they are the first two cases and the image to
+            read is their position code instead of the CT: ``case["check_b2nd"]`` (``.b2nd``)
+            or ``case["check_nii"]`` (uncompressed ``.nii``), both ``float32``.
+        check: Build the loader for the equality check (position-code images), not for timing.
+        cfg: The benchmark's options (``patch``, ``workers``, ``organs``, ``names``,
+            ``present``, ``seed``, and the timing counts, to size finite datasets).
 
     Returns:
-        ``(loader, to_arrays)``: ``loader`` an iterable of batches (a torch ``DataLoader``),
-        ``to_arrays(batch)`` -> ``(image, label)``: NumPy arrays ``(B, 1, z, y, x)`` and
-        ``(B, C, z, y, x)`` in the ``(z, y, x)`` order of the grid (``C`` = 1 or 5).
+        A :class:`Run`: the loader (an iterable of batches), ``to_arrays(batch)`` ->
+        ``(image, label)`` NumPy arrays ``(B, 1, z, y, x)`` and ``(B, C, z, y, x)`` in the
+        grid's ``(z, y, x)`` order (``C`` = 1 or 5), ``count(batch)`` -> patches, ``close``.
 
     Raises:
-        NotImplementedError: Until issue 18's patch dataset exists.
+        NotImplementedError: Until issue 18's patch dataset exists (the table then says "not
+            yet implemented").
     """
     raise NotImplementedError("medmask's patch dataset (issue 18) is not built yet")
 
@@ -139,7 +143,7 @@ def prepare(work: Path, n_cases: int, organs: list[str], patch: int) -> dict:
     """Write every layout of every case into ``work`` (skipped when its manifest matches)."""
     from tqdm import tqdm
 
-    key = {"cases": n_cases, "organs": organs, "patch": patch, "version": 1}
+    key = {"cases": n_cases, "organs": organs, "patch": patch, "version": 2}
     man_path = work / MANIFEST
     if man_path.exists():
         man = json.loads(man_path.read_text())
@@ -202,8 +206,9 @@ def write_case(work: Path, k: int, case: Case, organs: list[str], patch: int, ch
         np.save(d / "gt_label.npy", label)
         np.save(d / "gt_organs.npy", organ_map)
         np.save(d / "gt_ct.npy", ct)
-        out["check_nii_gz"] = str(d / "check.nii.gz")
+        out["check_nii_gz"], out["check_nii"] = str(d / "check.nii.gz"), str(d / "check.nii")
         nifti_write(d / "check.nii.gz", code, case.affine)
+        nifti_write(d / "check.nii", code, case.affine)
         for task, (seg, n_labels) in maps.items():
             files = nnunet_save(
                 work / f"check_nnunet_{task}", f"case{k}", code, seg, n_labels, patch
@@ -504,21 +509,26 @@ def check_patches(run: Run, man: dict, task: str, n_batches: int) -> dict:
         for k in range(CHECK_CASES)
     ]
     shape = gts[0].shape
-    patches = fg = 0
+    patches = fg = any_fg = 0
     it = iter(run.loader)
     for _ in range(n_batches):
         img, lab = run.to_arrays(next(it))
         if img.shape[0] != 2:
             raise AssertionError(f"a batch of {img.shape[0]} patches, not 2")
         for b in range(img.shape[0]):
-            fg += check_one(img[b, 0], lab[b], gts, shape, task)
+            centre, anywhere = check_one(img[b, 0], lab[b], gts, shape, task)
+            fg += centre
+            any_fg += anywhere
             patches += 1
-    return {"patches": patches, "fg_centres": fg}
+    return {"patches": patches, "fg_centres": fg, "fg_any": any_fg}
 
 
-def check_one(code: np.ndarray, lab: np.ndarray, gts: list, shape, task: str) -> int:
-    """Check one patch (position code ``code``, labels ``lab`` (C, z, y, x)); 1 if its centre is
-    foreground."""
+def check_one(code: np.ndarray, lab: np.ndarray, gts: list, shape, task: str) -> tuple[int, int]:
+    """Check one patch (position code ``code``, labels ``lab`` (C, z, y, x)).
+
+    Returns:
+        ``(centre, anywhere)``: 1 if its centre voxel is foreground, 1 if any voxel is.
+    """
     valid = code != 0
     signs = np.unique(np.sign(code[valid]))
     if len(signs) != 1:
@@ -543,7 +553,7 @@ def check_one(code: np.ndarray, lab: np.ndarray, gts: list, shape, task: str) ->
             if not np.array_equal(lab[ch][valid] != 0, truth == ch + 1):
                 raise AssertionError(f"organ channel {ch} differs from the truth")
     c = tuple(s // 2 for s in code.shape)
-    return int(bool(valid[c]) and gt.ravel()[int(abs(code[c])) - 1] > 0)
+    return int(bool(valid[c]) and gt.ravel()[int(abs(code[c])) - 1] > 0), int(truth.any())
 
 
 def check_image(peer: str, man: dict, task: str) -> str:
@@ -729,7 +739,7 @@ def merge(results: dict, key: tuple[str, str], res: dict) -> None:
 
 def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
     lines = [
-        "| task | loader | patches/s | vs MONAI | checked patches (centred on foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
+        "| task | loader | patches/s | vs MONAI | checked patches (centred on / holding foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
         "| --- | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for task, label in TASKS.items():
@@ -747,7 +757,8 @@ def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
             ck = r["check"]
             lines.append(
                 f"| {label} | {PEERS[peer]} | {rate:,.1f} | {vs} | {ck['patches']} equal "
-                f"({100 * ck['fg_centres'] / ck['patches']:.0f}%), {r['image_check']} | "
+                f"({100 * ck['fg_centres'] / ck['patches']:.0f}% / {100 * ck['fg_any'] / ck['patches']:.0f}%), "
+                f"{r['image_check']} | "
                 f"{mib(r['worker_rss'])} ({mib(r['worker_uss'])}) | {mib(r['main_rss'])} ({mib(r['main_uss'])}) |"
             )
     return lines
@@ -800,8 +811,13 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {img:,.0f} | {lab:,.0f} | {org:,.0f} |")
     lines += [
         "",
-        "Notes: the foreground share is measured on the checked batches (few: expect a spread). "
-        "MONAI's negative and TorchIO's background centres lie on label 0, nnU-Net's anywhere. "
+        "Notes: the foreground shares are measured on the checked batches (few: expect a "
+        "spread); the target is a third of the centres. MONAI's negative and TorchIO's "
+        "background centres lie on label 0, nnU-Net's anywhere. MONAI moves a centre inward "
+        "until the patch fits in the volume (it may then leave the organ) and TorchIO draws "
+        "centres only where the patch fits (classes within half a patch of the border, many "
+        "here: the case's masks crowd its top slices, get no centres), so their centred share "
+        "falls below a third; nnU-Net pads instead. "
         "TorchIO cuts patches in the main process (its workers load subjects), so its main "
         "process carries the queue. RSS counts pages shared with the parent (libraries); USS "
         "is what only that process holds. nnU-Net's image `.b2nd` is stored once per dataset "

@@ -437,10 +437,18 @@ REAL_SPECS = [
     Spec(32, 32 << 10),
     Spec(16, 64 << 10),
     Spec(32, 64 << 10),
+    Spec(64, 64 << 10),
     Spec(32, 0, 32),
     Spec(32, 64 << 10, 48),
 ]
-TALL_SPECS = [Spec(), Spec(16, 64 << 10), Spec(32, 64 << 10), Spec(64, 64 << 10), Spec(32)]
+TALL_SPECS = [
+    Spec(),
+    Spec(16, 64 << 10),
+    Spec(32, 64 << 10),
+    Spec(64, 64 << 10),
+    Spec(32),
+    Spec(64),
+]
 
 
 def window_study(case, work, args, rng, specs, *, archive: Path | None, decoders: bool) -> dict:
@@ -811,7 +819,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--check", type=int, default=40, help="windows checked equal first (default 40)"
     )
-    ap.add_argument("--stretch", type=int, default=3, help="z factor of the tall case (0: skip)")
+    ap.add_argument(
+        "--stretch",
+        type=int,
+        nargs="*",
+        default=[3, 6],
+        help="z factors of taller cases (none: skip)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("bench_output"), help="folder for the .md")
     args = ap.parse_args(argv)
@@ -858,12 +872,12 @@ def main(argv: list[str] | None = None) -> int:
         slabs = build_layout(case, work, "sampler_slab32", 32)
         draws, coords = sampler_study(case, res["whole"], slabs, rng)
         text += ["", "## Sampler: exact foreground voxels", "", *draws, "", *coords]
-        if args.stretch > 1:
-            tall = stretch(case, args.stretch)
+        for factor in args.stretch:
+            tall = stretch(case, factor)
             res_t = window_study(tall, work, args, rng, TALL_SPECS, archive=None, decoders=False)
             text += [
                 "",
-                f"## A taller case: the same masks stretched {args.stretch}x along z "
+                f"## A taller case: the same masks stretched {factor}x along z "
                 f"(grid {tall.shape}), a window now covers a fraction of each long mask",
                 "",
                 *window_tables(res_t, None, None),
