@@ -223,6 +223,78 @@ def position_code(shape: tuple[int, int, int]) -> np.ndarray:
     return np.arange(1, n + 1, dtype=np.float32).reshape(shape)
 
 
+def nnunet_normalise(ct: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """nnU-Net's ``CTNormalization`` with the foreground intensity statistics of this case."""
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import (
+        CTNormalization,
+    )
+
+    fg = ct[seg > 0].astype(np.float64)
+    props = {
+        "mean": float(fg.mean()),
+        "std": float(fg.std()),
+        "percentile_00_5": float(np.percentile(fg, 0.5)),
+        "percentile_99_5": float(np.percentile(fg, 99.5)),
+    }
+    return CTNormalization(False, props, np.float32).run(ct.astype(np.float32))
+
+
+def nnunet_save(
+    folder: Path,
+    ident: str,
+    data: np.ndarray,
+    seg: np.ndarray,
+    n_labels: int,
+    patch: int,
+    locations: bool = True,
+) -> list[str]:
+    """nnU-Net's preprocessing output for ``data`` (``(z, y, x)`` float32) and ``seg`` (labels
+    1..``n_labels``), by its own functions, as its ``run_case_save`` writes it: chunks and blocks
+    from ``comp_blosc2_params`` for a ``patch``³ patch, ``int16`` label map, and (if
+    ``locations``) the class locations of ``DefaultPreprocessor._sample_foreground_locations``.
+
+    Returns:
+        The paths of the ``.b2nd``, ``_seg.b2nd`` and ``.pkl`` written.
+    """
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.training.dataloading.nnunet_dataset import (
+        comp_blosc2_params,
+        nnUNetDatasetBlosc2,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data4 = data[None].astype(np.float32)
+    seg4 = seg[None].astype(np.int16)
+    labels = list(range(1, n_labels + 1))
+    locs = DefaultPreprocessor._sample_foreground_locations(seg4, labels) if locations else {}
+    blocks, chunks = comp_blosc2_params(data4.shape, (patch,) * 3, data4.itemsize)
+    blocks_s, chunks_s = comp_blosc2_params(seg4.shape, (patch,) * 3, seg4.itemsize)
+    props = {
+        "class_locations": locs,
+        "spacing": [1.5, 1.5, 1.5],
+        "shape_before_cropping": seg.shape,
+    }
+    nnUNetDatasetBlosc2.save_case(
+        data4,
+        seg4,
+        props,
+        str(folder / ident),
+        chunks=chunks,
+        blocks=blocks,
+        chunks_seg=chunks_s,
+        blocks_seg=blocks_s,
+    )
+    return [str(folder / f"{ident}{end}") for end in (".b2nd", "_seg.b2nd", ".pkl")]
+
+
+def publish(text: str, out: Path, name: str) -> None:
+    """Print a report and write it as ``out/name`` (the folder is made)."""
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(text, encoding="utf-8")
+    print(f"(wrote {out / name})")
+
+
 def largest(case: Case) -> str:
     """Name of the mask with the most voxels."""
     return max(case.nonempty(), key=case.voxels)

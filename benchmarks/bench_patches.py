@@ -78,7 +78,10 @@ from _patchcase import (  # noqa: E402
     Case,
     load_real_case,
     nifti_write,
+    nnunet_normalise,
+    nnunet_save,
     position_code,
+    publish,
     synthetic_ct,
     variant,
 )
@@ -216,56 +219,6 @@ def write_case(work: Path, k: int, case: Case, organs: list[str], patch: int, ch
             out[f"check_nnunet_{task}_files"] = files
         out["check_b2nd"] = out["check_nnunet_labelmap_files"][0]
     return out
-
-
-def nnunet_normalise(ct: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """nnU-Net's ``CTNormalization`` with the foreground intensity statistics of this case."""
-    from nnunetv2.preprocessing.normalization.default_normalization_schemes import (
-        CTNormalization,
-    )
-
-    fg = ct[seg > 0].astype(np.float64)
-    props = {
-        "mean": float(fg.mean()),
-        "std": float(fg.std()),
-        "percentile_00_5": float(np.percentile(fg, 0.5)),
-        "percentile_99_5": float(np.percentile(fg, 99.5)),
-    }
-    return CTNormalization(False, props, np.float32).run(ct.astype(np.float32))
-
-
-def nnunet_save(
-    folder: Path, ident: str, data: np.ndarray, seg: np.ndarray, n_labels: int, patch: int
-) -> list[str]:
-    """nnU-Net's preprocessing output, by its own functions, as ``run_case_save`` writes it."""
-    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
-    from nnunetv2.training.dataloading.nnunet_dataset import (
-        comp_blosc2_params,
-        nnUNetDatasetBlosc2,
-    )
-
-    folder.mkdir(parents=True, exist_ok=True)
-    data4 = data[None].astype(np.float32)
-    seg4 = seg[None].astype(np.int16)
-    locs = DefaultPreprocessor._sample_foreground_locations(seg4, list(range(1, n_labels + 1)))
-    blocks, chunks = comp_blosc2_params(data4.shape, (patch,) * 3, data4.itemsize)
-    blocks_s, chunks_s = comp_blosc2_params(seg4.shape, (patch,) * 3, seg4.itemsize)
-    props = {
-        "class_locations": locs,
-        "spacing": [1.5, 1.5, 1.5],
-        "shape_before_cropping": seg.shape,
-    }
-    nnUNetDatasetBlosc2.save_case(
-        data4,
-        seg4,
-        props,
-        str(folder / ident),
-        chunks=chunks,
-        blocks=blocks,
-        chunks_seg=chunks_s,
-        blocks_seg=blocks_s,
-    )
-    return [str(folder / f"{ident}{end}") for end in (".b2nd", "_seg.b2nd", ".pkl")]
 
 
 def disk_bytes(man: dict) -> list[tuple[str, float, float, float]]:
@@ -881,10 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not keep:
             shutil.rmtree(args.work, ignore_errors=True)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_patches.md").write_text(text, encoding="utf-8")
-    print(f"(wrote {args.out / 'bench_patches.md'})")
+    publish(text, args.out, "bench_patches.md")
     return 0
 
 

@@ -68,6 +68,9 @@ from _patchcase import (  # noqa: E402
     largest,
     load_real_case,
     nifti_write,
+    nnunet_normalise,
+    nnunet_save,
+    publish,
     synthetic_ct,
 )
 
@@ -308,36 +311,10 @@ def today_reader(archive: Path) -> Callable:
 
 def nnunet_case(folder: Path, ct: np.ndarray, seg: np.ndarray) -> tuple[object, object]:
     """Save with nnU-Net's own classes as ``run_case_save`` does; open as its loader does."""
-    from nnunetv2.preprocessing.normalization.default_normalization_schemes import (
-        CTNormalization,
-    )
-    from nnunetv2.training.dataloading.nnunet_dataset import (
-        comp_blosc2_params,
-        nnUNetDatasetBlosc2,
-    )
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
-    fg = ct[seg > 0].astype(np.float64)
-    props = {
-        "mean": float(fg.mean()),
-        "std": float(fg.std()),
-        "percentile_00_5": float(np.percentile(fg, 0.5)),
-        "percentile_99_5": float(np.percentile(fg, 99.5)),
-    }
-    data = CTNormalization(False, props, np.float32).run(ct[None].astype(np.float32))
-    seg4 = seg[None].astype(np.int16)
-    blocks, chunks = comp_blosc2_params(data.shape, (PATCH,) * 3, data.itemsize)
-    blocks_s, chunks_s = comp_blosc2_params(seg4.shape, (PATCH,) * 3, seg4.itemsize)
-    folder.mkdir(parents=True, exist_ok=True)
-    nnUNetDatasetBlosc2.save_case(
-        data,
-        seg4,
-        {"class_locations": {}},
-        str(folder / "case"),
-        chunks=chunks,
-        blocks=blocks,
-        chunks_seg=chunks_s,
-        blocks_seg=blocks_s,
-    )
+    data = nnunet_normalise(ct, seg)
+    nnunet_save(folder, "case", data, seg, int(seg.max()), PATCH, locations=False)
     d, s, _, _ = nnUNetDatasetBlosc2(str(folder)).load_case("case")
     return d, s
 
@@ -886,11 +863,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    body = "\n".join(text) + "\n"
-    print(body)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "study_window_layouts.md").write_text(body, encoding="utf-8")
-    print(f"(wrote {args.out / 'study_window_layouts.md'})")
+    publish("\n".join(text) + "\n", args.out, "study_window_layouts.md")
     return 0
 
 
