@@ -35,6 +35,8 @@ from reliability import samples as S  # noqa: E402
 from reliability import workload as W  # noqa: E402
 
 FAMILY_TEXT = {
+    "intact": "the sample itself, untouched: must read back exactly (a reader that rejects "
+    "everything fails here)",
     "truncate-boundary": "cut 1 byte before, at and after every section and header-field boundary",
     "truncate-random": "cut at a random offset",
     "bitflip-header": "every single-bit flip of the fixed header (all 8 bits of every byte)",
@@ -66,6 +68,13 @@ def mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def _permission_cases() -> dict:
+    """The permission cases in a folder the unprivileged user can reach (the report's
+    temporary folder is mode 0700: every refusal there would come from the path)."""
+    with W.unprivileged_folder() as folder:
+        return W.permission_cases(folder / "perm")
+
+
 def run_all(args: argparse.Namespace, work: Path) -> dict:
     quick = args.quick
     fig: dict = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -77,6 +86,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     sweep = C.run_sweep(M.generate(samples, n_random=n_random, seed=args.seed), workers=2)
     fig["sweep"] = {
         "counts": {"|".join(k): v for k, v in sweep.counts.items()},
+        "by_family": sweep.by_family(),
         "total": sweep.total,
         "failures": sweep.failures,
         "max_seconds": sweep.max_seconds,
@@ -117,7 +127,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     fig["failing"] = {
         "RLIMIT_FSIZE (EFBIG)": W.fsize_limit_cases(work / "fsize"),
         "512 KiB tmpfs (ENOSPC)": W.tmpfs_full_cases(work / "tmpfs"),
-        "permission denied (EACCES)": W.permission_cases(work / "perm"),
+        "permission denied (EACCES)": _permission_cases(),
         "EIO at each write step": W.io_error_cases(work / "eio"),
     }
 
@@ -349,6 +359,23 @@ def render(fig: dict) -> str:
         f"- Largest worker RSS: {sw['worker_max_rss_kib'] / 1024:.0f} MiB; worker crashes or hangs: {sw['worker_restarts']}."
     )
     a("")
+    a("Rejected against read, per family (all file kinds together). *must read*: variants the spec")
+    a(
+        "allows (the untouched samples, and forged files that keep to the spec), all of which must open"
+    )
+    a("and read; *must reject*: variants with invalid content, all of which must be refused.")
+    a("")
+    a(
+        "| family | variants | rejected at open | partly rejected | read | must read: read | must reject: rejected |"
+    )
+    a("|---|---|---|---|---|---|---|")
+    for fam, r in sw["by_family"].items():
+        total = r["rejected"] + r["partly rejected"] + r["read"] + r["failed"]
+        a(
+            f"| {fam} | {total:,} | {r['rejected']:,} | {r['partly rejected']:,} | {r['read']:,} | "
+            f"{r['must_read_ok']:,} / {r['must_read']:,} | {r['must_reject_ok']:,} / {r['must_reject']:,} |"
+        )
+    a("")
     a("Families:")
     a("")
     for fam in fams:
@@ -402,7 +429,9 @@ def render(fig: dict) -> str:
     a(
         "A mask that fails validation (other grid, duplicate or empty name, not a SegmentationMask) leaves"
     )
-    a("the archive untouched (`tests/reliability/test_writers_never_lose_data.py`, `tests/reliability/test_campaign.py`).")
+    a(
+        "the archive untouched (`tests/reliability/test_writers_never_lose_data.py`, `tests/reliability/test_campaign.py`)."
+    )
     a("")
     a("## 4. Concurrency")
     a("")

@@ -5,68 +5,14 @@ writes with ``codec="zstd"`` are parsed field by field against the spec."""
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
-import zstandard
 from spacetransformer import Space
+from spec_v1 import MSK, MSKA, decode_blob, spec_msk, spec_mska, xyz_space_json
 
 from medmask import LabelMapping, MaskArchive, SegmentationMask, load_mask, save_mask
 from medmask.errors import CorruptFileError, UnsupportedFormatError
-
-MSK = struct.Struct("<4s2BB6Q7x")
-MSKA = struct.Struct("<4s2BB7Q27x")
-
-
-def spec_blob(arr: np.ndarray) -> bytes:
-    """A version-1 data blob, written from the spec's table."""
-    dt = str(arr.dtype).encode("ascii")
-    if arr.dtype == bool:
-        flag, payload = 1, np.packbits(arr.reshape(-1)).tobytes()
-    else:
-        flag, payload = 0, np.ascontiguousarray(arr).tobytes()
-    head = (
-        bytes([flag, len(dt)]) + dt + bytes([arr.ndim]) + struct.pack(f"<{arr.ndim}q", *arr.shape)
-    )
-    return head + zstandard.ZstdCompressor().compress(payload)
-
-
-def xyz_space_json(shape_zyx, spacing=(0.8, 0.9, 2.5), origin=(-10.0, 20.0, 5.0)) -> bytes:
-    """The on-disk space JSON: (x, y, z) order, as Space.to_json writes it."""
-    sp = Space(shape=tuple(shape_zyx[::-1]), spacing=spacing, origin=origin)
-    return sp.to_json().encode()
-
-
-def spec_msk(arr: np.ndarray, mapping: dict, space_json: bytes) -> bytes:
-    map_b = json.dumps(mapping).encode()
-    blob = spec_blob(arr)
-    s_off = 62
-    m_off = s_off + len(space_json)
-    d_off = m_off + len(map_b)
-    head = MSK.pack(b"MSK1", 1, 0, 0, s_off, len(space_json), m_off, len(map_b), d_off, len(blob))
-    assert len(head) == 62
-    return head + space_json + map_b + blob
-
-
-def spec_mska(items: list[tuple[str, np.ndarray, dict]], space_json: bytes, capacity=4000) -> bytes:
-    s_off = 90
-    i_off = s_off + len(space_json)
-    d_off = i_off + capacity
-    entries, blobs, pos = [], [], d_off
-    for name, arr, mapping in items:
-        b = spec_blob(arr)
-        entries.append({"name": name, "offset": pos, "length": len(b), "mapping": mapping})
-        blobs.append(b)
-        pos += len(b)
-    index = json.dumps(entries).encode()
-    assert len(index) <= capacity
-    head = MSKA.pack(
-        b"MSKA", 1, 0, 0, s_off, len(space_json), i_off, capacity, d_off, pos - d_off, len(items)
-    )
-    assert len(head) == 90
-    return head + space_json + index + b"\0" * (capacity - len(index)) + b"".join(blobs)
-
 
 SHAPE = (7, 11, 13)
 
@@ -154,21 +100,8 @@ def test_written_msk_follows_spec(tmp_path, dtype):
 
 
 def check_blob(blob: bytes, arr: np.ndarray) -> None:
-    flag, dlen = blob[0], blob[1]
-    dtype = blob[2 : 2 + dlen].decode()
-    ndim = blob[2 + dlen]
-    shape = struct.unpack_from(f"<{ndim}q", blob, 3 + dlen)
-    payload = blob[3 + dlen + 8 * ndim :]
-    assert dtype == str(arr.dtype) and shape == arr.shape and flag == (arr.dtype == bool)
-    frame = zstandard.get_frame_parameters(payload)
-    raw = zstandard.ZstdDecompressor().decompress(payload)
-    assert frame.content_size == len(raw)
-    if flag:
-        got = (
-            np.unpackbits(np.frombuffer(raw, np.uint8))[: arr.size].reshape(arr.shape).astype(bool)
-        )
-    else:
-        got = np.frombuffer(raw, arr.dtype).reshape(arr.shape)
+    got = decode_blob(blob)
+    assert got.dtype == arr.dtype and got.shape == arr.shape
     np.testing.assert_array_equal(got, arr)
 
 

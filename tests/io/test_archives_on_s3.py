@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from medmask import MaskArchive, SegmentationMask, load_mask, save_mask
-from medmask.errors import CorruptFileError, MedMaskError, RemoteChangedError, RemoteReadError
+from medmask.errors import (
+    CorruptFileError,
+    MaskValidationError,
+    RemoteChangedError,
+    RemoteReadError,
+)
 from medmask.io import remote
 from medmask.phantoms import phantom_case
 from medmask.spaces import Space
@@ -211,10 +216,15 @@ def test_exception_in_with_block_uploads_nothing(s3p, phantom):
 def test_append_mode_on_a_url_is_refused(s3, phantom):
     path, _masks, _space = phantom
     url = s3.put("case.mska", path.read_bytes())
-    with pytest.raises((MedMaskError, ValueError, OSError)) as ei:
+    with pytest.raises(MaskValidationError) as ei:
         MaskArchive(url, "a", storage_options=s3.storage_options)
+    assert type(ei.value) is MaskValidationError
+    assert ei.value.path == url
     msg = str(ei.value)
-    assert url in msg or "URL" in msg or "url" in msg
+    # which file, what is wrong, what to do instead
+    assert msg.startswith(f"{url}: mode 'a' cannot change an archive in an object store")
+    assert "write a new archive with mode 'w'" in msg
+    assert "medmask.io.remote.download" in msg
     assert s3.get("case.mska") == path.read_bytes()
 
 

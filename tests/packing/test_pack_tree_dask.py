@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from test_pack_tree_local import Killer, slow_dataset
 
 from medmask import MaskArchive
+from medmask.geometry import space_to_affine
 from medmask.packing import dask_client, find_cases, pack_tree
 from medmask.phantoms import write_phantom_dataset
 
@@ -77,6 +80,44 @@ def _verify(archive: Path, names: list[str]) -> None:
             ar.read_cropped(i)
 
 
+_SOURCES: dict[Path, tuple[np.ndarray, tuple | None, np.ndarray]] = {}
+
+
+def _source(f: Path) -> tuple[np.ndarray, tuple | None, np.ndarray]:
+    """``(z, y, x) array, bounding box of its non-zero voxels, affine`` of a source NIfTI
+    (read once per file)."""
+    f = f.resolve()
+    if f not in _SOURCES:
+        img = nib.load(f)
+        src = np.asarray(img.dataobj).transpose(2, 1, 0)
+        assert set(np.unique(src).tolist()) <= {0, 1}, f"{f}: not a binary mask"
+        nz = np.argwhere(src)
+        box = None
+        if nz.size:
+            lo, hi = nz.min(axis=0), nz.max(axis=0) + 1
+            box = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]))
+        _SOURCES[f] = src, box, img.affine
+    return _SOURCES[f]
+
+
+def assert_packed_like_sources(archive, folder: Path, storage_options=None) -> None:
+    """Every mask of ``archive`` (a path or URL) equals its source ``folder/<name>.nii.gz``
+    voxel for voxel (a binary source is stored as a boolean mask), on the source's grid:
+    the stored box is the source's box of non-zero voxels and holds the same voxels."""
+    files = {f.name.removesuffix(".nii.gz"): f for f in Path(folder).glob("*.nii.gz")}
+    with MaskArchive(archive, storage_options=storage_options) as ar:
+        assert sorted(ar.all_names()) == sorted(files)
+        for name, f in files.items():
+            src, box, affine = _source(f)
+            crop, stored = ar.read_cropped(name)
+            info = ar.info(name)
+            assert stored == box and info.mapping == {name: 1} and info.dtype == "bool", name
+            if box is not None:
+                want = src[box[0] : box[1], box[2] : box[3], box[4] : box[5]].astype(bool)
+                assert crop.dtype == np.bool_ and np.array_equal(crop, want), f"{archive}: {name}"
+        assert np.allclose(space_to_affine(ar.space), affine, atol=1e-5), archive
+
+
 def test_dask_report_resume_and_bad_case(client, tmp_path, monkeypatch):
     ds = tmp_path / "ds"
     write_phantom_dataset(ds, n_cases=4, shape_zyx=(10, 12, 12))
@@ -103,10 +144,15 @@ def test_dask_report_resume_and_bad_case(client, tmp_path, monkeypatch):
         "case_0001.mska",
         "case_0003.mska",
     ]
+    for c in (0, 1, 3):  # what the workers wrote is what the sources hold
+        assert_packed_like_sources(
+            dest / f"case_000{c}.mska", ds / f"case_000{c}" / "segmentations"
+        )
     bad.unlink()
     again = pack_tree(ds, dest, client=client)
     assert [r.status for r in again.results] == ["skipped", "skipped", "packed", "skipped"]
     assert again.ok and "3 already packed and verified" in again.summary()
+    assert_packed_like_sources(dest / "case_0002.mska", ds / "case_0002" / "segmentations")
 
 
 def test_dask_s3_to_s3(client, s3):
@@ -117,17 +163,20 @@ def test_dask_s3_to_s3(client, s3):
         for f in sorted(root.rglob("*.nii.gz")):
             key = f"raw/{f.relative_to(root).as_posix()}"
             ds_keys[key] = s3.put(key, f.read_bytes())
+        # the workers were started before the S3 fixture set AWS_* in this process: pass them
+        opts = {**s3.storage_options, "key": "testing", "secret": "testing"}
+        report = pack_tree(s3.url("raw/"), s3.url("packed/"), client=client, storage_options=opts)
+        assert report.ok, report.failed
+        assert s3.keys("packed/") == ["packed/case_0000.mska", "packed/case_0001.mska"]
+        for c in range(2):  # read back from the store, against the files uploaded
+            url = s3.url(f"packed/case_000{c}.mska")
+            assert_packed_like_sources(url, root / f"case_000{c}" / "segmentations", opts)
+        again = pack_tree(s3.url("raw/"), s3.url("packed/"), client=client, storage_options=opts)
+        assert [r.status for r in again.results] == ["skipped", "skipped"]
     finally:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
-    # the workers were started before the S3 fixture set AWS_* in this process: pass them
-    opts = {**s3.storage_options, "key": "testing", "secret": "testing"}
-    report = pack_tree(s3.url("raw/"), s3.url("packed/"), client=client, storage_options=opts)
-    assert report.ok, report.failed
-    assert s3.keys("packed/") == ["packed/case_0000.mska", "packed/case_0001.mska"]
-    again = pack_tree(s3.url("raw/"), s3.url("packed/"), client=client, storage_options=opts)
-    assert [r.status for r in again.results] == ["skipped", "skipped"]
 
 
 def test_killed_worker_mid_case_is_rescheduled_and_leaves_no_partial_archive(client, tmp_path):
@@ -143,6 +192,8 @@ def test_killed_worker_mid_case_is_rescheduled_and_leaves_no_partial_archive(cli
     assert sorted(p.name for p in dest.iterdir()) == [f"case_{c:02d}.mska" for c in range(6)]
     for c in range(6):
         _verify(dest / f"case_{c:02d}.mska", names)
+        case = tmp_path / "data" / f"case_{c:02d}" / "segmentations"
+        assert_packed_like_sources(dest / f"case_{c:02d}.mska", case)
     # the killed worker's process is gone; the nanny started a new one
     pid = killer.killed[0][0]
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
@@ -161,6 +212,10 @@ def test_cli_dask_local_cluster_and_existing_cluster(client, tmp_path):
         "case_0000.mska",
         "case_0001.mska",
     ]
+    for c in range(2):
+        assert_packed_like_sources(
+            dest / f"case_000{c}.mska", ds / f"case_000{c}" / "segmentations"
+        )
     # an existing cluster, by its address (this module's)
     address = client.scheduler.address
     r = subprocess.run(

@@ -52,6 +52,18 @@ TIME_BOUND = 20.0
 
 OK_STATUSES = {"rejected", "partial", "intact", "older"}
 FAIL_STATUSES = {"bad-exception", "hang", "crash", "memory"}
+#: Outcomes in which the file opened and every mask read (a case with ``must_read`` needs one).
+READ_STATUSES = {"intact", "different"}
+#: How :meth:`Sweep.by_family` groups the statuses: refused at open, refused in part (some
+#: masks, or a previous commit), read whole, and contract failures.
+OUTCOME_OF = {
+    "rejected": "rejected",
+    "partial": "partly rejected",
+    "older": "partly rejected",
+    "intact": "read",
+    "different": "read",
+    **{st: "failed" for st in FAIL_STATUSES},
+}
 
 
 @dataclass
@@ -356,6 +368,10 @@ def verdict(case, res: Result) -> str | None:
         return "a corrupted version-2 file read back different data (checksums missed it)"
     if case.must_reject and res.status != "rejected" and not res.failed:
         return f"invalid content was accepted ({res.status})"
+    if case.family == "intact" and res.status != "intact":
+        return f"an intact sample did not read back exactly ({res.status})"
+    if case.must_read and res.status not in READ_STATUSES:
+        return f"a file the spec allows was not read ({res.status}: {res.messages[:1]})"
     return None
 
 
@@ -367,6 +383,8 @@ class Sweep:
     """What a sweep tried and what happened."""
 
     counts: dict = field(default_factory=dict)  # (kind, family, status) -> n
+    #: (kind, family) -> {"must_read", "must_read_ok", "must_reject", "must_reject_ok"}
+    duties: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)  # (sample, family, label, why)
     total: int = 0
     max_seconds: float = 0.0
@@ -376,6 +394,37 @@ class Sweep:
     worker_restarts: int = 0
     worker_max_rss_kib: int = 0
     wall: float = 0.0
+
+    def record(self, case, res: Result) -> None:
+        """Count one checked case (its status and whether it met its must-read/reject duty)."""
+        key = (case.kind, case.family, res.status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.total += 1
+        d = self.duties.setdefault((case.kind, case.family), dict.fromkeys(DUTIES, 0))
+        if case.must_read:
+            d["must_read"] += 1
+            d["must_read_ok"] += res.status in READ_STATUSES
+        if case.must_reject:
+            d["must_reject"] += 1
+            d["must_reject_ok"] += res.status == "rejected" or res.failed > 0
+
+    def by_family(self) -> dict[str, dict[str, int]]:
+        """Per family (all kinds together): how many variants were ``rejected`` at open,
+        ``partly rejected`` (damaged masks refused, or the previous commit read), ``read``
+        whole, ``failed`` (broke the contract), and the must-read / must-reject duties
+        with how many met them."""
+        out: dict[str, dict[str, int]] = {}
+        for (_kind, fam, status), n in self.counts.items():
+            row = out.setdefault(fam, {**dict.fromkeys(OUTCOMES, 0), **dict.fromkeys(DUTIES, 0)})
+            row[OUTCOME_OF[status]] += n
+        for (_kind, fam), d in self.duties.items():
+            for k, v in d.items():
+                out[fam][k] += v
+        return out
+
+
+OUTCOMES = ("rejected", "partly rejected", "read", "failed")
+DUTIES = ("must_read", "must_read_ok", "must_reject", "must_reject_ok")
 
 
 def run_sweep(cases, workers: int = 1, timeout: float = TIME_BOUND) -> Sweep:
@@ -397,9 +446,7 @@ def run_sweep(cases, workers: int = 1, timeout: float = TIME_BOUND) -> Sweep:
                 res = w.check(case.sample, case.kind, case.data)
                 why = verdict(case, res)
                 with lock:
-                    key = (case.kind, case.family, res.status)
-                    sweep.counts[key] = sweep.counts.get(key, 0) + 1
-                    sweep.total += 1
+                    sweep.record(case, res)
                     where = f"{case.sample}/{case.family}/{case.label}"
                     if res.seconds > sweep.max_seconds:
                         sweep.max_seconds, sweep.max_seconds_case = res.seconds, where

@@ -9,6 +9,12 @@ Each generator yields :class:`Case` objects. Two sorts of damage:
   validation stands between it and the reader. It must be rejected when ``must_reject``
   (the content is invalid: bad shape, dtype, bbox, JSON...), and in every case must not
   crash, hang or allocate without bound.
+
+A reader that rejects everything would pass those two rules, so a third one binds the
+other way: a case with ``must_read`` must open and read every mask (``intact`` or, for a
+forged file that stores something else, ``different``). That holds for the untouched
+samples (family ``intact``, which must read back exactly) and for the forged variants the
+spec calls valid (:func:`valid_by_spec`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import zstandard
 
 from . import samples as S
 
-__all__ = ["Case", "FAMILIES", "generate", "family_names"]
+__all__ = ["Case", "FAMILIES", "generate", "family_names", "valid_by_spec"]
 
 
 @dataclass
@@ -34,11 +40,32 @@ class Case:
     data: bytes
     forged: bool = False
     must_reject: bool = False
+    must_read: bool = False
 
 
 # --------------------------------------------------------------------------------------------
 # corrupt (random) families
 # --------------------------------------------------------------------------------------------
+def intact(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
+    """The sample itself, untouched: it must read back exactly."""
+    yield Case(s.name, s.kind, "intact", "untouched", s.data, must_read=True)
+
+
+def valid_by_spec(c: Case) -> bool:
+    """Whether a reader must read ``c``: a forged variant not marked ``must_reject`` in a
+    family whose other variants break a rule the spec states, so that this one keeps to
+    the spec (version 2: a forged space, mapping, meta, row or extra that is well-formed; an
+    honest zstd frame; version-1 blob payloads followed by bytes after the frame, which the
+    frame's content size makes unambiguous). The header-field extremes of
+    ``field-extreme-forged`` are left out: there a reader may refuse a field it cannot
+    trust even when its checksum matches."""
+    if not c.forged or c.must_reject:
+        return False
+    if c.family == "v1-blob-header":
+        return True
+    return c.kind.endswith("2") and c.family in ("hostile-json", "bomb")
+
+
 def truncate_boundary(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
     """Cut the file at every section/field boundary, one byte before and one after."""
     cuts = set()
@@ -956,6 +983,7 @@ def misc(s: S.Sample, rng: random.Random, n: int) -> Iterator[Case]:
 
 
 FAMILIES: dict[str, Callable[[S.Sample, random.Random, int], Iterator[Case]]] = {
+    "intact": intact,
     "truncate-boundary": truncate_boundary,
     "truncate-random": truncate_random,
     "bitflip-header": bitflip_header,
@@ -994,8 +1022,9 @@ def generate(
             for c in FAMILIES[fam](s, rng, n_random):
                 if (
                     subsample is not None
-                    and fam not in ("hostile", "bomb", "misc")
+                    and fam not in ("intact", "hostile", "bomb", "misc")
                     and rng.random() > subsample
                 ):
                     continue
+                c.must_read = c.must_read or valid_by_spec(c)
                 yield c

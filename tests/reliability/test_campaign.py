@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from medmask import MaskArchive, SegmentationMask
-from medmask.errors import ArchiveLockedError, MaskValidationError
+from medmask.errors import ArchiveLockedError, CorruptFileError, MaskValidationError
 from reliability import contract as C
 from reliability import mutators as M
 from reliability import samples as S
@@ -39,6 +39,52 @@ def test_corrupt_and_hostile_files_are_rejected(samples):
     assert sum(n for (k, _f, _s), n in sweep.counts.items() if k.endswith("2")) > 300
     assert sweep.max_seconds < C.TIME_BOUND
     assert sweep.max_peak < C.MEMORY_BOUND
+    # rejecting is not always right: every untouched sample reads back exactly, every
+    # variant the spec allows is read, every invalid one is refused
+    fam = sweep.by_family()
+    n = len(samples)
+    assert fam["intact"] == {
+        **{"rejected": 0, "partly rejected": 0, "read": n, "failed": 0},
+        **{"must_read": n, "must_read_ok": n, "must_reject": 0, "must_reject_ok": 0},
+    }
+    for name, row in fam.items():
+        assert row["failed"] == 0, name
+        assert row["must_read_ok"] == row["must_read"], (name, row)
+        assert row["must_reject_ok"] == row["must_reject"], (name, row)
+    assert fam["hostile-json"]["must_read"] >= 100 and fam["v1-blob-header"]["must_read"] >= 4
+    assert fam["misc"]["rejected"] == fam["misc"]["must_reject"] > 0
+
+
+def _rejects_everything(*args, **kwargs):
+    raise CorruptFileError("this reader rejects every file", path=args[0] if args else None)
+
+
+def test_a_reader_that_rejects_everything_breaks_the_contract(samples, monkeypatch, tmp_path):
+    """The contract fails a reader that refuses every file: the intact samples and the
+    valid forged variants must be read."""
+    import medmask
+
+    cases = [c for c in M.generate(samples, families=["intact", "hostile"]) if c.must_read]
+    kinds = {c.kind for c in cases if c.family == "intact"}
+    assert kinds == set(S.KINDS)
+    picked = [c for c in cases if c.family == "intact"] + [c for c in cases if c.forged][::25]
+
+    def verdicts() -> list:
+        out = []
+        for c in picked:
+            s = samples[c.sample]
+            out.append(
+                C.verdict(c, C.check_bytes(c.data, c.kind, s.expected, s.space, str(tmp_path)))
+            )
+        return out
+
+    assert verdicts() == [None] * len(picked)  # medmask's reader reads them
+    monkeypatch.setattr(medmask, "load_mask", _rejects_everything)
+    monkeypatch.setattr(medmask, "MaskArchive", _rejects_everything)
+    broken = verdicts()
+    assert all(broken), [c.label for c, v in zip(picked, broken, strict=True) if not v]
+    intact = sum(c.family == "intact" for c in picked)
+    assert sum("intact sample did not read back" in v for v in broken) == intact == len(samples)
 
 
 @pytest.mark.slow
@@ -126,33 +172,55 @@ def test_disk_full_leaves_archive_as_it_was(tmp_path):
     assert path.read_bytes()[: len(before)] == before  # committed bytes untouched
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_permission_denied(tmp_path):
-    path = tmp_path / "a.mska"
-    with MaskArchive(path, "w") as ar:
-        ar.add_segmask(W.mask(0), "m0")
-    path.chmod(stat.S_IRUSR)
-    with pytest.raises(PermissionError):
-        MaskArchive(path, "a")
+def _read(path) -> None:
     with MaskArchive(path) as ar:
-        assert ar.all_names() == ["m0"]
+        ar.read_all_masks()
 
 
-def test_permission_denied_directory(tmp_path):
-    """A write into a folder we cannot write leaves the existing archive untouched."""
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    path = folder / "a.mska"
+def _open_append(path) -> None:
+    with MaskArchive(path, "a") as ar:
+        ar.add_segmask(W.mask(1), "m1")
+
+
+def _replace(path) -> None:
     with MaskArchive(path, "w") as ar:
-        ar.add_segmask(W.mask(0), "m0")
-    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        with pytest.raises(PermissionError):
-            MaskArchive(path, "w")
-    finally:
-        folder.chmod(stat.S_IRWXU)
+        ar.add_segmask(W.mask(1), "m1")
+
+
+def test_permission_denied():
+    """A read-only archive refuses an append from a user without write rights (root drops
+    to nobody for it, so that this runs in CI) and stays as it was."""
+    with W.unprivileged_folder() as folder:
+        path = folder / "a.mska"
+        with MaskArchive(path, "w") as ar:
+            ar.add_segmask(W.mask(0), "m0")
+        before = path.read_bytes()
+        path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        assert W.run_unprivileged(lambda: _read(path)) == "no error"  # the path is reachable
+        assert W.run_unprivileged(lambda: _open_append(path)) == "PermissionError"
+        assert path.read_bytes() == before
+        with MaskArchive(path) as ar:
+            assert ar.all_names() == ["m0"]
+
+
+def test_permission_denied_directory():
+    """A write into a folder the user cannot write leaves the existing archive untouched
+    and no temporary file behind (root drops to nobody for it)."""
+    with W.unprivileged_folder() as top:
+        folder = top / "ro"
+        folder.mkdir()
+        path = folder / "a.mska"
+        with MaskArchive(path, "w") as ar:
+            ar.add_segmask(W.mask(0), "m0")
+        before = path.read_bytes()
+        folder.chmod(0o555)
+        try:
+            assert W.run_unprivileged(lambda: _read(path)) == "no error"
+            assert W.run_unprivileged(lambda: _replace(path)) == "PermissionError"
+        finally:
+            folder.chmod(0o755)
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == ["a.mska"]
 
 
 def test_failed_validation_leaves_archive(tmp_path):

@@ -245,7 +245,12 @@ def test_disk_full_on_a_small_tmpfs(small_tmpfs, codec):
 
 
 @pytest.mark.parametrize("codec", CODECS)
-def test_permission_denied_leaves_files_as_they_were(tmp_path, codec):
+def test_permission_denied_leaves_files_as_they_were(codec):
+    with W.unprivileged_folder() as top:
+        _permission_denied(top, codec)
+
+
+def _permission_denied(tmp_path: Path, codec) -> None:
     ro_dir = tmp_path / "ro"
     ro_dir.mkdir()
     arch, single = ro_dir / "a.mska", ro_dir / "m.msk"
@@ -272,7 +277,13 @@ def test_permission_denied_leaves_files_as_they_were(tmp_path, codec):
         with MaskArchive(ro_dir / "new.mska", "a", codec=codec) as ar:
             ar.add_segmask(mask(5), "m5")
 
+    def read() -> None:
+        assert_archive(arch, range(2))
+        load_mask(single)
+
     try:
+        # the folder is reachable: every refusal below comes from the permissions
+        assert run_unprivileged(read) == "no error"
         for fn in (append, replace, save, create):
             assert run_unprivileged(fn) == "PermissionError", fn.__name__
     finally:

@@ -12,7 +12,9 @@ import functools
 import multiprocessing as mp
 import os
 import random
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -550,6 +552,7 @@ def tmpfs_full_cases(folder: Path) -> dict:
 
 def _as_nobody(fn, q) -> None:
     try:
+        os.setgroups([])  # root's supplementary groups would grant group permissions
         os.setgid(65534)
         os.setuid(65534)
         fn()
@@ -560,8 +563,31 @@ def _as_nobody(fn, q) -> None:
         q.put(f"{type(exc).__name__}: {exc}")
 
 
+@contextlib.contextmanager
+def unprivileged_folder(prefix: str = "medmask-perm-"):
+    """A fresh folder (mode 0755) that the user :func:`run_unprivileged` drops to can reach.
+
+    pytest's ``tmp_path`` and ``tempfile.TemporaryDirectory`` live below folders of mode
+    0700, where nobody is refused every path, so a permission test there passes whatever
+    the code does. Removed (whatever the modes inside) at exit.
+    """
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        for p in [d, *d.rglob("*")]:
+            with contextlib.suppress(OSError):
+                if p.is_dir():
+                    p.chmod(0o755)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run_unprivileged(fn) -> str:
-    """Run ``fn`` without root rights (a forked child that drops to nobody when we are root).
+    """Run ``fn`` without root rights (a forked child that drops to nobody, with no
+    supplementary groups, when we are root). Give it paths in an
+    :func:`unprivileged_folder`, and check with a call that must succeed (a read) that
+    the folder is reachable.
 
     Returns:
         ``"no error"``, ``"PermissionError"`` or ``"<Error>: <message>"``.
@@ -588,8 +614,19 @@ def _perm_action(what: str, d: Path, codec) -> None:
         ar.add_segmask(mask(5), "m5")
 
 
+def _read_both(arch: Path, single: Path) -> None:
+    with MaskArchive(arch) as ar:
+        ar.read_all_masks()
+    load_mask(single)
+
+
 def permission_cases(folder: Path) -> dict:
-    """Append, replace, save and create in a read-only folder, as an unprivileged user."""
+    """Append, replace, save and create in a read-only folder, as an unprivileged user.
+
+    ``folder`` must be reachable by that user (:func:`unprivileged_folder`): a read of
+    both files as that user must succeed, or the case counts as a problem (every refusal
+    would otherwise come from the path, not from the permissions under test).
+    """
     problems, cases = [], 0
     for codec in CODECS:
         d = Path(folder) / f"ro-{codec}"
@@ -603,6 +640,10 @@ def permission_cases(folder: Path) -> dict:
         arch.chmod(0o444)
         single.chmod(0o444)
 
+        got = run_unprivileged(functools.partial(_read_both, arch, single))
+        if got != "no error":
+            problems.append(f"read/{codec}: {got} (the folder is not reachable: no case counts)")
+        cases += 1
         for what in ("append", "replace", "save", "create"):
             got = run_unprivileged(functools.partial(_perm_action, what, d, codec))
             if got != "PermissionError":

@@ -84,9 +84,19 @@ def test_construction_and_properties():
     assert isinstance(m.mapping, LabelMapping)
     with pytest.raises(ValueError):
         m.data[0, 0, 0] = 1  # read-only view
-    assert np.shares_memory(m.data, m.data)  # a view, never a copy
     arr[0, 0, 0] = 5
     assert m.data[0, 0, 0] == 0  # the constructor copied by default
+    assert not np.shares_memory(m.data, arr)
+    # data is a view of the mask's own array, never a copy: a view taken before an
+    # in-place edit shows the edit
+    before = m.data
+    region = np.zeros(SHAPE, bool)
+    region[1, 2, 3] = True
+    m.add_label(region, 7, "b")
+    assert before[1, 2, 3] == 7 and np.shares_memory(before, m.data)
+    # copy=False takes the caller's array as it is
+    owned = np.zeros(SHAPE, np.uint8)
+    assert np.shares_memory(SegmentationMask(owned, {"a": 1}, copy=False).data, owned)
     assert {
         SegmentationMask(np.zeros(SHAPE, d), {}).bit_depth for d in (bool, np.uint16, np.uint32)
     } == {1, 16, 32}
