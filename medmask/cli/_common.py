@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..io.target import Target
 from ..packing.results import one_line as one_line  # the CLI prints errors as reports do
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-MASK_SUFFIXES = (".mska", ".msk")
 CODEC_HELP = "bitzstd: format version 2 (default); zstd: version 1, readable by medmask 0.1.x"
 
 
@@ -107,20 +107,6 @@ def require_file(path: Path) -> None:
         raise IsADirectoryError(f"{path}: is a folder, not a .msk/.mska file")
 
 
-def expand_files(paths: Sequence[str]) -> list[Path]:
-    """Folders expand to the ``.msk``/``.mska`` files below them."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.name.endswith(MASK_SUFFIXES) and f.is_file()
-            )
-            out.extend(found)
-        else:
-            out.append(p)
-    return out
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -157,7 +143,8 @@ def common_options(suppress: bool) -> argparse.ArgumentParser:
 
 
 def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
-    """``--storage-option KEY=VALUE`` pairs as fsspec ``storage_options`` (``None`` when none).
+    """``--storage-option KEY=VALUE`` pairs as fsspec ``storage_options`` (``None`` when none),
+    parsed once per command (kept on ``args``).
 
     Values are parsed as JSON where they parse (numbers, booleans, objects), else kept as strings;
     a dotted key (``client_kwargs.endpoint_url=...``) builds nested dicts.
@@ -165,9 +152,24 @@ def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
     Raises:
         UsageError: A pair without ``=``.
     """
+    if not hasattr(args, "_storage_options"):
+        args._storage_options = _parse_storage_options(getattr(args, "storage_option", None) or [])
+    return args._storage_options
+
+
+def target(args: argparse.Namespace, path: str) -> Target:
+    """``path`` (a local path or URL argument) as a :class:`~medmask.io.Target` carrying the
+    ``--storage-option`` options.
+
+    Raises:
+        UsageError: A malformed ``--storage-option``.
+    """
+    return Target.of(path, storage_options(args))
+
+
+def _parse_storage_options(pairs: list[str]) -> dict[str, Any] | None:
     import json
 
-    pairs = getattr(args, "storage_option", None) or []
     if not pairs:
         return None
     out: dict[str, Any] = {}

@@ -2,17 +2,21 @@
 an archive to the format its output's name says (a ``.nii.gz`` is a label map).
 
 The output's name says its format: ``.mska`` (an archive: from an archive, or a ``.msk``
-becoming a one-mask archive), ``.msk`` (from a ``.msk`` only), ``.nii.gz``/``.nii`` (a
-label map) or ``.seg.nrrd``. Anything else is refused before anything is written.
+becoming a one-mask archive), ``.msk`` (from a ``.msk`` only), or a file format of the
+format table that unpacks without options (``.nii.gz``/``.nii``: a label map;
+``.seg.nrrd``). Anything else is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from pathlib import Path
 
+from ..conversions import from_archive
 from ..inspect import sniff_file
+from ..io.formats import formats, get_format
 from ..io.names import FORMAT_SUFFIXES, format_from_name, is_url, split_suffix
 from ._common import (
     EXIT_OK,
@@ -22,11 +26,23 @@ from ._common import (
     progress,
     say,
     storage_options,
+    target,
     warn,
 )
 
-#: The formats ``convert`` writes, by the output's name.
-OUTPUT_KINDS = ("mska", "msk", "nifti", "seg.nrrd")
+#: medmask's own formats, which ``convert`` rewrites (any other output is an export).
+MEDMASK_KINDS = ("mska", "msk")
+
+
+def output_kinds() -> tuple[str, ...]:
+    """The formats ``convert`` writes, by the output's name: medmask's own, and every file
+    format of the format table that unpacks without further options."""
+    exports = [
+        f.kind
+        for f in formats()
+        if f.capabilities.unpack and not f.folder and not f.unpack_requires
+    ]
+    return (*MEDMASK_KINDS, *exports)
 
 
 def _kw(args: argparse.Namespace) -> dict:
@@ -60,20 +76,23 @@ def output_kind(src_kind: str, out: str) -> str:
             f"to an archive, name it like {_right_name(out, 'mska')!r} (or to a label map: "
             f"{_right_name(out, 'nifti')!r})"
         )
-    if kind == "dicom":
+    fmt = get_format(kind) if kind else None
+    if fmt is not None and fmt.capabilities.unpack and fmt.unpack_requires:
+        needs = " ".join(f"--{k} ..." for k in sorted(fmt.unpack_requires))
         raise UsageError(
-            f"{out}: a DICOM SEG references its image series: use 'medmask unpack SRC -o "
-            f"{out} --source DICOM_DIR'"
+            f"{out}: a {fmt.title} output needs {needs}: use 'medmask unpack SRC -o {out} {needs}'"
         )
-    if kind not in OUTPUT_KINDS:
+    kinds = output_kinds()
+    if kind not in kinds:
         suffix = split_suffix(out)[1]
         said = (
             f"names a {kind} file"
             if kind
             else (f"has the suffix {suffix!r}" if suffix else "has no suffix")
         )
+        writes = ", ".join(get_format(k).suffixes[0] for k in kinds)
         raise UsageError(
-            f"{out}: convert writes .mska, .msk, .nii.gz (a label map) or .seg.nrrd, and this "
+            f"{out}: convert writes {writes} (a file of the format its name says), and this "
             f"name {said}; name it like {_right_name(out, src_kind)!r}"
         )
     return kind
@@ -89,14 +108,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
             raise UsageError(f"{src}: is a folder, not a .msk/.mska file")
     src_kind, src_major, _minor = sniff_file(src, **_kw(args))
     kind = output_kind(src_kind, out)
-    if kind in ("nifti", "seg.nrrd") and (args.to is not None or args.compat is not None):
+    if kind not in MEDMASK_KINDS and (args.to is not None or args.compat is not None):
         raise UsageError(f"--to/--compat choose a medmask format version; {out} is a {kind} file")
     if args.compat is not None and args.to is not None:
         raise UsageError("give --to or --compat, not both (--compat 0.1 is --to 1)")
     local = not (is_url(src) or is_url(out))
     if local and Path(out).exists() and Path(src).resolve() == Path(out).resolve():
         raise UsageError("convert writes a new file: give an -o different from SRC")
-    if kind in ("nifti", "seg.nrrd"):
+    if kind not in MEDMASK_KINDS:
         return _export(args, src, out, kind)
     to = 1 if args.compat == "0.1" else (2 if args.to is None else args.to)
     codec = "zstd" if to == 1 else "bitzstd"
@@ -190,11 +209,11 @@ def _msk_to(
 
 
 def _export(args: argparse.Namespace, src: str, out: str, kind: str) -> int:
-    from ..conversions import from_archive
-
     # the name was checked before: what fails now is the file (exit status 1)
-    report = from_archive(src, out, progress=progress(args, None, "exporting"))
-    what = "label map" if kind == "nifti" else "Slicer segmentation"
+    report = from_archive(
+        target(args, src), target(args, out), progress=progress(args, None, "exporting")
+    )
+    what = "label map" if kind == "nifti" else get_format(kind).title
     say(args, f"wrote {out} ({what}, {len(report.masks)} masks)")
     for remark in report.notes:
         say(args, f"note: {remark}")
@@ -214,6 +233,21 @@ def _export(args: argparse.Namespace, src: str, out: str, kind: str) -> int:
     return EXIT_OK
 
 
+def _exports() -> str:
+    """One line per export format (from the format table)."""
+    return "".join(
+        textwrap.fill(
+            get_format(k).unpack_help,
+            88,
+            initial_indent=f"  {'OUT' + get_format(k).suffixes[0]:<10} ",
+            subsequent_indent=" " * 13,
+        )
+        + "\n"
+        for k in output_kinds()
+        if k not in MEDMASK_KINDS
+    )
+
+
 def register(add: AddCommand) -> None:
     """Add this module's subcommands to the parser (``add`` makes one subparser)."""
     s = add(
@@ -228,10 +262,8 @@ def register(add: AddCommand) -> None:
         "superseded index\n"
         "             segments). A .msk source becomes a one-mask archive.\n"
         "  OUT.msk    a .msk source in version --to (an archive converts to .mska, not .msk).\n"
-        "  OUT.nii.gz one multi-label NIfTI label map (with OUT.json, its label table); "
-        "later masks\n"
-        "             win where masks overlap, and that is reported.\n"
-        "  OUT.seg.nrrd  a 3D Slicer segmentation.\n"
+        + _exports()
+        + "Where masks overlap in a label map the later mask wins, and that is reported.\n"
         "Any other name is refused before anything is written. OUT appears atomically.\n\n"
         "examples:\n  medmask convert old.mska -o new.mska            # version 2, compacted\n"
         "  medmask convert s0000.mska -o s0000_v1.mska --to 1\n"
@@ -244,7 +276,7 @@ def register(add: AddCommand) -> None:
         "--output",
         required=True,
         metavar="OUT",
-        help="the file to write: .mska, .msk, .nii.gz or .seg.nrrd",
+        help="the file to write: " + ", ".join(get_format(k).suffixes[0] for k in output_kinds()),
     )
     s.add_argument(
         "--to",

@@ -1,15 +1,20 @@
 """``medmask pack``: one source (NIfTI folder or case, NIfTI label map, Slicer .seg.nrrd,
-DICOM SEG; recognised by content) into one archive. The work is
-:func:`medmask.conversions.to_archive`."""
+DICOM SEG, or any format of the format table that packs; recognised by content) into one
+archive. The work is :func:`medmask.conversions.to_archive`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
 from pathlib import Path
 
+from ..conversions import NeedsOptionError, check_output, to_archive
+from ..conversions.dispatch import PACK_OUTPUTS
 from ..errors import MaskValidationError
+from ..io.formats import formats
+from ..io.target import Target
 from ._common import (
     CODEC_HELP,
     EXIT_OK,
@@ -20,23 +25,20 @@ from ._common import (
     plural,
     progress,
     say,
+    target,
 )
 
 
-def _size(p: Path) -> int:
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size
+def _size(t: Target) -> int:
+    if not t.is_url and Path(t.path).is_dir():
+        return sum(f.stat().st_size for f in Path(t.path).rglob("*") if f.is_file())
+    return int((t.info() or {}).get("size") or 0)
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from ..conversions import to_archive
-    from ..conversions.common import NeedsOptionError
-    from ..conversions.dispatch import check_output
-
-    src, out = Path(args.src), Path(args.output)
+    src, out = target(args, args.src), target(args, args.output)
     try:  # the output is checked before any work
-        check_output(args.output, ("mska", "msk"), what="archive")
+        check_output(out, PACK_OUTPUTS, what="archive")
     except MaskValidationError as exc:
         raise UsageError(str(exc)) from None
     if not src.exists():
@@ -67,7 +69,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK
-    before, after = _size(src), out.stat().st_size
+    before, after = _size(src), _size(out)
     empty = [n for n, c in report.voxels.items() if c == 0]
     say(
         args,
@@ -79,20 +81,23 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sources() -> str:
+    """One entry per format ``pack`` reads, from the format table."""
+    return "".join(
+        textwrap.fill(f.pack_help, 88, initial_indent="  ", subsequent_indent="    ") + "\n"
+        for f in formats()
+        if f.capabilities.pack
+    )
+
+
 def register(add: AddCommand) -> None:
     """Add this module's subcommands to the parser (``add`` makes one subparser)."""
     s = add(
         "pack",
         "pack masks (NIfTI, Slicer .seg.nrrd, DICOM SEG) into an archive",
         "Pack SRC into OUT.mska; SRC is recognised by content:\n"
-        "  a folder of binary NIfTI masks (names from file names), or a case folder\n"
-        "    (CASE/segmentations/ beside CASE/ct.nii.gz: the image is not packed);\n"
-        "  a NIfTI label map: names from --labels TABLE or from TotalSegmentator's header\n"
-        "    extension (one mask per label; OUT.msk keeps it as one label map);\n"
-        "  a single binary NIfTI mask;\n"
-        "  a 3D Slicer .seg.nrrd (one mask per segment, layers and empty segments kept);\n"
-        "  a DICOM SEG (BINARY, FRACTIONAL with only 0/max, LABELMAP; one mask per segment).\n"
-        "Colours and terminology travel as mask attributes. All masks share one grid (1e-3 mm);\n"
+        + _sources()
+        + "Colours and terminology travel as mask attributes. All masks share one grid (1e-3 mm);\n"
         "the archive appears atomically: on any error nothing is written.\n\nexamples:\n"
         "  medmask pack s0000/ -o s0000.mska\n"
         "  medmask pack s0000_ml.nii.gz -o s0000.mska          # TotalSegmentator --ml output\n"

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..io.names import is_url
+from ..io.names import format_from_name
 from ..packing import case_name, dask_client, find_cases, pack_tree
 from ._common import (
     CODEC_HELP,
@@ -24,17 +24,17 @@ from ._common import (
     note,
     progress,
     say,
-    storage_options,
+    target,
 )
 
 __all__ = ["find_cases", "case_name", "cmd_pack_tree", "register"]
 
 
 def cmd_pack_tree(args: argparse.Namespace) -> int:
-    root, dest = args.root, args.output
-    if not is_url(root) and not Path(root).is_dir():
+    root, dest = target(args, args.root), target(args, args.output)
+    if not root.is_url and not Path(root.path).is_dir():
         raise UsageError(f"{root}: not a folder")
-    if str(dest).rstrip("/").endswith((".mska", ".msk")):
+    if format_from_name(dest.path.rstrip("/")) in ("mska", "msk"):
         raise UsageError(
             f"{dest}: pack-tree writes one archive per case into a folder: give -o DEST/"
         )
@@ -45,8 +45,7 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
             f"--dask takes a scheduler address such as tcp://host:8786, got {args.dask!r} "
             "(write --dask after ROOT, or --dask=ADDRESS)"
         )
-    opts = storage_options(args)
-    cases = find_cases(root, storage_options=opts)
+    cases = find_cases(root)
     if not cases:
         raise UsageError(f"{root}: no folder with .nii.gz masks found")
     kwargs = dict(
@@ -54,7 +53,6 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
         resample=args.resample,
         allow_float=args.allow_float,
         force=args.force,
-        storage_options=opts,
         progress=progress(args, len(cases), "cases", unit="case"),
     )
     if args.dask is None:

@@ -5,50 +5,56 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import textwrap
 
+from ..conversions import NeedsOptionError, from_archive, output_format
 from ..errors import MaskValidationError
-from ._common import EXIT_OK, AddCommand, UsageError, note, plural, print_lost, progress, say, warn
+from ..io.formats import formats
+from ._common import (
+    EXIT_OK,
+    AddCommand,
+    UsageError,
+    note,
+    plural,
+    print_lost,
+    progress,
+    say,
+    target,
+    warn,
+)
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
-    from ..conversions import from_archive
-    from ..conversions.dispatch import _out_kind
-
-    src = Path(args.archive)
     if args.labelmap and args.output:
         raise UsageError(
             "give either -o OUT or the deprecated --labelmap FILE, not both "
             "(-o X.nii.gz writes a label map)"
         )
-    out = args.output or args.labelmap
-    if not out:
-        raise UsageError("give -o OUT: a folder, X.nii.gz (label map), X.seg.nrrd or X.dcm")
+    if not (args.output or args.labelmap):
+        raise UsageError(f"give -o OUT: {_outputs(', ')}")
+    src, out = target(args, args.archive), target(args, args.output or args.labelmap)
     if args.labelmap:
         note(args, "--labelmap FILE is deprecated; use -o FILE")
     try:
-        kind = _out_kind(out)
+        kind = output_format(out).kind
     except MaskValidationError as exc:
         raise UsageError(str(exc)) from None
     if args.labelmap and kind != "nifti":
         raise UsageError(f"--labelmap writes a .nii.gz label map; {out} is not named like one")
-    if not src.is_file():
+    if src.info() is None:
         raise UsageError(f"{src}: no such file")
-    if kind == "dicom" and not args.source:
-        raise UsageError(f"{out}: a DICOM SEG needs --source DICOM_DIR (its image series)")
-    if kind != "dicom" and (args.source or args.seg_type != "binary"):
-        raise UsageError("--source and --seg-type apply to X.dcm outputs")
-    if kind != "nifti" and (args.labels or args.overlap != "last"):
-        raise UsageError("--labels and --overlap apply to X.nii.gz label maps")
-    report = from_archive(
-        src,
-        out,
-        labels=args.labels,
-        overlap=args.overlap,
-        source=args.source,
-        labelmap_seg=args.seg_type == "labelmap",
-        progress=progress(args, None, "unpacking"),
-    )
+    try:
+        report = from_archive(
+            src,
+            out,
+            labels=args.labels,
+            overlap=args.overlap,
+            source=args.source,
+            labelmap_seg=args.seg_type == "labelmap",
+            progress=progress(args, None, "unpacking"),
+        )
+    except NeedsOptionError as exc:  # an option the output does not take, or needs
+        raise UsageError(str(exc)) from None
     for name in report.emptied:
         warn(
             args,
@@ -80,20 +86,28 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _outputs(sep: str = "\n") -> str:
+    """What ``unpack`` writes, one entry per format of the format table that unpacks."""
+    return sep.join(
+        f"{f.output_name:<15} {f.unpack_help}" if sep == "\n" else f"{f.output_name} ({f.title})"
+        for f in formats()
+        if f.capabilities.unpack
+    )
+
+
 def register(add: AddCommand) -> None:
     """Add this module's subcommands to the parser (``add`` makes one subparser)."""
     s = add(
         "unpack",
         "export an archive (or .msk) to NIfTI, Slicer .seg.nrrd or DICOM SEG",
         "The format follows OUT's name:\n"
-        "  DIR (or DIR/)   one <name>.nii.gz per mask (names made safe: nothing escapes DIR)\n"
-        "  X.nii.gz/X.nii  one label map with TotalSegmentator's names extension, plus X.json;\n"
-        "                  numbering from --labels (a subset or chosen numbers) else archive\n"
-        "                  order; where masks overlap --overlap decides (default: the later\n"
-        "                  mask wins); voxels lost per mask are reported, and a warning names\n"
-        "                  every mask that loses all of them\n"
-        "  X.seg.nrrd      a 3D Slicer segmentation (overlapping masks in layers)\n"
-        "  X.dcm           a DICOM SEG on the series in --source DICOM_DIR (grid must match)\n"
+        + "".join(
+            textwrap.fill(line, 88, initial_indent="  ", subsequent_indent=" " * 18) + "\n"
+            for line in _outputs().splitlines()
+        )
+        + "Label maps: numbering from --labels (a subset or chosen numbers), else archive\n"
+        "order; where masks overlap --overlap decides (default: the later mask wins); voxels\n"
+        "lost per mask are reported, and a warning names every mask that loses all of them.\n"
         "\nexamples:\n"
         "  medmask unpack s0000.mska -o restored/\n"
         "  medmask unpack s0000.mska -o s0000_ml.nii.gz --overlap smaller\n"
@@ -101,7 +115,12 @@ def register(add: AddCommand) -> None:
         "  medmask unpack s0000.mska -o s0000_seg.dcm --source CT/",
     )
     s.add_argument("archive", metavar="ARCHIVE", help="the .mska (or .msk)")
-    s.add_argument("-o", "--output", metavar="OUT", help="folder, X.nii.gz, X.seg.nrrd or X.dcm")
+    s.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help=", ".join(f.output_name for f in formats() if f.capabilities.unpack),
+    )
     s.add_argument(
         "--labelmap", metavar="FILE", help="deprecated: same as -o FILE.nii.gz (not with -o)"
     )

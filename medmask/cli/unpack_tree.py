@@ -1,5 +1,6 @@
 """``medmask unpack-tree``: a folder of archives as an nnU-Net raw dataset of label maps.
-The work is :func:`medmask.conversions.dispatch.archives_to_nnunet`."""
+The work is :func:`medmask.conversions.from_archives` (the format table's ``tree`` formats:
+nnU-Net's raw layout)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,28 @@ import argparse
 import json
 from pathlib import Path
 
+from ..conversions import NeedsOptionError, from_archives
+from ..io.formats import formats
 from ._common import EXIT_OK, AddCommand, UsageError, print_lost, progress, say, warn
 
 
 def cmd_unpack_tree(args: argparse.Namespace) -> int:
-    from ..conversions.dispatch import archives_to_nnunet
-
     if not Path(args.packed).is_dir():
         raise UsageError(f"{args.packed}: not a folder of archives")
     if Path(args.output).is_file():
         raise UsageError(f"{args.output}: is a file; unpack-tree writes a dataset folder")
-    report = archives_to_nnunet(
-        args.packed,
-        args.output,
-        labels=args.labels,
-        overlap=args.overlap,
-        missing_empty=args.missing_empty,
-        progress=progress(args, None, "cases", unit="case"),
-    )
+    try:
+        report = from_archives(
+            args.packed,
+            args.output,
+            kind=args.format,
+            labels=args.labels,
+            overlap=args.overlap,
+            missing_empty=args.missing_empty,
+            progress=progress(args, None, "cases", unit="case"),
+        )
+    except NeedsOptionError as exc:
+        raise UsageError(str(exc)) from None
     for name in report.emptied:
         warn(args, f"{name} lost all its voxels to overlaps")
     if args.json:
@@ -57,6 +62,14 @@ def register(add: AddCommand) -> None:
     )
     s.add_argument("packed", metavar="PACKED", help="folder of .mska archives")
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="the dataset folder")
+    trees = [f.kind for f in formats() if f.capabilities.tree]
+    s.add_argument(
+        "--format",
+        choices=trees,
+        default=trees[0],
+        help=f"the dataset layout (default {trees[0]}: "
+        f"{next(f.unpack_help for f in formats() if f.kind == trees[0])})",
+    )
     s.add_argument("--labels", metavar="TABLE", help="label table: names and their numbers")
     s.add_argument(
         "--overlap", choices=["last", "first", "smaller"], default="last", help="as for unpack"

@@ -21,7 +21,7 @@ import os
 import struct
 from typing import IO, Any
 
-__all__ = ["INFLATER", "open_gzip", "gunzip", "load_gzipped_nifti"]
+__all__ = ["INFLATER", "open_gzip", "load_gzipped_nifti"]
 
 
 def _pick() -> tuple[str, Any]:
@@ -117,23 +117,6 @@ def open_gzip(path: str | os.PathLike, *, fileobj: IO[bytes] | None = None) -> I
         with contextlib.suppress(TypeError):  # a zlib-ng release with another signature
             return _DirectStream(reader, compressed, os.fspath(path))
     return _GZIP.GzipFile(filename=os.fspath(path), mode="rb", fileobj=io.BytesIO(compressed))
-
-
-def gunzip(path: str | os.PathLike) -> bytes:
-    """The decompressed bytes of a gzip file (every member), with the fastest inflater.
-
-    Args:
-        path: The ``.gz`` file.
-
-    Returns:
-        The decompressed bytes.
-
-    Raises:
-        OSError: ``path`` cannot be read.
-        EOFError, gzip.BadGzipFile, zlib.error: The stream is truncated or damaged.
-    """
-    with open(path, "rb") as fh:
-        return _GZIP.decompress(fh.read())
 
 
 def _nifti_class(head: bytes, nib: Any) -> Any | None:

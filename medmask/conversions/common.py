@@ -11,16 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MaskValidationError
+from ..io.formats import identify_target
 from ..segmask import SegmentationMask
 from ..spaces import Space
-from ..storage import MaskArchive
+from ..storage import MaskArchive, load_mask
 
 __all__ = [
     "NeedsOptionError",
     "MaskRecord",
     "ConversionReport",
     "records_to_archive",
-    "archive_records",
+    "iter_archive_records",
+    "is_archive",
     "MAX_VOXELS",
     "MAX_SEGMENTS",
 ]
@@ -181,30 +183,25 @@ def _prefetch(items: Iterable[MaskRecord], depth: int = 2) -> Iterator[MaskRecor
         t.join()
 
 
-def archive_records(
-    archive: str | os.PathLike, names: Iterable[str] | None = None
-) -> tuple[Space, list[MaskRecord]]:
-    """The masks of an archive as bool records (a multi-label mask gives one per label).
-
-    Args:
-        archive: The ``.mska`` (or ``.msk``).
-        names: Only these masks (default: all, archive order).
-
-    Returns:
-        ``(space, records)``.
+def is_archive(path: str | os.PathLike) -> bool:
+    """Whether a local file is a ``.mska`` archive, by its first bytes (not its name).
 
     Raises:
-        MaskValidationError: The archive holds no masks.
-        MaskNotFoundError: A name is not stored.
+        FileNotFoundError: No such file.
     """
-    space, _count, records = iter_archive_records(archive, names)
-    return space, list(records)
+    fmt = identify_target(path)
+    return fmt is not None and fmt.kind == "mska"
 
 
 def iter_archive_records(
     archive: str | os.PathLike, names: Iterable[str] | None = None
 ) -> tuple[Space, int, Iterator[MaskRecord]]:
-    """Like :func:`archive_records`, but the records are read one at a time.
+    """The masks of an archive as bool records (a multi-label mask gives one per label), read
+    one at a time.
+
+    Args:
+        archive: The ``.mska`` (or ``.msk``), a local file.
+        names: Only these masks (default: all, archive order).
 
     Returns:
         ``(space, number of records, iterator)``; the iterator reopens the archive.
@@ -213,11 +210,9 @@ def iter_archive_records(
         MaskValidationError: The archive holds no masks.
         MaskNotFoundError: A name is not stored.
     """
-    from ..inspect import is_archive
-
     path = Path(archive)
     if not is_archive(path):
-        seg = SegmentationMask.load(path)
+        seg = load_mask(path)
         out = []
         for n, v in seg.mapping.items():
             if v:

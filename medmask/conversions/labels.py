@@ -24,7 +24,6 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from ..errors import MaskValidationError
 from ..mapping import LabelMapping
@@ -313,7 +312,7 @@ def caret_xml(table: Mapping[str, int], colors: Mapping[str, Iterable[int]] | No
         )
     xml = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<CaretExtension>\n'
-        f"<Date><![CDATA[{escape('2026-01-01T00:00:00')}]]></Date>\n"
+        "<Date><![CDATA[2026-01-01T00:00:00]]></Date>\n"
         '<VolumeInformation Index="0">\n<LabelTable>\n'
         + "\n".join(rows)
         + "\n</LabelTable>\n<StudyMetaDataLinkSet>\n</StudyMetaDataLinkSet>\n"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from ..io.formats.builtin import Nifti
+
 __all__ = ["safe_filename", "strip_suffix", "unique_names", "NIFTI_SUFFIXES"]
 
-#: File name endings recognised as NIfTI.
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: File name endings recognised as NIfTI (the format table's NIfTI entry).
+NIFTI_SUFFIXES: tuple[str, ...] = Nifti.suffixes
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{k}" for p in ("COM", "LPT") for k in range(10)}

@@ -2,31 +2,41 @@
 
 The rule every writer follows: *an output's name says its format*. A writer either writes
 the format its target's name names or refuses with :func:`expect_name`'s error, which says
-what the name should be.
+what the name should be. The suffixes come from the format table
+(:mod:`medmask.io.formats`): a format registered there is known here by its name too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 
 from ..errors import MaskValidationError
+from .formats import kind_of_suffix, suffix_table, suffixes_longest_first
 
 __all__ = ["is_url", "format_from_name", "split_suffix", "expect_name", "FORMAT_SUFFIXES"]
 
-#: Formats medmask knows by name, each with its suffixes (the first one is the canonical one).
-FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "mska": (".mska",),
-    "msk": (".msk",),
-    "nifti": (".nii.gz", ".nii"),
-    "seg.nrrd": (".seg.nrrd",),
-    "nrrd": (".nrrd", ".nhdr"),
-    "dicom": (".dcm", ".dicom"),
-    "json": (".json",),
-    "csv": (".csv",),
-    "parquet": (".parquet",),
-    "png": (".png",),
-}
+
+class _SuffixView(Mapping[str, tuple[str, ...]]):
+    """``{kind: suffixes}`` of the format table as it is now (a read-only live view)."""
+
+    def __getitem__(self, kind: str) -> tuple[str, ...]:
+        return suffix_table()[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(suffix_table())
+
+    def __len__(self) -> int:
+        return len(suffix_table())
+
+    def __repr__(self) -> str:
+        return f"FORMAT_SUFFIXES({dict(suffix_table())!r})"
+
+
+#: Formats medmask knows by name, each with its suffixes (the first one is the canonical
+#: one): a live view of the format table (:func:`medmask.io.formats.formats`).
+FORMAT_SUFFIXES: Mapping[str, tuple[str, ...]] = _SuffixView()
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -57,10 +67,9 @@ def split_suffix(target: str | os.PathLike) -> tuple[str, str]:
     """
     name = _basename(target)
     low = name.lower()
-    for suffixes in FORMAT_SUFFIXES.values():
-        for suf in suffixes:
-            if low.endswith(suf) and len(name) > len(suf):
-                return name[: -len(suf)], name[-len(suf) :]
+    for suf in suffixes_longest_first():
+        if low.endswith(suf) and len(name) > len(suf):
+            return name[: -len(suf)], name[-len(suf) :]
     stem, dot, ext = name.rpartition(".")
     if dot and stem:
         return stem, "." + ext
@@ -70,15 +79,15 @@ def split_suffix(target: str | os.PathLike) -> tuple[str, str]:
 def format_from_name(target: str | os.PathLike) -> str | None:
     """The format a file name names (a key of :data:`FORMAT_SUFFIXES`), or ``None``.
 
+    Where two formats share a suffix (``.dcm``: DICOM SEG and DICOM images), the first in
+    the table's lookup order is the one the name says.
+
     Example:
         >>> format_from_name("case.mska"), format_from_name("labels.nii.gz"), format_from_name("x")
         ('mska', 'nifti', None)
     """
     suffix = split_suffix(target)[1].lower()
-    for kind, suffixes in FORMAT_SUFFIXES.items():
-        if suffix in suffixes:
-            return kind
-    return None
+    return kind_of_suffix(suffix) if suffix else None
 
 
 def expect_name(target: str | os.PathLike, kind: str, *, what: str = "output") -> None:

@@ -8,37 +8,39 @@ import posixpath
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..conversions.names import strip_suffix
+from ..conversions.nifti import MaskResampledWarning, folder_to_archive, nifti_files
+from ..conversions.nifti.cases import is_mask_file_name
+from ..conversions.targets import local_copy
 from ..errors import MaskValidationError, MedMaskError
-from ..io.names import is_url
-from .cases import _is_mask_name
+from ..io.target import Target
 from .heap import _reusable_heap
 from .results import CaseResult, _failed
 
+#: Downloads of one URL case in flight at once.
+_FETCHES = 8
+
 
 # -- one case ---------------------------------------------------------------------------------
-def _case_files(
-    case: str | os.PathLike, storage_options: Mapping[str, Any] | None
-) -> list[tuple[str, int, float | None]]:
+def _case_files(case: Target) -> list[tuple[str, int, float | None]]:
     """``[(name or URL, size, modification time or None), ...]`` of a case's mask files."""
-    if is_url(case):
+    if case.is_url:
         from ..io.remote import list_entries
 
         out = []
-        for e in list_entries(str(case), storage_options=storage_options):
+        for e in list_entries(case.path, storage_options=case.storage_options):
             name = posixpath.basename(e["name"])
-            if e.get("type") == "directory" or not _is_mask_name(name):
+            if e.get("type") == "directory" or not is_mask_file_name(name):
                 continue
             out.append((e["name"], int(e.get("size") or 0), _mtime(e)))
         return out
-    from ..conversions.nifti import nifti_files
-
-    files = nifti_files(case)
+    files = nifti_files(case.path)
     stats = [f.stat() for f in files]
-    return [(str(f), s.st_size, s.st_mtime) for f, s in zip(files, stats)]
+    return [(str(f), s.st_size, s.st_mtime) for f, s in zip(files, stats, strict=True)]
 
 
 def _mtime(info: Mapping[str, Any]) -> float | None:
@@ -59,16 +61,15 @@ def _mtime(info: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _out_info(
-    out: str | os.PathLike, storage_options: Mapping[str, Any] | None
-) -> tuple[int, float | None] | None:
-    """``(size, mtime)`` of an output, or ``None`` when there is none."""
-    if is_url(out):
+def _out_info(out: Target) -> tuple[int, float | None] | None:
+    """``(size, mtime)`` of an output, or ``None`` when there is none (``Target.info`` says
+    no modification time, which the resume check compares)."""
+    if out.is_url:
         from ..io.remote import object_info
 
-        info = object_info(str(out), storage_options=storage_options)
+        info = object_info(out.path, storage_options=out.storage_options)
         return None if info is None else (int(info.get("size") or 0), _mtime(info))
-    p = Path(out)
+    p = Path(out.path)
     if not p.is_file():
         return None
     st = p.stat()
@@ -89,8 +90,8 @@ def _verify_names(archive: str | os.PathLike, names: list[str]) -> bool:
 
 
 def already_packed(
-    case: str | os.PathLike,
-    out: str | os.PathLike,
+    case: str | os.PathLike | Target,
+    out: str | os.PathLike | Target,
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> bool:
@@ -101,40 +102,34 @@ def already_packed(
     holds one mask per file, named after the files, in order.
 
     Args:
-        case: The case folder (path or URL).
-        out: The archive (path or URL; a URL archive is fetched to check it: archives are
-            small).
-        storage_options: fsspec options for URLs.
+        case: The case folder (path, URL or :class:`~medmask.io.Target`).
+        out: The archive (path, URL or Target; a URL archive is fetched to check it:
+            archives are small).
+        storage_options: fsspec options for URLs given as strings.
 
     Returns:
         ``True`` when the case can be skipped; ``False`` on any doubt (missing, older,
         damaged, different names, unreadable).
     """
-    from ..conversions.names import strip_suffix
-
+    case_t, out_t = Target.of(case, storage_options), Target.of(out, storage_options)
     try:
-        files = _case_files(case, storage_options)
-        have = _out_info(out, storage_options)
+        files = _case_files(case_t)
+        have = _out_info(out_t)
         if not files or have is None:
             return False
         newest = [t for _f, _s, t in files if t is not None]
         if have[1] is not None and newest and have[1] < max(newest):
             return False
         names = [strip_suffix(posixpath.basename(str(f))) for f, _s, _t in files]
-        if not is_url(out):
-            return _verify_names(out, names)
-        from ..io.remote import download
-
-        with tempfile.TemporaryDirectory(prefix="medmask-verify-") as tmp:
-            local = download(str(out), Path(tmp) / "archive.mska", storage_options=storage_options)
+        with local_copy(out_t) as local:
             return _verify_names(local, names)
     except (MedMaskError, OSError, ValueError, KeyError):
         return False
 
 
 def pack_case(
-    case: str | os.PathLike,
-    out: str | os.PathLike,
+    case: str | os.PathLike | Target,
+    out: str | os.PathLike | Target,
     *,
     codec: str | None = None,
     resample: bool = False,
@@ -149,14 +144,15 @@ def pack_case(
     whole. A URL case is downloaded to a local temporary folder first.
 
     Args:
-        case: The case folder (path or URL) holding ``<mask name>.nii.gz`` files.
-        out: The ``.mska`` to write (path or URL).
+        case: The case folder (path, URL or :class:`~medmask.io.Target`) holding
+            ``<mask name>.nii.gz`` files.
+        out: The ``.mska`` to write (path, URL or Target).
         codec: ``None`` (format version 2) or ``"zstd"`` (version 1, for medmask 0.1.x).
         resample: Resample masks on another grid onto the first file's grid instead of
             failing (each one is named in ``notes``).
         allow_float: Accept float files whose values are whole numbers.
         force: Pack even when :func:`already_packed` says the archive is finished.
-        storage_options: fsspec options for URLs.
+        storage_options: fsspec options for URLs given as strings.
 
     Returns:
         A :class:`CaseResult` with status ``"packed"`` or ``"skipped"``.
@@ -169,44 +165,18 @@ def pack_case(
         RemoteReadError: A URL that stays unreadable / unwritable after retries.
     """
     t0 = time.perf_counter()
-    case_s, out_s = str(case), str(out)
-    if not out_s.endswith(".mska"):
-        raise MaskValidationError(f"{out_s}: a case packs into an archive; name it *.mska")
-    if not force and already_packed(case, out, storage_options=storage_options):
-        return CaseResult(case_s, out_s, "skipped", seconds=time.perf_counter() - t0)
-    with contextlib.ExitStack() as stack:
-        if is_url(case) or is_url(out):
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medmask-case-")))
-        if is_url(case):
-            from concurrent.futures import ThreadPoolExecutor
-
-            from ..io.remote import download
-
-            local_case = tmp / "case"
-            local_case.mkdir()
-            urls = [url for url, _size, _t in _case_files(case, storage_options)]
-            with ThreadPoolExecutor(max_workers=8) as pool:  # a few requests in flight
-                list(
-                    pool.map(
-                        lambda u: download(
-                            u, local_case / posixpath.basename(u), storage_options=storage_options
-                        ),
-                        urls,
-                    )
-                )
-        else:
-            local_case = Path(case)
-        local_out = tmp / "archive.mska" if is_url(out) else Path(out)
+    case_t, out_t = Target.of(case, storage_options), Target.of(out, storage_options)
+    if out_t.format_name != "mska":
+        raise MaskValidationError(f"{out_t}: a case packs into an archive; name it *.mska")
+    if not force and already_packed(case_t, out_t):
+        return CaseResult(case_t.path, out_t.path, "skipped", seconds=time.perf_counter() - t0)
+    with _local_case(case_t) as local_case, out_t.writing() as local_out:
         names, notes = _pack_folder(local_case, local_out, codec, resample, allow_float)
-        bytes_in = sum(f.stat().st_size for f in _nifti_files(local_case))
+        bytes_in = sum(f.stat().st_size for f in nifti_files(local_case))
         bytes_out = local_out.stat().st_size
-        if is_url(out):
-            from ..io.remote import upload
-
-            upload(local_out, out_s, storage_options=storage_options)
     return CaseResult(
-        case_s,
-        out_s,
+        case_t.path,
+        out_t.path,
         "packed",
         masks=len(names),
         bytes_in=bytes_in,
@@ -216,18 +186,35 @@ def pack_case(
     )
 
 
-def _nifti_files(folder: Path) -> list[Path]:
-    from ..conversions.nifti import nifti_files
+@contextlib.contextmanager
+def _local_case(case: Target) -> Iterator[Path]:
+    """The case as a local folder: itself, or its mask files downloaded (a few requests in
+    flight) into a temporary folder that is removed afterwards."""
+    if not case.is_url:
+        yield Path(case.path)
+        return
+    from concurrent.futures import ThreadPoolExecutor
 
-    return nifti_files(folder)
+    from ..io.remote import download
+
+    urls = [url for url, _size, _t in _case_files(case)]
+    with tempfile.TemporaryDirectory(prefix="medmask-case-") as tmp:
+        local = Path(tmp) / "case"
+        local.mkdir()
+
+        def fetch(url: str) -> Path:
+            name = posixpath.basename(url)
+            return download(url, local / name, storage_options=case.storage_options)
+
+        with ThreadPoolExecutor(max_workers=_FETCHES) as pool:
+            list(pool.map(fetch, urls))
+        yield local
 
 
 def _pack_folder(
     folder: Path, out: Path, codec: str | None, resample: bool, allow_float: bool
 ) -> tuple[list[str], list[str]]:
     """``folder_to_archive``, with the resampling warnings collected as notes."""
-    from ..conversions.nifti import MaskResampledWarning, folder_to_archive
-
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as caught:
@@ -239,11 +226,11 @@ def _pack_folder(
     return names, notes
 
 
-def _run_case(case: str, out: str, options: dict[str, Any]) -> CaseResult:
+def _run_case(case: Target, out: Target, options: dict[str, Any]) -> CaseResult:
     """:func:`pack_case` that reports a failure instead of raising (runs in a worker)."""
     t0 = time.perf_counter()
     try:
         with _reusable_heap():
             return pack_case(case, out, **options)
     except Exception as exc:  # noqa: BLE001 - one bad case must not stop the others
-        return _failed(case, out, exc, time.perf_counter() - t0)
+        return _failed(case.path, out.path, exc, time.perf_counter() - t0)

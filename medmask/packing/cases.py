@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..conversions.names import NIFTI_SUFFIXES, safe_filename
+from ..conversions.nifti.cases import mask_folders
 from ..io.names import is_url
-
-#: File name endings of NIfTI masks.
-_NIFTI = (".nii.gz", ".nii")
+from ..io.target import Target
 
 
 # -- where things are -------------------------------------------------------------------------
@@ -21,19 +21,8 @@ def _join(base: str | os.PathLike, name: str) -> str | Path:
     return Path(base) / name
 
 
-def _is_mask_name(name: str) -> bool:
-    return name.endswith(_NIFTI) and not name.startswith(".")
-
-
-def _has_nifti(d: Path) -> bool:
-    try:
-        return any(_is_mask_name(p.name) and p.is_file() for p in d.iterdir())
-    except OSError:
-        return False
-
-
 def find_cases(
-    root: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None
+    root: str | os.PathLike | Target, *, storage_options: Mapping[str, Any] | None = None
 ) -> list[Path] | list[str]:
     """The case folders of a dataset.
 
@@ -43,8 +32,8 @@ def find_cases(
     masks is one case. Hidden folders and files are skipped.
 
     Args:
-        root: The dataset root, or one case folder: a local path or an fsspec URL
-            (``s3://bucket/raw/``).
+        root: The dataset root, or one case folder: a local path, an fsspec URL
+            (``s3://bucket/raw/``) or a :class:`~medmask.io.Target`.
         storage_options: fsspec options for a URL.
 
     Returns:
@@ -55,24 +44,10 @@ def find_cases(
         FileNotFoundError: A local ``root`` that does not exist.
         RemoteReadError: A URL root that cannot be listed.
     """
-    if is_url(root):
-        return _find_url_cases(str(root), storage_options)
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such folder")
-
-    def is_case(d: Path) -> bool:
-        return _has_nifti(d) and not (d / "segmentations").is_dir()
-
-    if is_case(root):
-        return [root]
-    found = []
-    for dirpath, dirnames, _files in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        d = Path(dirpath)
-        if d != root and is_case(d):
-            found.append(d)
-    return sorted(found)
+    t = Target.of(root, storage_options)
+    if t.is_url:
+        return _find_url_cases(t)
+    return mask_folders(t.path)
 
 
 def _url_key(url: str) -> str:
@@ -81,11 +56,11 @@ def _url_key(url: str) -> str:
     return str(url).split("://", 1)[-1].strip("/")
 
 
-def _find_url_cases(root: str, storage_options: Mapping[str, Any] | None) -> list[str]:
+def _find_url_cases(root: Target) -> list[str]:
     from ..io.remote import list_files
 
-    root_key = _url_key(root)
-    files = list_files(root, _NIFTI, storage_options=storage_options)
+    root_key = _url_key(root.path)
+    files = list_files(root.path, NIFTI_SUFFIXES, storage_options=root.storage_options)
     folders: dict[str, list[str]] = {}
     for url in files:
         folder, name = url.rsplit("/", 1)
@@ -112,8 +87,6 @@ def case_name(root: str | os.PathLike, case: str | os.PathLike) -> str:
         A safe file name (no separators, no ``..``; see
         :func:`medmask.conversions.names.safe_filename`).
     """
-    from ..conversions.names import safe_filename
-
     if is_url(root) or is_url(case):
         r, c = _url_key(root), _url_key(case)
         if c == r:
@@ -151,7 +124,5 @@ def plan_outputs(
     Returns:
         ``[(case, archive), ...]`` in case order.
     """
-    from ..conversions.names import safe_filename
-
     taken: set[str] = set()
     return [(c, _join(dest, f"{safe_filename(case_name(root, c), taken)}.mska")) for c in cases]

@@ -8,13 +8,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ..io.target import Target
 from .case import _run_case
 from .local import _default_workers
 from .results import CaseResult, Progress, _failed
 
 
 def _run_dask(
-    client: Any, jobs: list[tuple[str, str]], options: dict[str, Any], bar: Progress
+    client: Any, jobs: list[tuple[Target, Target]], options: dict[str, Any], bar: Progress
 ) -> list[CaseResult]:
     from dask.base import tokenize
     from distributed import as_completed
@@ -36,7 +37,7 @@ def _run_dask(
                         "the Dask workers running this case died too often (KilledWorker): "
                         "look at the workers' memory and logs"
                     )
-                results.append(_failed(case, out, exc))
+                results.append(_failed(case.path, out.path, exc))
     except BaseException:
         client.cancel(list(futures))
         raise

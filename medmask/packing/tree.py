@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MaskValidationError
-from ..io.names import is_url
+from ..io.names import format_from_name
+from ..io.target import Target
 from .cases import find_cases, plan_outputs
 from .dask_engine import _run_dask
 from .local import _default_workers, _run_local
@@ -32,8 +33,8 @@ def _progress(progress: bool | Progress | None, total: int) -> Progress:
 
 
 def pack_tree(
-    root: str | os.PathLike,
-    dest: str | os.PathLike,
+    root: str | os.PathLike | Target,
+    dest: str | os.PathLike | Target,
     *,
     workers: int | None = None,
     client: Any = None,
@@ -47,9 +48,10 @@ def pack_tree(
     """Pack every case of a dataset into ``DEST/<case name>.mska``, resumably.
 
     Args:
-        root: The dataset root (or one case folder): a path or an fsspec URL.
-        dest: The output folder: a path or a URL (created when missing). With Dask, both
-            must be reachable from every worker (a shared file system, or URLs).
+        root: The dataset root (or one case folder): a path, an fsspec URL or a
+            :class:`~medmask.io.Target`.
+        dest: The output folder: a path, a URL or a Target (created when missing). With
+            Dask, both must be reachable from every worker (a shared file system, or URLs).
         workers: Local worker processes (default: CPU count, at most 8); ``1`` packs in this
             process. Ignored with ``client``. The pool starts through a fork server: a
             script calling this with ``workers > 1`` needs ``if __name__ == "__main__":``.
@@ -61,7 +63,8 @@ def pack_tree(
         resample: See :func:`pack_case`.
         allow_float: See :func:`pack_case`.
         force: Repack cases that are already packed and verified.
-        storage_options: fsspec options for URLs (sent to the workers with each task).
+        storage_options: fsspec options for URLs given as strings (they travel to the
+            workers inside each task's targets).
         progress: ``True`` for a tqdm bar on stderr as cases finish, or a callable that wraps
             the iterable of finished cases (e.g. a configured ``tqdm``).
 
@@ -78,26 +81,13 @@ def pack_tree(
     t0 = time.perf_counter()
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    dest_s = str(dest)
-    if dest_s.rstrip("/").endswith((".mska", ".msk")):
+    root_t, dest_t = Target.of(root, storage_options), Target.of(dest, storage_options)
+    if format_from_name(dest_t.path.rstrip("/")) in ("mska", "msk"):
         raise MaskValidationError(
-            f"{dest_s}: pack_tree writes one archive per case into a folder; give a folder"
+            f"{dest_t}: pack_tree writes one archive per case into a folder; give a folder"
         )
-    cases = find_cases(root, storage_options=storage_options)
-    if not cases:
-        raise MaskValidationError(f"{root}: no folder with .nii.gz masks found")
-    if not is_url(dest):
-        Path(dest).mkdir(parents=True, exist_ok=True)
-    jobs = [(str(c), str(o)) for c, o in plan_outputs(root, dest, cases)]
-    if client is not None:  # workers may run elsewhere: no paths relative to our folder
-        jobs = [(_absolute(c), _absolute(o)) for c, o in jobs]
-    options = {
-        "codec": codec,
-        "resample": resample,
-        "allow_float": allow_float,
-        "force": force,
-        "storage_options": dict(storage_options) if storage_options else None,
-    }
+    jobs = _plan(root_t, dest_t, absolute=client is not None)
+    options = {"codec": codec, "resample": resample, "allow_float": allow_float, "force": force}
     bar = _progress(progress, len(jobs))
     if client is not None:
         engine = f"dask {getattr(client.scheduler, 'address', '') or client}"
@@ -106,15 +96,36 @@ def pack_tree(
         n = min(workers or _default_workers(), len(jobs))
         engine = f"{n} process{'' if n == 1 else 'es'}"
         done = _run_local(jobs, options, n, bar)
-    order = {case: k for k, (case, _out) in enumerate(jobs)}
+    order = {case.path: k for k, (case, _out) in enumerate(jobs)}
     results = sorted(done, key=lambda r: order[r.case])
-    if not is_url(dest):
-        _remove_stale_temps(Path(out) for _case, out in jobs)
-    return PackReport(str(root), dest_s, results, time.perf_counter() - t0, engine)
+    if not dest_t.is_url:
+        _remove_stale_temps(Path(out.path) for _case, out in jobs)
+    return PackReport(root_t.path, dest_t.path, results, time.perf_counter() - t0, engine)
 
 
-def _absolute(target: str) -> str:
-    return target if is_url(target) else os.path.abspath(target)
+def _plan(root: Target, dest: Target, *, absolute: bool) -> list[tuple[Target, Target]]:
+    """``[(case, archive), ...]``: every case under ``root`` and its archive in ``dest``
+    (created when local). ``absolute``: local paths made absolute, for workers elsewhere.
+
+    Raises:
+        MaskValidationError: No case under ``root``.
+    """
+    cases = find_cases(root)
+    if not cases:
+        raise MaskValidationError(f"{root}: no folder with .nii.gz masks found")
+    if not dest.is_url:
+        Path(dest.path).mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (Target.of(str(c), root.storage_options), Target.of(str(o), dest.storage_options))
+        for c, o in plan_outputs(root.path, dest.path, cases)
+    ]
+    if absolute:  # Dask workers may run elsewhere: no paths relative to our folder
+        jobs = [(_absolute(c), _absolute(o)) for c, o in jobs]
+    return jobs
+
+
+def _absolute(target: Target) -> Target:
+    return target if target.is_url else Target(os.path.abspath(target.path))
 
 
 def _remove_stale_temps(outs: Iterable[Path]) -> None:

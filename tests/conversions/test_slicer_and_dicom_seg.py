@@ -609,12 +609,16 @@ def test_unpack_tree_writes_nnunet_layout(tmp_path):
             tmp_path / "packed",
             "-o",
             tmp_path / "ds",
+            "--format",
+            "nnunet",
             "--labels",
             tmp_path / "t.json",
             "-q",
         )
         == 0
     )
+    with pytest.raises(SystemExit):  # the layouts are the format table's tree formats
+        cli("unpack-tree", tmp_path / "packed", "-o", tmp_path / "x", "--format", "folder")
     ds = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert ds["labels"] == {"background": 0, "spleen": 1} and ds["numTraining"] == 2
     assert sorted(p.name for p in (tmp_path / "ds" / "labelsTr").iterdir()) == [
@@ -673,7 +677,7 @@ def test_real_case_every_format_round_trip(real_case, tmp_path):
 
 
 def test_fast_frame_scan_matches_pydicom(tmp_path, series):
-    from medmask.conversions.dicom_seg.read import _frame_meta_fast
+    from medmask.conversions.dicom_seg.frames import _frame_meta_fast
 
     folder, space = series
     highdicom_seg(folder, blobs(tuple(space.shape), seed=6), ["a", "b", "c"], tmp_path / "s.dcm")

@@ -15,7 +15,7 @@ from test_pack_tree_local import Killer, slow_dataset
 
 from medmask import MaskArchive
 from medmask.geometry import space_to_affine
-from medmask.packing import dask_client, find_cases, pack_tree
+from medmask.packing import dask_client, find_cases, heap, pack_tree
 from medmask.phantoms import write_phantom_dataset
 
 distributed = pytest.importorskip("distributed")
@@ -39,15 +39,21 @@ def test_local_cluster_shape_and_worker_heap(client):
     assert set(env.values()) == {None}
 
 
+# The probe loads heap.py on its own and allocates plain 10 MiB buffers, without numpy: what a
+# process has loaded shapes its heap (numpy's OpenBLAS, or a module imported next to the
+# probe, can leave the main arena non-contiguous, and glibc then never trims it, so 10 MiB
+# buffers are reused with or without any tuning); the probe is about glibc's settings alone
 HEAP_PROBE = """
-import resource, numpy as np
-from medmask.packing.heap import _reusable_heap
+import importlib.util, resource, sys
+spec = importlib.util.spec_from_file_location("heap", sys.argv[1])
+heap = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(heap)
+_reusable_heap = heap._reusable_heap
 
 def faults(n=30):
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(n):
-        a = np.empty(10 << 20, np.uint8)
-        a[:] = 1
+        a = bytearray(10 << 20)  # a mask-sized buffer, every page written
         del a
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
 
@@ -65,7 +71,11 @@ def test_pinned_trim_threshold_does_not_refault_every_mask():
     packed, mask-sized arrays reuse the heap instead of being mapped and faulted in anew."""
     env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
     r = subprocess.run(
-        [sys.executable, "-c", HEAP_PROBE], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", HEAP_PROBE, str(Path(heap.__file__))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     outside, inside = map(int, r.stdout.split())

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,18 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import MaskValidationError
-from ...spaces import GRID_ATOL, Space
+from ...spaces import Space
 from ..common import MAX_SEGMENTS, MAX_VOXELS, MaskRecord, NeedsOptionError
 from ..names import unique_names
-from .base import (
-    _UNCOMPRESSED,
-    LABELMAP_SEG_SOP_CLASS,
-    SEG_SOP_CLASS,
-    _err,
-    _floats,
-    _pydicom,
-    cielab_to_rgb,
-)
+from .base import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS, _err, _pydicom, cielab_to_rgb
+from .frames import FrameGeometry, Frames, _first, frame_geometry, pixel_frames
 from .series import _space_index, _stack_geometry, read_series_geometry
 
 
@@ -60,11 +52,6 @@ def _code(item) -> dict | None:
     }
 
 
-def _first(ds, keyword: str):
-    seq = ds.get(keyword)
-    return seq[0] if seq else None
-
-
 def _segment_attrs(seg) -> dict:
     attrs: dict = {"label_value": int(seg.SegmentNumber)}
     for key, kw in (
@@ -98,72 +85,6 @@ def _segment_attrs(seg) -> dict:
     return attrs
 
 
-def _fg(ds, i: int, keyword: str, shared_only: bool = False):
-    """The functional group item ``keyword`` of frame ``i`` (per-frame, else shared)."""
-    per = None if shared_only else ds.get("PerFrameFunctionalGroupsSequence")
-    if per is not None and i < len(per):
-        item = _first(per[i], keyword)
-        if item is not None:
-            return item
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        return _first(shared[0], keyword)
-    return None
-
-
-_IPP_EXPLICIT = re.compile(rb"\x20\x00\x32\x00DS(..)", re.S)
-_IPP_IMPLICIT = re.compile(rb"\x20\x00\x32\x00(....)", re.S)
-_RSN_EXPLICIT = re.compile(rb"\x62\x00\x0b\x00US\x02\x00(..)", re.S)
-_RSN_IMPLICIT = re.compile(rb"\x62\x00\x0b\x00\x02\x00\x00\x00(..)", re.S)
-
-
-def _frame_meta_fast(
-    ds, nframes: int, need_segments: bool
-) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """Plane positions and segment numbers of every frame, and whether pixel spacing is
-    absent per frame, scanned from the raw bytes of
-    the per-frame functional groups (pydicom's element-by-element parse costs ~0.5 s for a
-    thousand frames). ``None`` when the fast path does not apply or its result does not
-    check out (one position and one segment number per frame); callers then parse with
-    pydicom."""
-    try:
-        el = ds.get_item(0x52009230)
-    except KeyError:
-        return None
-    raw = getattr(el, "value", None)
-    if not isinstance(raw, bytes):
-        return None
-    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if ts == "1.2.840.10008.1.2.2":  # big endian: not worth a fast path
-        return None
-    implicit = ts == "1.2.840.10008.1.2"
-    if b"\x20\x00\x37\x00" in raw:  # per-frame orientations: checked frame by frame
-        return None
-    ipp = list((_IPP_IMPLICIT if implicit else _IPP_EXPLICIT).finditer(raw))
-    if len(ipp) != nframes:
-        return None
-    pos = np.empty((nframes, 3))
-    for i, m in enumerate(ipp):
-        n = int.from_bytes(m.group(1), "little")
-        try:
-            vals = [float(v) for v in raw[m.end() : m.end() + n].decode("ascii").split("\\")]
-        except (UnicodeDecodeError, ValueError):
-            return None
-        if len(vals) != 3:
-            return None
-        pos[i] = vals
-    if not np.all(np.isfinite(pos)):
-        return None
-    seg = np.zeros(nframes, np.int64)
-    if need_segments:
-        rsn = list((_RSN_IMPLICIT if implicit else _RSN_EXPLICIT).finditer(raw))
-        if len(rsn) != nframes:
-            return None
-        seg[:] = [int.from_bytes(m.group(1), "little") for m in rsn]
-    # the third item: orientation and pixel measures are shared (absent per frame)
-    return pos, seg, b"\x28\x00\x30\x00" not in raw
-
-
 def read_dicom_seg(
     path: str | os.PathLike,
     *,
@@ -188,8 +109,45 @@ def read_dicom_seg(
             on the reference's grid, a reference that is not the SEG's series, or a header
             declaring more voxels/segments than allowed.
     """
-    pydicom = _pydicom()
     path = Path(path)
+    seg = _open(path)
+    geometry = frame_geometry(path, seg.ds, seg.nframes, seg.seg_type == "LABELMAP")
+    notes: list[str] = []
+    space, z_of = _place(seg, geometry, reference, notes)
+    numbers = [int(s.SegmentNumber) for s in seg.segments]
+    if len(set(numbers)) != len(numbers):
+        raise _err(path, f"SegmentNumber values repeat ({numbers[:10]})")
+    names, changed = unique_names(
+        [str(s.get("SegmentLabel", "")) for s in seg.segments], empty="segment"
+    )
+    renamed = {names[k]: old for k, old in changed.items()}
+    frames = pixel_frames(path, seg.ds, seg.rows, seg.cols, seg.nframes)
+    cut = _cut(seg, frames, threshold, notes)
+    records = _records(seg, names, frames, space, z_of, geometry.segment_of, cut)
+    return DicomSeg(space, records, names, renamed, seg.seg_type, notes)
+
+
+@dataclass
+class _Seg:
+    """A SEG's dataset and what its header says (checked)."""
+
+    path: Path
+    ds: object
+    seg_type: str
+    rows: int
+    cols: int
+    nframes: int
+    segments: list  # the SegmentSequence items that are masks (no LABELMAP background)
+
+
+def _open(path: Path) -> _Seg:
+    """Read a SEG's dataset and check its header.
+
+    Raises:
+        MaskValidationError: Not readable DICOM, not a Segmentation, another
+            SegmentationType, frame counts or sizes out of range, no (or too many) segments.
+    """
+    pydicom = _pydicom()
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types
@@ -219,188 +177,147 @@ def read_dicom_seg(
         segs = [s for s in segs if int(s.get("SegmentNumber", -1)) != 0]
         if not segs:
             raise _err(path, "a LABELMAP SEG with only a background segment")
-    # geometry of every frame (the fast scan first: it needs the per-frame groups unparsed)
-    fast = _frame_meta_fast(ds, nframes, seg_type != "LABELMAP")
-    shared_only = fast is not None and fast[2]
-    ori = None
-    item = _fg(ds, 0, "PlaneOrientationSequence", shared_only)
-    if item is not None:
-        ori = _floats(item.get("ImageOrientationPatient", []), 6)
-    if ori is None:
-        raise _err(
+    return _Seg(path, ds, seg_type, rows, cols, nframes, segs)
+
+
+def _place(
+    seg: _Seg,
+    geometry: FrameGeometry,
+    reference: str | os.PathLike | None,
+    notes: list[str],
+) -> tuple[Space, np.ndarray]:
+    """The grid of the masks and each frame's slice on it: the reference series' grid, or
+    the one the frames span (slices without a frame noted as empty).
+
+    Raises:
+        MaskValidationError: A reference of another frame of reference or image size, or
+            frames that do not make (or lie on) one regular grid.
+    """
+    path, ds = seg.path, seg.ds
+    if reference is None:
+        space, z_of = _stack_geometry(
             path,
-            "no ImageOrientationPatient (PlaneOrientationSequence)",
-            "medmask needs a SEG on a patient grid",
+            geometry.positions,
+            geometry.orientation,
+            geometry.pixel_spacing,
+            seg.rows,
+            seg.cols,
+            geometry.between,
         )
-    pm = _fg(ds, 0, "PixelMeasuresSequence", shared_only)
-    ps = _floats(pm.get("PixelSpacing", []), 2) if pm is not None else None
-    if ps is None:
-        raise _err(path, "no PixelSpacing (PixelMeasuresSequence)")
-    between = None
-    if pm is not None and pm.get("SpacingBetweenSlices") not in (None, ""):
-        between = float(pm.SpacingBetweenSlices)
-    positions = np.empty((nframes, 3))
-    seg_of = np.empty(nframes, np.int64)
-    if fast is not None:
-        positions, seg_of = fast[0], fast[1]
-    for i in range(0 if fast is None else nframes, nframes):
-        pp = _fg(ds, i, "PlanePositionSequence")
-        p = _floats(pp.get("ImagePositionPatient", []), 3) if pp is not None else None
-        if p is None:
-            raise _err(
-                path,
-                f"frame {i + 1} has no ImagePositionPatient (PlanePositionSequence)",
-                "a SEG without plane positions cannot be placed on a grid",
-            )
-        if i > 0:
-            o = _fg(ds, i, "PlaneOrientationSequence")
-            if (
-                o is not None
-                and np.abs(_floats(o.get("ImageOrientationPatient", []), 6) - ori).max() > GRID_ATOL
-            ):
-                raise _err(path, f"frame {i + 1} has another orientation")
-        positions[i] = p
-        if seg_type != "LABELMAP":
-            si = _fg(ds, i, "SegmentIdentificationSequence")
-            if si is None or "ReferencedSegmentNumber" not in si:
-                raise _err(path, f"frame {i + 1} names no segment (SegmentIdentificationSequence)")
-            seg_of[i] = int(si.ReferencedSegmentNumber)
-    notes: list[str] = []
-    if reference is not None:
-        ref_uid = None
-        rss = ds.get("ReferencedSeriesSequence")
-        if rss:
-            ref_uid = str(rss[0].get("SeriesInstanceUID", "")) or None
-        series = read_series_geometry(reference, series_uid=ref_uid)
-        if (
-            ds.get("FrameOfReferenceUID")
-            and series.frame_of_reference
-            and str(ds.FrameOfReferenceUID) != series.frame_of_reference
-        ):
-            raise _err(
-                path,
-                f"--reference {reference} has another frame of reference ({series.frame_of_reference} vs {ds.FrameOfReferenceUID})",
-                "is it the SEG's source series?",
-            )
-        space = series.space
-        if tuple(space.shape[1:]) != (rows, cols):
-            raise _err(
-                path,
-                f"frames are {rows} x {cols} but the reference series' images are {tuple(space.shape[1:])}",
-            )
-        z_of = _space_index(path, space, positions)
-    else:
-        space, z_of = _stack_geometry(path, positions, ori, ps, rows, cols, between)
         covered = np.unique(z_of).size
         if covered < space.shape[0]:
             notes.append(
                 f"{space.shape[0] - covered} slice(s) between frames hold no segment (left empty)"
             )
-    # segments
-    numbers = [int(s.SegmentNumber) for s in segs]
-    names, changed = unique_names([str(s.get("SegmentLabel", "")) for s in segs], empty="segment")
-    renamed = {names[k]: old for k, old in changed.items()}
-    if len(set(numbers)) != len(numbers):
-        raise _err(path, f"SegmentNumber values repeat ({numbers[:10]})")
-    transfer = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2.1"))
-    bits = int(ds.get("BitsAllocated", 1))
-    shape = tuple(int(s) for s in space.shape)
-    frame_px = rows * cols
+        return space, z_of
+    rss = ds.get("ReferencedSeriesSequence")
+    ref_uid = (str(rss[0].get("SeriesInstanceUID", "")) or None) if rss else None
+    series = read_series_geometry(reference, series_uid=ref_uid)
+    if (
+        ds.get("FrameOfReferenceUID")
+        and series.frame_of_reference
+        and str(ds.FrameOfReferenceUID) != series.frame_of_reference
+    ):
+        raise _err(
+            path,
+            f"--reference {reference} has another frame of reference "
+            f"({series.frame_of_reference} vs {ds.FrameOfReferenceUID})",
+            "is it the SEG's source series?",
+        )
+    if tuple(series.space.shape[1:]) != (seg.rows, seg.cols):
+        raise _err(
+            path,
+            f"frames are {seg.rows} x {seg.cols} but the reference series' images are "
+            f"{tuple(series.space.shape[1:])}",
+        )
+    return series.space, _space_index(path, series.space, geometry.positions)
 
-    if transfer in _UNCOMPRESSED and "PixelData" in ds:
-        raw = np.frombuffer(ds.PixelData, np.uint8)
-        if bits == 1:
-            need = (nframes * frame_px + 7) // 8
-            if raw.size < need:
-                raise _err(
-                    path,
-                    f"PixelData holds {raw.size:,} bytes, {need:,} needed for {nframes} frames",
-                )
 
-            def frames(i0: int, i1: int) -> np.ndarray:
-                b0 = i0 * frame_px
-                b1 = i1 * frame_px
-                chunk = np.unpackbits(raw[b0 // 8 : (b1 + 7) // 8], bitorder="little")
-                return chunk[b0 % 8 : b0 % 8 + (b1 - b0)].reshape(i1 - i0, rows, cols)
-        elif bits in (8, 16):
-            dt = np.dtype(np.uint8 if bits == 8 else "<u2")
-            need = nframes * frame_px * dt.itemsize
-            if raw.size < need:
-                raise _err(
-                    path,
-                    f"PixelData holds {raw.size:,} bytes, {need:,} needed for {nframes} frames",
-                )
-            vals = raw[:need].view(dt).reshape(nframes, rows, cols)
+def _cut(seg: _Seg, frames: Frames, threshold: float | None, notes: list[str]) -> int:
+    """The smallest stored value that is part of a segment: 1, or for a FRACTIONAL SEG its
+    maximum (values only 0 and the maximum: binary) or ``threshold`` x maximum.
 
-            def frames(i0: int, i1: int) -> np.ndarray:
-                return vals[i0:i1]
-        else:
-            raise _err(path, f"BitsAllocated {bits} is not 1, 8 or 16")
-    else:  # compressed: let pydicom decode (needs its pixel-data plugins)
-        try:
-            allpx = ds.pixel_array.reshape(nframes, rows, cols)
-        except Exception as exc:  # noqa: BLE001
-            raise _err(path, f"cannot decode the pixel data ({transfer}: {exc})") from None
-
-        def frames(i0: int, i1: int) -> np.ndarray:
-            return allpx[i0:i1]
-
-    maxval = 1
-    if seg_type == "FRACTIONAL":
-        maxval = int(ds.get("MaximumFractionalValue", 255) or 255)
-        sample = frames(0, nframes)
-        uniq = np.unique(sample)
-        fractional = bool(np.any((uniq != 0) & (uniq != maxval)))
-        if fractional:
-            if threshold is None:
-                raise NeedsOptionError(
-                    _err(
-                        path,
-                        f"a truly FRACTIONAL SEG ({str(ds.get('SegmentationFractionalType', ''))}; values "
-                        f"between 0 and {maxval} such as {int(uniq[(uniq != 0) & (uniq != maxval)][0])})",
-                        "masks are binary: pass threshold=T / --threshold T (0 < T <= 1; a voxel is in a "
-                        "segment when its value >= T x maximum)",
-                    ).args[0]
-                )
-            if not 0 < threshold <= 1:
-                raise _err(path, f"threshold {threshold} must be in (0, 1]")
-            notes.append(f"fractional values thresholded at {threshold} x {maxval}")
-    cut = 1
-    if seg_type == "FRACTIONAL":
-        cut = maxval if threshold is None else max(1, int(np.ceil(threshold * maxval - 1e-9)))
-
-    def records() -> Iterator[MaskRecord]:
-        if seg_type == "LABELMAP":
-            lab = np.zeros(shape, np.uint16 if bits > 8 else np.uint8)
-            lab[z_of] = frames(0, nframes)
-            for s, name in zip(segs, names, strict=True):
-                yield MaskRecord(name, lab == int(s.SegmentNumber), _segment_attrs(s))
-            return
-        by_seg: dict[int, list[int]] = {}
-        for i in range(nframes):
-            by_seg.setdefault(int(seg_of[i]), []).append(i)
-        unknown = set(by_seg) - set(numbers)
-        if unknown:
-            raise _err(
+    Raises:
+        NeedsOptionError: A truly fractional SEG without ``threshold``.
+        MaskValidationError: ``threshold`` outside (0, 1].
+    """
+    if seg.seg_type != "FRACTIONAL":
+        return 1
+    ds, path = seg.ds, seg.path
+    maxval = int(ds.get("MaximumFractionalValue", 255) or 255)
+    uniq = np.unique(frames(0, seg.nframes))
+    between = uniq[(uniq != 0) & (uniq != maxval)]
+    if not between.size:
+        return maxval if threshold is None else max(1, int(np.ceil(threshold * maxval - 1e-9)))
+    if threshold is None:
+        raise NeedsOptionError(
+            _err(
                 path,
-                f"frames refer to segments {sorted(unknown)} that SegmentSequence does not describe",
-            )
-        for s, name in zip(segs, names, strict=True):
-            arr = np.zeros(shape, bool)
-            idx = by_seg.get(int(s.SegmentNumber), [])
-            k = 0
-            while k < len(idx):  # runs of consecutive frames: one unpack each
-                j = k
-                while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
-                    j += 1
-                block = frames(idx[k], idx[j] + 1)
-                zs = z_of[idx[k] : idx[j] + 1]
-                hit = block.view(bool) if bits == 1 else block >= cut
-                if np.unique(zs).size == zs.size:  # one frame per slice: plain assignment
-                    arr[zs] = hit
-                else:  # repeated frames of one slice (allowed): their union
-                    np.logical_or.at(arr, zs, hit)
-                k = j + 1
-            yield MaskRecord(name, arr, _segment_attrs(s))
+                f"a truly FRACTIONAL SEG ({str(ds.get('SegmentationFractionalType', ''))}; values "
+                f"between 0 and {maxval} such as {int(between[0])})",
+                "masks are binary: pass threshold=T / --threshold T (0 < T <= 1; a voxel is in a "
+                "segment when its value >= T x maximum)",
+            ).args[0]
+        )
+    if not 0 < threshold <= 1:
+        raise _err(path, f"threshold {threshold} must be in (0, 1]")
+    notes.append(f"fractional values thresholded at {threshold} x {maxval}")
+    return max(1, int(np.ceil(threshold * maxval - 1e-9)))
 
-    return DicomSeg(space, records(), names, renamed, seg_type, notes)
+
+def _records(
+    seg: _Seg,
+    names: list[str],
+    frames: Frames,
+    space: Space,
+    z_of: np.ndarray,
+    seg_of: np.ndarray,
+    cut: int,
+) -> Iterator[MaskRecord]:
+    """One record per segment, built when the iterator reaches it.
+
+    Raises:
+        MaskValidationError: (while iterating) frames that name segments the
+            SegmentSequence does not describe.
+    """
+    shape = tuple(int(s) for s in space.shape)
+    bits = int(seg.ds.get("BitsAllocated", 1))
+    if seg.seg_type == "LABELMAP":
+        lab = np.zeros(shape, np.uint16 if bits > 8 else np.uint8)
+        lab[z_of] = frames(0, seg.nframes)
+        for s, name in zip(seg.segments, names, strict=True):
+            yield MaskRecord(name, lab == int(s.SegmentNumber), _segment_attrs(s))
+        return
+    by_seg: dict[int, list[int]] = {}
+    for i in range(seg.nframes):
+        by_seg.setdefault(int(seg_of[i]), []).append(i)
+    unknown = set(by_seg) - {int(s.SegmentNumber) for s in seg.segments}
+    if unknown:
+        raise _err(
+            seg.path,
+            f"frames refer to segments {sorted(unknown)} that SegmentSequence does not describe",
+        )
+    for s, name in zip(seg.segments, names, strict=True):
+        arr = np.zeros(shape, bool)
+        _fill(arr, by_seg.get(int(s.SegmentNumber), []), frames, z_of, bits, cut)
+        yield MaskRecord(name, arr, _segment_attrs(s))
+
+
+def _fill(
+    arr: np.ndarray, idx: list[int], frames: Frames, z_of: np.ndarray, bits: int, cut: int
+) -> None:
+    """Set the voxels of one segment from its frames ``idx``: one unpack per run of
+    consecutive frames; repeated frames of one slice (allowed) give their union."""
+    k = 0
+    while k < len(idx):
+        j = k
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+            j += 1
+        block = frames(idx[k], idx[j] + 1)
+        zs = z_of[idx[k] : idx[j] + 1]
+        hit = block.view(bool) if bits == 1 else block >= cut
+        if np.unique(zs).size == zs.size:  # one frame per slice: plain assignment
+            arr[zs] = hit
+        else:
+            np.logical_or.at(arr, zs, hit)
+        k = j + 1

@@ -8,8 +8,9 @@ map with TotalSegmentator's names extension and a ``.json`` table.
 Geometry (:mod:`medmask.geometry`) follows what MONAI reports for a NIfTI file. Every
 NIfTI file is read by :func:`load_nifti` (one place; keep it small).
 
-The package: :mod:`.io` (NIfTI files in and out) and :mod:`.archive` (workflows between
-NIfTI folders or label maps and archives).
+The package: :mod:`.io` (NIfTI files in and out), :mod:`.archive` (workflows between
+NIfTI folders or label maps and archives), :mod:`.cases` (where a dataset's masks are) and
+:mod:`.format` (the format table's entries, registered by :mod:`medmask.conversions`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ archive out as a folder of masks or as one label map (built on :mod:`.io`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -11,16 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import MaskValidationError, SpaceMismatchError
+from ...errors import MaskValidationError, SpaceMismatchError, close_matches
 from ...geometry import (
     grid_differences,
     resample_nearest,
 )
 from ...io.atomic import write_atomic
+from ...io.names import expect_name, split_suffix
 from ...ops import smallest_uint_dtype
 from ...segmask import SegmentationMask
 from ...spaces import GRID_ATOL, describe_space, spaces_match
-from ...storage import MaskArchive
+from ...storage import MaskArchive, save_mask
 from ..common import NeedsOptionError
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
@@ -148,7 +150,7 @@ def labelmap_to_msk(
     """
     table, _ = _table_for(path, labels)
     seg = nifti_to_segmask(path, binary=False, mapping=table, allow_float=allow_float)
-    seg.save(out, codec=codec)
+    save_mask(seg, out, codec=codec)
     return seg
 
 
@@ -322,9 +324,6 @@ def export_labelmap(
             close matches), or an unknown overlap rule / output name.
         CorruptFileError: The archive is damaged.
     """
-    from ...errors import close_matches
-    from ...io.names import expect_name, split_suffix
-
     if overlap not in OVERLAP_RULES:
         raise MaskValidationError(f"overlap must be one of {OVERLAP_RULES}, got {overlap!r}")
     expect_name(out, "nifti", what="label map")
@@ -332,59 +331,9 @@ def export_labelmap(
     with MaskArchive(archive) as ar:
         if len(ar) == 0 or ar.space is None:
             raise MaskValidationError(f"{archive}: the archive holds no masks")
-        parts = _parts(ar)
-        by_name = {name: (mask, lab) for mask, name, lab in parts}
-        if labels is not None:
-            wanted = labels_arg(labels) if not isinstance(labels, str | os.PathLike) else None
-            if wanted is None:
-                from ..labels import read_label_table
-
-                wanted = read_label_table(labels)
-            unknown = [n for n in wanted if n not in by_name]
-            if unknown:
-                hint = close_matches(unknown[0], list(by_name))
-                raise MaskValidationError(
-                    f"{archive}: the label table names {len(unknown)} masks the archive does not "
-                    f"hold: {unknown[:8]}{' ...' if len(unknown) > 8 else ''}{hint}"
-                )
-            plan = [(n, by_name[n][0], by_name[n][1], int(v)) for n, v in wanted.items()]
-        else:
-            table: dict[str, int] = {}
-            plan = []
-            for k, (mask_name, name, lab) in enumerate(parts, start=1):
-                key = name if name not in table else f"{mask_name}:{name}"
-                while key in table:
-                    key += "'"
-                table[key] = k
-                plan.append((key, mask_name, lab, k))
-        colors = {}
-        regions: list[tuple[str, int, np.ndarray]] = []
-        current, arr = None, None
-        for key, mask_name, stored, value in plan:
-            if mask_name != current:
-                current, arr = mask_name, ar.read_array(mask_name)
-                info_attrs = getattr(ar.info(mask_name), "attrs", None) or {}
-                color = info_attrs.get("color")
-            region = (arr != 0) if stored == -1 or arr.dtype == np.bool_ else (arr == stored)
-            if color is not None:
-                colors[key] = color
-            regions.append((key, value, region))
-        voxels = {key: int(np.count_nonzero(r)) for key, _v, r in regions}
-        order = list(range(len(regions)))
-        if overlap == "first":
-            order.reverse()
-        elif overlap == "smaller":
-            order.sort(key=lambda i: -voxels[regions[i][0]])  # biggest first, smallest last
-        top = max((v for _k, v, _r in regions), default=0)
-        lab = np.zeros(tuple(int(s) for s in ar.space.shape), smallest_uint_dtype(top))
-        for i in order:
-            _key, value, region = regions[i]
-            lab[region] = value
-        lost: dict[str, int] = {}
-        for key, value, region in regions:
-            kept = int(np.count_nonzero(lab[region] == value)) if voxels[key] else 0
-            if kept < voxels[key]:
-                lost[key] = voxels[key] - kept
+        plan = _numbering(archive, _parts(ar), labels)
+        regions, colors = _regions(ar, plan)
+        lab, voxels, lost = _paint(regions, overlap, tuple(int(s) for s in ar.space.shape))
         table_out = {key: value for key, value, _r in regions}
         segmask_to_nifti(
             SegmentationMask(lab, table_out, ar.space, copy=False),
@@ -393,14 +342,97 @@ def export_labelmap(
             colors=colors,
         )
     if write_json:
-        import json
-
-        stem = split_suffix(out)[0]
-        js = out.with_name(f"{stem}.json")
-        payload = json.dumps(table_out, indent=1) + "\n"
-        write_atomic(js, lambda fh: fh.write(payload.encode("utf-8")))
+        _write_table_json(out, table_out)
     emptied = [k for k, n in lost.items() if n == voxels[k]]
     return LabelmapExport(out, table_out, voxels, lost, emptied, overlap)
+
+
+#: One label of a label-map export: ``(name in the table, mask, stored label or -1 for
+#: "any non-zero voxel", value in the label map)``.
+_Planned = tuple[str, str, int, int]
+
+
+def _numbering(
+    archive: object,
+    parts: list[tuple[str, str, int]],
+    labels: Mapping[str, int] | str | os.PathLike | None,
+) -> list[_Planned]:
+    """The labels to paint, in order: the table's (``labels``), else 1, 2, ... over every
+    part in archive order (a repeated name becomes ``mask:name``).
+
+    Raises:
+        MaskValidationError: The table names masks the archive does not hold.
+    """
+    by_name = {name: (mask, lab) for mask, name, lab in parts}
+    if labels is not None:
+        wanted = labels_arg(labels)
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            hint = close_matches(unknown[0], list(by_name))
+            raise MaskValidationError(
+                f"{archive}: the label table names {len(unknown)} masks the archive does not "
+                f"hold: {unknown[:8]}{' ...' if len(unknown) > 8 else ''}{hint}"
+            )
+        return [(n, by_name[n][0], by_name[n][1], int(v)) for n, v in wanted.items()]
+    table: dict[str, int] = {}
+    plan = []
+    for k, (mask_name, name, lab) in enumerate(parts, start=1):
+        key = name if name not in table else f"{mask_name}:{name}"
+        while key in table:
+            key += "'"
+        table[key] = k
+        plan.append((key, mask_name, lab, k))
+    return plan
+
+
+def _regions(
+    ar: MaskArchive, plan: list[_Planned]
+) -> tuple[list[tuple[str, int, np.ndarray]], dict[str, object]]:
+    """``([(name, value, bool region), ...], {name: colour})``: each mask read once."""
+    colors = {}
+    regions: list[tuple[str, int, np.ndarray]] = []
+    current, arr = None, None
+    for key, mask_name, stored, value in plan:
+        if mask_name != current:
+            current, arr = mask_name, ar.read_array(mask_name)
+            info_attrs = getattr(ar.info(mask_name), "attrs", None) or {}
+            color = info_attrs.get("color")
+        region = (arr != 0) if stored == -1 or arr.dtype == np.bool_ else (arr == stored)
+        if color is not None:
+            colors[key] = color
+        regions.append((key, value, region))
+    return regions, colors
+
+
+def _paint(
+    regions: list[tuple[str, int, np.ndarray]], overlap: str, shape: tuple[int, ...]
+) -> tuple[np.ndarray, dict[str, int], dict[str, int]]:
+    """The label map of ``regions`` under the overlap rule: ``(label map, {name: voxels},
+    {name: voxels lost to overlaps})``."""
+    voxels = {key: int(np.count_nonzero(r)) for key, _v, r in regions}
+    order = list(range(len(regions)))
+    if overlap == "first":
+        order.reverse()
+    elif overlap == "smaller":
+        order.sort(key=lambda i: -voxels[regions[i][0]])  # biggest first, smallest last
+    top = max((v for _k, v, _r in regions), default=0)
+    lab = np.zeros(shape, smallest_uint_dtype(top))
+    for i in order:
+        _key, value, region = regions[i]
+        lab[region] = value
+    lost: dict[str, int] = {}
+    for key, value, region in regions:
+        kept = int(np.count_nonzero(lab[region] == value)) if voxels[key] else 0
+        if kept < voxels[key]:
+            lost[key] = voxels[key] - kept
+    return lab, voxels, lost
+
+
+def _write_table_json(out: Path, table: Mapping[str, int]) -> None:
+    """``{name: label}`` as ``<stem>.json`` beside the label map ``out`` (atomically)."""
+    stem = split_suffix(out)[0]
+    payload = json.dumps(dict(table), indent=1) + "\n"
+    write_atomic(out.with_name(f"{stem}.json"), lambda fh: fh.write(payload.encode("utf-8")))
 
 
 def archive_to_labelmap(

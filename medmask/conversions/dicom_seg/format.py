@@ -1,0 +1,74 @@
+"""The DICOM SEG entry of the format table, with its conversions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from ...io.formats.builtin import DicomSeg as DicomSegFile
+from ...io.target import Target
+from ..common import (
+    ConversionReport,
+    NeedsOptionError,
+    iter_archive_records,
+    records_to_archive,
+)
+from ..targets import local_copy
+from .read import read_dicom_seg
+from .write import write_dicom_seg
+
+__all__ = ["DicomSegFormat"]
+
+Progress = Callable[[Iterable], Iterable] | None
+
+
+class DicomSegFormat(DicomSegFile):
+    """A DICOM SEG: one mask per segment in; a BINARY or LABELMAP SEG on its source series
+    out."""
+
+    def read(
+        self,
+        src: Target,
+        out: Target,
+        *,
+        codec: str | None = None,
+        progress: Progress = None,
+        threshold: float | None = None,
+        reference: str | os.PathLike | None = None,
+    ) -> ConversionReport:
+        """Pack every segment; see :func:`medmask.conversions.to_archive` for the options."""
+        report = ConversionReport(str(src), str(out), self.kind)
+        with local_copy(src) as path, out.writing() as dest:
+            seg = read_dicom_seg(path, threshold=threshold, reference=reference)
+            report.renamed = seg.renamed
+            report.notes += seg.notes
+            report.kind = f"{self.kind} ({seg.seg_type})"
+            report.masks = records_to_archive(
+                seg.records, seg.space, dest, codec=codec, progress=progress
+            )
+        return report
+
+    def write(
+        self,
+        archive: Target,
+        out: Target,
+        *,
+        progress: Progress = None,
+        source: str | os.PathLike | None = None,
+        labelmap_seg: bool = False,
+        names: Iterable[str] | None = None,
+    ) -> ConversionReport:
+        """A SEG referencing the series in ``source`` (required); see
+        :func:`medmask.conversions.from_archive`."""
+        if source is None:
+            raise NeedsOptionError(
+                f"{out}: a DICOM SEG references its image series: give source= / --source DICOM_DIR"
+            )
+        report = ConversionReport(str(archive), str(out), self.kind)
+        with local_copy(archive) as src, out.writing() as dest:
+            space, count, records = iter_archive_records(src, names)
+            numbers = write_dicom_seg(
+                records, space, dest, source, labelmap=labelmap_seg, count=count, progress=progress
+            )
+        report.masks = list(numbers)
+        return report
