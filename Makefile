@@ -50,6 +50,7 @@ bench-all: $(STAMP)
 	$(PY) benchmarks/bench_remote.py
 	$(PY) benchmarks/bench_pack.py
 	$(PY) benchmarks/bench_stats.py
+	$(PY) benchmarks/bench_patches.py
 
 reliability: $(STAMP)
 	$(PY) benchmarks/reliability_report.py $(ARGS)
