@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import MaskValidationError
 from ..io.names import expect_name, split_suffix
+from ._coverage import SCHEME_HELP, coverage_json, print_coverage, scheme_arg
 from ._common import (
     AddCommand,
     UsageError,
@@ -117,6 +118,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from .. import stats as st
 
     so = storage_options(args)
+    scheme = None
+    if args.scheme is not None:
+        if args.csv or args.parquet or args.lacking:
+            raise UsageError(
+                "--scheme prints the coverage (or --json); not with --csv, --parquet, --lacking"
+            )
+        scheme = scheme_arg(args.scheme)
     try:
         files = st.find_mask_files(args.paths, storage_options=so)
     except FileNotFoundError as exc:  # a missing input is bad usage
@@ -134,7 +142,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
             on_error="skip",
         )
     failed = df.attrs.get("failed", [])
-    if args.lacking:
+    if scheme is not None:
+        if args.json:
+            print(json.dumps(coverage_json(df, scheme), indent=1, ensure_ascii=False))
+        else:
+            print_coverage(args, df, scheme)
+    elif args.lacking:
         names = set(df["name"])
         if args.lacking not in names:
             say_err = f"medmask stats: note: no file stores a mask named {args.lacking!r}"
@@ -165,7 +178,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 print()
             _print_summary(summary)
     decoded = int(df.attrs.get("decoded", 0))
-    if not args.json and not args.lacking:
+    if not args.json and not args.lacking and scheme is None:
         extra = ""
         if decoded:
             extra = (
@@ -197,7 +210,8 @@ def register(add: AddCommand) -> None:
         "  medmask stats packed/                          summary table\n"
         '  medmask stats packed/ --json > stats.json      {"masks": [...], "summary": [...]}\n'
         "  medmask stats packed/ --csv stats.csv          + stats.summary.csv\n"
-        "  medmask stats packed/ --lacking liver          cases without a (non-empty) liver",
+        "  medmask stats packed/ --lacking liver          cases without a (non-empty) liver\n"
+        "  medmask stats packed/ --scheme totalseg        each case's classes under a scheme",
     )
     s.add_argument("paths", nargs="+", metavar="PATH", help=".mska/.msk files, folders, URLs")
     out = s.add_mutually_exclusive_group()
@@ -224,4 +238,5 @@ def register(add: AddCommand) -> None:
         help="with --lacking: a stored but empty mask counts as present",
     )
     s.add_argument("--masks", action="store_true", help="also print the per-mask table")
+    s.add_argument("--scheme", metavar="SCHEME", help=SCHEME_HELP)
     s.set_defaults(func=cmd_stats)

@@ -25,9 +25,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..bbox import BBox, bbox_slices
-from .backend import ArchiveBackend
+from .backend import ArchiveBackend, ArchiveFingerprint
 from .base import Entry, MskRecord
-from .dispatch import archive_backend, open_archive, read_msk, read_msk_record, write_msk
+from .dispatch import (
+    archive_backend,
+    open_archive,
+    peek_archive,
+    read_msk,
+    read_msk_record,
+    write_msk,
+)
 from .layouts import LAYOUTS, Layout, compat_choices, register_layout
 from .sniff import Signature, read_signature, sniff, sniff_target
 from .verify import Problem, verify_all
@@ -51,7 +58,9 @@ __all__ = [
     "write_msk",
     "open_archive",
     "archive_backend",
+    "peek_archive",
     "ArchiveBackend",
+    "ArchiveFingerprint",
     "Entry",
     "BBox",
     "bbox_slices",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -31,7 +31,28 @@ from ..spaces import Space
 from .base import Entry
 from .layouts import LAYOUTS, Layout
 
-__all__ = ["ArchiveBackend"]
+__all__ = ["ArchiveBackend", "ArchiveFingerprint"]
+
+
+class ArchiveFingerprint(NamedTuple):
+    """What tells one committed state of an archive from another, without its masks.
+
+    Any change to an archive (a mask added, deleted, replaced, attributes changed, the file
+    rewritten) changes at least one field: a commit rewrites the index, whose checksum
+    covers every index row (each blob's offset, length and CRC) and the archive's
+    attributes. Catalogues record it per archive to notice archives changed since.
+
+    Attributes:
+        size: The file's size in bytes.
+        generation: Commit generation (``None`` where the format has no commits).
+        index_crc: CRC-32 of the index as stored (version 2: the newest index segment,
+            which records the CRC of the one before it; version 1: the index section);
+            ``None`` for an archive without an index yet.
+    """
+
+    size: int
+    generation: int | None
+    index_crc: int | None
 
 
 class ArchiveBackend(ABC):
@@ -130,6 +151,26 @@ class ArchiveBackend(ABC):
     def end_offset(self) -> int | None:
         """Logical end of the committed archive (``None`` where not applicable)."""
         return None
+
+    @property
+    def index_crc(self) -> int | None:
+        """CRC-32 of the committed index as stored (see :class:`ArchiveFingerprint`)."""
+        return None
+
+    def fingerprint(self) -> ArchiveFingerprint:
+        """The :class:`ArchiveFingerprint` of the state this backend sees."""
+        size = self.source.size() if self.source is not None else 0
+        return ArchiveFingerprint(size, self.generation, self.index_crc)
+
+    @classmethod
+    def peek(cls, source: ByteSource) -> ArchiveFingerprint:
+        """The fingerprint of an archive's newest commit, reading as little as the version
+        allows (this default opens the archive; version 2 reads its first 144 bytes).
+
+        Raises:
+            CorruptFileError: The header is damaged.
+        """
+        return cls.open(source).fingerprint()
 
     # -- reading -----------------------------------------------------------------------------
     @abstractmethod

@@ -18,7 +18,7 @@ from ..io.source import ByteSource
 from ..io.target import Target, open_source
 from ..mapping import LabelMapping
 from ..spaces import Space
-from .backend import ArchiveBackend
+from .backend import ArchiveBackend, ArchiveFingerprint
 from .base import MskRecord
 from .sniff import sniff
 from .versions import codec_version, version_of
@@ -30,6 +30,7 @@ __all__ = [
     "open_archive",
     "archive_backend",
     "expect_kind",
+    "peek_archive",
 ]
 
 _OTHER_KIND = {
@@ -167,3 +168,15 @@ def open_archive(source: ByteSource, *, fd: int | None = None) -> ArchiveBackend
         CorruptFileError: Not an archive, or damaged. UnsupportedFormatError: unknown version.
     """
     return version_of(expect_kind(source, "mska"), path=source.name).archive.open(source, fd=fd)
+
+
+def peek_archive(source: ByteSource) -> ArchiveFingerprint:
+    """The :class:`~medmask.format.backend.ArchiveFingerprint` of the archive read through
+    ``source``, without reading its index where the version allows (version 2: the commit
+    slots only).
+
+    Raises:
+        CorruptFileError: Not an archive, or a damaged header.
+        UnsupportedFormatError: A version this release does not read.
+    """
+    return version_of(expect_kind(source, "mska"), path=source.name).archive.peek(source)

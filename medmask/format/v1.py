@@ -26,7 +26,7 @@ from ..io.atomic import atomic_temp
 from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
-from ._io import lock_exclusive
+from ._io import crc32, lock_exclusive
 from .backend import ArchiveBackend
 from .base import (
     Entry,
@@ -268,20 +268,22 @@ def _entries(rows: list, codec: Codec, box: BBox, size: int, path: object) -> li
     return entries
 
 
-def _parse_index(source: ByteSource, header: bytes) -> tuple[Codec, Space, list[Entry]]:
-    """Read and validate a version-1 archive's header, space and index."""
+def _parse_index(source: ByteSource, header: bytes) -> tuple[Codec, Space, list[Entry], int]:
+    """Read and validate a version-1 archive's header, space and index (and the index
+    section's CRC-32)."""
     path = source.name
     size = source.size()
     h = MSKA_HEADER.unpack_named(header)
     codec = _v1_codec(h.codec_id, path)
     space = read_space(source.read(h.space_offset, h.space_length, field="space"), path=path)
-    raw_index = source.read(h.index_offset, h.index_length, field="index").rstrip(b"\0")
+    section = source.read(h.index_offset, h.index_length, field="index")
+    raw_index = section.rstrip(b"\0")
     rows = loads_json(raw_index, path=path, field="index") if raw_index else []
     if not isinstance(rows, list):
         raise CorruptFileError("index must be a JSON array", path=path, field="index")
     check_count(h.mask_count, len(rows), path=path, what="header", field="mask_count")
     box = full_bbox(tuple(space.shape))
-    return codec, space, _entries(rows, codec, box, size, path)
+    return codec, space, _entries(rows, codec, box, size, path), crc32(section)
 
 
 class V1Archive(ArchiveBackend):
@@ -315,14 +317,21 @@ class V1Archive(ArchiveBackend):
         self._exists = exists
         self._saved: tuple | None = None  # the committed state, while changes are staged
         self.codec = _CODEC
+        self._index_crc: int | None = None  # read-only handles: the index section's CRC
+
+    @property
+    def index_crc(self) -> int | None:
+        return self._index_crc
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
     def open(cls, source: ByteSource, *, fd: int | None = None) -> V1Archive:
         header = source.read(0, MSKA_HEADER.size, field="header")
-        _codec, space, entries = _parse_index(source, header)
+        _codec, space, entries, index_crc = _parse_index(source, header)
         if fd is None:
-            return cls(source.name, space, entries, source=source)
+            self = cls(source.name, space, entries, source=source)
+            self._index_crc = index_crc
+            return self
         for e in entries:
             e.mapping(source.name)  # validate before anything is rewritten
         blobs = source.read_many([(e.offset, e.length) for e in entries])

@@ -23,10 +23,15 @@ from .classmaps import ClassMap, class_map_ids, load_class_map
 from .coverage import Coverage, coverage
 from .errors import VocabularyError
 from .matching import ClassSource, SchemeMapping
+from .partial import ANNOTATED_KEY, CaseLabels, annotated_names, case_labels
 from .scheme import LabelScheme, SchemeClass, get_scheme, scheme_names
 from .vocabulary import Vocabulary, default_vocabulary, name_key
 
 __all__ = [
+    "ANNOTATED_KEY",
+    "CaseLabels",
+    "annotated_names",
+    "case_labels",
     "ClassMap",
     "ClassSource",
     "Coverage",

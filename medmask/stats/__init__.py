@@ -18,7 +18,8 @@ file                        where the figures come from
 ==========================  ==========================================================
 
 Modules: :mod:`.files` (finding the files), :mod:`.rows` (the rows of one file: from the
-index, or by decoding what its layout lacks), :mod:`.table` (the tables). The row layout
+index, or by decoding what its layout lacks), :mod:`.table` (the tables), :mod:`.coverage`
+(coverage under a label scheme). The row layout
 they share is documented here once.
 
 Columns of the per-mask table, one row per mask:
@@ -37,9 +38,14 @@ Columns of the per-mask table, one row per mask:
   (``color``, ``description``, ``label_value``, coded concepts; see :mod:`medmask.attrs`).
 * ``labels`` (the ``{name: label}`` mapping), ``source`` (``"index"`` or ``"decoded"``),
   ``format`` (``"2.2"``, ``"2.1"``, ``"2.0"``, ``"1"``) and ``path``.
+* ``archive_attrs``: the attributes of the archive the row comes from (source identifiers,
+  the ``annotated`` list of partial labels; ``None`` when it has none).
 
-:func:`summarize` gives one row per mask name across the dataset, and :func:`lacking` the
-cases without a given organ (for building cohorts).
+:func:`summarize` gives one row per mask name across the dataset, :func:`lacking` the
+cases without a given organ (for building cohorts), and :func:`scheme_coverage` each
+case's classes under a label scheme (present, empty, not annotated; :mod:`.coverage`).
+A catalogue (:mod:`medmask.catalog`) is this table written down: these functions take its
+``df`` too.
 
 The module is callable: ``medmask.stats(paths)`` is :func:`stats`.
 
@@ -61,6 +67,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MaskValidationError, MedMaskError
 from ..io.target import Target
+from .coverage import (
+    COVERAGE_COLUMNS,
+    coverage_by_case,
+    coverage_by_class,
+    scheme_coverage,
+    unknown_names,
+)
 from .files import PathArg, find_mask_files
 from .rows import Part, file_part
 from .table import MASK_COLUMNS, SUMMARY_COLUMNS, _pd, frame, lacking, summarize
@@ -68,7 +81,19 @@ from .table import MASK_COLUMNS, SUMMARY_COLUMNS, _pd, frame, lacking, summarize
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["stats", "summarize", "lacking", "find_mask_files", "MASK_COLUMNS", "SUMMARY_COLUMNS"]
+__all__ = [
+    "stats",
+    "summarize",
+    "lacking",
+    "scheme_coverage",
+    "coverage_by_case",
+    "coverage_by_class",
+    "unknown_names",
+    "find_mask_files",
+    "MASK_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "COVERAGE_COLUMNS",
+]
 
 
 def _wrap_progress(

@@ -11,7 +11,7 @@ import numpy as np
 from ..attrs import centroid_of
 from ..errors import CorruptFileError
 from ..format import read_msk_record, sniff_target
-from ..io.target import Target
+from ..io.target import Target, open_source
 from ..spaces import Space
 from ..storage import MaskArchive
 
@@ -58,10 +58,33 @@ def grid_of(space: Space) -> Grid:
 
 
 class Part:
-    """The rows of one file, column by column (figures as read, derived columns later)."""
+    """The rows of one file, column by column (figures as read, derived columns later),
+    and what the file says about itself (its fingerprint and archive attributes, for
+    catalogues).
 
-    def __init__(self, grid: Grid, case: str, fmt: str, path: str) -> None:
+    Attributes:
+        grid: The file's :class:`Grid`.
+        case: The case name; fmt: the layout's name; path: the file or URL.
+        fingerprint: ``(size, generation, index_crc)`` of the file as read (see
+            :class:`medmask.format.ArchiveFingerprint`; ``.msk``: size only).
+        archive_attrs: The archive's attributes (``{}`` when none, and for ``.msk``).
+        positions, offsets, lengths, crcs: Per row, the mask's position in the file and
+            its blob's byte range and CRC (``None`` where the file has none).
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        case: str,
+        fmt: str,
+        path: str,
+        *,
+        fingerprint: tuple[int, int | None, int | None] = (0, None, None),
+        archive_attrs: dict | None = None,
+    ) -> None:
         self.grid, self.case, self.fmt, self.path = grid, case, fmt, path
+        self.fingerprint = tuple(fingerprint)
+        self.archive_attrs = archive_attrs or {}
         self.names: list[str] = []
         self.voxels: list[int] = []
         self.bboxes: list[tuple | None] = []
@@ -69,8 +92,15 @@ class Part:
         self.attrs: list[dict | None] = []
         self.labels: list[dict] = []
         self.sources: list[str] = []
+        self.positions: list[int] = []
+        self.offsets: list[int | None] = []
+        self.lengths: list[int] = []
+        self.crcs: list[int | None] = []
 
-    def add(self, name, voxels, bbox, centroid, attrs, labels, source) -> None:
+    def add(
+        self, name, voxels, bbox, centroid, attrs, labels, source, blob=(0, None, 0, None)
+    ) -> None:
+        """One row; ``blob`` is ``(position, offset, length, crc)``."""
         self.names.append(name)
         self.voxels.append(int(voxels))
         self.bboxes.append(None if bbox is None or not voxels else tuple(int(b) for b in bbox))
@@ -78,6 +108,10 @@ class Part:
         self.attrs.append(attrs or None)  # most masks have none: no dict kept per row
         self.labels.append(labels)
         self.sources.append(source)
+        self.positions.append(blob[0])
+        self.offsets.append(blob[1])
+        self.lengths.append(blob[2])
+        self.crcs.append(blob[3])
 
 
 # -- reading one file -------------------------------------------------------------------------
@@ -88,7 +122,14 @@ def _archive_part(target: Target) -> Part | None:
         space = ar.space
         if space is None:  # an archive created without a mask or a space
             return None
-        part = Part(grid_of(space), target.stem, ar.layout.name, target.path)
+        part = Part(
+            grid_of(space),
+            target.stem,
+            ar.layout.name,
+            target.path,
+            fingerprint=ar.fingerprint,
+            archive_attrs=getattr(ar, "archive_attrs", {}),  # TODO(p18-core merge)
+        )
         for info in ar.infos():
             voxels, bbox, centroid, source = info.voxels, info.bbox, info.centroid, "index"
             if voxels is None or (voxels > 0 and (bbox is None or centroid is None)):
@@ -96,19 +137,24 @@ def _archive_part(target: Target) -> Part | None:
                 origin = (0, 0, 0) if bbox is None else (bbox[0], bbox[2], bbox[4])
                 voxels, centroid = centroid_of(crop, origin)
                 source = "decoded"
-            part.add(info.name, voxels, bbox, centroid, info.attrs, info.mapping, source)
+            blob = (info.index, info.offset, info.nbytes, info.crc)
+            part.add(info.name, voxels, bbox, centroid, info.attrs, info.mapping, source, blob)
     return part
 
 
 def _msk_part(target: Target) -> Part:
     """The row of one ``.msk`` (its bounding box decoded); its case is its folder's name."""
-    r = read_msk_record(target, cropped=True)
+    with open_source(target) as source:
+        r = read_msk_record(source, cropped=True)
+        size = source.size()
     folder = target.parent.name if target.is_url else Path(target.path).resolve().parent.name
     origin = (0, 0, 0) if r.bbox is None else (r.bbox[0], r.bbox[2], r.bbox[4])
     voxels, centroid = centroid_of(r.array, origin)
     if r.centroid is not None:
         centroid = r.centroid
-    part = Part(grid_of(r.space), folder, r.layout.name, target.path)
+    part = Part(
+        grid_of(r.space), folder, r.layout.name, target.path, fingerprint=(size, None, None)
+    )
     part.add(target.stem, voxels, r.bbox, centroid, dict(r.attrs), r.mapping.to_dict(), "decoded")
     return part
 

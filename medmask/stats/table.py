@@ -4,7 +4,7 @@ the cases lacking a mask."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -15,7 +15,16 @@ from .rows import Grid, Part
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["MASK_COLUMNS", "SUMMARY_COLUMNS", "frame", "summarize", "lacking"]
+__all__ = [
+    "MASK_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "Derived",
+    "concat_parts",
+    "derived_arrays",
+    "frame",
+    "summarize",
+    "lacking",
+]
 
 #: The columns every per-mask table has (attribute columns come after ``empty``).
 MASK_COLUMNS = (
@@ -31,6 +40,7 @@ MASK_COLUMNS = (
     "source",
     "format",
     "path",
+    "archive_attrs",
 )
 #: The columns of :func:`summarize`.
 SUMMARY_COLUMNS = (
@@ -65,7 +75,7 @@ def frame(pd: Any, parts: list[Part], *, files: list[str], failed: list) -> pd.D
         files: The files read (``df.attrs["files"]``).
         failed: ``(path, message)`` of the files skipped (``df.attrs["failed"]``).
     """
-    cols, grids = _concat(parts)
+    cols, grids = concat_parts(parts)
     data: dict[str, Any] = {"case": cols["case"], "name": cols["name"], "voxels": cols["voxels"]}
     data.update(_derived(cols, grids))
     attrs = cols["attrs"]
@@ -74,7 +84,11 @@ def frame(pd: Any, parts: list[Part], *, files: list[str], failed: list) -> pd.D
             tuple(v) if isinstance(v, list) else v for v in (a.get(k) if a else None for a in attrs)
         ]
     data.update(
-        labels=cols["labels"], source=cols["source"], format=cols["format"], path=cols["path"]
+        labels=cols["labels"],
+        source=cols["source"],
+        format=cols["format"],
+        path=cols["path"],
+        archive_attrs=[a for p in parts for a in [p.archive_attrs or None] * len(p.names)],
     )
     df = pd.DataFrame(data)
     df["voxels"] = df["voxels"].astype("int64")
@@ -87,12 +101,22 @@ def frame(pd: Any, parts: list[Part], *, files: list[str], failed: list) -> pd.D
     return df
 
 
-def _concat(parts: list[Part]) -> tuple[dict[str, list], list[Grid]]:
-    """The parts' columns end to end, with ``grid`` (each row's index into the grids)."""
+def concat_parts(parts: list[Part]) -> tuple[dict[str, list], list[Grid]]:
+    """The parts' row columns end to end, with ``grid`` (each row's index into the grids).
+
+    Args:
+        parts: The rows of each file.
+
+    Returns:
+        ``(columns, grids)``: ``{column: list}`` (``grid``, ``case``, ``format``, ``path``,
+        ``name``, ``voxels``, ``bbox``, ``centroid``, ``attrs``, ``labels``, ``source``,
+        ``position``, ``offset``, ``length``, ``crc``) and the distinct grids.
+    """
     grid_index: dict[int, int] = {}
     grids: list[Grid] = []
     keys = ("grid", "case", "format", "path", "name", "voxels", "bbox", "centroid", "attrs")
-    cols: dict[str, list] = {k: [] for k in (*keys, "labels", "source")}
+    extra = ("labels", "source", "position", "offset", "length", "crc")
+    cols: dict[str, list] = {k: [] for k in (*keys, *extra)}
     for part in parts:
         k = grid_index.setdefault(id(part.grid), len(grids))
         if k == len(grids):
@@ -109,12 +133,38 @@ def _concat(parts: list[Part]) -> tuple[dict[str, list], list[Grid]]:
         cols["attrs"] += part.attrs
         cols["labels"] += part.labels
         cols["source"] += part.sources
+        cols["position"] += part.positions
+        cols["offset"] += part.offsets
+        cols["length"] += part.lengths
+        cols["crc"] += part.crcs
     return cols, grids
 
 
-def _derived(cols: dict[str, list], grids: list[Grid]) -> dict[str, list]:
-    """``volume_ml``, ``bbox``, ``centroid_ras_mm``, ``touches_border`` and ``empty``,
-    vectorised over every row."""
+class Derived(NamedTuple):
+    """The derived columns of every row, as arrays (see :func:`derived_arrays`)."""
+
+    #: ``(n,)`` float64: voxels x voxel volume / 1000.
+    volume_ml: np.ndarray
+    #: ``(n, 6)`` int64 bounding boxes (``(1, 0, 1, 0, 1, 0)`` for empty masks).
+    box: np.ndarray
+    #: ``(n,)`` bool: the mask holds voxels.
+    full: np.ndarray
+    #: ``(n,)`` bool: it reaches a face of the grid.
+    touches: np.ndarray
+    #: ``(n, 3)`` float64 centroids in RAS millimetres (0 for empty masks).
+    ras: np.ndarray
+
+
+def derived_arrays(cols: dict[str, list], grids: list[Grid]) -> Derived:
+    """Volume, box, emptiness, border contact and RAS centroid of every row, vectorised.
+
+    Args:
+        cols: The columns of :func:`concat_parts`.
+        grids: Its grids.
+
+    Returns:
+        A :class:`Derived`.
+    """
     n = len(cols["name"])
     g = np.asarray(cols["grid"], dtype=np.intp)
     shapes = np.array([gr.shape for gr in grids], dtype=np.int64).reshape(-1, 3)
@@ -130,15 +180,22 @@ def _derived(cols: dict[str, list], grids: list[Grid]) -> dict[str, list]:
     cen = np.array(
         [c if c is not None else (0.0, 0.0, 0.0) for c in cols["centroid"]], dtype=np.float64
     ).reshape(n, 3)
-    ras = (np.einsum("nij,nj->ni", steps[g], cen) + origins[g]).tolist()
+    ras = np.einsum("nij,nj->ni", steps[g], cen) + origins[g]
+    return Derived(vox * voxel_ml[g], box, full, touches, ras)
+
+
+def _derived(cols: dict[str, list], grids: list[Grid]) -> dict[str, list]:
+    """``volume_ml``, ``bbox``, ``centroid_ras_mm``, ``touches_border`` and ``empty`` as
+    the table's lists."""
+    d = derived_arrays(cols, grids)
     return {
-        "volume_ml": (vox * voxel_ml[g]).tolist(),
+        "volume_ml": d.volume_ml.tolist(),
         "bbox": cols["bbox"],
         "centroid_ras_mm": [
-            tuple(r) if f else None for r, f in zip(ras, full.tolist(), strict=True)
+            tuple(r) if f else None for r, f in zip(d.ras.tolist(), d.full.tolist(), strict=True)
         ],
-        "touches_border": touches.tolist(),
-        "empty": (~full).tolist(),
+        "touches_border": d.touches.tolist(),
+        "empty": (~d.full).tolist(),
     }
 
 

@@ -34,6 +34,9 @@ class MaskInfo:
             not record it (version 1, files of medmask 0.2.0).
         attrs: The mask's stored attributes (colour, coded terminology, description,
             ...; see :mod:`medmask.attrs`); ``{}`` when none.
+        offset: Byte offset of its blob in the file (``nbytes`` bytes from there);
+            ``None`` when it has no blob (an empty mask of version 2).
+        crc: CRC-32 of its blob (version 2; ``None`` for version 1 and empty masks).
     """
 
     name: str
@@ -45,6 +48,8 @@ class MaskInfo:
     nbytes: int
     centroid: tuple[float, float, float] | None = None
     attrs: dict = field(default_factory=dict)
+    offset: int | None = None
+    crc: int | None = None
 
     @classmethod
     def _of_row(
@@ -58,6 +63,8 @@ class MaskInfo:
         nbytes: int,
         centroid: tuple[float, float, float] | None,
         attrs: dict,
+        offset: int | None = None,
+        crc: int | None = None,
     ) -> MaskInfo:
         """The same object as ``MaskInfo(...)`` with every field given, built without the
         frozen dataclass's one ``object.__setattr__`` per field (about 1 us, paid once per
@@ -76,6 +83,8 @@ class MaskInfo:
                 "nbytes": nbytes,
                 "centroid": centroid,
                 "attrs": attrs,
+                "offset": offset,
+                "crc": crc,
             },
         )
         return self

@@ -29,7 +29,7 @@ from ..codecs import DTYPE_NAMES, Codec, get_codec
 from ..errors import MaskNotFoundError, MaskValidationError, close_matches
 from ..format import open_archive, sniff
 from ..format._io import open_locked
-from ..format.backend import ArchiveBackend
+from ..format.backend import ArchiveBackend, ArchiveFingerprint
 from ..format.base import Entry
 from ..format.layouts import Layout
 from ..format.versions import backend_for, check_codec_for, write_choice
@@ -248,6 +248,14 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
         return self._backend.end_offset
 
     @property
+    def fingerprint(self) -> ArchiveFingerprint:
+        """Size, commit generation and index checksum of the state this handle sees: any
+        change to the archive changes one of them (catalogues record it; see
+        :class:`medmask.format.ArchiveFingerprint`)."""
+        self._check_open()
+        return self._backend.fingerprint()
+
+    @property
     def codec_names(self) -> list[str]:
         """Names of the codecs the stored masks use (sorted; the version's default when empty)."""
         self._check_open()
@@ -356,6 +364,8 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
             e.length,
             e.centroid,
             copy.deepcopy(e.attrs) if e.attrs else {},
+            e.offset if e.length else None,
+            e.crc if e.length else None,
         )
 
     def infos(self) -> list[MaskInfo]:

@@ -25,7 +25,7 @@ from ...io.source import ByteSource, LocalFileSource
 from ...mapping import LabelMapping
 from ...spaces import Space, space_to_disk_json
 from .._io import crc32, read_verified
-from ..backend import ArchiveBackend
+from ..backend import ArchiveBackend, ArchiveFingerprint
 from ..base import (
     Entry,
     read_space,
@@ -84,6 +84,7 @@ class V2Archive(ArchiveBackend):
         self._pending_space: Space | None = None
         self._entries: LazyEntries = LazyEntries([], None, self.path)
         self._generation = 0
+        self._index_crc: int | None = None
         self.active_slot = 1  # so that the first commit writes slot 0
         self.end = DATA_START
         self.write_pos = DATA_START
@@ -164,6 +165,10 @@ class V2Archive(ArchiveBackend):
         return len(self._segments)
 
     @property
+    def index_crc(self) -> int | None:
+        return self._index_crc
+
+    @property
     def end_offset(self) -> int:
         return self.end
 
@@ -194,6 +199,15 @@ class V2Archive(ArchiveBackend):
             os.ftruncate(fd, self.end)  # bytes of an interrupted append: unreferenced, dropped
         return self
 
+    @classmethod
+    def peek(cls, source: ByteSource) -> ArchiveFingerprint:
+        """The newest commit's generation and index CRC from the commit slots alone."""
+        head = source.read(0, DATA_START, field="header")
+        size = source.size()
+        check_preamble(head, source.name)
+        _k, slot = newest_slot(head, source.name)
+        return ArchiveFingerprint(size, slot.generation, _slot_index_crc(slot))
+
     def _load_commit(self, k: int, slot: NamedTuple, size: int) -> None:
         """Take the commit of slot ``k``: its end, space and index rows (validated lazily)."""
         path = self.path
@@ -206,6 +220,7 @@ class V2Archive(ArchiveBackend):
                 "end_offset",
             )
         self._generation, self.active_slot, self.end, self.write_pos = slot.generation, k, end, end
+        self._index_crc = _slot_index_crc(slot)
         self._space_ref = (slot.space_offset, slot.space_length, slot.space_crc)
         if slot.space_length:
             raw = self._section(*self._space_ref, "space")
@@ -453,6 +468,7 @@ class V2Archive(ArchiveBackend):
         # rollback rewind to the previous commit (whose successor's bytes the next append
         # would then overwrite).
         self._generation, self.active_slot, self.end = gen, slot_idx, end
+        self._index_crc = head[2] if head[1] else None
         self._space_ref = space_ref
         if self._pending_space is not None:
             self._space = self._pending_space
@@ -483,3 +499,8 @@ class V2Archive(ArchiveBackend):
         if self._target is not None:  # mode "w": the backend owns the temporary file
             self.discard()
             self.source.close()
+
+
+def _slot_index_crc(slot: NamedTuple) -> int | None:
+    """The CRC of a commit's newest index segment (``None``: the commit has no index)."""
+    return slot.index_crc if slot.index_length else None
