@@ -12,6 +12,7 @@ The core needs only numpy, zstandard and spacetransformer-core. NIfTI conversion
 from . import stats  # callable module: medmask.stats(paths); pandas imported on use
 from ._upcalls import provide
 from ._version import __version__
+from .catalog import Catalog  # pandas and pyarrow imported on use
 from .codecs import available_codecs, get_codec, register_codec
 from .errors import (
     ArchiveLockedError,
@@ -55,6 +56,7 @@ __all__ = [
     "load_mask",
     "match_allowed_values",
     "stats",
+    "Catalog",
     "available_codecs",
     "get_codec",
     "register_codec",

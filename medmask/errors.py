@@ -15,8 +15,10 @@ locked file), so code written against plain Python keeps working.
     │   └── UnsupportedFormatError                   an unknown version or codec id
     ├── MaskNotFoundError       (also KeyError)    a name or position that is not stored
     ├── ArchiveLockedError      (also OSError)     another writer holds the archive
-    └── RemoteReadError         (also OSError)     a URL stays unreadable after retries
-        └── RemoteChangedError                       the object was replaced while open
+    ├── RemoteReadError         (also OSError)     a URL stays unreadable after retries
+    │   └── RemoteChangedError                       the object was replaced while open
+    └── StaleCatalogError       (also OSError)     an archive changed after its catalogue row
+        └── MissingArchiveError (also FileNotFoundError)  a catalogued archive is gone
 
 Every message names the file and, where it applies, the mask and the field: they are
 keywords of every medmask error (``path=``, ``mask=``, ``field=``; see
@@ -38,6 +40,8 @@ __all__ = [
     "ArchiveLockedError",
     "RemoteReadError",
     "RemoteChangedError",
+    "StaleCatalogError",
+    "MissingArchiveError",
     "close_matches",
 ]
 
@@ -181,6 +185,20 @@ class RemoteChangedError(RemoteReadError):
     medmask pins the object's version (ETag, version id, size) when it opens it and never
     mixes bytes of two versions; reopen the archive to read the new version.
     """
+
+
+class StaleCatalogError(MedMaskError, OSError):
+    """An archive changed after its catalogue row was written (its size, commit generation or
+    index checksum differ from the catalogue's), noticed when a loader first opens it.
+
+    ``path`` is the archive; the message names the catalogue and says what to do (rebuild
+    it with ``medmask catalog --update``, or let the loader re-read the archive's index).
+    """
+
+
+class MissingArchiveError(StaleCatalogError, FileNotFoundError):
+    """A catalogue row points at an archive that does not exist (any more); ``path`` is the
+    archive, the message names the catalogue."""
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> str:

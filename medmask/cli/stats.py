@@ -11,7 +11,6 @@ from typing import Any
 
 from ..errors import MaskValidationError
 from ..io.names import expect_name, split_suffix
-from ._coverage import SCHEME_HELP, coverage_json, print_coverage, scheme_arg
 from ._common import (
     AddCommand,
     UsageError,
@@ -22,6 +21,7 @@ from ._common import (
     say,
     storage_options,
 )
+from ._coverage import SCHEME_HELP, coverage_json, print_coverage, scheme_arg
 
 
 def _plain(v: Any) -> Any:

@@ -1,0 +1,441 @@
+""":class:`Catalog`: a dataset of many archives as one table, opened from one file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import MaskValidationError
+from ..schemes import CaseLabels, LabelScheme, case_labels
+from .build import BuildResult, build_table, list_files
+from .refs import ArchiveRef
+from .schema import NULLABLE_INTS, _pa, arrow_schema
+from .store import read_table, write_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["Catalog", "Archives"]
+
+Predicate = Callable[["pd.DataFrame"], Any]
+
+
+@dataclass(frozen=True)
+class Archives:
+    """What a catalogue says about each of its archives (one entry per archive, in order;
+    each list has one item per archive).
+
+    Attributes:
+        refs: One :class:`ArchiveRef` per archive.
+        cases: The case names.
+        names: The masks each archive stores (as catalogued, archive order).
+        attrs: Each archive's attributes (``{}`` when none).
+    """
+
+    refs: list[ArchiveRef]
+    cases: list[str]
+    names: list[list[str]]
+    attrs: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+
+def _types_mapper(pd: Any, pa: Any) -> Callable[[Any], Any]:
+    def mapper(t: Any) -> Any:
+        if pa.types.is_fixed_size_list(t) or pa.types.is_list(t):
+            return pd.ArrowDtype(t)  # a list per cell, without a Python object per row
+        return None
+
+    return mapper
+
+
+class Catalog:
+    """One row per mask of many archives, read from (or written to) one Parquet file.
+
+    A catalogue is what :func:`medmask.stats` returns, written down with what a loader needs
+    later: each archive's fingerprint (size, commit generation, index checksum) and each
+    mask's position and byte range (schema: ``docs/format.md``, "Catalogue files"). Opening
+    one reads one file (one GET for a URL) instead of one index per archive; loaders take a
+    catalogue instead of paths and check each archive against it when they first open it.
+
+    Rows select masks (:meth:`filter` with pandas or a predicate); what each archive stores
+    and was annotated for always comes from the whole catalogue a selection was taken from,
+    so that a filtered catalogue still knows which classes a case lacks.
+
+    Args:
+        table: The rows, a :class:`pyarrow.Table` of the catalogue schema.
+        source: Where the catalogue came from (its path or URL; ``""`` when built here).
+        storage_options: fsspec options for the archives' URLs.
+
+    Example:
+        >>> cat = Catalog.build("packed/")                                  # doctest: +SKIP
+        >>> cat.write("packed/catalog.parquet")                             # doctest: +SKIP
+        >>> cat = Catalog.open("s3://bucket/catalog.parquet")               # doctest: +SKIP
+        >>> livers = cat.filter(lambda df: (df.name == "liver") & ~df.empty)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        *,
+        source: str = "",
+        storage_options: Mapping[str, Any] | None = None,
+        _base: Catalog | None = None,
+    ) -> None:
+        if not table.schema.equals(arrow_schema(), check_metadata=False):
+            raise MaskValidationError(
+                "a Catalog holds a table of the catalogue schema "
+                "(medmask.catalog.schema.arrow_schema()); open catalogue files with "
+                "Catalog.open"
+            )
+        self.table = table
+        self.source = str(source)
+        self.storage_options = dict(storage_options) if storage_options else None
+        self._base = _base
+        self._df: pd.DataFrame | None = None
+        self._archives: Archives | None = None
+        self.report: BuildResult | None = None
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None
+    ) -> Catalog:
+        """Open a catalogue file (a local path, memory-mapped, or a URL, in one GET).
+
+        Args:
+            path: The ``.parquet`` file.
+            storage_options: fsspec options for the catalogue's and the archives' URLs.
+
+        Returns:
+            The catalogue.
+
+        Raises:
+            FileNotFoundError: No such file.
+            CorruptFileError: Not a Parquet file, or not a medmask catalogue.
+            UnsupportedFormatError: A newer schema version (upgrade medmask).
+        """
+        table, _meta = read_table(path, storage_options)
+        return cls(table, source=os.fspath(path), storage_options=storage_options)
+
+    @classmethod
+    def build(
+        cls,
+        paths: str | os.PathLike | Sequence[str | os.PathLike],
+        *,
+        workers: int = 1,
+        client: Any = None,
+        storage_options: Mapping[str, Any] | None = None,
+        progress: Callable[[Iterable], Iterable] | None = None,
+        on_error: str = "raise",
+    ) -> Catalog:
+        """Catalogue every ``.mska``/``.msk`` file under ``paths``.
+
+        Args:
+            paths: Files, folders (searched recursively) and URL prefixes
+                (``s3://bucket/packed/``).
+            workers: Local processes reading the files (``1``: this process). A script
+                calling this with ``workers > 1`` needs ``if __name__ == "__main__":``.
+            client: A :class:`dask.distributed.Client` to read the files on (each chunk
+                of files is one task); ``workers`` is then ignored.
+            storage_options: fsspec options for URLs.
+            progress: Wraps the iterable of files as they are read (e.g. ``tqdm``).
+            on_error: ``"raise"`` (default) or ``"skip"``: unreadable files are left out
+                and listed in ``catalog.report.failed``.
+
+        Returns:
+            The catalogue (in memory; :meth:`write` it). ``catalog.report`` says what was
+            read.
+
+        Raises:
+            FileNotFoundError: A path does not exist.
+            MaskValidationError: No file found; a bad ``on_error``.
+            CorruptFileError: A damaged file (``on_error="raise"``).
+        """
+        files = list_files(paths, storage_options)
+        result = build_table(
+            files,
+            workers=workers,
+            client=client,
+            storage_options=storage_options,
+            progress=progress,
+            on_error=on_error,
+        )
+        cat = cls(result.table, storage_options=storage_options)
+        cat.report = result
+        return cat
+
+    def update(
+        self,
+        paths: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        *,
+        workers: int = 1,
+        client: Any = None,
+        progress: Callable[[Iterable], Iterable] | None = None,
+        on_error: str = "raise",
+    ) -> Catalog:
+        """A new catalogue of ``paths`` that re-reads only the archives that changed.
+
+        An archive this catalogue lists is peeked first (a version-2 archive: its commit
+        slots, 144 bytes) and read again only when its size, commit generation or index
+        checksum differ; new archives are read; archives no longer found are dropped.
+
+        Args:
+            paths: What to catalogue (default: the archives this catalogue lists).
+            workers: See :meth:`build`.
+            client: See :meth:`build`.
+            progress: See :meth:`build`.
+            on_error: See :meth:`build`.
+
+        Returns:
+            The updated catalogue; its ``report`` lists what was read, kept, removed.
+        """
+        base = self._base or self
+        files = list_files(
+            paths if paths is not None else self.archive_paths(), self.storage_options
+        )
+        result = build_table(
+            files,
+            workers=workers,
+            client=client,
+            storage_options=self.storage_options,
+            progress=progress,
+            on_error=on_error,
+            previous=base.table,
+        )
+        cat = Catalog(result.table, source=self.source, storage_options=self.storage_options)
+        cat.report = result
+        return cat
+
+    def write(
+        self, path: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write the catalogue to a ``.parquet`` path or URL, whole or not at all.
+
+        Raises:
+            MaskValidationError: The name does not end in ``.parquet``.
+            OSError: The write failed.
+        """
+        write_table(self.table, path, storage_options=storage_options or self.storage_options)
+        if not self.source:
+            self.source = os.fspath(path)
+
+    # -- the rows -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        where = f" from {self.source}" if self.source else ""
+        return f"Catalog({len(self)} masks, {len(self.archive_paths())} archives{where})"
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The rows as a :class:`pandas.DataFrame` (made once): repeated strings are
+        categoricals, ``bbox``/``centroid_ras_mm`` Arrow lists, nullable integers ``Int64``.
+        :func:`medmask.stats.summarize`, :func:`~medmask.stats.lacking` and
+        :func:`~medmask.stats.scheme_coverage` take it."""
+        if self._df is None:
+            import pandas as pd
+
+            pa = _pa()
+            df = self.table.to_pandas(types_mapper=_types_mapper(pd, pa))
+            for c in NULLABLE_INTS:
+                df[c] = self.table.column(c).to_pandas(
+                    types_mapper={pa.int64(): pd.Int64Dtype()}.get
+                )
+            self._df = df
+        return self._df
+
+    def archive_paths(self) -> list[str]:
+        """The archives with at least one row, in order of first appearance."""
+        import pyarrow.compute as pc
+
+        pa = _pa()
+        return pc.unique(self.table.column("path").cast(pa.string())).to_pylist()
+
+    # -- selecting ------------------------------------------------------------------------------
+    def filter(self, predicate: Predicate | Any) -> Catalog:
+        """The rows a predicate selects.
+
+        Args:
+            predicate: A boolean Series or array over :attr:`df`'s rows, or a function of
+                :attr:`df` returning one (``lambda df: (df.name == "liver") & ~df.empty``).
+
+        Returns:
+            A catalogue of the selected rows, which remembers the whole one (what each
+            archive stores and was annotated for).
+
+        Raises:
+            MaskValidationError: The predicate does not give one bool per row.
+        """
+        keep = predicate(self.df) if callable(predicate) else predicate
+        mask = np.asarray(keep)
+        if mask.dtype != np.bool_ or mask.shape != (len(self),):
+            raise MaskValidationError(
+                f"a catalogue filter gives one bool per row ({len(self)}), got "
+                f"{mask.dtype} of shape {mask.shape}"
+            )
+        pa = _pa()
+        sub = Catalog(
+            self.table.filter(pa.array(mask)),
+            source=self.source,
+            storage_options=self.storage_options,
+            _base=self._base or self,
+        )
+        return sub
+
+    def union(self, *others: Catalog) -> Catalog:
+        """This catalogue's rows and the others' (cohorts joined into one training set).
+
+        An archive listed by several is taken once, from the first that lists it.
+
+        Returns:
+            The union; its ``source`` names every catalogue joined.
+        """
+        pa = _pa()
+        import pyarrow.compute as pc
+
+        cats = [self, *others]
+        tables, seen = [], set()
+        for cat in cats:
+            paths = set(cat.archive_paths())
+            fresh = paths - seen
+            t = cat.table
+            if fresh != paths:
+                col = t.column("path").cast(pa.string())
+                t = t.filter(pc.is_in(col, pa.array(sorted(fresh), type=pa.string())))
+            tables.append(t)
+            seen |= paths
+        bases = [c._base for c in cats]
+        source = " + ".join(c.source or "(built)" for c in cats)
+        base = (
+            None if all(b is None for b in bases) else Catalog.union(*[c._base or c for c in cats])
+        )
+        return Catalog(
+            pa.concat_tables(tables).unify_dictionaries(),
+            source=source,
+            storage_options=self.storage_options,
+            _base=base,
+        )
+
+    __or__ = union
+
+    # -- archives -------------------------------------------------------------------------------
+    def archives(self) -> Archives:
+        """What the catalogue says about each archive with a row here (in order): its
+        :class:`ArchiveRef`, case, stored names, attributes and voxel counts (names,
+        attributes and counts from the whole catalogue this one was filtered from)."""
+        if self._archives is None:
+            self._archives = _archives_of(self)
+        return self._archives
+
+    def refs(self) -> list[ArchiveRef]:
+        """One :class:`ArchiveRef` per archive (what loaders open and check)."""
+        return self.archives().refs
+
+    # -- schemes ---------------------------------------------------------------------------------
+    def case_labels(
+        self, scheme: LabelScheme, *, source: str | None = None, include_partial: bool = False
+    ) -> list[CaseLabels]:
+        """Each archive mapped onto ``scheme`` (see :func:`medmask.schemes.case_labels`):
+        its availability vector and the label table that paints it. Cases sharing a set of
+        names are mapped once."""
+        arch = self.archives()
+        cache: dict[tuple, CaseLabels] = {}
+        out = []
+        for names, attrs in zip(arch.names, arch.attrs, strict=True):
+            listed = attrs.get("annotated")
+            key = (tuple(names), None if listed is None else tuple(listed))
+            if key not in cache:
+                cache[key] = case_labels(
+                    scheme, names, attrs, source=source, include_partial=include_partial
+                )
+            out.append(cache[key])
+        return out
+
+    def availability(self, scheme: LabelScheme, **kw: Any) -> np.ndarray:
+        """``(archives, classes)`` bool: whether each case was annotated for each class of
+        ``scheme`` (the ``label_available`` loaders return); keywords as for
+        :meth:`case_labels`."""
+        labels = self.case_labels(scheme, **kw)
+        return np.array([cl.available for cl in labels], dtype=bool).reshape(
+            len(labels), len(scheme)
+        )
+
+    def coverage(self, scheme: LabelScheme, **kw: Any) -> pd.DataFrame:
+        """Each case's coverage under ``scheme`` (:func:`medmask.stats.scheme_coverage`)."""
+        from ..stats import scheme_coverage
+
+        return scheme_coverage((self._base or self).df_of(self.archive_paths()), scheme, **kw)
+
+    def df_of(self, paths: Iterable[str]) -> pd.DataFrame:
+        """The rows of the archives ``paths`` (every row of each, in order)."""
+        df = self.df
+        return df[df["path"].isin(list(paths))]
+
+    # -- loaders -------------------------------------------------------------------------------
+    def datalist(
+        self,
+        key: str = "label",
+        *,
+        scheme: LabelScheme | None = None,
+        available_key: str = "label_available",
+        source: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One dict per archive for MONAI datasets: ``{key: ArchiveRef, "case": case}``,
+        and with a scheme ``{available_key: bool array}`` (one per class, scheme order).
+        ``LoadMaskd`` opens each :class:`ArchiveRef` with the staleness check.
+
+        Args:
+            key: The key of the archive (what ``LoadMaskd(keys=key)`` loads).
+            scheme: The target scheme; adds each case's availability vector.
+            available_key: The key of that vector.
+            source: See :meth:`case_labels`.
+        """
+        arch = self.archives()
+        out = [{key: ref, "case": case} for ref, case in zip(arch.refs, arch.cases, strict=True)]
+        if scheme is not None:
+            avail = self.availability(scheme, source=source)
+            for d, row in zip(out, avail, strict=True):
+                d[available_key] = row.copy()
+        return out
+
+
+def _attrs(text: object) -> dict:
+    return json.loads(text) if isinstance(text, str) and text else {}
+
+
+def _archives_of(cat: Catalog) -> Archives:
+    """One entry per archive of ``cat`` (names, attributes, counts from its base)."""
+    base = cat._base or cat
+    t = base.table
+    pa = _pa()
+    import pyarrow.compute as pc
+
+    wanted = cat.archive_paths()
+    path = pc.dictionary_encode(t.column("path").cast(pa.string())).combine_chunks()
+    codes = path.indices.to_numpy(zero_copy_only=False)
+    uniq = path.dictionary.to_pylist()
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
+    at = {p: k for k, p in enumerate(uniq)}
+    names = t.column("name").cast(pa.string()).to_numpy(zero_copy_only=False)[order]
+    first = order[starts[:-1]]
+    pick = lambda c: t.column(c).take(pa.array(first)).to_pylist()  # noqa: E731
+    cases, sizes, gens = pick("case"), pick("archive_size"), pick("archive_generation")
+    crcs, attrs = pick("archive_index_crc"), pick("archive_attrs")
+    refs, out_cases, out_names, out_attrs = [], [], [], []
+    for p in wanted:
+        k = at[p]
+        a, b = int(starts[k]), int(starts[k + 1])
+        refs.append(ArchiveRef(p, int(sizes[k]), gens[k], crcs[k], cat.source))
+        out_cases.append(cases[k])
+        out_names.append(names[a:b].tolist())
+        out_attrs.append(_attrs(attrs[k]))
+    return Archives(refs, out_cases, out_names, out_attrs)
