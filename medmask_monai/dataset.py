@@ -16,9 +16,13 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from medmask import MaskArchive, MaskInfo
+from medmask.catalog import ArchiveRef, Catalog, open_checked
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
 from medmask.io.names import is_url
+from medmask.schemes import LabelScheme, case_labels
 
+from ._cases import check_on_stale
+from ._items import catalog_items
 from ._load import MissingNameWarning, label_dtype, mask_meta
 from .transforms import to_metatensor
 
@@ -43,23 +47,35 @@ class _OpenArchives:
     what is left.
     """
 
-    def __init__(self, max_open: int, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        max_open: int,
+        storage_options: Mapping[str, Any] | None = None,
+        on_stale: str = "raise",
+    ) -> None:
         self.pid = os.getpid()
         self.storage_options = storage_options
+        self.on_stale = on_stale
         self.lock = threading.Lock()
         self.cache: OrderedDict[int, MaskArchive] = OrderedDict()
         self.max_open = max_open
         # runs when this object is freed, or when a multiprocessing worker exits
         mp_util.Finalize(self, _close_all, args=(self.cache,), exitpriority=0)
 
-    def get(self, a_idx: int, path: str) -> MaskArchive:
+    def get(self, a_idx: int, path: str | ArchiveRef) -> MaskArchive:
         with self.lock:
             ar = self.cache.get(a_idx)
             if ar is not None:
                 self.cache.move_to_end(a_idx)
                 return ar
-        # outside the lock: other threads keep reading meanwhile
-        opened = MaskArchive(path, storage_options=self.storage_options)
+        # outside the lock: other threads keep reading meanwhile; a catalogued archive is
+        # checked against its row when first opened here
+        if isinstance(path, ArchiveRef):
+            opened = open_checked(
+                path, storage_options=self.storage_options, on_stale=self.on_stale
+            )
+        else:
+            opened = MaskArchive(path, storage_options=self.storage_options)
         with self.lock:
             ar = self.cache.get(a_idx)
             if ar is not None:  # another thread was quicker
@@ -141,10 +157,23 @@ class MaskArchiveDataset(Dataset):
     attributes), before anything is decoded. Version-1 archives do not record voxel
     counts: with ``min_voxels`` their masks are decoded once, while the dataset is built.
 
+    Catalogues: given a :class:`medmask.Catalog`, the items are its rows (filtered with
+    ``names`` and ``min_voxels``; filter the catalogue itself for anything else), and
+    building the dataset opens no archive at all. Each archive is checked against its row
+    when a process first opens it: one that changed since the catalogue was written raises
+    :class:`~medmask.errors.StaleCatalogError` (or, ``on_stale="reread"``, is read as it
+    is now), one that is gone :class:`~medmask.errors.MissingArchiveError`; both name the
+    archive and the catalogue.
+
+    Partial labels: with ``scheme``, each item also holds ``label_available`` (a bool
+    array, one per class of the scheme, in its order): which classes its case was
+    annotated for (``docs/datasets.md``), and ``class``, the scheme class its mask makes
+    (``None`` when none).
+
     Args:
         archives: A ``.mska`` path or URL, a folder (its ``*.mska``, sorted by name), a
-            URL ending in ``/`` (the ``*.mska`` objects under it) or a sequence of
-            ``.mska`` paths and URLs.
+            URL ending in ``/`` (the ``*.mska`` objects under it), a sequence of
+            ``.mska`` paths and URLs, or a :class:`medmask.Catalog`.
         names: Only these mask names, in this order. A name absent from some archives
             is skipped there (organs missing from some cases are normal); a name found
             in no archive at all warns (:class:`MissingNameWarning`, with close
@@ -159,12 +188,18 @@ class MaskArchiveDataset(Dataset):
         where: Keep only masks for which ``where(info)`` is true, ``info`` being the
             mask's :class:`medmask.MaskInfo`
             (e.g. ``where=lambda info: info.attrs.get("reviewed")``).
-        storage_options: fsspec options for URLs (credentials, endpoint...).
+        storage_options: fsspec options for URLs (credentials, endpoint...); default for
+            a catalogue: the catalogue's.
+        scheme: A :class:`medmask.schemes.LabelScheme`: adds ``label_available`` and
+            ``class`` to each item.
+        on_stale: ``"raise"`` or ``"reread"``, for catalogued archives that changed.
+        available_key: The item key of the availability vector.
 
     Raises:
         MaskNotFoundError: ``strict`` and an archive lacks one of ``names``.
         FileNotFoundError: An archive does not exist.
         CorruptFileError: An archive's index is damaged.
+        MaskValidationError: ``where`` with a catalogue (filter the catalogue instead).
 
     Example:
         >>> ds = MaskArchiveDataset("packed/", names=["liver", "spleen"])  # doctest: +SKIP
@@ -184,9 +219,17 @@ class MaskArchiveDataset(Dataset):
         min_voxels: int | None = None,
         where: Callable[[MaskInfo], bool] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        scheme: LabelScheme | None = None,
+        on_stale: str = "raise",
+        available_key: str = "label_available",
     ) -> None:
+        catalog = archives if isinstance(archives, Catalog) else None
+        if storage_options is None and catalog is not None:
+            storage_options = catalog.storage_options
         self.storage_options = None if storage_options is None else dict(storage_options)
-        self.archives = _archive_paths(archives, self.storage_options)
+        self.on_stale = check_on_stale(on_stale)
+        self.scheme = scheme
+        self.available_key = available_key
         self.names = None if names is None else [names] if isinstance(names, str) else list(names)
         if min_voxels is not None and (
             isinstance(min_voxels, bool) or not isinstance(min_voxels, int | np.integer)
@@ -198,13 +241,66 @@ class MaskArchiveDataset(Dataset):
         self.key = key
         self.binary = binary
         self.max_open = max(1, int(max_open))
+        self._refs: list[ArchiveRef] | None = None
+        #: With ``scheme``: ``(archives, classes)`` availability and each item's class.
+        self._available: np.ndarray | None = None
+        self._case_labels: list = []
+        self._open: _OpenArchives | None = None
+        if catalog is not None:
+            if where is not None:
+                raise MaskValidationError(
+                    "where= filters masks by their MaskInfo; with a catalogue, filter the "
+                    "catalogue instead: catalog.filter(lambda df: ...)"
+                )
+            self._from_catalog(catalog, strict, min_voxels)
+            return
+        self.archives = _archive_paths(archives, self.storage_options)
+        self._from_paths(strict, min_voxels, where)
+
+    def _from_catalog(self, catalog: Catalog, strict: bool, min_voxels: int | None) -> None:
+        """Items from a catalogue's rows: no archive is opened."""
+        self._refs = catalog.refs()
+        self.archives = [r.path for r in self._refs]
+        #: ``(archive position, mask position, mask name)`` of every item, in order.
+        self.items = catalog_items(catalog, self.names, strict=strict, min_voxels=min_voxels)
+        if self.scheme is not None:
+            self._set_scheme(catalog.case_labels(self.scheme))
+
+    def _set_scheme(self, labels: list) -> None:
+        """Each archive's :class:`~medmask.schemes.CaseLabels` (cases with one set of names
+        share one) and availability."""
+        self._case_labels = labels
+        self._available = np.array([cl.available for cl in labels], dtype=bool).reshape(
+            len(labels), len(self.scheme)
+        )
+
+    def _class_of(self, a_idx: int, name: str) -> str | None:
+        """The scheme class the mask ``name`` of archive ``a_idx`` paints (``None``: none)."""
+        for cls in self._case_labels[a_idx].mapping.classes:
+            if name in cls.sources:
+                return cls.name
+        return None
+
+    def _from_paths(
+        self, strict: bool, min_voxels: int | None, where: Callable[[MaskInfo], bool] | None
+    ) -> None:
+        """Items from each archive's index."""
         #: ``(archive position, mask position, mask name)`` of every item, in order.
         self.items: list[tuple[int, int, str]] = []
+        labels: list = []
         seen: set[str] = set()  # every stored name, for the check of ``names``
         found: set[str] = set()
         for a_idx, path in enumerate(self.archives):
             with MaskArchive(path, storage_options=self.storage_options) as ar:
                 stored = ar.all_names()
+                if self.scheme is not None:
+                    labels.append(
+                        case_labels(
+                            self.scheme,
+                            stored,
+                            getattr(ar, "archive_attrs", {}),  # TODO(p18-core merge)
+                        )
+                    )
                 if self.names is None:
                     chosen = list(enumerate(stored))
                 else:
@@ -236,9 +332,10 @@ class MaskArchiveDataset(Dataset):
                         f"MaskArchiveDataset: no mask named {n!r} in any of the "
                         f"{len(self.archives)} archives" + close_matches(n, seen),
                         MissingNameWarning,
-                        stacklevel=2,
+                        stacklevel=3,
                     )
-        self._open: _OpenArchives | None = None
+        if self.scheme is not None:
+            self._set_scheme(labels)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -246,8 +343,8 @@ class MaskArchiveDataset(Dataset):
     def _archive(self, a_idx: int) -> MaskArchive:
         opened = self._open
         if opened is None or opened.pid != os.getpid():  # first use here, or a forked child
-            opened = self._open = _OpenArchives(self.max_open, self.storage_options)
-        return opened.get(a_idx, self.archives[a_idx])
+            opened = self._open = _OpenArchives(self.max_open, self.storage_options, self.on_stale)
+        return opened.get(a_idx, self._refs[a_idx] if self._refs else self.archives[a_idx])
 
     def __getitem__(self, i: int) -> Any:
         n = len(self.items)
@@ -257,7 +354,7 @@ class MaskArchiveDataset(Dataset):
             raise IndexError(f"index {i} out of range for {n} masks")
         a_idx, pos, name = self.items[int(i)]
         ar = self._archive(a_idx)
-        array = ar.read_array(pos)
+        array = self._read(ar, a_idx, pos, name)
         if array.dtype == np.bool_:
             array = array.view(np.uint8)
         elif self.binary:
@@ -273,7 +370,24 @@ class MaskArchiveDataset(Dataset):
             "archive": self.archives[a_idx],
             "index": pos,
         }
+        if self._available is not None:
+            item[self.available_key] = self._available[a_idx].copy()
+            item["class"] = self._class_of(a_idx, name)
         return self.transform(item) if self.transform is not None else item
+
+    def _read(self, ar: MaskArchive, a_idx: int, pos: int, name: str) -> np.ndarray:
+        """One mask's array: by position, or for a catalogue by name (an archive re-read
+        with ``on_stale="reread"`` may have moved it)."""
+        if self._refs is None:
+            return ar.read_array(pos)
+        try:
+            return ar.read_array(name)
+        except MaskNotFoundError as exc:
+            raise MaskNotFoundError(
+                f"{exc.message} (listed in the catalogue {self._refs[a_idx].catalog or ''}; "
+                "the archive changed since: rebuild the catalogue)",
+                path=ar.path,
+            ) from None
 
     @property
     def _handles(self) -> dict[int, MaskArchive]:

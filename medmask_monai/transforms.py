@@ -20,6 +20,7 @@ from monai.utils import TransformBackends, convert_to_dst_type
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
 from medmask.ops import match_allowed_values, smallest_int_dtype, value_runs
 
+from ._cases import SchemePainter, check_on_stale, load_case
 from ._load import Names, as_numpy_dtype, label_dtype
 from .reader import MaskReader, load_paths
 
@@ -75,11 +76,24 @@ class LoadMask(Transform):
         storage_options: fsspec options for URLs (``s3://``, ``gs://``, ``https://``...):
             credentials, endpoint... fsspec's own configuration applies too. Decoding is
             done by a :class:`~medmask_monai.MaskReader` with these arguments.
+        scheme: A :class:`medmask.schemes.LabelScheme` (instead of ``names``): each
+            case's masks are mapped onto its classes at index level (a derived class is
+            the union of its parts) and painted with the scheme's labels, or one channel
+            per class (``"channels"``, the scheme's order); ``meta["label_available"]``
+            says which classes the case was annotated for (its ``annotated`` attribute,
+            else its stored masks; ``docs/datasets.md``) and ``meta["labels"]`` is the
+            scheme's ``{class: label}``. Archives only.
+        on_stale: For a catalogued archive (a :class:`medmask.catalog.ArchiveRef`, what
+            ``Catalog.datalist`` gives): ``"raise"`` (default) when it changed since the
+            catalogue was written, or ``"reread"`` it as it is now (with a warning).
 
     Raises:
         MaskNotFoundError: A requested name is absent and ``missing="raise"``.
-        MaskValidationError: Bad ``names``, ``mode``, ``dtype`` or ``missing``.
+        MaskValidationError: Bad ``names``, ``mode``, ``dtype`` or ``missing``; ``names``
+            and ``scheme`` together.
         CorruptFileError: The file is damaged or not a medmask file.
+        StaleCatalogError: A catalogued archive changed (``on_stale="raise"``).
+        MissingArchiveError: A catalogued archive does not exist.
 
     Example:
         >>> load = LoadMask(names={"liver": 1, "kidney_left": 2, "kidney_right": 2})  # doctest: +SKIP
@@ -93,10 +107,20 @@ class LoadMask(Transform):
         dtype: np.dtype | torch.dtype | str | type | None = None,
         missing: str = "raise",
         storage_options: Mapping[str, Any] | None = None,
+        scheme: Any = None,
+        on_stale: str = "raise",
     ) -> None:
         self.reader = MaskReader(
             names=names, mode=mode, dtype=dtype, missing=missing, storage_options=storage_options
         )
+        self.on_stale = check_on_stale(on_stale)
+        self.painter: SchemePainter | None = None
+        if scheme is not None:
+            if names is not None:
+                raise MaskValidationError("give names= or scheme=, not both")
+            self.painter = SchemePainter(
+                scheme, mode=mode, dtype=dtype, storage_options=storage_options, on_stale=on_stale
+            )
 
     # the reader's settings, readable here as before
     names = property(lambda self: self.reader.names)
@@ -111,12 +135,16 @@ class LoadMask(Transform):
         Returns:
             A ``(C, x, y, z)`` ``MetaTensor``.
         """
-        array, meta = self.reader.get_data(path)
+        array, meta = load_case(self.reader, self.painter, path, self.on_stale)
         return to_metatensor(array, meta)
 
 
 class LoadMaskd(MapTransform):
     """Dictionary wrapper of :class:`LoadMask`: replaces each path under ``keys`` by its masks.
+
+    Takes the dicts of ``Catalog.datalist()`` (a :class:`medmask.catalog.ArchiveRef` under
+    ``keys``), checked against the catalogue when loaded. With ``scheme``, each loaded
+    key's ``label_available`` is stored under ``available_key`` too.
 
     Args:
         keys: Keys of the paths to load.
@@ -126,6 +154,10 @@ class LoadMaskd(MapTransform):
         missing: See :class:`LoadMask`.
         allow_missing_keys: Skip keys absent from the dictionary instead of raising.
         storage_options: See :class:`LoadMask`.
+        scheme: See :class:`LoadMask`.
+        on_stale: See :class:`LoadMask`.
+        available_key: With ``scheme``: the key of the availability vector (a bool
+            array, one per class; with several ``keys``, ``f"{key}_available"``).
 
     Example:
         >>> load = LoadMaskd("label", names=["liver", "spleen"], missing="empty")  # doctest: +SKIP
@@ -142,16 +174,30 @@ class LoadMaskd(MapTransform):
         missing: str = "raise",
         allow_missing_keys: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        scheme: Any = None,
+        on_stale: str = "raise",
+        available_key: str = "label_available",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.loader = LoadMask(
-            names=names, mode=mode, dtype=dtype, missing=missing, storage_options=storage_options
+            names=names,
+            mode=mode,
+            dtype=dtype,
+            missing=missing,
+            storage_options=storage_options,
+            scheme=scheme,
+            on_stale=on_stale,
         )
+        self.available_key = available_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        several = len(self.keys) > 1
         for key in self.key_iterator(d):
             d[key] = self.loader(d[key])
+            if self.loader.painter is not None:
+                out = f"{key}_available" if several else self.available_key
+                d[out] = d[key].meta["label_available"].copy()
         return d
 
 

@@ -100,6 +100,7 @@ class Catalog:
         self._base = _base
         self._df: pd.DataFrame | None = None
         self._archives: Archives | None = None
+        self._codes: tuple[np.ndarray, list[str]] | None = None
         self.report: BuildResult | None = None
 
     # -- construction ------------------------------------------------------------------------
@@ -254,10 +255,25 @@ class Catalog:
 
     def archive_paths(self) -> list[str]:
         """The archives with at least one row, in order of first appearance."""
-        import pyarrow.compute as pc
+        return self._archive_codes()[1]
 
-        pa = _pa()
-        return pc.unique(self.table.column("path").cast(pa.string())).to_pylist()
+    def archive_index(self) -> np.ndarray:
+        """Each row's archive: ``(rows,)`` int32 positions into :meth:`archive_paths`."""
+        return self._archive_codes()[0]
+
+    def _archive_codes(self) -> tuple[np.ndarray, list[str]]:
+        if self._codes is None:
+            col = self.table.column("path").combine_chunks()
+            if col.null_count:
+                raise MaskValidationError(f"{self.source or 'catalogue'}: rows without a path")
+            idx = col.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            uniq, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
+            rank = np.empty(len(uniq), np.int32)
+            rank[np.argsort(first, kind="stable")] = np.arange(len(uniq), dtype=np.int32)
+            names = col.dictionary.to_pylist()
+            paths = [names[k] for k in uniq[np.argsort(first, kind="stable")]]
+            self._codes = (rank[inverse.reshape(-1)], paths)
+        return self._codes
 
     # -- selecting ------------------------------------------------------------------------------
     def filter(self, predicate: Predicate | Any) -> Catalog:
