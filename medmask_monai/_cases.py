@@ -125,7 +125,7 @@ class SchemePainter:
             cl = case_labels(
                 self.scheme,
                 ar.all_names(),
-                getattr(ar, "archive_attrs", {}),  # TODO(p18-core merge)
+                ar.archive_attrs,
                 source=self.source,
                 include_partial=self.include_partial,
             )

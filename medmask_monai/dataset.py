@@ -298,7 +298,7 @@ class MaskArchiveDataset(Dataset):
                         case_labels(
                             self.scheme,
                             stored,
-                            getattr(ar, "archive_attrs", {}),  # TODO(p18-core merge)
+                            ar.archive_attrs,
                         )
                     )
                 if self.names is None:

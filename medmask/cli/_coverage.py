@@ -47,15 +47,21 @@ def coverage_tables(df: Any, scheme: Any) -> tuple[Any, Any, Any]:
     return st.coverage_by_case(cov), st.coverage_by_class(cov), cov
 
 
+def _records(table: Any) -> list[dict[str, Any]]:
+    """Rows of a coverage table as JSON-ready dicts (numpy scalars as Python ones)."""
+    return [
+        {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
+
+
 def coverage_json(df: Any, scheme: Any) -> dict[str, Any]:
     """The coverage as a JSON-ready object: ``scheme``, ``cases``, ``classes``, ``unknown``."""
-    from .stats import records
-
     by_case, by_class, cov = coverage_tables(df, scheme)
     return {
         "scheme": scheme.name,
-        "cases": records(by_case),
-        "classes": records(by_class),
+        "cases": _records(by_case),
+        "classes": _records(by_class),
         "unknown": {n: sorted(set(cs)) for n, cs in cov.attrs["unknown_cases"].items()},
     }
 

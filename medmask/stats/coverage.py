@@ -37,13 +37,25 @@ _STATES = [c.value for c in Coverage]
 
 
 def attrs_of(value: object) -> dict:
-    """An ``archive_attrs`` cell as a dict: a dict (``medmask.stats``), JSON text (a
-    catalogue), or nothing (``None``/NaN: ``{}``)."""
+    """A catalogue's ``archive_attrs`` cell as a dict: JSON text, a dict, or nothing
+    (``None``/NaN: ``{}``)."""
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, str) and value:
         return json.loads(value)
     return {}
+
+
+def _archive_attrs(df: pd.DataFrame, rows: np.ndarray) -> list[dict]:
+    """The archive attributes that matter here (``annotated``) of the given rows: from a
+    catalogue's ``archive_attrs`` or a stats table's ``archive_annotated`` column."""
+    if "archive_attrs" in df:
+        cells = df["archive_attrs"].to_numpy(dtype=object)[rows]
+        return [attrs_of(c) for c in cells]
+    if "archive_annotated" in df:
+        cells = df["archive_annotated"].to_numpy(dtype=object)[rows]
+        return [{} if c is None or c is np.nan else {"annotated": list(c)} for c in cells]
+    return [{} for _ in rows]
 
 
 def archive_groups(df: pd.DataFrame) -> list[tuple[str, str, list[str], list[int], dict]]:
@@ -65,19 +77,11 @@ def archive_groups(df: pd.DataFrame) -> list[tuple[str, str, list[str], list[int
     names = df["name"].to_numpy(dtype=object)[order]
     voxels = df["voxels"].to_numpy(dtype=np.int64)[order]
     cases = df["case"].to_numpy(dtype=object)[order]
-    attrs = df["archive_attrs"].to_numpy(dtype=object)[order] if "archive_attrs" in df else None
+    attrs = _archive_attrs(df, order[starts[:-1]])
     out = []
     for k, path in enumerate(paths):
         a, b = int(starts[k]), int(starts[k + 1])
-        out.append(
-            (
-                str(path),
-                str(cases[a]),
-                names[a:b].tolist(),
-                voxels[a:b].tolist(),
-                attrs_of(attrs[a]) if attrs is not None else {},
-            )
-        )
+        out.append((str(path), str(cases[a]), names[a:b].tolist(), voxels[a:b].tolist(), attrs[k]))
     return out
 
 

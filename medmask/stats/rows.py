@@ -128,7 +128,7 @@ def _archive_part(target: Target) -> Part | None:
             ar.layout.name,
             target.path,
             fingerprint=ar.fingerprint,
-            archive_attrs=getattr(ar, "archive_attrs", {}),  # TODO(p18-core merge)
+            archive_attrs=dict(ar.archive_attrs),
         )
         for info in ar.infos():
             voxels, bbox, centroid, source = info.voxels, info.bbox, info.centroid, "index"

@@ -26,7 +26,8 @@ __all__ = [
     "lacking",
 ]
 
-#: The columns every per-mask table has (attribute columns come after ``empty``).
+#: The columns every per-mask table has (attribute columns come after ``empty``, then the
+#: archive attributes as ``archive_<key>``).
 MASK_COLUMNS = (
     "case",
     "name",
@@ -40,7 +41,6 @@ MASK_COLUMNS = (
     "source",
     "format",
     "path",
-    "archive_attrs",
 )
 #: The columns of :func:`summarize`.
 SUMMARY_COLUMNS = (
@@ -83,12 +83,15 @@ def frame(pd: Any, parts: list[Part], *, files: list[str], failed: list) -> pd.D
         data[k if k not in MASK_COLUMNS else f"attr_{k}"] = [
             tuple(v) if isinstance(v, list) else v for v in (a.get(k) if a else None for a in attrs)
         ]
+    for k in dict.fromkeys(k for p in parts for k in p.archive_attrs):
+        data[f"archive_{k}"] = [  # the archive's own attributes, repeated on its rows
+            _cell(p.archive_attrs.get(k)) for p in parts for _ in range(len(p.names))
+        ]
     data.update(
         labels=cols["labels"],
         source=cols["source"],
         format=cols["format"],
         path=cols["path"],
-        archive_attrs=[a for p in parts for a in [p.archive_attrs or None] * len(p.names)],
     )
     df = pd.DataFrame(data)
     df["voxels"] = df["voxels"].astype("int64")
@@ -99,6 +102,11 @@ def frame(pd: Any, parts: list[Part], *, files: list[str], failed: list) -> pd.D
     df.attrs["failed"] = list(failed)
     df.attrs["decoded"] = int(sum(src == "decoded" for src in cols["source"]))
     return df
+
+
+def _cell(value: object) -> object:
+    """A table cell of an attribute: lists as tuples (hashable, like per-mask attributes)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def concat_parts(parts: list[Part]) -> tuple[dict[str, list], list[Grid]]:

@@ -153,6 +153,7 @@ COMMANDS = {
     "verify": ["verify", "{missing}"],
     "convert": ["convert", "{missing}", "-o", "{tmp}/x.mska"],
     "stats": ["stats", "{missing}"],
+    "catalog": ["catalog", "{missing}", "-o", "{tmp}/cat.parquet"],
     "show": ["show", "{missing}", "-o", "{tmp}/x.png"],
 }
 
