@@ -277,7 +277,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     pd = _pd()
     files, key = _case_keys(df)
     out = []
-    for name, g in df.groupby("name", sort=True):
+    # names as text: a catalogue's categorical column would sort by its categories' order
+    for name, g in df.groupby(df["name"].astype(str), sort=True):
         full = g[~g["empty"]]
         vols = full["volume_ml"].to_numpy(dtype=np.float64)
         have = set(full["path"])
