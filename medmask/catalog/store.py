@@ -52,7 +52,8 @@ def read_table(path: str | os.PathLike | Target, storage_options: Mapping | None
     if target.is_url:
         from ..io.remote import read_bytes
 
-        data: Any = pa.BufferReader(read_bytes(target.path, storage_options=target.storage_options))
+        raw = read_bytes(target.path, storage_options=target.storage_options, one_request=True)
+        data: Any = pa.BufferReader(raw)
     else:
         if not os.path.isfile(target.path):
             if os.path.isdir(target.path):

@@ -134,8 +134,16 @@ def remove(url: str, *, storage_options: Mapping[str, Any] | None = None) -> Non
     fs.invalidate_cache(path)
 
 
-def read_bytes(url: str, *, storage_options: Mapping[str, Any] | None = None) -> bytes:
+def read_bytes(
+    url: str, *, storage_options: Mapping[str, Any] | None = None, one_request: bool = False
+) -> bytes:
     """The whole object at ``url`` (e.g. a ``.nii.gz`` to convert), with retries.
+
+    Args:
+        url: The object.
+        storage_options: As for :class:`FsspecSource`.
+        one_request: On S3, one GET (no size request first, no concurrent ranges): what a
+            reader that promises one request per object asks for (a catalogue).
 
     Raises:
         FileNotFoundError: No object at ``url``.
@@ -144,4 +152,5 @@ def read_bytes(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
     url = str(url)
     opts, policy = _split_options(url, storage_options)
     fs, path = _filesystem(url, opts)
-    return _retrying(url, policy, "read", lambda: fs.cat_file(path))
+    kw = {"max_concurrency": 1} if one_request and _is_s3(fs) else {}
+    return _retrying(url, policy, "read", lambda: fs.cat_file(path, **kw))
