@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,3 +47,35 @@ def test_bench_monai_prints_a_table(tmp_path, capsys):
     assert rows[0].startswith("| load | `LoadImaged` on `.nii.gz` | `LoadMaskd` on `.mska` v2")
     assert len(rows) == 1 + 6  # header + 4 loads + 2 DataLoader rows
     assert all(re.search(r"\*\*[\d,.]+x\*\*", r) for r in rows[1:])
+
+
+def test_train_partial_labels_on_two_datasets(tmp_path, capsys):
+    script = load_script("examples/train_partial_labels.py")
+    args = ["--cases", "2", "--iterations", "2", "--workers", "1", "--out", str(tmp_path)]
+    assert script.main(args) == 0
+    out = capsys.readouterr().out
+    assert "a_000: label_available [1, 1, 1]" in out
+    assert "b_100: label_available [1, 0, 1]" in out  # dataset B never labelled the spleen
+    assert re.search(r"step\s+2\s+loss \d+\.\d+", out) and "trained 2 steps" in out
+    assert sorted(p.name for p in tmp_path.glob("*.parquet")) == ["a.parquet", "b.parquet"]
+
+
+def test_partial_label_loss_ignores_unannotated_classes():
+    """The example's loss is the mean Dice over annotated (case, class) pairs: what a class
+    scores in a case not annotated for it does not count."""
+    from monai.losses import DiceLoss
+
+    script = load_script("examples/train_partial_labels.py")
+    loss_fn = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 8, 8, 8)
+    label = torch.randint(0, 4, (2, 1, 8, 8, 8))
+    available = torch.tensor([[True, True, True], [True, False, True]])
+    per_class = loss_fn(logits, label).reshape(2, 3)
+    loss = script.masked_dice(loss_fn, logits, label, available)
+    assert torch.isclose(loss, per_class[available].mean())
+    for value in (0.0, 1.0):  # whatever case 1 scores for the spleen
+        scores = per_class.clone()
+        scores[1, 1] = value
+        fixed = lambda _logits, _label, s=scores: s.reshape(2, 3, 1, 1, 1)  # noqa: E731
+        assert torch.isclose(script.masked_dice(fixed, logits, label, available), loss)
