@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from ..errors import MaskValidationError
 from ..schemes import CaseLabels, LabelScheme, case_labels
 from .build import BuildResult, build_table, list_files
 from .refs import ArchiveRef
-from .schema import NULLABLE_INTS, _pa, arrow_schema
+from .schema import BBOX_COLUMNS, CENTROID_COLUMNS, NULLABLE_INTS, _pa, arrow_schema
 from .store import read_table, write_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,26 +33,46 @@ class Archives:
     Attributes:
         refs: One :class:`ArchiveRef` per archive.
         cases: The case names.
-        names: The masks each archive stores (as catalogued, archive order).
         attrs: Each archive's attributes (``{}`` when none).
     """
 
     refs: list[ArchiveRef]
     cases: list[str]
-    names: list[list[str]]
     attrs: list[dict]
+    #: the name codes of every row, grouped by archive; ``(start, stop)`` per archive
+    _codes: np.ndarray = field(repr=False)
+    _spans: list[tuple[int, int]] = field(repr=False)
+    _dictionary: list[str] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.refs)
 
+    def names_of(self, k: int) -> list[str]:
+        """The masks archive ``k`` stores (as catalogued, archive order)."""
+        a, b = self._spans[k]
+        d = self._dictionary
+        return [d[c] for c in self._codes[a:b].tolist()]
 
-def _types_mapper(pd: Any, pa: Any) -> Callable[[Any], Any]:
-    def mapper(t: Any) -> Any:
-        if pa.types.is_fixed_size_list(t) or pa.types.is_list(t):
-            return pd.ArrowDtype(t)  # a list per cell, without a Python object per row
-        return None
+    def key_of(self, k: int) -> bytes:
+        """A key equal for archives storing the same names in the same order."""
+        a, b = self._spans[k]
+        return self._codes[a:b].tobytes()
 
-    return mapper
+    @property
+    def names(self) -> list[list[str]]:
+        """The masks each archive stores."""
+        return [self.names_of(k) for k in range(len(self.refs))]
+
+
+def _list_column(pd: Any, pa: Any, table: Any, columns: Sequence[str], type_: Any) -> Any:
+    """Flat columns joined into one list per row (null where the first is null), as an
+    Arrow-backed pandas column: no Python object per row."""
+    dtype = type_.to_pandas_dtype()
+    parts = [table.column(c).fill_null(0).to_numpy() for c in columns]
+    flat = np.column_stack(parts).astype(dtype).reshape(-1) if parts[0].size else np.zeros(0, dtype)
+    mask = table.column(columns[0]).combine_chunks().is_null()
+    lists = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=type_), len(columns), mask=mask)
+    return pd.Series(lists, dtype=pd.ArrowDtype(lists.type))
 
 
 class Catalog:
@@ -77,7 +97,7 @@ class Catalog:
         >>> cat = Catalog.build("packed/")                                  # doctest: +SKIP
         >>> cat.write("packed/catalog.parquet")                             # doctest: +SKIP
         >>> cat = Catalog.open("s3://bucket/catalog.parquet")               # doctest: +SKIP
-        >>> livers = cat.filter(lambda df: (df.name == "liver") & ~df.empty)  # doctest: +SKIP
+        >>> livers = cat.filter(lambda df: (df.name == "liver") & ~df["empty"])  # doctest: +SKIP
     """
 
     def __init__(
@@ -237,19 +257,21 @@ class Catalog:
 
     @property
     def df(self) -> pd.DataFrame:
-        """The rows as a :class:`pandas.DataFrame` (made once): repeated strings are
-        categoricals, ``bbox``/``centroid_ras_mm`` Arrow lists, nullable integers ``Int64``.
-        :func:`medmask.stats.summarize`, :func:`~medmask.stats.lacking` and
-        :func:`~medmask.stats.scheme_coverage` take it."""
+        """The rows as a :class:`pandas.DataFrame` (made once): the file's columns
+        (repeated strings as categoricals, nullable integers as ``Int64``) plus, as in
+        :func:`medmask.stats`, ``bbox`` and ``centroid_ras_mm``: one list per row (Arrow
+        lists; ``pd.NA`` when empty). :func:`medmask.stats.summarize`,
+        :func:`~medmask.stats.lacking` and :func:`~medmask.stats.scheme_coverage` take it."""
         if self._df is None:
             import pandas as pd
 
             pa = _pa()
-            df = self.table.to_pandas(types_mapper=_types_mapper(pd, pa))
+            df = self.table.to_pandas()
+            nullable = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}.get
             for c in NULLABLE_INTS:
-                df[c] = self.table.column(c).to_pandas(
-                    types_mapper={pa.int64(): pd.Int64Dtype()}.get
-                )
+                df[c] = self.table.column(c).to_pandas(types_mapper=nullable)
+            df["bbox"] = _list_column(pd, pa, self.table, BBOX_COLUMNS, pa.int32())
+            df["centroid_ras_mm"] = _list_column(pd, pa, self.table, CENTROID_COLUMNS, pa.float64())
             self._df = df
         return self._df
 
@@ -281,7 +303,7 @@ class Catalog:
 
         Args:
             predicate: A boolean Series or array over :attr:`df`'s rows, or a function of
-                :attr:`df` returning one (``lambda df: (df.name == "liver") & ~df.empty``).
+                :attr:`df` returning one (``lambda df: (df.name == "liver") & ~df["empty"]``).
 
         Returns:
             A catalogue of the selected rows, which remembers the whole one (what each
@@ -345,8 +367,8 @@ class Catalog:
     # -- archives -------------------------------------------------------------------------------
     def archives(self) -> Archives:
         """What the catalogue says about each archive with a row here (in order): its
-        :class:`ArchiveRef`, case, stored names, attributes and voxel counts (names,
-        attributes and counts from the whole catalogue this one was filtered from)."""
+        :class:`ArchiveRef`, case, attributes and stored names (from the whole catalogue
+        this one was filtered from)."""
         if self._archives is None:
             self._archives = _archives_of(self)
         return self._archives
@@ -365,12 +387,12 @@ class Catalog:
         arch = self.archives()
         cache: dict[tuple, CaseLabels] = {}
         out = []
-        for names, attrs in zip(arch.names, arch.attrs, strict=True):
+        for k, attrs in enumerate(arch.attrs):
             listed = attrs.get("annotated")
-            key = (tuple(names), None if listed is None else tuple(listed))
+            key = (arch.key_of(k), None if listed is None else tuple(listed))
             if key not in cache:
                 cache[key] = case_labels(
-                    scheme, names, attrs, source=source, include_partial=include_partial
+                    scheme, arch.names_of(k), attrs, source=source, include_partial=include_partial
                 )
             out.append(cache[key])
         return out
@@ -428,30 +450,29 @@ def _attrs(text: object) -> dict:
 
 
 def _archives_of(cat: Catalog) -> Archives:
-    """One entry per archive of ``cat`` (names, attributes, counts from its base)."""
+    """One entry per archive of ``cat`` (names and attributes from its base)."""
     base = cat._base or cat
     t = base.table
     pa = _pa()
-    import pyarrow.compute as pc
-
-    wanted = cat.archive_paths()
-    path = pc.dictionary_encode(t.column("path").cast(pa.string())).combine_chunks()
-    codes = path.indices.to_numpy(zero_copy_only=False)
-    uniq = path.dictionary.to_pylist()
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
-    at = {p: k for k, p in enumerate(uniq)}
-    names = t.column("name").cast(pa.string()).to_numpy(zero_copy_only=False)[order]
+    row_archive, base_paths = base._archive_codes()
+    order = np.argsort(row_archive, kind="stable")
+    starts = np.searchsorted(row_archive[order], np.arange(len(base_paths) + 1))
+    name = t.column("name").combine_chunks()
+    codes = name.indices.to_numpy(zero_copy_only=False)[order]
+    at = {p: k for k, p in enumerate(base_paths)}
     first = order[starts[:-1]]
     pick = lambda c: t.column(c).take(pa.array(first)).to_pylist()  # noqa: E731
     cases, sizes, gens = pick("case"), pick("archive_size"), pick("archive_generation")
     crcs, attrs = pick("archive_index_crc"), pick("archive_attrs")
-    refs, out_cases, out_names, out_attrs = [], [], [], []
-    for p in wanted:
+    refs, out_cases, out_attrs, spans = [], [], [], []
+    parsed: dict[str, dict] = {}
+    for p in cat.archive_paths():
         k = at[p]
-        a, b = int(starts[k]), int(starts[k + 1])
         refs.append(ArchiveRef(p, int(sizes[k]), gens[k], crcs[k], cat.source))
         out_cases.append(cases[k])
-        out_names.append(names[a:b].tolist())
-        out_attrs.append(_attrs(attrs[k]))
-    return Archives(refs, out_cases, out_names, out_attrs)
+        text = attrs[k]
+        if text not in parsed:
+            parsed[text] = _attrs(text)
+        out_attrs.append(parsed[text])
+        spans.append((int(starts[k]), int(starts[k + 1])))
+    return Archives(refs, out_cases, out_attrs, codes, spans, name.dictionary.to_pylist())

@@ -30,6 +30,8 @@ __all__ = [
     "META_KEY",
     "COLUMNS",
     "NULLABLE_INTS",
+    "BBOX_COLUMNS",
+    "CENTROID_COLUMNS",
     "arrow_schema",
     "parts_table",
     "schema_metadata",
@@ -52,8 +54,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("labels", "its {name: label} mapping, JSON"),
     ("voxels", "non-zero voxels"),
     ("volume_ml", "voxels x voxel volume / 1000"),
-    ("bbox", "half-open (z0, z1, y0, y1, x0, x1) voxel box; null when empty"),
-    ("centroid_ras_mm", "centre of mass in RAS millimetres; null when empty"),
+    *(
+        (f"bbox_{a}", "the half-open voxel box (z0, z1, y0, y1, x0, x1); null when empty")
+        for a in ("z0", "z1", "y0", "y1", "x0", "x1")
+    ),
+    *(
+        (f"centroid_{a}_mm", "the centre of mass in world RAS millimetres; null when empty")
+        for a in ("r", "a", "s")
+    ),
     ("touches_border", "the mask reaches a face of the grid"),
     ("empty", "no voxel is set"),
     ("attrs", "the mask's stored attributes, JSON; null when none"),
@@ -66,8 +74,18 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("archive_index_crc", "CRC-32 of its index as stored; null for a .msk"),
     ("archive_attrs", "the archive's attributes (source identifiers, annotated), JSON"),
 )
+#: The box and centroid columns (flat columns read fast; ``Catalog.df`` joins them).
+BBOX_COLUMNS = tuple(f"bbox_{a}" for a in ("z0", "z1", "y0", "y1", "x0", "x1"))
+CENTROID_COLUMNS = tuple(f"centroid_{a}_mm" for a in ("r", "a", "s"))
 #: Integer columns that may be null (read as pandas ``Int64``).
-NULLABLE_INTS = ("label", "blob_offset", "blob_crc", "archive_generation", "archive_index_crc")
+NULLABLE_INTS = (
+    "label",
+    *BBOX_COLUMNS,
+    "blob_offset",
+    "blob_crc",
+    "archive_generation",
+    "archive_index_crc",
+)
 _DICT = ("path", "case", "format", "name", "labels", "attrs", "source", "archive_attrs")
 
 
@@ -88,8 +106,8 @@ def arrow_schema() -> Any:
         "label": p.int64(),
         "voxels": p.int64(),
         "volume_ml": p.float64(),
-        "bbox": p.list_(p.int32(), 6),
-        "centroid_ras_mm": p.list_(p.float64(), 3),
+        **dict.fromkeys(BBOX_COLUMNS, p.int32()),
+        **dict.fromkeys(CENTROID_COLUMNS, p.float64()),
         "touches_border": p.bool_(),
         "empty": p.bool_(),
         "blob_offset": p.int64(),
@@ -198,8 +216,7 @@ def parts_table(parts: Sequence[Part]) -> Any:
     fps = np.array([part.fingerprint for part in parts], dtype=object).reshape(-1, 3)
     full = d.full
     labels = [next(iter(m.values())) if len(m) == 1 else None for m in cols["labels"]]
-    box = p.array(d.box.astype(np.int32).reshape(-1), type=p.int32())
-    cen = p.array(d.ras.reshape(-1), type=p.float64())
+    empty = ~full
     data = {
         "path": _repeat([part.path for part in parts], counts),
         "case": _repeat([part.case for part in parts], counts),
@@ -210,8 +227,10 @@ def parts_table(parts: Sequence[Part]) -> Any:
         "labels": _json_column(cols["labels"]),
         "voxels": p.array(np.asarray(cols["voxels"], dtype=np.int64)),
         "volume_ml": p.array(d.volume_ml),
-        "bbox": p.FixedSizeListArray.from_arrays(box, 6, mask=p.array(~full)),
-        "centroid_ras_mm": p.FixedSizeListArray.from_arrays(cen, 3, mask=p.array(~full)),
+        **{
+            c: p.array(d.box[:, k].astype(np.int32), mask=empty) for k, c in enumerate(BBOX_COLUMNS)
+        },
+        **{c: p.array(d.ras[:, k], mask=empty) for k, c in enumerate(CENTROID_COLUMNS)},
         "touches_border": p.array(d.touches),
         "empty": p.array(~full),
         "attrs": _json_column(cols["attrs"]),

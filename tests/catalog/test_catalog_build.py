@@ -101,8 +101,9 @@ def test_write_open_roundtrip(dataset, tmp_path):
 
 def test_filter_union_and_archive_facts(dataset):
     cat = Catalog.build(dataset)
-    livers = cat.filter(lambda df: df.name.isin(["liver", "Liver"]) & ~df.empty)
+    livers = cat.filter(lambda df: df.name.isin(["liver", "Liver"]) & ~df["empty"])
     assert set(livers.df["name"].astype(str)) <= {"liver", "Liver"}
+    assert len(livers) and not livers.df["empty"].any()
     arch = livers.archives()
     # a filtered catalogue still knows what each archive stores
     k = arch.cases.index("case_0")
