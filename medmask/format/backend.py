@@ -17,7 +17,7 @@ slot was already written and only its final fsync failed: that commit stands, se
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -207,6 +207,29 @@ class ArchiveBackend(ABC):
                 full[bbox_slices(e.bbox)] = box
             out.append(full)
         return out
+
+    def iter_regions(
+        self, entries: Sequence[Entry], regions: Sequence[BBox]
+    ) -> Iterator[np.ndarray]:
+        """The part of each entry inside its region, in order (what a window read needs).
+
+        Args:
+            entries: Non-empty entries.
+            regions: For each, a box in volume coordinates inside the entry's :attr:`bbox`.
+
+        Yields:
+            An array of the region's shape per entry (possibly a read-only view). Layouts
+            with cropped blobs read every blob through one :meth:`ByteSource.read_many`
+            call first and unpack only the region; the default decodes each stored region
+            whole and slices it.
+        """
+        for entry, region in zip(entries, regions, strict=True):
+            box = entry.bbox
+            yield self.read_box(entry)[
+                region[0] - box[0] : region[1] - box[0],
+                region[2] - box[2] : region[3] - box[2],
+                region[4] - box[4] : region[5] - box[4],
+            ]
 
     def read_cropped(self, entry: Entry) -> tuple[np.ndarray, BBox | None]:
         """``(bounding-box region, bbox)`` of one entry; ``((0, 0, 0) array, None)`` if empty."""

@@ -171,9 +171,11 @@ def test_appending_to_older_layouts_refuses_them_and_keeps_the_file(tmp_path, co
     path = tmp_path / "a.mska"
     write(path, compat)
     before = path.read_bytes()
-    with MaskArchive(path, "a") as ar:
-        with pytest.raises(MaskValidationError, match="cannot hold archive attributes"):
-            ar.set_archive_attrs({"grid": "image"})
+    with (
+        MaskArchive(path, "a") as ar,
+        pytest.raises(MaskValidationError, match="cannot hold archive attributes"),
+    ):
+        ar.set_archive_attrs({"grid": "image"})
     assert path.read_bytes() == before
 
 
