@@ -6,6 +6,7 @@ The loaders built on it live in :mod:`medmask_monai` (``PatchDataset``,
 """
 
 from .cache import ByteLRU
+from .cases import PatchCase, archive_offset, as_case
 from .coords import (
     StaleCoordsWarning,
     coords_count,
@@ -13,6 +14,7 @@ from .coords import (
     load_foreground_coords,
     save_foreground_coords,
 )
+from .images import ImageSource, open_image
 from .policy import (
     ANYWHERE,
     BACKGROUND,
@@ -28,6 +30,9 @@ from .sampler import FOREGROUND_MODES, CaseIndex, Centre, CentreSampler, patch_b
 from .voxels import MaskVoxels
 
 __all__ = [
+    "PatchCase",
+    "as_case",
+    "archive_offset",
     "ByteLRU",
     "MaskVoxels",
     "CentrePolicy",
@@ -49,4 +54,6 @@ __all__ = [
     "save_foreground_coords",
     "load_foreground_coords",
     "StaleCoordsWarning",
+    "ImageSource",
+    "open_image",
 ]
