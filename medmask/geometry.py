@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import MaskValidationError, SpaceMismatchError
+from .errors import MaskValidationError
 from .spaces import (
     GRID_ATOL,
     Space,
@@ -34,7 +34,6 @@ __all__ = [
     "lps_matrix",
     "effective_affine",
     "resample_nearest",
-    "grid_offset",
     "spaces_match",
     "check_same_grid",
     "describe_space",
@@ -219,73 +218,4 @@ def resample_nearest(array_zyx: np.ndarray, src: Space, dst: Space) -> np.ndarra
         ix, iy, iz = idx
         ok = (ix >= 0) & (ix < sx) & (iy >= 0) & (iy < sy) & (iz >= 0) & (iz < sz)
         out[z][ok] = array_zyx[iz[ok], iy[ok], ix[ok]]
-    return out
-
-
-def grid_offset(
-    archive_space: Space,
-    image_space: Space,
-    *,
-    archive_name: str = "the archive",
-    image_name: str = "the image",
-    atol: float = GRID_ATOL,
-) -> tuple[int, int, int]:
-    """Where an archive's grid lies on an image's grid, when both are one lattice.
-
-    Two grids are one lattice when their spacing and axis directions agree and the
-    archive's first voxel centre falls on a voxel centre of the image (within ``atol``
-    millimetres); their shapes may differ (an archive cropped from the image, or an image
-    padded around it). Archive voxel ``(z, y, x)`` is then image voxel
-    ``(z + dz, y + dy, x + dx)``.
-
-    Args:
-        archive_space: The archive's ``(z, y, x)`` space.
-        image_space: The image's ``(z, y, x)`` space.
-        archive_name: Words naming the archive in the message (e.g. its path).
-        image_name: Words naming the image in the message.
-        atol: Tolerance in millimetres for origin and spacing, and on direction cosines
-            (:data:`~medmask.spaces.GRID_ATOL`).
-
-    Returns:
-        ``(dz, dy, dx)``, integers (``(0, 0, 0)`` for the same grid).
-
-    Raises:
-        SpaceMismatchError: Spacing or directions differ, or the offset is not a whole
-            number of voxels; the message describes both grids.
-    """
-    diffs = _lattice_differences(image_space, archive_space, atol)
-    if not diffs:
-        m = lps_matrix(image_space)
-        step = np.linalg.solve(m[:3, :3], lps_matrix(archive_space)[:3, 3] - m[:3, 3])
-        whole = np.rint(step)
-        miss_mm = np.abs(step - whole) * np.asarray(image_space.spacing[::-1], dtype=np.float64)
-        if float(miss_mm.max()) <= atol:
-            dx, dy, dz = (int(v) for v in whole)
-            return dz, dy, dx
-        diffs = [
-            "the origin is not on a voxel of the other grid (offset (z, y, x) "
-            + ", ".join(f"{v:.4g}" for v in step[::-1])
-            + " voxels)"
-        ]
-    raise SpaceMismatchError(
-        f"{archive_name} and {image_name} are not on one voxel lattice: {'; '.join(diffs)}; "
-        f"{archive_name}: {describe_space(archive_space)}; "
-        f"{image_name}: {describe_space(image_space)}; resample one onto the other's grid"
-    )
-
-
-def _lattice_differences(expected: Space, got: Space, atol: float) -> list[str]:
-    """What differs in spacing or axis directions between two grids (shapes and origins
-    aside), for messages."""
-    out = []
-    d = float(np.abs(np.subtract(expected.spacing, got.spacing)).max())
-    if d > atol:
-        out.append(
-            f"spacing (z, y, x) {tuple(float(v) for v in got.spacing)} instead of "
-            f"{tuple(float(v) for v in expected.spacing)}"
-        )
-    axes = ("x_orientation", "y_orientation", "z_orientation")
-    rot = max(float(np.abs(np.subtract(getattr(expected, f), getattr(got, f))).max()) for f in axes)
-    if rot > atol:
-        out.append(f"axis directions differ (cosines by {rot:.3g})")
     return out
