@@ -92,9 +92,13 @@ def archive_offset(
             their shapes differ); the message names and describes both.
     """
     if image_space is not None:
-        return grid_offset(
-            archive_space, image_space, archive_name=archive_name, image_name=image_name
-        )
+        try:
+            return grid_offset(archive_space, image_space)
+        except SpaceMismatchError as exc:
+            raise SpaceMismatchError(
+                f"{archive_name} (the masks) and {image_name} (the image): {exc.message}; a "
+                "patch would be misaligned"
+            ) from None
     shape = tuple(int(s) for s in image_shape)
     if shape != tuple(int(s) for s in archive_space.shape):
         raise SpaceMismatchError(
