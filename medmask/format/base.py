@@ -23,6 +23,7 @@ __all__ = [
     "read_space",
     "error_context",
     "decode_blob",
+    "decode_blob_region",
     "loads_json",
 ]
 
@@ -88,6 +89,27 @@ def decode_blob(
             return codec.decode(blob, spec, out)
         out[...] = codec.decode(blob, spec)
         return out
+    except MedMaskError as err:
+        err.add_context(path=path, mask=mask)
+        raise
+
+
+def decode_blob_region(
+    codec: Codec,
+    blob: bytes | memoryview,
+    spec: BlobSpec,
+    region: tuple[int, ...],
+    *,
+    path: object,
+    mask: str | None,
+) -> np.ndarray:
+    """:meth:`Codec.decode_region` of one blob, with the file and mask on any error.
+
+    Raises:
+        CorruptFileError: The blob is damaged or disagrees with ``spec``.
+    """
+    try:
+        return codec.decode_region(blob, spec, region)
     except MedMaskError as err:
         err.add_context(path=path, mask=mask)
         raise
