@@ -314,12 +314,13 @@ class PatchDataset(Dataset):
         if self.mode == "labelmap":
             lab = ar.read_window(window, names=case.labels, as_="label_map")
             return np.asarray(lab, dtype=self.label_dtype).reshape(1, *self.patch)
+        present = sorted(set(case.labels.values()))
+        if present == self.levels:  # every channel's masks are in this archive
+            return ar.read_window(window, names=case.labels, as_="stack", dtype=self.label_dtype)
         out = np.zeros((len(self.levels), *self.patch), self.label_dtype)
-        if case.labels:
-            stack = ar.read_window(window, names=list(case.labels), as_="stack")
-            for name, plane in zip(case.labels, stack):
-                ch = out[self.levels.index(case.labels[name])]
-                np.copyto(ch, self.label_dtype.type(1), where=plane != 0)
+        if present:
+            stack = ar.read_window(window, names=case.labels, as_="stack", dtype=self.label_dtype)
+            out[[self.levels.index(v) for v in present]] = stack
         return out
 
     def close(self) -> None:

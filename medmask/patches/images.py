@@ -131,7 +131,11 @@ class ImageSource(ABC):
         inside = all(h > lo_ for lo_, h in zip(lo, hi))
         if inside and lo == tuple(box[0::2]) and hi == tuple(box[1::2]):
             return _fresh(self._read(self.handle(), lo, hi, cache), out_dtype)
-        out = np.full((self.channels, *size), pad, dtype=out_dtype)
+        out = (
+            np.zeros((self.channels, *size), out_dtype)  # calloc: pages zeroed on first touch
+            if pad == 0
+            else np.full((self.channels, *size), pad, dtype=out_dtype)
+        )
         if inside:
             dst = tuple(slice(lo[a] - box[2 * a], hi[a] - box[2 * a]) for a in range(3))
             out[(slice(None), *dst)] = self._read(self.handle(), lo, hi, cache)
