@@ -55,6 +55,7 @@ Writes the table to stdout and to ``--out``/bench_patches.md (default ``bench_ou
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -93,7 +94,9 @@ PEERS = {
     "nnunet": "nnU-Net v2: `nnUNetDataLoader` on its blosc2 data, one per torch worker",
     "nnunet-mt": "nnU-Net v2: the same, in its own `NonDetMultiThreadedAugmenter`",
     "torchio": "TorchIO: `Queue` + `LabelSampler` (.nii.gz)",
-    "medmask": "medmask: `.mska` labels + `.b2nd` / `.nii` image",
+    "medmask": "medmask: `PatchDataset`, `.mska` labels + nnU-Net's `.b2nd` image",
+    "medmask-nii": "medmask: `PatchDataset`, `.mska` labels + uncompressed `.nii` image",
+    "medmask-coords": "medmask: the same as `.b2nd`, class voxels from `.fgcoords.npz`",
 }
 CHECK_CASES = 2
 MANIFEST = "manifest.json"
@@ -103,39 +106,76 @@ MANIFEST = "manifest.json"
 # 4. THE MEDMASK SLOT: filled by the helper who builds issue 18's patch dataset.
 
 
-def medmask_peer(task: str, cases: list[dict], check: bool, cfg: argparse.Namespace) -> Run:
-    """medmask's patch loader for the benchmark. NOT YET IMPLEMENTED (issue 18).
+#: medmask's rows: the image layout and how class voxels are drawn.
+MEDMASK_VARIANTS = {
+    "medmask": ("b2nd", "exact"),
+    "medmask-nii": ("nii", "exact"),
+    "medmask-coords": ("b2nd", "coords"),
+}
 
-    Fill this with medmask's own patch dataset: labels read from each case's ``.mska`` by
-    window, crop centres from its index, the image read by slicing the case's nnU-Net ``.b2nd``
-    (``case["nnunet_image"]``, ``float32``, as nnU-Net normalised it) or its uncompressed
-    ``.nii`` (``case["ct_nii"]``, ``int16`` HU); the same policy as the other peers: batches of
-    2 patches of ``cfg.patch``³, a third of the centres on foreground with the class uniform
-    among the classes present, ``cfg.workers`` workers of a torch ``DataLoader``. Then add a
-    branch for ``"medmask"`` in :func:`check_image` (the CT it reads equals ``gt_ct.npy``).
+
+def medmask_peer(
+    task: str, cases: list[dict], check: bool, cfg: argparse.Namespace, peer: str = "medmask"
+) -> Run:
+    """medmask's ``PatchDataset``: labels read from each case's ``.mska`` by window, centres
+    from its index (nnU-Net's policy: a third on a class present, chosen uniformly, the rest
+    anywhere; patches padded past the grid as nnU-Net pads), the image sliced from nnU-Net's
+    ``.b2nd`` (``case["nnunet_image"]``, ``float32`` as nnU-Net normalised it; it records no
+    grid, so its shape is checked against the archive's) or from the uncompressed ``.nii``
+    (``case["ct_nii"]``, ``int16`` HU, read as ``float32``); ``cfg.workers`` workers of a torch
+    ``DataLoader`` (persistent), batches of 2. ``medmask-coords`` draws class voxels from
+    nnU-Net-style coordinates written beside each archive (``save_foreground_coords``: label
+    preprocessing the other medmask rows do not need) instead of the decoded masks.
 
     Args:
         task: ``"labelmap"``: every mask, labels 1..117 in archive order, a later mask wins an
             overlap (``LoadMask``'s label map); ``"organs"``: the masks ``cfg.organs`` as
             channels, in that order.
-        cases: One dict per case, written by :func:`write_case`: ``mska``, ``nnunet_image``,
-            ``ct_nii``... With ``check=True`` they are the first two cases and the image to
-            read is their position code instead of the CT: ``case["check_b2nd"]`` (``.b2nd``)
-            or ``case["check_nii"]`` (uncompressed ``.nii``), both ``float32``.
+        cases: One dict per case, written by :func:`write_case` (with ``check=True`` the first
+            two cases, whose image to read is their position code: ``check_b2nd`` /
+            ``check_nii``).
         check: Build the loader for the equality check (position-code images), not for timing.
-        cfg: The benchmark's options (``patch``, ``workers``, ``organs``, ``names``,
-            ``present``, ``seed``, and the timing counts, to size finite datasets).
+        cfg: The benchmark's options.
+        peer: Which medmask row (:data:`MEDMASK_VARIANTS`).
 
     Returns:
-        A :class:`Run`: the loader (an iterable of batches), ``to_arrays(batch)`` ->
-        ``(image, label)`` NumPy arrays ``(B, 1, z, y, x)`` and ``(B, C, z, y, x)`` in the
-        grid's ``(z, y, x)`` order (``C`` = 1 or 5), ``count(batch)`` -> patches, ``close``.
-
-    Raises:
-        NotImplementedError: Until issue 18's patch dataset exists (the table then says "not
-            yet implemented").
+        A :class:`Run`.
     """
-    raise NotImplementedError("medmask's patch dataset (issue 18) is not built yet")
+    import torch
+    from torch.utils.data import DataLoader
+
+    from medmask.patches import NnUNetPolicy, PatchCase, coords_path, save_foreground_coords
+    from medmask_monai import PatchDataset
+
+    layout, foreground = MEDMASK_VARIANTS[peer]
+    key = {
+        "b2nd": "check_b2nd" if check else "nnunet_image",
+        "nii": "check_nii" if check else "ct_nii",
+    }
+    if foreground == "coords":
+        for c in cases:
+            if not coords_path(c["mska"]).exists():
+                save_foreground_coords(c["mska"])
+    need = 2 * (cfg.warmup + cfg.repeat * cfg.batches + cfg.check_batches) + 32
+    ds = PatchDataset(
+        [PatchCase(c[key[layout]], c["mska"]) for c in cases],
+        cfg.patch,
+        names=cfg.names if task == "labelmap" else cfg.organs,
+        mode="labelmap" if task == "labelmap" else "channels",
+        policy=NnUNetPolicy(1 / 3),
+        samples_per_case=-(-2 * need // len(cases)),
+        seed=cfg.seed,
+        foreground=foreground,
+    )
+    torch.manual_seed(cfg.seed)
+    loader = DataLoader(
+        ds, batch_size=2, shuffle=True, num_workers=cfg.workers, persistent_workers=True
+    )
+    return Run(
+        loader,
+        lambda b: (b["image"].numpy(), b["label"].numpy()),
+        lambda b: int(b["image"].shape[0]),
+    )
 
 
 # ============================================================================================
@@ -261,7 +301,21 @@ def disk_bytes(man: dict) -> list[tuple[str, float, float, float]]:
             mean(lambda c: [c["mska"]]),
             mean(lambda c: [c["mska"]]),
         ),
+        (
+            "medmask: `.mska` + `.fgcoords.npz` (nnU-Net-style coordinates, optional)",
+            mean(lambda c: [c["nnunet_image"]]),
+            mean(lambda c: [c["mska"], *_coords_file(c)]),
+            mean(lambda c: [c["mska"], *_coords_file(c)]),
+        ),
     ]
+
+
+def _coords_file(case: dict) -> list[str]:
+    """The case's ``.fgcoords.npz`` (written for the ``medmask-coords`` row), if any."""
+    from medmask.patches import coords_path
+
+    p = coords_path(case["mska"])
+    return [str(p)] if p.exists() else []
 
 
 # ============================================================================================
@@ -445,7 +499,7 @@ BUILDERS: dict[str, Callable[..., Run]] = {
     "nnunet": nnunet_peer,
     "nnunet-mt": nnunet_mt_peer,
     "torchio": torchio_peer,
-    "medmask": medmask_peer,
+    **{p: functools.partial(medmask_peer, peer=p) for p in MEDMASK_VARIANTS},
 }
 
 
@@ -528,6 +582,15 @@ def check_image(peer: str, man: dict, task: str) -> str:
         data = nnUNetDatasetBlosc2(str(f.parent), [f.name[:-5]]).load_case(f.name[:-5])[0]
         got = data[0][...]
         ct = nnunet_normalise(ct, np.load(Path(c["dir"]) / "gt_label.npy"))
+    elif peer in MEDMASK_VARIANTS:
+        from medmask.patches import open_image
+
+        if MEDMASK_VARIANTS[peer][0] == "b2nd":  # nnU-Net's file: the CT as nnU-Net normalised it
+            src = open_image(c["nnunet_image"])
+            ct = nnunet_normalise(ct, np.load(Path(c["dir"]) / "gt_label.npy"))
+        else:
+            src = open_image(c["ct_nii"])
+        got = src.read((0, src.shape[0], 0, src.shape[1], 0, src.shape[2]))[0]
     else:
         return "image check: done by the peer"
     if not np.array_equal(got.astype(np.float32), ct.astype(np.float32)):
