@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from medmask import MaskArchive
+from medmask.catalog import Catalog
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
 from medmask.patches import (
     ByteLRU,
-    CaseIndex,
     CentrePolicy,
     CentreSampler,
     ImageSource,
@@ -32,9 +32,12 @@ from medmask.patches import (
     open_image,
     patch_box,
 )
+from medmask.schemes import LabelScheme
 
+from ._cases import check_on_stale
 from ._load import Names, as_numpy_dtype, resolve_names
 from ._load import label_dtype as default_label_dtype
+from ._patch_cases import CaseFacts, Images, facts_from_archive, facts_from_catalog
 from .dataset import _OpenArchives
 
 __all__ = ["PatchDataset", "patch_size_of"]
@@ -56,19 +59,13 @@ def patch_size_of(size: int | Sequence[int]) -> tuple[int, int, int]:
 
 class _Case:
     """One case as the dataset holds it: the image source, the archive, the index facts of
-    its selected masks, where the archive lies on the image, and its output labels."""
+    its selected masks, where the archive lies on the image, its output labels, the masks
+    its foreground centres may be drawn from and (with a scheme) its availability."""
 
-    def __init__(
-        self,
-        case: PatchCase,
-        image: ImageSource,
-        index: CaseIndex,
-        offset: tuple[int, int, int],
-        labels: dict[str, int],
-        stored: list[str],
-    ) -> None:
-        self.case, self.image, self.index = case, image, index
-        self.offset, self.labels, self.stored = offset, labels, stored
+    def __init__(self, facts: CaseFacts, image: ImageSource, offset: tuple[int, int, int]) -> None:
+        self.case, self.image, self.index = facts.case, image, facts.index
+        self.offset, self.labels, self.stored = offset, facts.labels, facts.stored
+        self.allowed, self.available = facts.allowed, facts.available
 
 
 class _Worker:
@@ -82,7 +79,7 @@ class _Worker:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             stream.append(torch.distributed.get_rank())
         self.rng = np.random.default_rng(np.random.SeedSequence(stream))
-        self.archives = _OpenArchives(ds.max_open, ds.storage_options)
+        self.archives = _OpenArchives(ds.max_open, ds.storage_options, ds.on_stale)
         self.sampler = CentreSampler(
             ds.policy, foreground=ds.foreground, cache_bytes=ds.cache_bytes
         )
@@ -128,10 +125,20 @@ class PatchDataset(Dataset):
     ``seed`` and torch's seed (``torch.manual_seed`` or the DataLoader's ``generator``).
     Works with ``DistributedSampler`` and with archives at URLs.
 
+    Catalogues and partial labels: ``cases`` may be a :class:`medmask.Catalog` (its
+    archives, with ``images=`` naming each case's image): the masks' index facts come from
+    its rows, so building the dataset opens no archive (only the images' headers), and each
+    archive is checked against its row when a worker first opens it (``on_stale``). Centres
+    are drawn from the masks a case was annotated for: its ``classes``, else its archive's
+    ``annotated`` attribute (``docs/format.md``), else every mask. With ``scheme`` (a
+    :class:`medmask.schemes.LabelScheme`), each case is painted under the scheme (its masks
+    mapped onto the scheme's classes; one channel per class with ``"channels"``) and each
+    item holds ``"label_available"``: one bool per class, the scheme's order.
+
     Args:
-        cases: :class:`~medmask.patches.PatchCase` objects, ``(image, archive)`` pairs or
+        cases: :class:`~medmask.patches.PatchCase` objects, ``(image, archive)`` pairs,
             dicts with ``image``, ``archive`` (and ``classes``: the annotated classes of a
-            partially labelled case).
+            partially labelled case), or a :class:`medmask.Catalog`.
         patch_size: ``(z, y, x)``, or one size for a cube.
         names: The masks used: ``None`` (every mask of each archive, labelled 1..N in its
             order), a list (labelled 1..N in that order) or ``{name: label}`` (labels may
@@ -155,7 +162,12 @@ class PatchDataset(Dataset):
         cache_bytes: Per-worker budget of decoded mask rows (or coordinates).
         image_cache_bytes: Per-worker budget of whole images read from ``.nii.gz``.
         max_open: Most archives open per worker.
-        storage_options: fsspec options for archives at URLs.
+        storage_options: fsspec options for archives at URLs (default for a catalogue: its
+            own).
+        images: With a catalogue: ``{case: image}`` or a function of the case name.
+        scheme: Paint cases under this scheme and add ``label_available`` (not with
+            ``names``).
+        on_stale: ``"raise"`` or ``"reread"``: a catalogued archive that changed.
 
     Raises:
         MaskValidationError: Bad sizes or options, or an archive with no grid.
@@ -185,8 +197,16 @@ class PatchDataset(Dataset):
         image_cache_bytes: int = 1 << 30,
         max_open: int = 32,
         storage_options: Mapping[str, Any] | None = None,
+        images: Images | None = None,
+        scheme: LabelScheme | None = None,
+        on_stale: str = "raise",
     ) -> None:
         self.patch = patch_size_of(patch_size)
+        if scheme is not None and names is not None:
+            raise MaskValidationError("give names= or scheme=, not both")
+        if storage_options is None and isinstance(cases, Catalog):
+            storage_options = cases.storage_options
+        self.scheme, self.on_stale = scheme, check_on_stale(on_stale)
         self._check_options(mode, fit, axes, samples_per_case)
         self.mode, self.fit, self.axes = mode, fit, axes
         self.samples_per_case = int(samples_per_case)
@@ -199,12 +219,23 @@ class PatchDataset(Dataset):
         self.max_open = max(1, int(max_open))
         self.storage_options = None if storage_options is None else dict(storage_options)
         self.names = resolve_names(names)
-        self.cases = [self._case(as_case(c)) for c in cases]
+        if isinstance(cases, Catalog):
+            facts = facts_from_catalog(cases, images, self.names, scheme)
+        else:
+            facts = [
+                facts_from_archive(as_case(c), self.names, scheme, self.storage_options)
+                for c in cases
+            ]
+        self.cases = [self._case(f) for f in facts]
         if not self.cases:
             raise MaskValidationError("a patch dataset needs at least one case")
         self._check_names()
-        top = max((max(c.labels.values(), default=1) for c in self.cases), default=1)
-        self.levels = sorted({v for c in self.cases for v in c.labels.values()})
+        if scheme is not None:  # every class has its channel and label, in every case
+            self.levels = scheme.labels()
+            top = max(self.levels)
+        else:
+            top = max((max(c.labels.values(), default=1) for c in self.cases), default=1)
+            self.levels = sorted({v for c in self.cases for v in c.labels.values()})
         chosen = as_numpy_dtype(label_dtype)
         self.label_dtype = chosen or (
             np.dtype(np.uint8) if mode == "channels" else default_label_dtype(top)
@@ -222,24 +253,17 @@ class PatchDataset(Dataset):
         if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
             raise MaskValidationError(f"samples_per_case must be >= 1, got {samples!r}")
 
-    def _case(self, case: PatchCase) -> _Case:
-        """Open the image's header and the archive's index; check the grids."""
-        image = open_image(case.image)
-        with MaskArchive(case.archive, storage_options=self.storage_options) as ar:
-            index = CaseIndex.of(ar, None if self.names is None else list(self.names))
-            offset = archive_offset(
-                ar.space,
-                image.shape,
-                image.space,
-                archive_name=str(ar.path),
-                image_name=image.path,
-            )
-            stored = ar.all_names()
-        if self.names is None:
-            labels = {n: k for k, n in enumerate(stored, start=1)}
-        else:
-            labels = {n: v for n, v in self.names.items() if n in index.masks}
-        return _Case(case, image, index, offset, labels, stored)
+    def _case(self, facts: CaseFacts) -> _Case:
+        """Open the image's header and check that it shares the archive's grid."""
+        image = open_image(facts.case.image)
+        offset = archive_offset(
+            facts.space,
+            image.shape,
+            image.space,
+            archive_name=str(facts.case.archive),
+            image_name=image.path,
+        )
+        return _Case(facts, image, offset)
 
     def _check_names(self) -> None:
         """Every requested name, and every class the policy names, is in some archive."""
@@ -278,7 +302,7 @@ class PatchDataset(Dataset):
             raise IndexError(f"index {i} out of range for {n} patches")
         k = int(i) % len(self.cases)
         case, w = self.cases[k], self._state()
-        ar = w.archives.get(k, str(case.case.archive))
+        ar = w.archives.get(k, case.case.archive)
         with w.lock:
             centre = w.sampler.draw(
                 ar,
@@ -286,7 +310,7 @@ class PatchDataset(Dataset):
                 w.rng,
                 grid_shape=case.image.shape,
                 offset=case.offset,
-                allowed=case.case.classes,
+                allowed=case.allowed,
             )
         box = patch_box(centre.zyx, self.patch, case.image.shape, self.fit)
         image = case.image.read(box, dtype=self.dtype, pad=self.pad_value, cache=w.images)
@@ -301,6 +325,8 @@ class PatchDataset(Dataset):
             "kind": centre.kind,
             "class": centre.name or "",
         }
+        if case.available is not None:
+            item["label_available"] = torch.from_numpy(case.available.copy())
         return self.transform(item) if self.transform is not None else item
 
     def _label(self, ar: MaskArchive, case: _Case, box: tuple[int, ...]) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import MaskValidationError
 from ..schemes import CaseLabels, LabelScheme, case_labels
+from ..spaces import Space, space_from_disk_json
 from .build import BuildResult, build_table, list_files
 from .refs import ArchiveRef
 from .schema import BBOX_COLUMNS, CENTROID_COLUMNS, NULLABLE_INTS, _pa, arrow_schema
@@ -43,9 +44,23 @@ class Archives:
     _codes: np.ndarray = field(repr=False)
     _spans: list[tuple[int, int]] = field(repr=False)
     _dictionary: list[str] = field(repr=False)
+    #: the rows of the base table, grouped by archive (what ``_spans`` index)
+    _rows: np.ndarray = field(repr=False)
+    _spaces: list[str | None] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.refs)
+
+    def rows_of(self, k: int) -> np.ndarray:
+        """The positions, in the catalogue the names come from (``catalog._base`` or the
+        catalogue itself), of archive ``k``'s rows, in archive order."""
+        a, b = self._spans[k]
+        return self._rows[a:b]
+
+    def space_of(self, k: int) -> Space | None:
+        """Archive ``k``'s ``(z, y, x)`` space (``None`` when not recorded)."""
+        text = self._spaces[k]
+        return None if text is None else space_from_disk_json(text.encode(), path=self.refs[k].path)
 
     def names_of(self, k: int) -> list[str]:
         """The masks archive ``k`` stores (as catalogued, archive order)."""
@@ -463,8 +478,8 @@ def _archives_of(cat: Catalog) -> Archives:
     first = order[starts[:-1]]
     pick = lambda c: t.column(c).take(pa.array(first)).to_pylist()  # noqa: E731
     cases, sizes, gens = pick("case"), pick("archive_size"), pick("archive_generation")
-    crcs, attrs = pick("archive_index_crc"), pick("archive_attrs")
-    refs, out_cases, out_attrs, spans = [], [], [], []
+    crcs, attrs, spaces = pick("archive_index_crc"), pick("archive_attrs"), pick("archive_space")
+    refs, out_cases, out_attrs, spans, out_spaces = [], [], [], [], []
     parsed: dict[str, dict] = {}
     for p in cat.archive_paths():
         k = at[p]
@@ -475,4 +490,7 @@ def _archives_of(cat: Catalog) -> Archives:
             parsed[text] = _attrs(text)
         out_attrs.append(parsed[text])
         spans.append((int(starts[k]), int(starts[k + 1])))
-    return Archives(refs, out_cases, out_attrs, codes, spans, name.dictionary.to_pylist())
+        out_spaces.append(spaces[k])
+    return Archives(
+        refs, out_cases, out_attrs, codes, spans, name.dictionary.to_pylist(), order, out_spaces
+    )

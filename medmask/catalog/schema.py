@@ -22,6 +22,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import CorruptFileError, UnsupportedFormatError
+from ..spaces import space_to_disk_json
 from ..stats.rows import Part
 from ..stats.table import concat_parts, derived_arrays
 
@@ -73,6 +74,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("archive_generation", "its commit generation (format 2); null otherwise"),
     ("archive_index_crc", "CRC-32 of its index as stored; null for a .msk"),
     ("archive_attrs", "the archive's attributes (source identifiers, annotated), JSON"),
+    ("archive_space", "its grid: the space JSON the file stores (x, y, z order)"),
 )
 #: The box and centroid columns (flat columns read fast; ``Catalog.df`` joins them).
 BBOX_COLUMNS = tuple(f"bbox_{a}" for a in ("z0", "z1", "y0", "y1", "x0", "x1"))
@@ -86,7 +88,17 @@ NULLABLE_INTS = (
     "archive_generation",
     "archive_index_crc",
 )
-_DICT = ("path", "case", "format", "name", "labels", "attrs", "source", "archive_attrs")
+_DICT = (
+    "path",
+    "case",
+    "format",
+    "name",
+    "labels",
+    "attrs",
+    "source",
+    "archive_attrs",
+    "archive_space",
+)
 
 
 def _pa() -> Any:
@@ -246,6 +258,13 @@ def parts_table(parts: Sequence[Part]) -> Any:
                 json.dumps(part.archive_attrs, ensure_ascii=False, sort_keys=True)
                 if part.archive_attrs
                 else None
+                for part in parts
+            ],
+            counts,
+        ),
+        "archive_space": _repeat(
+            [
+                None if part.space is None else space_to_disk_json(part.space).decode()
                 for part in parts
             ],
             counts,

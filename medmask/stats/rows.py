@@ -68,6 +68,7 @@ class Part:
         fingerprint: ``(size, generation, index_crc)`` of the file as read (see
             :class:`medmask.format.ArchiveFingerprint`; ``.msk``: size only).
         archive_attrs: The archive's attributes (``{}`` when none, and for ``.msk``).
+        space: The file's ``(z, y, x)`` space.
         positions, offsets, lengths, crcs: Per row, the mask's position in the file and
             its blob's byte range and CRC (``None`` where the file has none).
     """
@@ -81,8 +82,10 @@ class Part:
         *,
         fingerprint: tuple[int, int | None, int | None] = (0, None, None),
         archive_attrs: dict | None = None,
+        space: Space | None = None,
     ) -> None:
         self.grid, self.case, self.fmt, self.path = grid, case, fmt, path
+        self.space = space
         self.fingerprint = tuple(fingerprint)
         self.archive_attrs = archive_attrs or {}
         self.names: list[str] = []
@@ -129,6 +132,7 @@ def _archive_part(target: Target) -> Part | None:
             target.path,
             fingerprint=ar.fingerprint,
             archive_attrs=dict(ar.archive_attrs),
+            space=space,
         )
         for info in ar.infos():
             voxels, bbox, centroid, source = info.voxels, info.bbox, info.centroid, "index"
