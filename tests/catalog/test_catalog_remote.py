@@ -40,7 +40,15 @@ def test_built_from_a_prefix_like_local_files(bucket_catalog, dataset):
     _url, cat = bucket_catalog
     local = Catalog.build(dataset)
     assert all(p.startswith("s3://") for p in cat.archive_paths())
-    cols = ["name", "voxels", "bbox_z0", "bbox_x1", "blob_offset", "blob_length", "archive_index_crc"]
+    cols = [
+        "name",
+        "voxels",
+        "bbox_z0",
+        "bbox_x1",
+        "blob_offset",
+        "blob_length",
+        "archive_index_crc",
+    ]
     assert cat.table.select(cols).to_pylist() == local.table.select(cols).to_pylist()
 
 
