@@ -12,6 +12,7 @@ archive, 144 bytes) and re-read only when its size, generation or index checksum
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from ..errors import MaskValidationError, MedMaskError
 from ..format import ArchiveFingerprint, peek_archive
 from ..io.names import format_from_name, is_url
 from ..io.target import Target, open_source
-from ..stats.files import find_mask_files
+from ..stats.files import find_mask_files, progress_wrapper
 from ..stats.rows import file_part
 from .schema import _pa, arrow_schema, parts_table
 
@@ -29,6 +30,9 @@ __all__ = ["BuildResult", "read_chunk", "build_table", "chunks_of"]
 Progress = Callable[[Iterable], Iterable]
 #: Files per task, at most (fewer when that gives each worker at least four tasks).
 CHUNK = 64
+#: Fewer files are read in this process: starting a pool of processes (each importing
+#: medmask and pyarrow) costs about as much as reading a few hundred archives.
+POOL_MIN_FILES = 400
 
 
 @dataclass
@@ -42,6 +46,7 @@ class BuildResult:
         kept: Files whose rows were taken from the previous catalogue, unchanged.
         removed: Files of the previous catalogue no longer found.
         failed: ``(file, message)`` of the files that could not be read (``on_error="skip"``).
+        cpu_seconds: CPU time the reading took, summed over the processes that read.
     """
 
     table: Any
@@ -50,6 +55,7 @@ class BuildResult:
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
 
 def _fingerprint_now(path: str, storage_options: Mapping | None) -> ArchiveFingerprint:
@@ -82,8 +88,9 @@ def read_chunk(
             fingerprint is unchanged is not read.
 
     Returns:
-        ``(table, unchanged files, failed (file, message))``.
+        ``(table, unchanged files, failed (file, message), CPU seconds)``.
     """
+    cpu = time.process_time()
     parts, unchanged, failed = [], [], []
     for f in files:
         try:
@@ -101,7 +108,8 @@ def read_chunk(
             if on_error == "raise":
                 raise
             failed.append((f, _message(f, exc)))
-    return parts_table(parts), unchanged, failed
+    table = parts_table(parts)
+    return table, unchanged, failed, time.process_time() - cpu
 
 
 def chunks_of(files: Sequence[str], workers: int) -> list[list[str]]:
@@ -144,7 +152,7 @@ def _run_dask(client: Any, chunks: list[list[str]], args: tuple) -> Iterator[tup
 def _engine(chunks, args, workers: int, client: Any) -> Iterator[tuple]:
     if client is not None:
         return _run_dask(client, chunks, args)
-    if workers > 1 and len(chunks) > 1:
+    if workers > 1 and len(chunks) > 1 and sum(map(len, chunks)) >= POOL_MIN_FILES:
         return _run_pool(chunks, args, min(workers, len(chunks)))
     return ((c, read_chunk(c, *args)) for c in chunks)
 
@@ -179,7 +187,7 @@ def build_table(
     workers: int = 1,
     client: Any = None,
     storage_options: Mapping | None = None,
-    progress: Progress | None = None,
+    progress: bool | Progress | None = None,
     on_error: str = "raise",
     previous: Any = None,
 ) -> BuildResult:
@@ -187,10 +195,13 @@ def build_table(
 
     Args:
         files: Paths (absolute) and URLs.
-        workers: Local processes (``1``: this process). Ignored with ``client``.
+        workers: Local processes (``1``: this process; fewer than
+            :data:`POOL_MIN_FILES` files are read here anyway). Ignored with ``client``.
         client: A :class:`dask.distributed.Client`: each chunk is one task.
         storage_options: fsspec options for URLs.
-        progress: Wraps the iterable of files as they are read (e.g. ``tqdm``).
+        progress: ``True`` for a progress bar on stderr, ``False`` for none, a wrapper of
+            the iterable of files as they are read (e.g. ``tqdm.tqdm``), or ``None``: a bar
+            on a terminal for more than 20 files.
         on_error: ``"raise"`` or ``"skip"``.
         previous: A previous catalogue's table: files it lists unchanged keep its rows.
 
@@ -203,11 +214,11 @@ def build_table(
     args = (dict(storage_options) if storage_options else None, on_error, expected)
     results: list[tuple] = []
     done = _files_done(_engine(chunks_of(files, workers), args, workers, client), results)
-    for _ in (progress or (lambda it: it))(done):
+    for _ in progress_wrapper(progress, len(files), "catalog")(done):
         pass
-    tables = [t for t, _u, _f in results if t.num_rows]
-    unchanged = {f for _t, u, _f in results for f in u}
-    failed = [x for _t, _u, fs in results for x in fs]
+    tables = [t for t, _u, _f, _c in results if t.num_rows]
+    unchanged = {f for _t, u, _f, _c in results for f in u}
+    failed = [x for _t, _u, fs, _c in results for x in fs]
     if unchanged:
         tables.append(_rows_of(previous, unchanged))
     pa = _pa()
@@ -222,6 +233,7 @@ def build_table(
         kept=[f for f in files if f in unchanged],
         removed=gone,
         failed=failed,
+        cpu_seconds=sum(c for _t, _u, _f, c in results),
     )
 
 

@@ -168,7 +168,7 @@ class Catalog:
         workers: int = 1,
         client: Any = None,
         storage_options: Mapping[str, Any] | None = None,
-        progress: Callable[[Iterable], Iterable] | None = None,
+        progress: bool | Callable[[Iterable], Iterable] | None = None,
         on_error: str = "raise",
     ) -> Catalog:
         """Catalogue every ``.mska``/``.msk`` file under ``paths``.
@@ -181,7 +181,9 @@ class Catalog:
             client: A :class:`dask.distributed.Client` to read the files on (each chunk
                 of files is one task); ``workers`` is then ignored.
             storage_options: fsspec options for URLs.
-            progress: Wraps the iterable of files as they are read (e.g. ``tqdm``).
+            progress: ``True`` for a progress bar (stderr), ``False`` for none, a wrapper
+                of the iterable of files as they are read (``tqdm.tqdm``), or ``None``: a
+                bar on a terminal for more than 20 files.
             on_error: ``"raise"`` (default) or ``"skip"``: unreadable files are left out
                 and listed in ``catalog.report.failed``.
 
@@ -213,7 +215,7 @@ class Catalog:
         *,
         workers: int = 1,
         client: Any = None,
-        progress: Callable[[Iterable], Iterable] | None = None,
+        progress: bool | Callable[[Iterable], Iterable] | None = None,
         on_error: str = "raise",
     ) -> Catalog:
         """A new catalogue of ``paths`` that re-reads only the archives that changed.

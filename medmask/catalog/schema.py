@@ -211,6 +211,16 @@ def _json_column(values: Sequence[dict | None]) -> Any:
     return p.array(text, type=p.string()).dictionary_encode()
 
 
+def _space_text(part: Part, cache: dict[int, str]) -> str | None:
+    """The space JSON of a part, made once per distinct grid."""
+    if part.space is None:
+        return None
+    key = id(part.grid)
+    if key not in cache:
+        cache[key] = space_to_disk_json(part.space).decode()
+    return cache[key]
+
+
 def parts_table(parts: Sequence[Part]) -> Any:
     """The catalogue rows of the files read (:func:`medmask.stats.rows.file_part`).
 
@@ -222,6 +232,7 @@ def parts_table(parts: Sequence[Part]) -> Any:
     """
     p = _pa()
     parts = [part for part in parts if part.names]
+    spaces: dict[int, str] = {}  # each distinct grid's JSON once (grid_of shares grids)
     cols, grids = concat_parts(parts)
     d = derived_arrays(cols, grids)
     counts = np.array([len(part.names) for part in parts], dtype=np.int64)
@@ -262,12 +273,6 @@ def parts_table(parts: Sequence[Part]) -> Any:
             ],
             counts,
         ),
-        "archive_space": _repeat(
-            [
-                None if part.space is None else space_to_disk_json(part.space).decode()
-                for part in parts
-            ],
-            counts,
-        ),
+        "archive_space": _repeat([_space_text(part, spaces) for part in parts], counts),
     }
     return p.table(data, schema=arrow_schema())

@@ -75,7 +75,7 @@ from .coverage import (
     scheme_coverage,
     unknown_names,
 )
-from .files import PathArg, find_mask_files
+from .files import PathArg, find_mask_files, progress_wrapper
 from .rows import Part, file_part
 from .table import MASK_COLUMNS, SUMMARY_COLUMNS, _pd, frame, lacking, summarize
 
@@ -95,21 +95,6 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "COVERAGE_COLUMNS",
 ]
-
-
-def _wrap_progress(
-    progress: bool | Callable[[Iterable], Iterable] | None, total: int
-) -> Callable[[Iterable], Iterable]:
-    if callable(progress):
-        return progress
-    show = progress if progress is not None else (total > 20 and sys.stderr.isatty())
-    if not show:
-        return lambda it: it
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the ``cli`` extra is optional
-        return lambda it: it
-    return lambda it: tqdm(it, total=total, desc="stats", unit="file", leave=False)
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -153,7 +138,7 @@ def stats(
     failed: list[tuple[str, str]] = []
     paused = _CollectorPaused()
     try:
-        for k, f in enumerate(_wrap_progress(progress, len(files))(files)):
+        for k, f in enumerate(progress_wrapper(progress, len(files), "stats")(files)):
             if k % _GC_BATCH == 0:
                 paused.new_batch()
             try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import MaskValidationError
 from ..io.names import is_url
 
-__all__ = ["find_mask_files", "MASK_SUFFIXES", "PathArg"]
+__all__ = ["find_mask_files", "progress_wrapper", "MASK_SUFFIXES", "PathArg"]
 
 #: File name endings of medmask files.
 MASK_SUFFIXES = (".mska", ".msk")
@@ -76,3 +77,26 @@ def find_mask_files(
         else:
             raise FileNotFoundError(f"{s}: no such file or folder")
     return out
+
+
+def progress_wrapper(
+    progress: bool | Callable[[Iterable], Iterable] | None, total: int, desc: str
+) -> Callable[[Iterable], Iterable]:
+    """What wraps the iterable of files read: the caller's wrapper (e.g. ``tqdm.tqdm``), a
+    tqdm bar on stderr (``True``; ``None``: on a terminal, for more than 20 files), or none.
+
+    Args:
+        progress: ``True``, ``False``, ``None`` or a wrapper.
+        total: The number of files.
+        desc: The bar's label.
+    """
+    if callable(progress):
+        return progress
+    show = progress if progress is not None else (total > 20 and sys.stderr.isatty())
+    if not show:
+        return lambda it: it
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the ``cli`` extra is optional
+        return lambda it: it
+    return lambda it: tqdm(it, total=total, desc=desc, unit="file", leave=False, file=sys.stderr)

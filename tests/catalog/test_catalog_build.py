@@ -134,9 +134,16 @@ def test_availability_and_datalist(dataset):
     assert state[("case_3", "spleen")] == "not_annotated"
 
 
-def test_processes_and_dask_give_the_same_catalogue(dataset):
+def test_processes_and_dask_give_the_same_catalogue(dataset, monkeypatch):
+    import medmask.catalog.build as build
+
     one = Catalog.build(dataset)
+    monkeypatch.setattr(build, "POOL_MIN_FILES", 0)  # a pool even for six files
+    spawned = []
+    real = build._run_pool
+    monkeypatch.setattr(build, "_run_pool", lambda *a: spawned.append(a) or real(*a))
     two = Catalog.build(dataset, workers=2)
+    assert len(spawned) == 1 and two.report.cpu_seconds > 0
     assert same(two.table, one.table)
     pytest.importorskip("distributed")
     from medmask.packing import dask_client
