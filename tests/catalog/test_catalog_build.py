@@ -204,7 +204,7 @@ def test_cli_catalog_update_and_scheme(dataset, tmp_path, capsys):
     assert main(["catalog", str(dataset), "-o", str(out), "--scheme", "nope"]) == 2
 
 
-def test_stats_scheme_shows_coverage(dataset, capsys):
+def test_stats_scheme_shows_coverage(dataset, capsys, tmp_path):
     assert main(["stats", str(dataset), "--scheme", "amos"]) == 0
     out, err = capsys.readouterr()
     rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()[2:8]}
@@ -213,3 +213,11 @@ def test_stats_scheme_shows_coverage(dataset, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["scheme"] == "amos22" and len(doc["classes"]) == 15
     assert main(["stats", str(dataset), "--scheme", "amos", "--csv", "x.csv"]) == 2
+    own = tmp_path / "mine.json"
+    own.write_text(json.dumps({"liver": 1, "kidney": 2}))
+    assert main(["stats", str(dataset), "--scheme", str(own), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scheme"] == "mine" and [c["class"] for c in doc["classes"]] == ["liver", "kidney"]
+    own.write_text(json.dumps({"liver": 1, "kidney": 1}))  # one label for two classes
+    assert main(["stats", str(dataset), "--scheme", str(own)]) == 2
+    assert "label 1 is given to 'liver', 'kidney'" in capsys.readouterr().err
