@@ -208,10 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         t_update, c_update, _ = run_step("update", subs, args.repeat)
         size = out.stat().st_size
     finally:
-        if args.data is None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            shutil.rmtree(work / "catalog.parquet", ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)  # --data lives elsewhere and stays
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         "# Catalogue benchmark",

@@ -305,11 +305,20 @@ class Catalog:
             col = self.table.column("path").combine_chunks()
             if col.null_count:
                 raise MaskValidationError(f"{self.source or 'catalogue'}: rows without a path")
-            idx = col.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            idx = col.indices.to_numpy(zero_copy_only=False)
+            names = col.dictionary.to_pylist()
+            step = np.diff(idx)
+            if (
+                len(idx)
+                and idx[0] == 0
+                and idx[-1] == len(names) - 1
+                and ((step == 0) | (step == 1)).all()
+            ):  # as written: rows grouped by archive, the dictionary in their order
+                self._codes = (idx.astype(np.int32, copy=False), names)
+                return self._codes
             uniq, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
             rank = np.empty(len(uniq), np.int32)
             rank[np.argsort(first, kind="stable")] = np.arange(len(uniq), dtype=np.int32)
-            names = col.dictionary.to_pylist()
             paths = [names[k] for k in uniq[np.argsort(first, kind="stable")]]
             self._codes = (rank[inverse.reshape(-1)], paths)
         return self._codes

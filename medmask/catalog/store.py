@@ -95,6 +95,13 @@ def write_table(
     target = Target.of(path, storage_options)
     expect_name(target.path, "parquet", what="catalogue")
     table = table.unify_dictionaries().combine_chunks()
+    # the paths' dictionary in the order of the rows' archives: readers then take each
+    # row's archive from the indices as they are (Catalog.archive_index)
+    import pyarrow.compute as pc
+
+    k = table.column_names.index("path")
+    path = pc.dictionary_encode(table.column(k).cast(_pa().string()))
+    table = table.set_column(k, table.field(k), path)
     table = table.replace_schema_metadata(schema_metadata(**dict(meta or {})))
     buf = io.BytesIO()
     pq.write_table(
