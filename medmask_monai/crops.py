@@ -112,7 +112,8 @@ class RandCropByMaskIndex(Randomizable, TraceableTransform, MultiSampleTrait):
         pool = self._pool
         if pool is None or pool.pid != os.getpid():
             pool = self._pool = _OpenArchives(16, self.storage_options)
-        return pool.get(str(archive), str(archive))
+        # a catalogue's ArchiveRef is checked against its row when first opened here
+        return pool.get(str(archive), archive)
 
     def _facts(self, ar: MaskArchive, img: Any) -> tuple[CaseIndex, tuple[int, int, int], dict]:
         key = (str(ar.path), ar.generation)
@@ -153,9 +154,13 @@ class RandCropByMaskIndex(Randomizable, TraceableTransform, MultiSampleTrait):
         index, offset, labels = self._facts(ar, img)
         shape_xyz = _spatial_xyz(img)
         rng = np.random.default_rng(self.R.randint(0, 2**31, size=4))
+        annotated = ar.annotated  # partial labels: centres on annotated masks only
+        allowed = None if annotated is None else frozenset(annotated)
         centres = []
         for _ in range(self.num_samples):
-            c = self.sampler.draw(ar, index, rng, grid_shape=shape_xyz[::-1], offset=offset)
+            c = self.sampler.draw(
+                ar, index, rng, grid_shape=shape_xyz[::-1], offset=offset, allowed=allowed
+            )
             centres.append(
                 correct_crop_centers(
                     list(c.zyx[::-1]), self.spatial_size, shape_xyz, self.allow_smaller

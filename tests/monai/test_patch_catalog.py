@@ -124,3 +124,27 @@ def test_stale_archive_is_caught_in_a_worker(cases, tmp_path):
     with pytest.raises(StaleCatalogError) as err:
         list(DataLoader(ds, batch_size=1, num_workers=1))
     assert str(cases[0].archive) in str(err.value) and "cat.parquet" in str(err.value)
+
+
+def test_rand_crop_by_mask_index_annotated_and_catalogued(cases, tmp_path):
+    """RandCropByMaskIndexd: foreground centres on annotated masks only, and a catalogue's
+    ArchiveRef checked against its row when opened."""
+    from monai.transforms import LoadImaged
+
+    from medmask_monai import RandCropByMaskIndexd
+
+    c = cases[1]  # annotated for the liver and both kidneys
+    annotated = ["liver", "kidney_left", "kidney_right"]
+    loaded = LoadImaged("image", ensure_channel_first=True)({"image": str(c.nii)})
+    Catalog.build([c.archive]).write(tmp_path / "cat.parquet")
+    ref = Catalog.open(tmp_path / "cat.parquet").refs()[0]
+    crop = RandCropByMaskIndexd("image", "label", (1, 1, 1), policy=PosNeg(1, 0), num_samples=40)
+    crop.set_random_state(0)
+    crop(dict(loaded, label=ref))
+    fg = np.any([c.masks[n] for n in annotated], axis=0)
+    assert all(fg[z, y, x] for x, y, z in crop.cropper.centers)
+    with MaskArchive(c.archive, "a") as ar:
+        ar.set_attrs("liver", {"description": "edited"})
+    fresh = RandCropByMaskIndexd("image", "label", (1, 1, 1), num_samples=1)
+    with pytest.raises(StaleCatalogError, match="cat.parquet"):
+        fresh(dict(loaded, label=ref))
