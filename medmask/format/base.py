@@ -14,6 +14,7 @@ from ..codecs import BlobSpec, Codec, check_shape
 from ..errors import CorruptFileError, MaskValidationError, MedMaskError
 from ..mapping import LabelMapping
 from ..spaces import Space, space_from_disk_json
+from .checks import check_labels_fit
 from .layouts import LAYOUTS, Layout
 
 __all__ = [
@@ -187,7 +188,10 @@ class Entry:
     def mapping(self, path: object = None) -> LabelMapping:
         """The entry's label mapping (parsed and validated once)."""
         if self._mapping is None:
-            self._mapping = parse_mapping(self.raw_mapping, path=path, mask=self.name)
+            mapping = parse_mapping(self.raw_mapping, path=path, mask=self.name)
+            if self.dtype is not None:  # the index knows the dtype (version 2)
+                check_labels_fit(mapping.items(), self.dtype, path=path, mask=self.name)
+            self._mapping = mapping
         return self._mapping
 
     @property
