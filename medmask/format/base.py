@@ -103,6 +103,7 @@ def decode_blob_region(
     *,
     path: object,
     mask: str | None,
+    fill: int | None = None,
 ) -> np.ndarray:
     """:meth:`Codec.decode_region` of one blob, with the file and mask on any error.
 
@@ -110,7 +111,7 @@ def decode_blob_region(
         CorruptFileError: The blob is damaged or disagrees with ``spec``.
     """
     try:
-        return codec.decode_region(blob, spec, region)
+        return codec.decode_region(blob, spec, region, fill=fill)
     except MedMaskError as err:
         err.add_context(path=path, mask=mask)
         raise

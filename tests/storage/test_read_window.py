@@ -225,9 +225,9 @@ def test_only_masks_whose_box_meets_the_window_are_decoded(tmp_path, monkeypatch
     with MaskArchive(tmp_path / "a.mska") as ar:
         real = type(ar._backend).iter_regions
 
-        def spy(self, entries, regions):
+        def spy(self, entries, regions, *fills):
             seen.extend(e.name for e in entries)
-            return real(self, entries, regions)
+            return real(self, entries, regions, *fills)
 
         monkeypatch.setattr(type(ar._backend), "iter_regions", spy)
         got = ar.read_window(((0, 20), (0, 30), (7, 14)))  # x 7..13: m1 (6..10), m2 (12..16)
