@@ -1,0 +1,263 @@
+"""Window reads: ``MaskArchive.read_window`` against nnU-Net's preprocessed label map (issue 18).
+
+On the real TotalSegmentator case (117 masks, 21 non-empty, grid 179x192x294), in one run,
+every reader timed on the same random 96³ windows (interleaved window by window), medians:
+
+* the reference: nnU-Net v2's own preprocessed case (``nnUNetDatasetBlosc2.save_case`` with
+  the chunks ``comp_blosc2_params`` gives for a 96³ patch: an ``int16`` label map, blosc2
+  LZ4HC), opened by ``nnUNetDatasetBlosc2.load_case`` (memory map), the label window sliced;
+* medmask's ``MaskArchive.read_window`` on the ``.mska`` that ``medmask pack`` writes: a label
+  map of all 117 masks (windows anywhere in the body), 5 organs as a stack of channels
+  (overlaps kept), and the largest organ alone (windows centred on its voxels);
+* medmask 0.4's public API for the same job (``read_cropped`` of every mask the window meets,
+  painted with ``copyto``), to show what the window path saves.
+
+Every medmask window is first checked equal to the reference (the label window, its channels,
+or the organ's mask) on ``--check`` windows of each kind. Targets (issue 18): anywhere within
+2x of the blosc2 label window, the largest organ no slower than it.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_window.py                 # ~1 min on 2 cores
+    .venv/bin/python benchmarks/bench_window.py --windows 100 --repeat 1
+
+Writes the table to stdout and to ``--out``/bench_window.md (default bench_output/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _patchcase import (  # noqa: E402
+    REAL_CASE,
+    largest,
+    load_real_case,
+    nnunet_normalise,
+    nnunet_save,
+    publish,
+    synthetic_ct,
+)
+
+PATCH = 96
+#: The organs of the stack rows (the real case's largest structures of the pelvis).
+ORGANS = ["hip_left", "hip_right", "sacrum", "urinary_bladder", "gluteus_maximus_left"]
+
+
+def windows_anywhere(shape, n: int, rng) -> list[tuple]:
+    """``n`` windows of 96³ uniformly inside the grid, as ``((z0, z1), (y0, y1), (x0, x1))``."""
+    out = []
+    for _ in range(n):
+        st = [int(rng.integers(0, s - PATCH + 1)) for s in shape]
+        out.append(tuple((a, a + PATCH) for a in st))
+    return out
+
+
+def windows_on(case, name: str, n: int, rng) -> list[tuple]:
+    """``n`` windows of 96³ centred on random voxels of mask ``name`` (kept inside the grid)."""
+    crop, box = case.crops[name]
+    vox = np.argwhere(crop) + np.array(box[::2])
+    out = []
+    for _ in range(n):
+        c = vox[rng.integers(len(vox))]
+        st = [int(min(max(c[a] - PATCH // 2, 0), case.shape[a] - PATCH)) for a in range(3)]
+        out.append(tuple((a, a + PATCH) for a in st))
+    return out
+
+
+def cut(w: tuple) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in w)
+
+
+def today(ar) -> Callable:
+    """medmask 0.4's API: ``read_cropped`` of each mask whose box meets the window, ``copyto``."""
+    infos = [(k, i) for k, i in enumerate(ar.infos(), start=1) if i.bbox is not None]
+
+    def read(w, names=None):
+        out = np.zeros((PATCH,) * 3, np.uint8)
+        for k, info in infos:
+            if names is not None and info.name not in names:
+                continue
+            b = info.bbox
+            lo = [max(b[2 * a], w[a][0]) for a in range(3)]
+            hi = [min(b[2 * a + 1], w[a][1]) for a in range(3)]
+            if min(h - lo_ for lo_, h in zip(lo, hi, strict=True)) <= 0:
+                continue
+            crop, box = ar.read_cropped(info.name)
+            sub = crop[tuple(slice(lo[a] - box[2 * a], hi[a] - box[2 * a]) for a in range(3))]
+            dst = out[tuple(slice(lo[a] - w[a][0], hi[a] - w[a][0]) for a in range(3))]
+            np.copyto(dst, np.uint8(k if names is None else 1), where=sub != 0)
+        return out
+
+    return read
+
+
+def timed(readers: dict[str, Callable], wins: list, repeat: int) -> dict[str, float]:
+    """Median seconds per window of every reader, interleaved window by window."""
+    from tqdm import tqdm
+
+    times: dict[str, list[float]] = {k: [] for k in readers}
+    for _ in range(repeat):
+        for w in tqdm(wins, desc="windows", file=sys.stderr, leave=False):
+            for key, fn in readers.items():
+                t = time.perf_counter()
+                fn(w)
+                times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def check(readers: dict[str, Callable], wins: list, expect: Callable) -> None:
+    for w in wins:
+        want = expect(w)
+        for key, fn in readers.items():
+            got = np.asarray(fn(w))
+            if got.shape != want.shape or not np.array_equal(got, want):
+                raise AssertionError(f"{key}: window {w} differs from the reference")
+
+
+def run(args: argparse.Namespace, work: Path) -> list[str]:
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    from medmask import MaskArchive
+    from medmask.nifti import folder_to_archive
+
+    case = load_real_case(args.real)
+    mska = work / "case.mska"
+    folder_to_archive(args.real, mska)
+    seg = case.label_map(dtype=np.int16)
+    nnunet_save(
+        work / "nn", "case", nnunet_normalise(synthetic_ct(case), seg), seg, 117, PATCH, False
+    )
+    _data, seg_b2, _, _ = nnUNetDatasetBlosc2(str(work / "nn")).load_case("case")
+    ar = MaskArchive(mska)
+    big = largest(case)
+    organ = case.full(big)
+    rng = np.random.default_rng(args.seed)
+    anywhere, on_big = (
+        windows_anywhere(case.shape, args.windows, rng),
+        windows_on(case, big, args.windows, rng),
+    )
+    b2 = {"blosc2": lambda w: seg_b2[0, w[0][0] : w[0][1], w[1][0] : w[1][1], w[2][0] : w[2][1]]}
+    old = today(ar)
+    label_map = {"read_window": lambda w: ar.read_window(w), "0.4 API": old}
+    stack = {"read_window stack": lambda w: ar.read_window(w, ORGANS, "stack")}
+    alone = {
+        "read_window organ": lambda w: ar.read_window(w, [big]),
+        "0.4 API organ": lambda w: old(w, [big]),
+    }
+    n = min(args.check, args.windows)
+    check(label_map, anywhere[:n], lambda w: np.asarray(b2["blosc2"](w)).astype(np.uint8))
+    fulls = [case.full(n) for n in ORGANS]  # the stack keeps overlaps: its own masks
+    check(stack, anywhere[:n], lambda w: np.stack([f[cut(w)] for f in fulls]))
+    check(alone, on_big[:n], lambda w: organ[cut(w)].astype(np.uint8))
+    t_any = timed({**b2, **label_map, **stack}, anywhere, args.repeat)
+    t_org = timed({**b2, **alone}, on_big, args.repeat)
+    ar.close()
+    return report(args, case, mska, seg_b2, t_any, t_org, big)
+
+
+def report(args, case, mska, seg_b2, t_any, t_org, big) -> list[str]:
+    ms = lambda s: f"{s * 1e3:.3f} ms"  # noqa: E731
+    ra, ro = t_any["blosc2"], t_org["blosc2"]
+    rows = [
+        (
+            "nnU-Net `_seg.b2nd` label window (the reference)",
+            t_any["blosc2"],
+            ra,
+            t_org["blosc2"],
+            ro,
+        ),
+        (
+            "**medmask `read_window`**, label map of all 117 masks",
+            t_any["read_window"],
+            ra,
+            None,
+            None,
+        ),
+        (f"**medmask `read_window`**, {big} alone", None, None, t_org["read_window organ"], ro),
+        (
+            f"medmask `read_window`, {len(ORGANS)} organs as a stack (overlaps kept)",
+            t_any["read_window stack"],
+            ra,
+            None,
+            None,
+        ),
+        (
+            "medmask 0.4 API: `read_cropped` of each mask met + `copyto`",
+            t_any["0.4 API"],
+            ra,
+            t_org["0.4 API organ"],
+            ro,
+        ),
+    ]
+    lines = [
+        "# Window reads (`benchmarks/bench_window.py`)",
+        "",
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}; real case {args.real.name} (grid (z, y, x) {case.shape}, "
+        f"{len(case.names)} masks, `.mska` {mska.stat().st_size:,} B); 96³ windows, medians over "
+        f"{args.windows} windows x {args.repeat} passes, readers interleaved; every medmask "
+        f"window checked equal to the reference on {min(args.check, args.windows)} windows of each kind first.",
+        "",
+        f"| reader | window anywhere | vs blosc2 | window on {big} | vs blosc2 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for text, a, ba, o, bo in rows:
+        cells = [ms(a) if a is not None else "", f"{a / ba:.2f}x" if a is not None else ""]
+        cells += [ms(o) if o is not None else "", f"{o / bo:.2f}x" if o is not None else ""]
+        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    r_any, r_org = t_any["read_window"] / ra, t_org["read_window organ"] / ro
+    ok_any, ok_org = r_any <= 2, r_org <= 1
+    lines += [
+        "",
+        f"Targets (issue 18): anywhere <= 2x of the blosc2 label window: {r_any:.2f}x "
+        f"({'met' if ok_any else 'MISSED'}); the largest organ <= 1x: {r_org:.2f}x "
+        f"({'met' if ok_org else 'MISSED'}).",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--real", type=Path, default=REAL_CASE, help="folder of the real case")
+    ap.add_argument(
+        "--windows", type=int, default=300, help="random windows per kind (default 300)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="timed passes over the windows (default 3)"
+    )
+    ap.add_argument(
+        "--check", type=int, default=40, help="windows checked equal first (default 40)"
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("bench_output"), help="folder for the .md")
+    args = ap.parse_args(argv)
+    if not args.real.is_dir():
+        print(f"real case not found at {args.real}: nothing to measure")
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="medmask-bench-window-"))
+    try:
+        lines = run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    publish("\n".join(lines) + "\n", args.out, "bench_window.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
