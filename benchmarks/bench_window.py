@@ -51,58 +51,21 @@ from _patchcase import (  # noqa: E402
     publish,
     synthetic_ct,
 )
+from study_window_layouts import (  # noqa: E402
+    today_reader,
+    window_reader,
+    windows_anywhere,
+    windows_on,
+)
 
 PATCH = 96
 #: The organs of the stack rows (the real case's largest structures of the pelvis).
 ORGANS = ["hip_left", "hip_right", "sacrum", "urinary_bladder", "gluteus_maximus_left"]
 
 
-def windows_anywhere(shape, n: int, rng) -> list[tuple]:
-    """``n`` windows of 96³ uniformly inside the grid, as ``((z0, z1), (y0, y1), (x0, x1))``."""
-    out = []
-    for _ in range(n):
-        st = [int(rng.integers(0, s - PATCH + 1)) for s in shape]
-        out.append(tuple((a, a + PATCH) for a in st))
-    return out
-
-
-def windows_on(case, name: str, n: int, rng) -> list[tuple]:
-    """``n`` windows of 96³ centred on random voxels of mask ``name`` (kept inside the grid)."""
-    crop, box = case.crops[name]
-    vox = np.argwhere(crop) + np.array(box[::2])
-    out = []
-    for _ in range(n):
-        c = vox[rng.integers(len(vox))]
-        st = [int(min(max(c[a] - PATCH // 2, 0), case.shape[a] - PATCH)) for a in range(3)]
-        out.append(tuple((a, a + PATCH) for a in st))
-    return out
-
-
 def cut(w: tuple) -> tuple[slice, ...]:
-    return tuple(slice(a, b) for a, b in w)
-
-
-def today(ar) -> Callable:
-    """medmask 0.4's API: ``read_cropped`` of each mask whose box meets the window, ``copyto``."""
-    infos = [(k, i) for k, i in enumerate(ar.infos(), start=1) if i.bbox is not None]
-
-    def read(w, names=None):
-        out = np.zeros((PATCH,) * 3, np.uint8)
-        for k, info in infos:
-            if names is not None and info.name not in names:
-                continue
-            b = info.bbox
-            lo = [max(b[2 * a], w[a][0]) for a in range(3)]
-            hi = [min(b[2 * a + 1], w[a][1]) for a in range(3)]
-            if min(h - lo_ for lo_, h in zip(lo, hi, strict=True)) <= 0:
-                continue
-            crop, box = ar.read_cropped(info.name)
-            sub = crop[tuple(slice(lo[a] - box[2 * a], hi[a] - box[2 * a]) for a in range(3))]
-            dst = out[tuple(slice(lo[a] - w[a][0], hi[a] - w[a][0]) for a in range(3))]
-            np.copyto(dst, np.uint8(k if names is None else 1), where=sub != 0)
-        return out
-
-    return read
+    """The slices of a window ``(z0, z1, y0, y1, x0, x1)``."""
+    return slice(w[0], w[1]), slice(w[2], w[3]), slice(w[4], w[5])
 
 
 def timed(readers: dict[str, Callable], wins: list, repeat: int) -> dict[str, float]:
@@ -146,17 +109,15 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     big = largest(case)
     organ = case.full(big)
     rng = np.random.default_rng(args.seed)
-    anywhere, on_big = (
-        windows_anywhere(case.shape, args.windows, rng),
-        windows_on(case, big, args.windows, rng),
-    )
-    b2 = {"blosc2": lambda w: seg_b2[0, w[0][0] : w[0][1], w[1][0] : w[1][1], w[2][0] : w[2][1]]}
-    old = today(ar)
-    label_map = {"read_window": lambda w: ar.read_window(w), "0.4 API": old}
-    stack = {"read_window stack": lambda w: ar.read_window(w, ORGANS, "stack")}
+    anywhere = windows_anywhere(case.shape, args.windows, rng)  # (z0, z1, y0, y1, x0, x1)
+    on_big = windows_on(case, big, args.windows, rng)
+    b2 = {"blosc2": lambda w: seg_b2[0, w[0] : w[1], w[2] : w[3], w[4] : w[5]]}
+    new, old = window_reader(mska), today_reader(mska)
+    label_map = {"read_window": new, "0.4 API": old}
+    stack = {"read_window stack": lambda w, names=None: ar.read_window(cut(w), ORGANS, "stack")}
     alone = {
-        "read_window organ": lambda w: ar.read_window(w, [big]),
-        "0.4 API organ": lambda w: old(w, [big]),
+        "read_window organ": lambda w, names=None: new(w, [big]),
+        "0.4 API organ": lambda w, names=None: old(w, [big]),
     }
     n = min(args.check, args.windows)
     check(label_map, anywhere[:n], lambda w: np.asarray(b2["blosc2"](w)).astype(np.uint8))
@@ -165,7 +126,8 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     check(alone, on_big[:n], lambda w: organ[cut(w)].astype(np.uint8))
     t_any = timed({**b2, **label_map, **stack}, anywhere, args.repeat)
     t_org = timed({**b2, **alone}, on_big, args.repeat)
-    ar.close()
+    for fn in (new, old, ar):
+        fn.close()
     return report(args, case, mska, seg_b2, t_any, t_org, big)
 
 
