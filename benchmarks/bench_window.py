@@ -30,11 +30,8 @@ import argparse
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +49,8 @@ from _patchcase import (  # noqa: E402
     synthetic_ct,
 )
 from study_window_layouts import (  # noqa: E402
+    check_readers,
+    time_readers,
     today_reader,
     window_reader,
     windows_anywhere,
@@ -66,29 +65,6 @@ ORGANS = ["hip_left", "hip_right", "sacrum", "urinary_bladder", "gluteus_maximus
 def cut(w: tuple) -> tuple[slice, ...]:
     """The slices of a window ``(z0, z1, y0, y1, x0, x1)``."""
     return slice(w[0], w[1]), slice(w[2], w[3]), slice(w[4], w[5])
-
-
-def timed(readers: dict[str, Callable], wins: list, repeat: int) -> dict[str, float]:
-    """Median seconds per window of every reader, interleaved window by window."""
-    from tqdm import tqdm
-
-    times: dict[str, list[float]] = {k: [] for k in readers}
-    for _ in range(repeat):
-        for w in tqdm(wins, desc="windows", file=sys.stderr, leave=False):
-            for key, fn in readers.items():
-                t = time.perf_counter()
-                fn(w)
-                times[key].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def check(readers: dict[str, Callable], wins: list, expect: Callable) -> None:
-    for w in wins:
-        want = expect(w)
-        for key, fn in readers.items():
-            got = np.asarray(fn(w))
-            if got.shape != want.shape or not np.array_equal(got, want):
-                raise AssertionError(f"{key}: window {w} differs from the reference")
 
 
 def run(args: argparse.Namespace, work: Path) -> list[str]:
@@ -111,7 +87,7 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     rng = np.random.default_rng(args.seed)
     anywhere = windows_anywhere(case.shape, args.windows, rng)  # (z0, z1, y0, y1, x0, x1)
     on_big = windows_on(case, big, args.windows, rng)
-    b2 = {"blosc2": lambda w: seg_b2[0, w[0] : w[1], w[2] : w[3], w[4] : w[5]]}
+    b2 = {"blosc2": lambda w, names=None: seg_b2[0, w[0] : w[1], w[2] : w[3], w[4] : w[5]]}
     new, old = window_reader(mska), today_reader(mska)
     label_map = {"read_window": new, "0.4 API": old}
     stack = {"read_window stack": lambda w, names=None: ar.read_window(cut(w), ORGANS, "stack")}
@@ -120,12 +96,13 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
         "0.4 API organ": lambda w, names=None: old(w, [big]),
     }
     n = min(args.check, args.windows)
-    check(label_map, anywhere[:n], lambda w: np.asarray(b2["blosc2"](w)).astype(np.uint8))
+    ref = lambda w: np.asarray(b2["blosc2"](w)).astype(np.uint8)  # noqa: E731
+    check_readers(label_map, anywhere[:n], None, ref)
     fulls = [case.full(n) for n in ORGANS]  # the stack keeps overlaps: its own masks
-    check(stack, anywhere[:n], lambda w: np.stack([f[cut(w)] for f in fulls]))
-    check(alone, on_big[:n], lambda w: organ[cut(w)].astype(np.uint8))
-    t_any = timed({**b2, **label_map, **stack}, anywhere, args.repeat)
-    t_org = timed({**b2, **alone}, on_big, args.repeat)
+    check_readers(stack, anywhere[:n], None, lambda w: np.stack([f[cut(w)] for f in fulls]))
+    check_readers(alone, on_big[:n], None, lambda w: organ[cut(w)].astype(np.uint8))
+    t_any = time_readers({**b2, **label_map, **stack}, anywhere, None, args.repeat, "anywhere")
+    t_org = time_readers({**b2, **alone}, on_big, None, args.repeat, f"on {big}")
     for fn in (new, old, ar):
         fn.close()
     return report(args, case, mska, seg_b2, t_any, t_org, big)
