@@ -27,6 +27,7 @@ from ._common import (
     say,
     target,
 )
+from ._coverage import scheme_arg
 
 
 def _size(t: Target) -> int:
@@ -45,12 +46,17 @@ def cmd_pack(args: argparse.Namespace) -> int:
         raise UsageError(f"{src}: no such file or folder")
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
+    labels = args.labels
+    if args.scheme is not None:
+        if args.labels is not None:
+            raise UsageError("give --labels or --scheme, not both")
+        labels = scheme_arg(args.scheme).canonical_table()
     t = time.perf_counter()
     try:
         report = to_archive(
             src,
             out,
-            labels=args.labels,
+            labels=labels,
             drop_unlisted=args.drop_unlisted,
             threshold=args.threshold,
             reference=args.reference,
@@ -102,6 +108,7 @@ def register(add: AddCommand) -> None:
         "  medmask pack s0000/ -o s0000.mska\n"
         "  medmask pack s0000_ml.nii.gz -o s0000.mska          # TotalSegmentator --ml output\n"
         "  medmask pack labels.nii.gz --labels itksnap.txt -o case.mska\n"
+        "  medmask pack amos_0001.nii.gz --scheme amos -o amos_0001.mska\n"
         "  medmask pack Segmentation.seg.nrrd -o case.mska\n"
         "  medmask pack seg.dcm --reference CT/ -o case.mska",
     )
@@ -115,6 +122,13 @@ def register(add: AddCommand) -> None:
         help="label table of a label map (overrides the file's names): JSON {name: label} or "
         "{label: name}, a JSON list of names, nnU-Net dataset.json, ITK-SNAP label file, or "
         "'label name' text lines",
+    )
+    s.add_argument(
+        "--scheme",
+        metavar="SCHEME",
+        help="label map of a known dataset: its published numbers (amos, btcv, abdomenatlas, "
+        "flare22, msd_task03_liver..., or a JSON file {class: label}), masks stored under the "
+        "canonical names (AMOS's 2 'right kidney' as kidney_right)",
     )
     s.add_argument(
         "--drop-unlisted",

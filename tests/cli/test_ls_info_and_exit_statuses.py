@@ -155,6 +155,7 @@ COMMANDS = {
     "stats": ["stats", "{missing}"],
     "catalog": ["catalog", "{missing}", "-o", "{tmp}/cat.parquet"],
     "show": ["show", "{missing}", "-o", "{tmp}/x.png"],
+    "convert-images": ["convert-images", "{missing}", "-o", "{tmp}/out", "--to", "nii"],
 }
 
 
