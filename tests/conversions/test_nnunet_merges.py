@@ -56,3 +56,20 @@ def test_unpack_tree_with_a_merged_kidney_class(tmp_path):
         nib.save(ct, out / "imagesTr" / f"{case}_0000.nii.gz")
     verify = pytest.importorskip("nnunetv2.experiment_planning.verify_dataset_integrity")
     verify.verify_dataset_integrity(str(out), num_processes=1)
+
+
+def test_unpack_with_a_merged_table_paints_one_label(tmp_path):
+    """``medmask unpack --labels`` takes the same merges as ``unpack-tree`` (one rule)."""
+    masks = organs(0)
+    with MaskArchive(tmp_path / "c.mska", "w", space=default_space(SHAPE)) as ar:
+        for n, a in masks.items():
+            ar.add(n, a)
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"kidney_left": 3, "kidney_right": 3}))
+    out = tmp_path / "c.nii.gz"
+    argv = ["unpack", tmp_path / "c.mska", "-o", out, "--labels", table, "-q"]
+    assert main([str(a) for a in argv]) == 0
+    got = np.asarray(nib.load(out).dataobj).transpose(2, 1, 0)
+    want = np.zeros(SHAPE, np.uint8)
+    want[masks["kidney_left"] | masks["kidney_right"]] = 3
+    assert np.array_equal(got, want)
