@@ -4,6 +4,8 @@ common options (``-q``, ``--debug``, ``--storage-option``) and small path helper
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -189,3 +191,50 @@ def _parse_storage_options(pairs: list[str]) -> dict[str, Any] | None:
                 raise UsageError(f"--storage-option {key}: {p!r} is both a value and a group")
         node[leaf] = value
     return out
+
+
+_SCHEDULER = re.compile(r"^([a-z+]+://|[\w.\-]+:\d+$)")
+
+
+def add_parallel_options(s: argparse.ArgumentParser, task: str, shared: str) -> None:
+    """``-w/--workers`` and ``--dask [SCHEDULER]`` (``pack-tree``, ``catalog``).
+
+    Args:
+        s: The subcommand's parser.
+        task: What one Dask task does ("run each case", "read the archives").
+        shared: The arguments that must be shared paths or URLs on a remote cluster.
+    """
+    s.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=max(1, min(8, os.cpu_count() or 1)),
+        metavar="N",
+        help="parallel processes, or the workers of --dask's LocalCluster (default: CPU count, "
+        "at most 8)",
+    )
+    s.add_argument(
+        "--dask",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="SCHEDULER",
+        help=f"{task} as Dask tasks: on a LocalCluster of --workers processes, or on the "
+        f"cluster at SCHEDULER (tcp://host:8786; {shared} must then be shared paths or URLs)",
+    )
+
+
+def check_parallel_args(args: argparse.Namespace, before: str) -> None:
+    """Refuse ``--workers`` below 1 and a ``--dask`` value that is no scheduler address
+    (``--dask PATH`` swallowed a path: ``before`` says where ``--dask`` goes instead).
+
+    Raises:
+        UsageError: Either is wrong.
+    """
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.dask not in (None, "local") and not _SCHEDULER.match(args.dask):
+        raise UsageError(
+            f"--dask takes a scheduler address such as tcp://host:8786, got {args.dask!r} "
+            f"(write --dask after {before}, or --dask=ADDRESS)"
+        )

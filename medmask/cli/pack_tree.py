@@ -6,8 +6,6 @@ Parsing and printing only; the work is :func:`medmask.packing.pack_tree`.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 from pathlib import Path
 
@@ -19,6 +17,8 @@ from ._common import (
     EXIT_OK,
     AddCommand,
     UsageError,
+    add_parallel_options,
+    check_parallel_args,
     codec_arg,
     err,
     note,
@@ -38,13 +38,7 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{dest}: pack-tree writes one archive per case into a folder: give -o DEST/"
         )
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if args.dask not in (None, "local") and not re.match(r"^([a-z+]+://|[\w.\-]+:\d+$)", args.dask):
-        raise UsageError(
-            f"--dask takes a scheduler address such as tcp://host:8786, got {args.dask!r} "
-            "(write --dask after ROOT, or --dask=ADDRESS)"
-        )
+    check_parallel_args(args, "ROOT")
     cases = find_cases(root)
     if not cases:
         raise UsageError(f"{root}: no folder with .nii.gz masks found")
@@ -93,24 +87,7 @@ def register(add: AddCommand) -> None:
     s.add_argument(
         "-o", "--output", required=True, metavar="DEST", help="folder (or URL) for the archives"
     )
-    s.add_argument(
-        "-w",
-        "--workers",
-        type=int,
-        default=min(8, os.cpu_count() or 1),
-        metavar="N",
-        help="parallel processes, or the workers of --dask's LocalCluster (default: CPU count, "
-        "at most 8)",
-    )
-    s.add_argument(
-        "--dask",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="SCHEDULER",
-        help="run each case as a Dask task: on a LocalCluster of --workers processes, or on the "
-        "cluster at SCHEDULER (tcp://host:8786; ROOT and DEST must then be shared paths or URLs)",
-    )
+    add_parallel_options(s, "run each case", "ROOT and DEST")
     s.add_argument("--force", action="store_true", help="repack cases already packed")
     s.add_argument("--codec", choices=["bitzstd", "zstd"], default="bitzstd", help=CODEC_HELP)
     s.add_argument("--resample", action="store_true", help="as for 'pack'")
