@@ -16,6 +16,7 @@ import numpy as np
 from medmask import MaskArchive, MaskFile
 from medmask.errors import (
     CorruptFileError,
+    ForeignFileError,
     MaskNotFoundError,
     MaskValidationError,
     UnsupportedFormatError,
@@ -179,7 +180,7 @@ def file_kind(
         return sniff_target(target).kind
     except UnsupportedFormatError:  # a medmask file, but a newer one: say so, not "not medmask"
         raise
-    except CorruptFileError:
+    except (CorruptFileError, ForeignFileError):  # damaged, or another format
         return None
 
 
