@@ -25,6 +25,7 @@ import numpy as np
 
 from ..bbox import BBox, bbox_slices
 from ..codecs import Codec
+from ..errors import MaskValidationError
 from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space
@@ -131,6 +132,12 @@ class ArchiveBackend(ABC):
         """Logical end of the committed archive (``None`` where not applicable)."""
         return None
 
+    @property
+    def archive_attrs(self) -> dict:
+        """The archive's own attributes (committed, or staged for the next commit); ``{}``
+        where the layout has none (:attr:`Layout.archive_attrs`)."""
+        return {}
+
     # -- reading -----------------------------------------------------------------------------
     @abstractmethod
     def read_box(self, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
@@ -204,6 +211,18 @@ class ArchiveBackend(ABC):
     @abstractmethod
     def stage_attrs(self, index: int, attrs: dict) -> None:
         """Replace the attributes of the mask at ``index`` (durable at :meth:`commit`)."""
+
+    def stage_archive_attrs(self, attrs: dict) -> None:
+        """Replace the archive's attributes (validated; durable at :meth:`commit`).
+
+        Raises:
+            MaskValidationError: The layout cannot hold archive attributes.
+        """
+        raise MaskValidationError(
+            f"this archive is format {self.layout.name}, which cannot hold archive "
+            "attributes (format 2.3 can); convert it with 'medmask convert' first",
+            path=self.path,
+        )
 
     @abstractmethod
     def commit(self) -> int | None:

@@ -25,7 +25,7 @@ from .layout import (
     CENTROID_SCALE,
     DATA_START,
     INDEX_LAYOUTS,
-    MINOR,
+    ROWS_MINOR,
 )
 
 
@@ -62,7 +62,7 @@ def _entry_from_row(
     shape: tuple[int, ...] | None,
     end: int,
     path: object,
-    minor: int = MINOR,
+    minor: int = ROWS_MINOR,
 ) -> Entry:
     """Validate one index row of the layout of ``minor`` (:data:`INDEX_LAYOUTS`), one named
     check per field (:mod:`medmask.format.checks`; a check's function runs where the inline
