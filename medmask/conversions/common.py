@@ -4,9 +4,10 @@ records, the report of a conversion, and writing records into an archive."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +106,7 @@ def records_to_archive(
     *,
     codec: str | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    archive_attrs: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Write mask records into a new archive (atomically: on error nothing is left).
 
@@ -114,6 +116,9 @@ def records_to_archive(
         out: The ``.mska`` to write.
         codec: ``None`` (version 2) or ``"zstd"`` (version 1: attributes are then dropped).
         progress: Optional wrapper of the record iterable.
+        archive_attrs: Attributes of the archive as a whole (e.g. ``{"grid":
+            "segmentation"}``), kept where the layout holds them (dropped, like mask
+            attributes, by version 1).
 
     Returns:
         The names written.
@@ -132,6 +137,8 @@ def records_to_archive(
             seg = SegmentationMask(rec.array, {rec.name: 1}, space, copy=False)
             ar.add(rec.name, seg, attrs=(rec.attrs or None) if keep else None)
             names.append(rec.name)
+        if archive_attrs and ar.layout.archive_attrs:
+            ar.set_archive_attrs(archive_attrs)
     return names
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from ...io.formats.builtin import DicomSeg as DicomSegFile
 from ...io.target import Target
+from ...spaces import Space
 from ..common import (
     ConversionReport,
     NeedsOptionError,
@@ -17,9 +18,20 @@ from ..targets import local_copy
 from .read import read_dicom_seg
 from .write import write_dicom_seg
 
-__all__ = ["DicomSegFormat"]
+__all__ = ["DicomSegFormat", "grid_note"]
 
 Progress = Callable[[Iterable], Iterable] | None
+
+
+def grid_note(space: Space) -> str:
+    """The one line ``pack`` says of a SEG packed without its source series."""
+    nz, ny, nx = (int(v) for v in space.shape)
+    return (
+        f"the archive's grid is the extent of the SEG's frames ({nz} slices of {ny} x {nx}), "
+        "not its source series' (a SEG has no frame for slices without a segment): give the "
+        "series with --reference DICOM_DIR (reference= in Python) to pack onto its grid, or "
+        "load with LoadMaskd(..., like='image') to place the masks on the image's grid"
+    )
 
 
 class DicomSegFormat(DicomSegFile):
@@ -43,8 +55,15 @@ class DicomSegFormat(DicomSegFile):
             report.renamed = seg.renamed
             report.notes += seg.notes
             report.kind = f"{self.kind} ({seg.seg_type})"
+            if reference is None:
+                report.notes.append(grid_note(seg.space))
             report.masks = records_to_archive(
-                seg.records, seg.space, dest, codec=codec, progress=progress
+                seg.records,
+                seg.space,
+                dest,
+                codec=codec,
+                progress=progress,
+                archive_attrs={"grid": "image" if reference is not None else "segmentation"},
             )
         return report
 
