@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conversions.names import NIFTI_SUFFIXES, safe_filename
-from ..conversions.nifti.cases import mask_folders
+from ..conversions.nifti.cases import holds_masks, mask_folders
 from ..io.names import is_url
 from ..io.target import Target
 
@@ -26,7 +26,8 @@ def find_cases(
 ) -> list[Path] | list[str]:
     """The case folders of a dataset.
 
-    A case is a folder that directly holds NIfTI masks. In TotalSegmentator's layout
+    A case is a folder that directly holds NIfTI masks (a folder of images only, named as
+    images such as nnU-Net's ``imagesTr/case_0000.nii.gz``, is not one). In TotalSegmentator's layout
     (``CASE/ct.nii.gz`` + ``CASE/segmentations/<organ>.nii.gz``) the ``segmentations``
     folder is the case and the image beside it is not a mask. A ``root`` that directly holds
     masks is one case. Hidden folders and files are skipped.
@@ -69,7 +70,11 @@ def _find_url_cases(root: Target) -> list[str]:
             continue
         folders.setdefault(folder, []).append(url)
     with_segmentations = {f.rsplit("/", 1)[0] for f in folders if f.endswith("/segmentations")}
-    return sorted(f for f in folders if f not in with_segmentations)
+    return sorted(
+        f
+        for f, urls in folders.items()
+        if f not in with_segmentations and holds_masks([u.rsplit("/", 1)[1] for u in urls])
+    )
 
 
 def case_name(root: str | os.PathLike, case: str | os.PathLike) -> str:

@@ -742,7 +742,7 @@ def test_real_case_dicom_seg_round_trip(real_case, tmp_path):
 def test_is_archive_by_first_bytes_and_unpack_of_a_single_mask(tmp_path):
     from medmask import SegmentationMask
     from medmask.conversions.common import iter_archive_records
-    from medmask.errors import CorruptFileError, UnsupportedFormatError
+    from medmask.errors import CorruptFileError, ForeignFileError, UnsupportedFormatError
     from medmask.inspect import is_archive, sniff_file
     from medmask.spaces import Space
 
@@ -759,10 +759,13 @@ def test_is_archive_by_first_bytes_and_unpack_of_a_single_mask(tmp_path):
     renamed.write_bytes(packed.read_bytes())
     assert is_archive(packed) and is_archive(renamed) and not is_archive(single)
     assert sniff_file(packed)[:2] == ("mska", 2) and sniff_file(single)[0] == "msk"
-    for name, content in (("short", b"MS"), ("other", b"NRRD0004\n")):
+    for name, content, error in (
+        ("short", b"MS", CorruptFileError),
+        ("other", b"NRRD0004\n", ForeignFileError),  # another format: called by its name
+    ):
         (tmp_path / name).write_bytes(content)
         assert not is_archive(tmp_path / name)
-        with pytest.raises(CorruptFileError):
+        with pytest.raises(error):
             sniff_file(tmp_path / name)
     future = tmp_path / "future.mska"
     future.write_bytes(b"MSKA" + bytes([99, 0]) + packed.read_bytes()[6:])
