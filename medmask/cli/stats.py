@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import MaskValidationError
+from ..errors import MaskValidationError, close_matches
 from ..io.names import expect_name, split_suffix
 from ._common import (
     AddCommand,
@@ -137,6 +137,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.lacking:
         names = set(df["name"])
         if args.lacking not in names:
+            near = close_matches(args.lacking, sorted(names))
+            if near:  # most likely misspelt: every case would be listed as lacking it
+                raise UsageError(
+                    f"--lacking {args.lacking}: no file stores a mask of this name{near}"
+                )
             say_err = f"medmask stats: note: no file stores a mask named {args.lacking!r}"
             print(say_err, file=sys.stderr)
         for case in st.lacking(df, args.lacking, empty_is_missing=not args.stored_empty_counts):

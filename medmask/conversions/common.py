@@ -72,6 +72,8 @@ class ConversionReport:
         voxels: ``{name: voxels}`` where known.
         lost: ``{name: voxels lost to overlaps}`` (label-map exports).
         emptied: Masks that lost all their voxels to overlaps.
+        source_bytes: Bytes of the files packed, when they are not the whole source (a
+            case folder whose image is not packed); ``None``: the source's size.
     """
 
     source: str
@@ -83,6 +85,7 @@ class ConversionReport:
     voxels: dict[str, int] = field(default_factory=dict)
     lost: dict[str, int] = field(default_factory=dict)
     emptied: list[str] = field(default_factory=list)
+    source_bytes: int | None = None
 
     def to_json(self) -> dict:
         """The report as a JSON-ready dict."""
@@ -96,6 +99,7 @@ class ConversionReport:
             "voxels": dict(self.voxels),
             "lost": dict(self.lost),
             "emptied": list(self.emptied),
+            "source_bytes": self.source_bytes,
         }
 
 

@@ -233,7 +233,7 @@ def test_reader_in_loadimaged(case):
     reader = MaskReader()
     assert reader.verify_suffix("a.mska") and reader.verify_suffix(["a.msk", "b.MSKA"])
     assert not reader.verify_suffix("a.nii.gz") and not reader.verify_suffix(["a.mska", "b.nii"])
-    with pytest.raises(CorruptFileError):
+    with pytest.raises(ForeignFileError, match="NIfTI"):
         reader.read(item["image"])  # so that LoadImage falls back to nibabel for it
     data, meta = reader.get_data(reader.read(item["label"]))
     assert data.shape == (1, *SHAPE) and meta["original_channel_dim"] == 0

@@ -110,7 +110,7 @@ class NiftiFolder(FileFormat):
     fallback = True
     capabilities = Capabilities(pack=True, unpack=True, overlaps=True)
     pack_options = frozenset({"resample", "allow_float", "binarize"})
-    unpack_options = frozenset({"names"})
+    unpack_options = frozenset({"names", "force"})
     output_name = "DIR/"
     pack_help = (
         "a folder of binary NIfTI masks (names from file names), or a case folder "
