@@ -70,6 +70,7 @@ def folder_to_archive(
         The stored names, in order.
 
     Raises:
+        FileNotFoundError: No such folder (the message says where a relative path starts).
         MaskValidationError: No NIfTI files, a non-binary, float, 4-D or unreadable mask.
         SpaceMismatchError: A file's grid (shape, spacing, origin or axes) differs from
             the first file's; the message names the file and both grids.

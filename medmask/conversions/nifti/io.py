@@ -247,8 +247,17 @@ def nifti_files(folder: str | os.PathLike) -> list[Path]:
 
     Returns:
         Paths of the ``.nii.gz`` / ``.nii`` files.
+
+    Raises:
+        FileNotFoundError: No such folder (the message says where a relative path starts).
+        NotADirectoryError: ``folder`` is a file.
     """
     folder = Path(folder)
+    if not folder.exists():
+        where = "" if folder.is_absolute() else f" (relative to {os.getcwd()})"
+        raise FileNotFoundError(f"{folder}: no such folder of NIfTI masks{where}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: a file, not a folder of NIfTI masks")
     return sorted(
         p
         for p in folder.iterdir()
