@@ -341,53 +341,6 @@ def test_inspect_library(files, tmp_path):
     assert verify_file(files["a"])["ok"] and not verify_file(tmp_path / "nope.mska")["ok"]
 
 
-# -- the example session of docs/cli.md runs as written -----------------------------------------
-def cli_session() -> list[tuple[str, list[str]]]:
-    """``(command, output lines)`` of the ``console`` block of docs/cli.md's example session."""
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
-    section = doc[doc.index("## Example session") :]
-    start = section.index("```console\n") + len("```console\n")
-    block = section[start : section.index("\n```", start)]
-    steps: list[tuple[str, list[str]]] = []
-    for line in block.splitlines():
-        if line.startswith("$ "):
-            steps.append((line[2:], []))
-        elif steps and line.strip():
-            steps[-1][1].append(line)
-    return steps
-
-
-@pytest.mark.slow
-def test_docs_cli_session_runs_as_written(real_case, tmp_path):
-    from medmask.phantoms import write_phantom_dataset
-
-    (tmp_path / "s0000").symlink_to(real_case)
-    write_phantom_dataset(tmp_path / "dataset", layout="mixed")
-    bin_dir = str(Path(sys.executable).parent)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8"}
-    steps = cli_session()
-    assert len(steps) >= 15
-    for command, shown in steps:
-        r = subprocess.run(
-            ["bash", "-c", command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        said = [ln for ln in shown if ln.startswith("exit status ")]
-        got = (r.stdout + r.stderr).splitlines()
-        merged = sorted(got) == sorted(shown)  # stdout and stderr, shown interleaved
-        if said:  # the session shows the status: it must be that one
-            assert r.stdout.splitlines()[-1] == said[-1], (command, got)
-        else:
-            assert r.returncode == 0, (command, r.stderr)
-        # what ls / info / verify print first is deterministic: it must be what is shown
-        if shown and command.startswith(("medmask ls", "medmask info", "medmask verify")):
-            assert merged or (got and got[0] == shown[0]), (command, got[:1], shown[:1])
-
-
 # -- URLs ---------------------------------------------------------------------------------------
 def _cli_options(options: dict, prefix: str = "") -> list[str]:
     """A storage_options dict as repeated ``--storage-option KEY=VALUE`` arguments."""
