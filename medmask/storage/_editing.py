@@ -39,6 +39,7 @@ class ArchiveEditing:
     _codec: Codec | None
     _by_name: dict[str, int]
     _compat: str | None
+    _prepared_tables: dict
     mode: str
     path: object
 
@@ -61,6 +62,7 @@ class ArchiveEditing:
         """Run one staged change and, in mode ``"a"``, commit it; on failure the handle
         goes back to the committed state (except a commit whose slot was written: it
         stands, and the names follow the backend)."""
+        self._prepared_tables.clear()  # tables resolved for windows name the old entries
         try:
             stage()
             if self.mode == "a":

@@ -43,11 +43,12 @@ from ._common import MaskInfo, PathLike, StorageOptions, _refuse_foreign_name
 from ._deprecated import DeprecatedArchiveNames
 from ._editing import ArchiveEditing
 from ._masks import stored_segmask
+from ._window import ArchiveWindows
 
 __all__ = ["MaskArchive"]
 
 
-class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
+class MaskArchive(ArchiveEditing, ArchiveWindows, DeprecatedArchiveNames):
     """Many masks of one case in a ``.mska`` file, with random access by name or position.
 
     All masks share the archive's space. The index is read once when the archive
@@ -64,6 +65,8 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
     read one mask                    ``ar[name]`` or ``ar[position]`` (a SegmentationMask)
     read one mask's array            ``ar.read_array(name)`` (a new, writable array)
     read one mask's box only         ``ar.read_cropped(name)``
+    read a box of the grid           ``ar.read_window(window, names, as_=...)``: a label
+                                     map, a stack or a dict, decoding only what meets it
     read every mask                  ``ar.read_all_masks()`` (blobs read together)
     index facts, no decoding         ``ar.info(name)``, ``ar.infos()``, ``ar.all_names()``,
                                      ``len(ar)``, ``name in ar``
@@ -205,6 +208,7 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
 
     def _reindex(self) -> None:
         self._by_name = {n: i for i, n in enumerate(self._backend.names)}
+        self._prepared_tables: dict = {}  # label tables resolved for windows (_window.py)
 
     # -- properties --------------------------------------------------------------------
     @property
