@@ -44,7 +44,7 @@ from ..format import (
     sniff,
 )
 from ..format._io import BBox, open_locked
-from ..format.backend import ArchiveBackend
+from ..format.backend import ArchiveBackend, Prepared
 from ..format.base import Entry
 from ..format.v2 import COMPAT_MINOR
 from ..io.names import is_url
@@ -61,7 +61,25 @@ from ._common import (
     _target,
 )
 
-__all__ = ["MaskArchive"]
+__all__ = ["MaskArchive", "PreparedMask"]
+
+
+class PreparedMask:
+    """A mask made ready by :meth:`MaskArchive.prepare` (checked and encoded), waiting to
+    be stored with :meth:`MaskArchive.add`.
+
+    Attributes:
+        name: The name it was prepared under.
+        space: Its grid.
+    """
+
+    __slots__ = ("name", "space", "_owner", "_prepared")
+
+    def __init__(self, name: str, space: Space, owner: object, prepared: Prepared) -> None:
+        self.name, self.space, self._owner, self._prepared = name, space, owner, prepared
+
+    def __repr__(self) -> str:
+        return f"PreparedMask({self.name!r})"
 
 
 class MaskArchive:
@@ -370,6 +388,103 @@ class MaskArchive:
             self._change(stage)
             self._by_name[name] = len(b.names) - 1
 
+    def prepare(
+        self,
+        name: str,
+        mask: SegmentationMask | np.ndarray,
+        *,
+        attrs: Mapping[str, Any] | None = None,
+        origin: tuple[int, int, int] | None = None,
+    ) -> PreparedMask:
+        """Check and encode a mask for :meth:`add` without storing it.
+
+        Encoding (cropping to the bounding box, bit-packing, compressing) is most of the
+        work of :meth:`add`; it reads nothing that storing changes, so several threads may
+        prepare masks at once while one thread stores the prepared ones, in the order it
+        chooses (``add(name, prepared)``).
+
+        Args:
+            name: The name it will be stored under.
+            mask: A :class:`~medmask.SegmentationMask` or an array, as for :meth:`add`;
+                with ``origin``, a boolean array holding the box of the grid that holds
+                every voxel of the mask.
+            attrs: The mask's attributes (see :meth:`add_segmask`).
+            origin: ``(z0, y0, x0)``: where the box ``mask`` lies on the archive's grid
+                (the archive needs a space).
+
+        Returns:
+            A :class:`PreparedMask` for :meth:`add` on this archive.
+
+        Raises:
+            MaskValidationError: As :meth:`add`; a box without a space, not boolean, or
+                outside the grid.
+            SpaceMismatchError: The mask's grid differs from the archive's.
+            io.UnsupportedOperation: The archive was opened read-only.
+        """
+        self._check_writable()
+        if not isinstance(name, str) or not name or "\0" in name:
+            raise MaskValidationError(
+                f"mask name must be a non-empty string without NUL, got {name!r}"
+            )
+        attrs = self._check_attrs(attrs, name)
+        if origin is None:
+            seg = mask if isinstance(mask, SegmentationMask) else self._as_segmask(name, mask)
+            self._check_grid(seg, name)
+            data, mapping, space = seg.data, seg.mapping, seg.space
+        else:
+            data, space = self._box(name, mask, origin), self.space
+            mapping = LabelMapping({name: 1})
+        prepared = self._backend.prepare(name, data, mapping, self._write_codec(), attrs, origin)
+        return PreparedMask(name, space, self, prepared)
+
+    def _box(self, name: str, box: object, origin: tuple[int, int, int]) -> np.ndarray:
+        """A boolean box that fits the archive's grid at ``origin``.
+
+        Raises:
+            MaskValidationError: No space yet, not a 3-D boolean array, or outside the grid.
+        """
+        if self.space is None:
+            raise MaskValidationError(
+                "a box needs the archive's grid: pass space= when creating the archive",
+                path=self.path,
+            )
+        shape = tuple(int(v) for v in self.space.shape)
+        if not isinstance(box, np.ndarray) or box.dtype != np.bool_ or box.ndim != 3:
+            raise MaskValidationError(f"mask {name!r}: a box is a 3-D boolean array")
+        if len(origin) != 3 or any(
+            int(o) < 0 or int(o) + n > s for o, n, s in zip(origin, box.shape, shape, strict=True)
+        ):
+            raise MaskValidationError(
+                f"mask {name!r}: a box of {box.shape} at {tuple(origin)} does not fit the "
+                f"grid {shape}",
+                path=self.path,
+            )
+        return box
+
+    def _add_prepared(self, name: str, ready: PreparedMask) -> None:
+        """Store a mask made ready by :meth:`prepare`."""
+        if ready._owner is not self or ready.name != name:
+            raise MaskValidationError(
+                f"mask {name!r}: prepared for {ready.name!r} by another archive or name; "
+                "prepare it with this archive's prepare() under this name"
+            )
+        with self._lock:
+            if name in self._by_name:
+                raise MaskValidationError(
+                    f"a mask named {name!r} is already stored", path=self.path
+                )
+            if self.space is not None:
+                check_same_grid(self.space, ready.space, what=f"{self.path}: mask {name!r}")
+            b = self._backend
+
+            def stage() -> None:
+                if b.space is None:
+                    b.set_space(ready.space)
+                b.stage_prepared(ready._prepared)
+
+            self._change(stage)
+            self._by_name[name] = len(b.names) - 1
+
     def _write_codec(self) -> Codec:
         return self._codec or get_codec(self._backend.default_codec)
 
@@ -432,7 +547,7 @@ class MaskArchive:
     def add(
         self,
         name: str,
-        array: np.ndarray,
+        array: np.ndarray | PreparedMask,
         *,
         label: int = 1,
         mapping: Mapping[str, int] | None = None,
@@ -445,7 +560,9 @@ class MaskArchive:
 
         Args:
             name: A unique, non-empty name.
-            array: The mask, with the archive space's shape.
+            array: The mask, with the archive space's shape, or a :class:`PreparedMask`
+                from this archive's :meth:`prepare` under ``name`` (then the other
+                arguments are not used: they were given to ``prepare``).
             label: The label of a binary mask.
             mapping: ``{name: label}`` of a label map (then ``label`` is ignored).
             attrs: The mask's attributes (see :meth:`add_segmask`).
@@ -456,6 +573,9 @@ class MaskArchive:
             io.UnsupportedOperation: The archive was opened read-only.
         """
         self._check_writable()
+        if isinstance(array, PreparedMask):
+            self._add_prepared(name, array)
+            return
         seg = self._as_segmask(name, array, label=label, mapping=mapping)
         self.add_segmask(seg, name, attrs=attrs)
 

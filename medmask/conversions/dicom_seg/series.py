@@ -4,6 +4,7 @@ frame positions fall on it (used by reading with ``reference=`` and by writing).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,14 +125,20 @@ class _Series:
     z_index: np.ndarray  # slice index of each dataset on ``space`` (gaps allowed)
 
 
-def read_series_geometry(folder: str | os.PathLike, *, series_uid: str | None = None) -> _Series:
-    """Read a DICOM image series from a folder: its datasets (sorted along the slice
-    normal) and its ``(z, y, x)`` grid.
+def read_series_geometry(
+    folder: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    series_uid: str | None = None,
+    headers_only: bool = False,
+) -> _Series:
+    """Read a DICOM image series: its datasets (sorted along the slice normal) and its
+    ``(z, y, x)`` grid.
 
     Args:
-        folder: A folder holding the series' files (others are skipped: non-DICOM files,
-            other SOP classes, SEGs).
-        series_uid: Pick this series when the folder holds several.
+        folder: A folder holding the series' files (searched recursively), or the files
+            themselves; other files are skipped (non-DICOM files, other SOP classes, SEGs).
+        series_uid: Pick this series when there are several.
+        headers_only: Read the datasets without their pixel data (enough for the grid).
 
     Returns:
         The series (``datasets``, ``space``, ``series_uid``, ``frame_of_reference``).
@@ -141,13 +148,18 @@ def read_series_geometry(folder: str | os.PathLike, *, series_uid: str | None = 
             slices that do not make one regular grid.
     """
     pydicom = _pydicom()
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MaskValidationError(f"{folder}: not a folder of DICOM files")
+    if isinstance(folder, str | os.PathLike):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MaskValidationError(f"{folder}: not a folder of DICOM files")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+    else:
+        files = sorted(Path(f) for f in folder)
+        folder = Path(os.path.commonpath([str(f) for f in files])) if files else Path(".")
     groups: dict[str, list] = {}
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for f in files:
         try:
-            ds = pydicom.dcmread(f, force=False)
+            ds = pydicom.dcmread(f, force=False, stop_before_pixels=headers_only)
         except Exception:  # noqa: BLE001 - not DICOM: skip
             continue
         if "ImagePositionPatient" not in ds or "PixelSpacing" not in ds:
