@@ -99,8 +99,9 @@ def _path_name(root: str | os.PathLike, case: str | os.PathLike) -> str:
 
 def _rel_name(case: Case) -> str:
     """A file case's name from its path below the root, without the format's suffix."""
-    stem = split_suffix(case.rel)[0]
-    return "__".join(p for p in stem.split("/") if p) or "case"
+    folder, _, name = case.rel.rpartition("/")
+    parts = [*folder.split("/"), split_suffix(name)[0]]
+    return "__".join(p for p in parts if p) or "case"
 
 
 def case_name(root: str | os.PathLike, case: Case | str | os.PathLike) -> str:

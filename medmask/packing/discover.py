@@ -32,12 +32,14 @@ from ..errors import MaskValidationError
 from ..io.formats import identify
 from ..io.target import Target
 
-__all__ = ["Case", "Discovery", "discover", "SKIPPED_DICOM"]
+__all__ = ["Case", "Discovery", "discover", "SKIPPED_DICOM", "SKIPPED_REPEATS"]
 
 #: Bytes read to tell what a file is.
 _SNIFF = 4096
 #: What the report calls the DICOM files that are not SEGs.
 SKIPPED_DICOM = "DICOM files that are not a SEG"
+#: What the report calls SEG files holding an instance another file already holds.
+SKIPPED_REPEATS = "copies of a SEG instance"
 #: Heads of objects read at once from a store.
 _FETCHES = 8
 
@@ -88,7 +90,8 @@ class Discovery:
         root: The root walked.
         cases: The cases, sorted by relative path.
         skipped: ``{what: count}`` of files left out on purpose (DICOM files that are
-            not SEGs: :data:`SKIPPED_DICOM`).
+            not SEGs: :data:`SKIPPED_DICOM`; a SEG instance found again in another file:
+            :data:`SKIPPED_REPEATS`, the first file by path is packed).
     """
 
     root: str
@@ -261,7 +264,7 @@ def discover(
                 images.setdefault(header.series_uid, []).append(f.path)
         elif kind is not None:
             cases.append(Case(kind, f.path, f.rel, storage_options=t.storage_options))
-    cases += _seg_cases(segs, images, name_by, t.storage_options)
+    cases += _seg_cases(segs, images, name_by, t.storage_options, skipped)
     return Discovery(t.path, sorted(cases, key=lambda c: (c.rel, c.kind)), skipped)
 
 
@@ -270,9 +273,11 @@ def _seg_cases(
     images: dict[str, list[str]],
     name_by: str | None,
     storage_options: Mapping[str, Any],
+    skipped: dict[str, int],
 ) -> list[Case]:
-    """One case per SEG series (its instances together); a SEG whose header cannot be read
-    is a case of its own (packing it reports why)."""
+    """One case per SEG series (its instances together, each once: copies of an instance
+    are counted in ``skipped``); a SEG whose header cannot be read is a case of its own
+    (packing it reports why)."""
     series: dict[str, list[tuple[_File, DicomHeader]]] = {}
     cases = []
     for f, header, _error in segs:
@@ -282,8 +287,16 @@ def _seg_cases(
             )
             continue
         series.setdefault(header.series_uid, []).append((f, header))
-    for members in series.values():
-        members.sort(key=lambda m: m[0].rel)
+    for group in series.values():
+        group.sort(key=lambda m: m[0].rel)
+        members, seen = [], set()
+        for f, header in group:
+            uid = header.ids.get("SOPInstanceUID")
+            if uid and uid in seen:
+                skipped[SKIPPED_REPEATS] = skipped.get(SKIPPED_REPEATS, 0) + 1
+                continue
+            seen.add(uid)
+            members.append((f, header))
         f, header = members[0]
         ref = header.referenced_series[0] if header.referenced_series else None
         hint = header.attribute(name_by) if name_by else None

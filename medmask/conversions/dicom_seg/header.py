@@ -76,11 +76,15 @@ def _stop_before_frames(tag, _vr, _length) -> bool:
     return tag.group >= 0x5200
 
 
-def _parse(raw: bytes) -> object:
+def _parse(raw: bytes) -> tuple[object, bool]:
+    """The dataset in ``raw`` up to the per-frame groups, and whether it got there (rather
+    than to the end of ``raw``)."""
     _pydicom()  # a clear ImportError without the ``dicom`` extra
     from pydicom.filereader import read_partial
 
-    return read_partial(io.BytesIO(raw), stop_when=_stop_before_frames)
+    fh = io.BytesIO(raw)
+    ds = read_partial(fh, stop_when=_stop_before_frames)
+    return ds, fh.tell() < len(raw)
 
 
 def read_dicom_header(
@@ -97,8 +101,8 @@ def read_dicom_header(
         The header.
 
     Raises:
-        MaskValidationError: A DICOM file whose header cannot be read (truncated,
-            damaged); the message names the file.
+        MaskValidationError: A DICOM file whose header cannot be read, or a SEG whose file
+            ends before its frames (truncated, damaged); the message names the file.
         OSError: The file cannot be read.
     """
     if read is None:
@@ -113,18 +117,29 @@ def read_dicom_header(
         sop = dicom_sop_class(raw)
         if sop is None and raw[128:132] != b"DICM":
             return None
-        short = len(raw) < n  # the whole file is in ``raw``
+        whole = len(raw) < n  # the whole file is in ``raw``
         try:
-            ds = _parse(raw)
+            ds, stopped = _parse(raw)
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types
-            if short or n >= MAX_HEADER:
-                raise MaskValidationError(
-                    f"{path}: truncated or damaged DICOM file: its header cannot be read "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                ) from None
+            if whole or n >= MAX_HEADER:
+                raise _damaged(path, f"its header cannot be read ({_line(exc)})") from None
             n *= 8
             continue
-        return _header(sop or "", ds)
+        if stopped or whole or n >= MAX_HEADER:
+            header = _header(sop or "", ds)
+            if header.is_seg and not stopped:
+                raise _damaged(path, "the file ends before its frames")
+            return header
+        n *= 8
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _damaged(path: object, what: str) -> MaskValidationError:
+    return MaskValidationError(f"{path}: truncated or damaged DICOM file: {what}")
 
 
 def _header(sop: str, ds) -> DicomHeader:

@@ -321,15 +321,18 @@ def _place(
     if reference is None:
         g0 = geo[0]
         assert g0 is not None
-        space, z_all = _stack_geometry(
-            first.path,
-            positions,
-            g0.orientation,
-            g0.pixel_spacing,
-            first.rows,
-            first.cols,
-            g0.between,
-        )
+        try:
+            space, z_all = _stack_geometry(
+                first.path,
+                positions,
+                g0.orientation,
+                g0.pixel_spacing,
+                first.rows,
+                first.cols,
+                g0.between,
+            )
+        except MaskValidationError as exc:
+            raise _without_reference(first, exc) from None
         covered = np.unique(z_all).size
         if covered < space.shape[0]:
             notes.append(
@@ -338,6 +341,19 @@ def _place(
         return space, np.split(z_all, splits)
     series = _reference_series(first, reference)
     return series.space, np.split(_space_index(first.path, series.space, positions), splits)
+
+
+def _without_reference(seg: _Seg, exc: MaskValidationError) -> MaskValidationError:
+    """The error of a SEG whose own plane positions make no grid, saying which series it
+    needs."""
+    rss = seg.ds.get("ReferencedSeriesSequence") or []
+    uid = str(rss[0].get("SeriesInstanceUID", "")) if rss else ""
+    which = f"its referenced series {uid}" if uid else "the series it was made on"
+    return MaskValidationError(
+        f"{exc} (the SEG's own plane positions do not make one grid, and "
+        f"{which} was not given: pass it with --reference DICOM_DIR, or put its images "
+        "beside the SEG when packing a tree)"
+    )
 
 
 def _reference_series(seg: _Seg, reference: Reference):
