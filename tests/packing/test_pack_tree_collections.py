@@ -289,3 +289,22 @@ def test_case_objects_travel_to_worker_processes():
 
     c = Case("dicom-seg", "/x/a.dcm", "a.dcm", ("/x/a.dcm",), ("/x/ct1",), {"PatientID": "p"}, "u")
     assert pickle.loads(pickle.dumps(c)) == c
+
+
+def test_cli_pack_one_label_map_with_a_scheme(tmp_path, capsys):
+    from medmask.cli import main
+
+    maps = _label_maps(tmp_path / "labels")
+    src = tmp_path / "labels" / "site_a" / "c2.nii.gz"
+    assert (
+        main(
+            ["pack", str(src), "--scheme", "btcv", "--threads", "2", "-o", str(tmp_path / "c.mska")]
+        )
+        == 0
+    )
+    with MaskArchive(tmp_path / "c.mska") as ar:
+        assert ar.all_names() == get_scheme("btcv").names()
+        assert np.array_equal(ar.read_array("spleen"), maps[1].transpose(2, 1, 0) == 1)
+    assert main(["pack", str(src), "--scheme", "nope", "-o", str(tmp_path / "d.mska")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["pack", str(src), "--threads", "0", "-o", str(tmp_path / "d.mska")]) == 2
