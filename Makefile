@@ -1,6 +1,6 @@
 # medmask: the two commands of the README.
 #   make demo   set up .venv and run the main job on a built-in synthetic dataset
-#   make test   set up .venv and run the whole test suite
+#   make test   set up .venv, check the import layers and run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -28,6 +28,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check medmask medmask_monai tests benchmarks examples
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q $(ARGS)
 
 test-slow: $(STAMP)
@@ -36,6 +37,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check medmask medmask_monai tests benchmarks examples
 	$(VENV)/bin/ruff format --check medmask medmask_monai tests benchmarks examples
+	$(VENV)/bin/lint-imports  # the layers of docs/architecture.md ([tool.importlinter])
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_format.py $(ARGS)
@@ -48,6 +50,7 @@ bench-all: $(STAMP)
 	$(PY) benchmarks/bench_remote.py
 	$(PY) benchmarks/bench_pack.py
 	$(PY) benchmarks/bench_stats.py
+	$(PY) benchmarks/bench_patches.py
 
 reliability: $(STAMP)
 	$(PY) benchmarks/reliability_report.py $(ARGS)

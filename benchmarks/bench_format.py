@@ -170,7 +170,7 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
         def pack(path=path, codec=codec):
             with MaskArchive(path, "w", codec=codec, space=space) as ar:
                 for n, s in zip(names, segs):
-                    ar.add_segmask(s, n)
+                    ar.add(n, s)
 
         r = res[col]
         r["pack"] = median_time(pack, repeat)
@@ -268,7 +268,7 @@ def bench_open_10k(repeat: int, workdir: Path, n: int = 10_000) -> dict:
                 arr = np.zeros(shape, bool)
                 z = int(rng.integers(0, shape[0] - 2))
                 arr[z : z + 2, 3:9, 4:12] = True
-                ar.add_segmask(SegmentationMask(arr, {f"m{k}": 1}, space, copy=False), f"m{k}")
+                ar.add(f"m{k}", SegmentationMask(arr, {f"m{k}": 1}, space, copy=False))
         build = time.perf_counter() - t
         out[f"{label}_build"] = build
         out[f"{label}_open"] = median_time(lambda path=path: MaskArchive(path).close(), repeat)
@@ -283,7 +283,7 @@ def bench_open_10k(repeat: int, workdir: Path, n: int = 10_000) -> dict:
 
         def append_one(path=path, extra=extra):
             with MaskArchive(path, "a") as ar:
-                ar.add_segmask(extra, f"extra{time.perf_counter_ns()}")
+                ar.add(f"extra{time.perf_counter_ns()}", extra)
 
         out[f"{label}_append"] = median_time(append_one, 3)
         out[f"{label}_append_bytes"] = (os.path.getsize(path) - before) / 3

@@ -62,7 +62,7 @@ def copies(src: Path, folder: Path, n: int) -> list[Path]:
 def rewrite(src: Path, dst: Path, **kw) -> None:
     with MaskArchive(src) as ar, MaskArchive(dst, "w", space=ar.space, **kw) as out:
         for name in ar.all_names():
-            out.add_segmask(ar[name], name)
+            out.add(name, ar[name])
 
 
 def decode_all(files: list[Path]) -> int:

@@ -151,7 +151,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
             p.parent.mkdir(exist_ok=True)
             with W.MaskArchive(p, "w", codec="zstd" if c % 4 == 3 else None) as ar:
                 for k in range(40):
-                    ar.add_segmask(W.mask(k + c), f"m{k + c}")
+                    ar.add(f"m{k + c}", W.mask(k + c))
             archives.append(p)
         fig["leak"] = W.leak_run(
             archives, items=1000 if quick else args.leak_items, workers=2, epochs=2, max_open=4

@@ -8,8 +8,10 @@ Example::
     for f in expand_paths(["packed/"]):
         print(file_info(f)["space"]["spacing"], verify_file(f)["ok"])
 
-Every function takes local paths or URLs (``s3://...``, with ``storage_options`` for
-fsspec) and returns plain JSON-serialisable values.
+Every function takes local paths, URLs (``s3://...``, with ``storage_options`` for
+fsspec) or :class:`~medmask.io.Target` objects and returns plain JSON-serialisable values.
+What a file can hold is asked of its layout (:mod:`medmask.format.layouts`), never of its
+version number.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from .bbox import bounding_box
 from .errors import CorruptFileError, UnsupportedFormatError
+from .format import Signature, read_msk_record, sniff_target, verify_all
 from .io.names import is_url
+from .io.target import Target
 from .spaces import Space, describe_space
-from .storage import MaskArchive, MaskFile
+from .storage import MaskArchive
 
 __all__ = [
     "MASK_SUFFIXES",
@@ -40,19 +45,11 @@ __all__ = [
 #: File name endings of medmask files (folders are searched for these).
 MASK_SUFFIXES = (".mska", ".msk")
 
-Target = str | os.PathLike
-
-
-def _kw(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {} if storage_options is None else {"storage_options": dict(storage_options)}
-
-
-def _target(path: Target) -> str | Path:
-    return path if is_url(path) else Path(path)
+PathArg = str | os.PathLike | Target
 
 
 def expand_paths(
-    paths: Iterable[Target], *, storage_options: Mapping[str, Any] | None = None
+    paths: Iterable[PathArg], *, storage_options: Mapping[str, Any] | None = None
 ) -> list[str]:
     """Files and folders -> the medmask files they name, in the order given.
 
@@ -93,26 +90,16 @@ def expand_paths(
     return out
 
 
-def _source_size(path: Target, storage_options: Mapping[str, Any] | None) -> int:
-    if not is_url(path):
-        return os.stat(path).st_size
-    from .io import open_source
-
-    with open_source(path, **_kw(storage_options)) as src:
-        return src.size()
-
-
-def sniff_file(
-    path: Target, *, storage_options: Mapping[str, Any] | None = None
-) -> tuple[str, int, int]:
-    """What a file is, by its first bytes (not its name), read by :func:`medmask.format.sniff`.
+def sniff_file(path: PathArg, *, storage_options: Mapping[str, Any] | None = None) -> Signature:
+    """What a file is, by its first bytes (not its name): :func:`medmask.format.sniff_target`.
 
     Args:
-        path: A local path or URL.
+        path: A local path, a URL or a :class:`~medmask.io.Target`.
         storage_options: fsspec options for a URL.
 
     Returns:
-        ``(kind, major, minor)``: kind ``"msk"`` or ``"mska"`` and the format version.
+        ``(kind, major, minor)`` (a :class:`~medmask.format.Signature`, whose ``layout``
+        says what the file can hold): kind ``"msk"`` or ``"mska"`` and the format version.
 
     Raises:
         CorruptFileError: Too short, or not a medmask file.
@@ -120,18 +107,13 @@ def sniff_file(
         FileNotFoundError: No such file.
         IsADirectoryError: A folder.
     """
-    from .format import sniff
-    from .io import open_source
-
-    if not is_url(path) and Path(path).is_dir():
+    target = Target.of(path, storage_options)
+    if not target.is_url and Path(target.path).is_dir():
         raise IsADirectoryError(f"{path}: is a folder, not a .msk/.mska file")
-    with open_source(path, **_kw(storage_options)) as src:
-        kind, major = sniff(src)
-        minor = src.read(5, 1, field="header")[0]  # the header sniff just read (cached remotely)
-    return kind, major, minor
+    return sniff_target(target)
 
 
-def is_archive(path: Target, *, storage_options: Mapping[str, Any] | None = None) -> bool:
+def is_archive(path: PathArg, *, storage_options: Mapping[str, Any] | None = None) -> bool:
     """Whether ``path`` is a medmask archive (``.mska``), by its first bytes (not its name).
 
     Args:
@@ -200,82 +182,96 @@ def space_fields(space: Space) -> dict[str, Any]:
     }
 
 
-def file_info(path: Target, *, storage_options: Mapping[str, Any] | None = None) -> dict:
+def file_info(path: PathArg, *, storage_options: Mapping[str, Any] | None = None) -> dict:
     """Kind, format version, codec, space and sizes of a medmask file (no mask is decoded,
     except the one of a ``.msk``).
 
     Args:
-        path: A ``.msk`` or ``.mska`` (told by its bytes), local or a URL.
+        path: A ``.msk`` or ``.mska`` (told by its bytes), local, a URL or a Target.
         storage_options: fsspec options for a URL.
 
     Returns:
         A JSON-serialisable dict: ``file``, ``kind`` (``"msk"``/``"mska"``), ``version``
-        (major), ``minor_version``, ``bytes``, ``masks``, ``codec``, ``space`` (see
-        :func:`space_fields`; ``None`` for an archive without a mask yet), ``space_text``
-        (one line), and for archives ``empty_masks`` (``None`` for version 1, which does
-        not record it), ``mask_bytes``, ``overhead_bytes``, ``generation`` and
-        ``index_segments`` (version 2, else ``None``), ``full_volume_bytes_uint8``; for a
-        ``.msk`` ``labels``, ``dtype``, ``bbox`` and ``voxels``.
+        (major), ``minor_version``, ``bytes``, ``masks``, ``codec`` (the codecs the file's
+        masks use), ``space`` (see :func:`space_fields`; ``None`` for an archive without a
+        mask yet), ``space_text`` (one line), and for archives ``empty_masks`` (``None``
+        where the layout does not record voxel counts), ``mask_bytes``,
+        ``overhead_bytes``, ``generation`` and ``index_segments`` (``None`` where the layout
+        has no commits), ``full_volume_bytes_uint8``; for a ``.msk`` ``labels``, ``dtype``,
+        ``bbox`` and ``voxels``.
 
     Raises:
         CorruptFileError: The file is damaged or not a medmask file.
         UnsupportedFormatError: A format version this release does not read.
         FileNotFoundError: No such file.
     """
-    kind, major, minor = sniff_file(path, storage_options=storage_options)
-    size = _source_size(path, storage_options)
+    target = Target.of(path, storage_options)
+    sig = sniff_file(target)
+    size = _size(target)
     out: dict[str, Any] = {
         "file": str(path),
-        "kind": kind,
-        "version": int(major),
-        "minor_version": int(minor) if major >= 2 else 0,
+        "kind": sig.kind,
+        "version": int(sig.major),
+        "minor_version": int(sig.minor),
         "bytes": int(size),
     }
-    if kind == "mska":
-        with MaskArchive(_target(path), **_kw(storage_options)) as ar:
-            space = ar.space
-            infos = ar.infos() if ar.version >= 2 else None
-            n = len(ar)
-            out.update(
-                masks=n,
-                codec=",".join(ar.codec_names),
-                space=None if space is None else space_fields(space),
-                space_text=None if space is None else describe_space(space),
-                empty_masks=None if infos is None else sum(1 for i in infos if i.bbox is None),
-                mask_bytes=int(ar.mask_bytes),
-                overhead_bytes=int(size) - int(ar.mask_bytes),
-                generation=ar.generation,
-                index_segments=ar.index_segments,
-                full_volume_bytes_uint8=(0 if space is None else int(np.prod(space.shape))) * n,
-            )
-        return out
-    info = MaskFile(_target(path), **_kw(storage_options)).info()
-    space = _msk_space(path, storage_options)
-    out.update(
-        masks=1,
-        codec="zstd" if major == 1 else "bitzstd",
-        space=space_fields(space),
-        space_text=describe_space(space),
-        labels=info.mapping,
-        dtype=info.dtype,
-        bbox=None if info.bbox is None else [int(v) for v in info.bbox],
-        voxels=None if info.voxels is None else int(info.voxels),
-    )
+    if sig.kind == "mska":
+        out.update(_archive_facts(target, size))
+    else:
+        out.update(_msk_facts(target))
     return out
 
 
-def _msk_space(path: Target, storage_options: Mapping[str, Any] | None) -> Space:
-    return MaskFile(_target(path), **_kw(storage_options)).read_cropped()[3]
+def _size(target: Target) -> int:
+    if not target.is_url:
+        return os.stat(target.path).st_size
+    with target.open() as src:
+        return src.size()
 
 
-def list_masks(path: Target, *, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
+def _archive_facts(target: Target, size: int) -> dict[str, Any]:
+    """The :func:`file_info` fields of an archive, from its index."""
+    with MaskArchive(target) as ar:
+        space = ar.space
+        infos = ar.infos() if ar.layout.index_stats else None
+        n = len(ar)
+        return dict(
+            masks=n,
+            codec=",".join(ar.codec_names),
+            space=None if space is None else space_fields(space),
+            space_text=None if space is None else describe_space(space),
+            empty_masks=None if infos is None else sum(1 for i in infos if i.bbox is None),
+            mask_bytes=int(ar.mask_bytes),
+            overhead_bytes=int(size) - int(ar.mask_bytes),
+            generation=ar.generation,
+            index_segments=ar.index_segments,
+            full_volume_bytes_uint8=(0 if space is None else int(np.prod(space.shape))) * n,
+        )
+
+
+def _msk_facts(target: Target) -> dict[str, Any]:
+    """The :func:`file_info` fields of a ``.msk`` (its bounding box is decoded)."""
+    r = read_msk_record(target, cropped=True)
+    return dict(
+        masks=1,
+        codec=r.codec,
+        space=space_fields(r.space),
+        space_text=describe_space(r.space),
+        labels=r.mapping.to_dict(),
+        dtype="bool" if r.array.dtype == np.bool_ else r.array.dtype.name,
+        bbox=None if r.bbox is None else [int(v) for v in r.bbox],
+        voxels=None if r.voxels is None else int(r.voxels),
+    )
+
+
+def list_masks(path: PathArg, *, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
     """One row per mask of an archive (per label of a ``.msk``), from the index where it can.
 
-    Version-2 archives answer from their index alone; version-1 archives and ``.msk``
-    files are decoded for the voxel counts and boxes.
+    Archives whose layout stores voxel counts and boxes (``index_stats``) answer from
+    their index alone; other archives and ``.msk`` files are decoded for them.
 
     Args:
-        path: A ``.msk`` or ``.mska``, local or a URL.
+        path: A ``.msk`` or ``.mska``, local, a URL or a Target.
         storage_options: fsspec options for a URL.
 
     Returns:
@@ -288,37 +284,14 @@ def list_masks(path: Target, *, storage_options: Mapping[str, Any] | None = None
         CorruptFileError: The file is damaged or not a medmask file.
         FileNotFoundError: No such file.
     """
-    kind, _major, _minor = sniff_file(path, storage_options=storage_options)
+    target = Target.of(path, storage_options)
+    if sniff_file(target).kind == "msk":
+        return _msk_rows(target, str(path))
     rows: list[dict] = []
-    if kind == "msk":
-        size = _source_size(path, storage_options)
-        crop, bbox, mapping, _space = MaskFile(_target(path), **_kw(storage_options)).read_cropped()
-        attrs = MaskFile(_target(path), **_kw(storage_options)).info().attrs
-        for name, label in mapping.items():
-            hit = crop == label
-            voxels = int(np.count_nonzero(hit))
-            box = None
-            if voxels and bbox is not None:
-                idx = [np.flatnonzero(hit.any(axis=ax)) for ax in ((1, 2), (0, 2), (0, 1))]
-                box = []
-                for k, ix in enumerate(idx):
-                    box += [int(bbox[2 * k] + ix[0]), int(bbox[2 * k] + ix[-1] + 1)]
-            rows.append(
-                {
-                    "file": str(path),
-                    "name": name,
-                    "labels": {name: int(label)},
-                    "voxels": voxels,
-                    "bbox": box,
-                    "bytes": int(size),
-                    "attrs": dict(attrs),
-                }
-            )
-        return rows
-    with MaskArchive(_target(path), **_kw(storage_options)) as ar:
+    with MaskArchive(target) as ar:
         for info in ar.infos():
             voxels, bbox = info.voxels, info.bbox
-            if voxels is None:  # version 1 does not record them: decode
+            if voxels is None:  # the layout does not record them: decode
                 crop, bbox = ar.read_cropped(info.index)
                 voxels = int(np.count_nonzero(crop))
             rows.append(
@@ -335,25 +308,48 @@ def list_masks(path: Target, *, storage_options: Mapping[str, Any] | None = None
     return rows
 
 
-def verify_file(path: Target, *, storage_options: Mapping[str, Any] | None = None) -> dict:
+def _msk_rows(target: Target, file: str) -> list[dict]:
+    """The :func:`list_masks` rows of a ``.msk``: one per label of its mapping."""
+    size = _size(target)
+    r = read_msk_record(target, cropped=True)
+    rows = []
+    for name, label in r.mapping.items():
+        hit = r.array == label
+        box = None if r.bbox is None else bounding_box(hit)
+        if box is not None:  # from the crop's indices to the volume's
+            box = tuple(int(v + r.bbox[2 * (k // 2)]) for k, v in enumerate(box))
+        rows.append(
+            {
+                "file": file,
+                "name": name,
+                "labels": {name: int(label)},
+                "voxels": int(np.count_nonzero(hit)),
+                "bbox": None if box is None else list(box),
+                "bytes": int(size),
+                "attrs": dict(r.attrs),
+            }
+        )
+    return rows
+
+
+def verify_file(path: PathArg, *, storage_options: Mapping[str, Any] | None = None) -> dict:
     """Open ``path``, check every checksum and decode every mask; never raises for a bad file.
 
     Every check of :func:`medmask.format.verify_all` runs, so a damaged archive reports each
     bad mask, not only the first.
 
     Args:
-        path: A ``.msk`` or ``.mska``, local or a URL.
+        path: A ``.msk`` or ``.mska``, local, a URL or a Target.
         storage_options: fsspec options for a URL.
 
     Returns:
         ``{"file", "ok", "version", "masks", "checksums", "error", "problems"}``:
-        ``checksums`` is False for version-1 files, which carry none (their masks are decoded
+        ``checksums`` is False for layouts that carry none (their masks are decoded
         only); ``problems`` lists every problem as one line naming the file (and the mask or
         field where known); ``error`` is the first of them, or ``None``.
     """
-    from .format import verify_all
-
-    problems = [str(p) for p in verify_all(path, storage_options=storage_options)]
+    target = Target.of(path, storage_options)
+    problems = [str(p) for p in verify_all(target)]
     out: dict = {
         "file": str(path),
         "ok": not problems,
@@ -366,13 +362,13 @@ def verify_file(path: Target, *, storage_options: Mapping[str, Any] | None = Non
     if problems:
         return out
     try:
-        kind, major, _minor = sniff_file(path, storage_options=storage_options)
-        if kind == "mska":
-            with MaskArchive(_target(path), **_kw(storage_options)) as ar:
+        sig = sniff_file(target)
+        if sig.kind == "mska":
+            with MaskArchive(target) as ar:
                 n = len(ar)
         else:
             n = 1
     except Exception as exc:  # noqa: BLE001 - the file changed since it was checked
         return {**out, "ok": False, "error": f"{path}: {exc}", "problems": [f"{path}: {exc}"]}
-    out.update(version=int(major), masks=n, checksums=major >= 2)
+    out.update(version=int(sig.major), masks=n, checksums=sig.layout.checksums)
     return out

@@ -25,13 +25,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .errors import MaskNotFoundError, MaskValidationError, close_matches
+from .ops import smallest_int_dtype
 
 __all__ = ["LabelTable"]
 
-_UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
 _U64_MAX = 2**64 - 1
-# types torch's ordinary kernels support (no flip for uint16/uint32): uint8, then signed
-_TORCH_SAFE = (np.uint8, np.int16, np.int32, np.int64)
 
 
 def _check_name(name: object) -> str:
@@ -301,13 +299,14 @@ class LabelTable(Mapping[str, int]):
                 ``int16``, ``int32``, ``int64`` (torch has no ``flip`` for ``uint16``).
 
         Returns:
-            ``uint8``, ``uint16``, ``uint32``, ``uint64`` (or the torch-safe series).
+            ``uint8``, ``uint16``, ``uint32``, ``uint64`` (or the torch-safe series):
+            :func:`medmask.ops.smallest_int_dtype`, the one rule.
+
+        Raises:
+            MaskValidationError: The largest label does not fit (a torch-safe type, or 64
+                bits).
         """
-        top = self.max_label()
-        for dt in _TORCH_SAFE if torch_safe else _UNSIGNED:
-            if top <= np.iinfo(dt).max:
-                return np.dtype(dt)
-        raise MaskValidationError(f"label {top} does not fit in a torch-safe integer type")
+        return smallest_int_dtype(0, self.max_label(), torch_safe=torch_safe)
 
     # -- mapping protocol --------------------------------------------------------------------
     def __getitem__(self, name: str) -> int:

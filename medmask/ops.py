@@ -27,7 +27,8 @@ picks its strategy per call (figures and tuning in ``benchmarks/bench_match.py``
 Everything runs over blocks of :data:`BLOCK_BYTES` of input so that temporaries stay
 in cache and no full-size temporary is allocated besides the result.
 
-:func:`smallest_uint_dtype` is the helper other modules use to store label maps.
+:func:`smallest_int_dtype` (and :func:`smallest_uint_dtype`) is the one "smallest dtype
+that holds these values" rule, used wherever label maps are made.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 
 from .errors import MaskValidationError
 
-__all__ = ["match_allowed_values", "smallest_uint_dtype", "value_runs"]
+__all__ = ["match_allowed_values", "smallest_int_dtype", "smallest_uint_dtype", "value_runs"]
 
 #: Estimated cost, in nanoseconds per voxel and by itemsize, of: one compare per run;
 #: the table path's window test (``a - lo <= hi - lo``, counted per block); its gather
@@ -68,8 +69,44 @@ BLOCK_PROBE_STRIDE = 61
 PAIR_TABLE_MIN_SIZE = 1 << 15
 
 
+def smallest_int_dtype(lo: int, hi: int, *, torch_safe: bool = False) -> np.dtype:
+    """The smallest integer dtype that holds every value of ``lo..hi``: the one "smallest
+    dtype" rule of medmask (label maps, label tables, MONAI outputs).
+
+    Unsigned types are tried first when ``lo >= 0``, then signed ones.
+
+    Args:
+        lo: The smallest value to store.
+        hi: The largest value to store.
+        torch_safe: Only types torch's ordinary kernels support: ``uint8``, then signed
+            types (torch has few kernels for ``uint16``/``uint32``/``uint64``: no ``flip``).
+
+    Returns:
+        ``uint8`` ... ``uint64`` or ``int8`` ... ``int64``.
+
+    Raises:
+        MaskValidationError: The range does not fit in 64-bit integers (also a
+            ``ValueError``).
+
+    Example:
+        >>> smallest_int_dtype(0, 300), smallest_int_dtype(-1, 100)
+        (dtype('uint16'), dtype('int8'))
+        >>> smallest_int_dtype(0, 300, torch_safe=True)
+        dtype('int16')
+    """
+    lo, hi = int(lo), int(hi)
+    unsigned = (np.uint8,) if torch_safe else (np.uint8, np.uint16, np.uint32, np.uint64)
+    for dt in (*(unsigned if lo >= 0 else ()), np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    kind = "torch-safe integer types" if torch_safe else "64-bit integers"
+    raise MaskValidationError(f"values {lo}..{hi} do not fit in {kind}")
+
+
 def smallest_uint_dtype(max_value: int) -> np.dtype:
-    """The smallest unsigned integer dtype that holds ``max_value``.
+    """The smallest unsigned integer dtype that holds ``max_value``
+    (:func:`smallest_int_dtype` of ``0..max_value``).
 
     Args:
         max_value: A non-negative integer (the largest value to store).
@@ -87,10 +124,7 @@ def smallest_uint_dtype(max_value: int) -> np.dtype:
     max_value = int(max_value)
     if max_value < 0:
         raise ValueError(f"max_value must be non-negative, got {max_value}")
-    for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
-        if max_value <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    raise ValueError(f"max_value {max_value} does not fit in 64 bits")
+    return smallest_int_dtype(0, max_value)
 
 
 # -- the allowed set -----------------------------------------------------------------------
@@ -221,17 +255,7 @@ def match_allowed_values(image_data: np.ndarray, allowed_set: Iterable[int] | in
         >>> match_allowed_values(lab, range(2, 4)).astype(int).tolist()
         [[0, 0, 1], [1, 0, 0]]
     """
-    arr = np.asarray(image_data)
-    kind = arr.dtype.kind
-    if kind not in "biu":
-        raise MaskValidationError(
-            f"match_allowed_values needs an integer or bool label array, got dtype {arr.dtype}"
-            + (" (cast label maps to an integer dtype first)" if kind == "f" else "")
-        )
-    if kind == "b":
-        arr = arr.view(np.uint8)
-    elif not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
+    arr = _native_integers(np.asarray(image_data))
     info = np.iinfo(arr.dtype)
     vmin, vmax = int(info.min), int(info.max)
     runs = _allowed_runs(allowed_set, vmin, vmax)
@@ -251,6 +275,33 @@ def match_allowed_values(image_data: np.ndarray, allowed_set: Iterable[int] | in
         src, flip = np.ascontiguousarray(arr), False
     flat = src.reshape(-1)
     out = np.empty(flat.size, bool)
+    _STRATEGIES[_strategy(flat, runs)](flat, runs, out)
+    out = out.reshape(src.shape)
+    return out.T if flip else out
+
+
+def _native_integers(arr: np.ndarray) -> np.ndarray:
+    """A label array as native-order integers (bool viewed as uint8).
+
+    Raises:
+        MaskValidationError: Not an integer or bool array.
+    """
+    kind = arr.dtype.kind
+    if kind not in "biu":
+        raise MaskValidationError(
+            f"match_allowed_values needs an integer or bool label array, got dtype {arr.dtype}"
+            + (" (cast label maps to an integer dtype first)" if kind == "f" else "")
+        )
+    if kind == "b":
+        return arr.view(np.uint8)
+    if not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def _strategy(flat: np.ndarray, runs: list[tuple[int, int]]) -> str:
+    """``"compares"``, ``"table"`` or ``"search"``: the cheapest exact strategy by the cost
+    model of the module documentation."""
     size = flat.dtype.itemsize
     lo, hi = runs[0][0], runs[-1][1]
     table_ok = size <= 2 or hi - lo <= min(MAX_TABLE_SPAN, max(flat.size, 1 << 16))
@@ -259,17 +310,8 @@ def match_allowed_values(image_data: np.ndarray, allowed_set: Iterable[int] | in
         window = WINDOW_NS[size] + min(
             GATHER_NS[size], _window_share(flat, lo, hi) * SPARSE_NS[size]
         )
-        use_compares = compare <= window
-    else:
-        use_compares = len(runs) <= MAX_SEARCH_COMPARE_RUNS
-    if use_compares:
-        _match_compares(flat, runs, out)
-    elif table_ok:
-        _match_table(flat, runs, out)
-    else:
-        _match_search(flat, runs, out)
-    out = out.reshape(src.shape)
-    return out.T if flip else out
+        return "compares" if compare <= window else "table"
+    return "compares" if len(runs) <= MAX_SEARCH_COMPARE_RUNS else "search"
 
 
 # -- strategies (1-D contiguous native input, preallocated 1-D bool output) ------------------
@@ -390,3 +432,7 @@ def _match_search(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray
         a = flat[i : i + step]
         k = np.searchsorted(starts, a, side="right") - 1  # last run starting at or before a
         np.logical_and(k >= 0, a <= ends.take(k, mode="clip"), out=out[i : i + step])
+
+
+#: The strategies :func:`match_allowed_values` chooses among (see :func:`_strategy`).
+_STRATEGIES = {"compares": _match_compares, "table": _match_table, "search": _match_search}

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ._upcalls import upcall
 from .codecs import BIT_DEPTHS, Codec
-from .errors import CorruptFileError, MaskNotFoundError, MaskValidationError, close_matches
-from .format import read_msk
+from .errors import MaskNotFoundError, MaskValidationError, close_matches
 from .mapping import LabelMapping
 from .ops import match_allowed_values, smallest_uint_dtype
 from .spaces import Space, coerce_space, default_space
@@ -299,7 +299,9 @@ class SegmentationMask:
         """Boolean array of all labelled (non-zero) voxels."""
         return self._array.astype(bool) if self._array.dtype != np.bool_ else self._array.copy()
 
-    # -- persistence -------------------------------------------------------------------
+    # -- persistence and pictures: done above the object model ------------------------
+    # These methods are upward calls (medmask._upcalls): the storage and viz layers do the
+    # work, plugged in by medmask/__init__.py, so this module imports neither.
     def save(
         self,
         path: str | os.PathLike,
@@ -307,10 +309,10 @@ class SegmentationMask:
         codec: str | Codec | None = None,
         attrs: dict | None = None,
     ) -> None:
-        """Write this mask to a ``.msk`` file (atomically).
+        """Write this mask to a ``.msk`` file (atomically); :func:`medmask.save_mask` does it.
 
         Args:
-            path: Destination.
+            path: Destination (a local path or a URL).
             codec: ``None``/``"bitzstd"`` (version 2, default) or ``"zstd"`` (version 1,
                 readable by medmask 0.1.x).
             attrs: Attributes stored with the mask (version 2 only; see
@@ -319,23 +321,23 @@ class SegmentationMask:
         Raises:
             MaskValidationError: Bad attributes, or attributes with a version-1 codec.
         """
-        from .storage import MaskFile  # the one writer of .msk files
-
-        MaskFile(path, "w", codec=codec).write(self, attrs=attrs)
+        upcall(SegmentationMask, "save")(self, path, codec=codec, attrs=attrs)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SegmentationMask:
-        """Read a ``.msk`` file of any supported version.
+        """Read a ``.msk`` file of any supported version; :func:`medmask.load_mask` does it.
 
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
             UnsupportedFormatError: A version this release does not read.
         """
-        array, mapping, space, _bbox, _v = read_msk(path)
-        try:
-            return cls(array, mapping, space, copy=False)
-        except MaskValidationError as exc:  # stored parts that do not fit together
-            raise CorruptFileError(str(exc), path=path, field="mapping") from exc
+        seg = upcall(SegmentationMask, "load")(path)
+        return seg if type(seg) is cls else cls(seg._array, seg._mapping, seg._space, copy=False)
+
+    def _repr_png_(self) -> bytes:
+        """A small picture for notebooks (three projections, one colour per label);
+        :func:`medmask.viz.segmask_png` draws it."""
+        return upcall(SegmentationMask, "_repr_png_")(self)
 
     # -- dunder ------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -349,12 +351,6 @@ class SegmentationMask:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-    def _repr_png_(self) -> bytes:
-        """A small picture for notebooks: three projections, one colour per label."""
-        from .viz import segmask_png
-
-        return segmask_png(self)
 
     def __repr__(self) -> str:
         names = ", ".join(f"{n}={lab}" for n, lab in list(self._mapping.items())[:8])

@@ -9,7 +9,6 @@ import difflib
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,10 @@ from medmask.errors import (
     UnsupportedFormatError,
     close_matches,
 )
+from medmask.format import sniff_target
 from medmask.geometry import space_to_affine
-from medmask.inspect import sniff_file
-from medmask.io.names import format_from_name, is_url
-from medmask.ops import match_allowed_values
+from medmask.io import Target
+from medmask.ops import match_allowed_values, smallest_int_dtype
 from medmask.spaces import Space
 
 __all__ = [
@@ -39,8 +38,6 @@ __all__ = [
     "is_archive",
     "file_kind",
     "label_dtype",
-    "storage_kw",
-    "as_target",
     "MissingNameWarning",
 ]
 
@@ -161,41 +158,34 @@ def mask_meta(path: object, space: Space, labels: Mapping[str, int] | None, mode
     return meta
 
 
-def storage_kw(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``{"storage_options": ...}`` for medmask's readers, or ``{}`` when none were given."""
-    return {} if storage_options is None else {"storage_options": dict(storage_options)}
-
-
-def as_target(path: str | os.PathLike) -> str | Path:
-    """A local path as :class:`~pathlib.Path`; a URL stays a string (``Path`` would mangle it)."""
-    return path if is_url(path) else Path(path)
-
-
 def file_kind(
-    path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None
+    path: str | os.PathLike | Target, storage_options: Mapping[str, Any] | None = None
 ) -> str | None:
     """``"mska"``, ``"msk"`` or ``None`` (not a medmask file), by the magic bytes.
 
     A URL is told by its name when the name says ``.mska``/``.msk`` (no extra request; a
-    file whose content contradicts its name is refused by the reader), else by its bytes.
+    file whose content contradicts its name is refused by the reader), else by its bytes
+    (:func:`medmask.format.sniff_target`, the one medmask sniff; foreign formats are told
+    by ``medmask.io.formats.identify`` from the same first bytes).
 
     Raises:
         FileNotFoundError: No such file or object.
         UnsupportedFormatError: A medmask file of a format version this release does not read.
     """
-    if is_url(path):
-        named = format_from_name(path)
-        if named in ("mska", "msk"):
-            return named
+    target = Target.of(path, storage_options)
+    if target.is_url and target.format_name in ("mska", "msk"):
+        return target.format_name
     try:
-        return sniff_file(path, storage_options=storage_options)[0]
+        return sniff_target(target).kind
     except UnsupportedFormatError:  # a medmask file, but a newer one: say so, not "not medmask"
         raise
     except CorruptFileError:
         return None
 
 
-def is_archive(path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> bool:
+def is_archive(
+    path: str | os.PathLike | Target, storage_options: Mapping[str, Any] | None = None
+) -> bool:
     """Whether ``path`` is a ``.mska`` (by its magic bytes, not its name)."""
     return file_kind(path, storage_options) == "mska"
 
@@ -204,13 +194,11 @@ def label_dtype(top: int) -> np.dtype:
     """The default dtype of a label map whose largest label is ``top``.
 
     ``uint8`` up to 255, then ``int16`` up to 32,767, ``int32``, ``int64``: types torch
-    supports in its ordinary kernels (it implements few for ``uint16``/``uint32``: no
-    ``flip``, so ``Orientationd`` would fail).
+    supports in its ordinary kernels (:func:`medmask.ops.smallest_int_dtype` with
+    ``torch_safe``; torch implements few kernels for ``uint16``/``uint32``: no ``flip``, so
+    ``Orientationd`` would fail).
     """
-    for dt in (np.uint8, np.int16, np.int32, np.int64):
-        if top <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    raise MaskValidationError(f"label {top} does not fit in 64 bits")
+    return smallest_int_dtype(0, top, torch_safe=True)
 
 
 def _output_dtype(dtype: Any, top: int, mode: str) -> np.dtype:
@@ -265,7 +253,8 @@ def _from_archive(
         data = np.zeros((1, *shape), out_dtype)
     else:
         data = np.zeros((len(levels), *shape), out_dtype)
-    full_reads = ar.version == 1  # version 1 decodes whole volumes: skip the cropping step
+    # a layout without cropped blobs decodes whole volumes: skip the cropping step
+    full_reads = not ar.layout.cropped_blobs
     for n, label in wanted.items():
         if n not in ar:
             continue
@@ -281,14 +270,14 @@ def _from_archive(
 
 
 def _from_msk(
-    path: str | Path,
+    target: Target,
     wanted: dict[str, int] | None,
     mode: str,
     dtype,
     missing: str,
-    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, int], Space]:
-    crop, box, stored, space = MaskFile(path, **storage_kw(storage_options)).read_cropped()
+    path = target.path
+    crop, box, stored, space = MaskFile(target).read_cropped()
     mapping = stored.to_dict()
     shape = tuple(int(s) for s in space.shape)
     if wanted is None:
@@ -368,14 +357,15 @@ def load_mask_array(
     """
     check_options(mode, missing)
     wanted = resolve_names(names)
-    path = as_target(path)
-    if archive is not None or is_archive(path, storage_options):
+    target = Target.of(path, storage_options)  # made once: the file and its options
+    path = target.local or target.path  # the name in messages and meta
+    if archive is not None or is_archive(target):
         if archive is not None:
             data, labels, space = _from_archive(archive, path, wanted, mode, dtype, missing)
         else:
-            with MaskArchive(path, **storage_kw(storage_options)) as ar:
+            with MaskArchive(target) as ar:
                 data, labels, space = _from_archive(ar, path, wanted, mode, dtype, missing)
     else:
-        data, labels, space = _from_msk(path, wanted, mode, dtype, missing, storage_options)
+        data, labels, space = _from_msk(target, wanted, mode, dtype, missing)
     meta = mask_meta(path, space, labels, mode)
     return data.transpose(0, 3, 2, 1), meta

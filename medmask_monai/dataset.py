@@ -19,7 +19,7 @@ from medmask import MaskArchive, MaskInfo
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
 from medmask.io.names import is_url
 
-from ._load import MissingNameWarning, label_dtype, mask_meta, storage_kw
+from ._load import MissingNameWarning, label_dtype, mask_meta
 from .transforms import to_metatensor
 
 __all__ = ["MaskArchiveDataset", "MissingNameWarning"]
@@ -59,7 +59,7 @@ class _OpenArchives:
                 self.cache.move_to_end(a_idx)
                 return ar
         # outside the lock: other threads keep reading meanwhile
-        opened = MaskArchive(path, **storage_kw(self.storage_options))
+        opened = MaskArchive(path, storage_options=self.storage_options)
         with self.lock:
             ar = self.cache.get(a_idx)
             if ar is not None:  # another thread was quicker
@@ -203,7 +203,7 @@ class MaskArchiveDataset(Dataset):
         seen: set[str] = set()  # every stored name, for the check of ``names``
         found: set[str] = set()
         for a_idx, path in enumerate(self.archives):
-            with MaskArchive(path, **storage_kw(self.storage_options)) as ar:
+            with MaskArchive(path, storage_options=self.storage_options) as ar:
                 stored = ar.all_names()
                 if self.names is None:
                     chosen = list(enumerate(stored))

@@ -18,7 +18,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
-from medmask.ops import match_allowed_values, value_runs
+from medmask.ops import match_allowed_values, smallest_int_dtype, value_runs
 
 from ._load import Names, as_numpy_dtype, label_dtype
 from .reader import MaskReader, load_paths
@@ -172,16 +172,6 @@ def _as_label(v: object) -> int:
     return int(v)
 
 
-def _int_dtype_for(lo: int, hi: int) -> np.dtype:
-    """The smallest integer dtype holding ``lo..hi`` (unsigned when ``lo >= 0``)."""
-    kinds = (np.uint8, np.uint16, np.uint32, np.uint64) if lo >= 0 else ()
-    for dt in (*kinds, np.int8, np.int16, np.int32, np.int64):
-        info = np.iinfo(dt)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(dt)
-    raise MaskValidationError(f"label map values {lo}..{hi} do not fit in 64-bit integers")
-
-
 def _not_whole(dtype: object, example: float) -> MaskValidationError:
     return MaskValidationError(
         f"SelectLabels: the label map ({dtype}) holds values that are not whole numbers "
@@ -200,7 +190,7 @@ def _whole_numpy(arr: np.ndarray) -> np.ndarray:
     lo, hi = float(r.min()), float(r.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise _not_whole(arr.dtype, hi if not np.isfinite(hi) else lo)
-    return r.astype(_int_dtype_for(int(lo), int(hi)))
+    return r.astype(smallest_int_dtype(int(lo), int(hi)))
 
 
 def _whole_torch(t: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 from ..conversions import from_archive
+from ..format import compat_choices
 from ..inspect import sniff_file
 from ..io.formats import formats, get_format
 from ..io.names import FORMAT_SUFFIXES, format_from_name, is_url, split_suffix
@@ -170,11 +171,11 @@ def _archive_to_archive(
             if attrs and not keep_attrs:
                 dropped += 1
                 attrs = None
-            seg = ar.load_segmask(info.index)
+            seg = ar[info.index]
             if attrs:
-                dst.add_segmask(seg, info.name, attrs=attrs)
+                dst.add(info.name, seg, attrs=attrs)
             else:
-                dst.add_segmask(seg, info.name)
+                dst.add(info.name, seg)
         n = len(infos)
     return n, dropped
 
@@ -202,9 +203,9 @@ def _msk_to(
     name = split_suffix(src)[0]
     with MaskArchive(out, "w", codec=codec, compat=compat, space=seg.space, **kw) as dst:
         if attrs:
-            dst.add_segmask(seg, name, attrs=attrs)
+            dst.add(name, seg, attrs=attrs)
         else:
-            dst.add_segmask(seg, name)
+            dst.add(name, seg)
     return 1, dropped
 
 
@@ -287,7 +288,7 @@ def register(add: AddCommand) -> None:
     )
     s.add_argument(
         "--compat",
-        choices=["0.3", "0.2", "0.1"],
+        choices=compat_choices(),  # the compatibility table of medmask.format
         default=None,
         metavar="RELEASE",
         help="write what medmask RELEASE reads: 0.3 (format 2.1), 0.2 (format 2.0, without "

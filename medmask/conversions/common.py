@@ -14,8 +14,7 @@ from ..errors import MaskValidationError
 from ..io.formats import identify_target
 from ..segmask import SegmentationMask
 from ..spaces import Space
-from ..storage import MaskArchive, load_mask
-from ..storage.archive import PreparedMask
+from ..storage import MaskArchive, PreparedMask, load_mask
 from .pipeline import ordered_map
 
 __all__ = [
@@ -245,7 +244,7 @@ def iter_archive_records(
         if len(ar) == 0 or ar.space is None:
             raise MaskValidationError(f"{archive}: the archive holds no masks")
         wanted = list(names) if names is not None else ar.all_names()
-        mappings = ar.read_all_mapping()
+        mappings = {i.name: i.mapping for i in ar.infos()}
         plan = []
         for name in wanted:
             if name not in mappings:

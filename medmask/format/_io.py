@@ -1,13 +1,11 @@
-"""Low-level helpers shared by the format modules: verified reads, advisory locks,
-checksums and bounding boxes (atomic writes are :mod:`medmask.io.atomic`)."""
+"""Low-level helpers shared by the format modules: verified reads, advisory locks and
+checksums (atomic writes are :mod:`medmask.io.atomic`, bounding boxes :mod:`medmask.bbox`)."""
 
 from __future__ import annotations
 
 import os
 import zlib
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import ArchiveLockedError, CorruptFileError
 from ..io.source import ByteSource
@@ -17,20 +15,7 @@ try:  # POSIX advisory locks; absent on Windows, where locking is a no-op
 except ImportError:  # pragma: no cover - not on Linux
     fcntl = None  # type: ignore[assignment]
 
-__all__ = [
-    "crc32",
-    "read_verified",
-    "lock_exclusive",
-    "open_locked",
-    "bounding_box",
-    "crop_to_bbox",
-    "bbox_slices",
-    "bbox_shape",
-    "BBox",
-]
-
-#: A bounding box as ``(z0, z1, y0, y1, x0, x1)``, half-open.
-BBox = tuple[int, int, int, int, int, int]
+__all__ = ["crc32", "read_verified", "lock_exclusive", "open_locked"]
 
 
 def crc32(data: bytes | memoryview) -> int:
@@ -115,33 +100,3 @@ def open_locked(path: Path, flags: int) -> int:
             return fd
         os.close(fd)  # replaced between open and lock: lock the file the path names now
     raise ArchiveLockedError("the file keeps being replaced by another writer", path=path)
-
-
-def bounding_box(array: np.ndarray) -> BBox | None:
-    """Half-open bounding box ``(z0, z1, y0, y1, x0, x1)`` of the non-zero voxels, or None."""
-    zs = np.flatnonzero(array.any(axis=(1, 2)))
-    if zs.size == 0:
-        return None
-    z0, z1 = int(zs[0]), int(zs[-1]) + 1
-    sub = array[z0:z1]
-    ys = np.flatnonzero(sub.any(axis=(0, 2)))
-    xs = np.flatnonzero(sub.any(axis=(0, 1)))
-    return z0, z1, int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-
-
-def crop_to_bbox(array: np.ndarray) -> tuple[np.ndarray, BBox | None]:
-    """``(copy of the bounding-box region, bbox)``; ``((0, 0, 0) array, None)`` when empty."""
-    box = bounding_box(array)
-    if box is None:
-        return array[:0, :0, :0].copy(), None
-    return array[bbox_slices(box)].copy(), box
-
-
-def bbox_slices(bbox: BBox) -> tuple[slice, slice, slice]:
-    """``(z, y, x)`` slices of a half-open bounding box."""
-    return slice(bbox[0], bbox[1]), slice(bbox[2], bbox[3]), slice(bbox[4], bbox[5])
-
-
-def bbox_shape(bbox: BBox) -> tuple[int, int, int]:
-    """Shape ``(z, y, x)`` of the region a half-open bounding box covers."""
-    return bbox[1] - bbox[0], bbox[3] - bbox[2], bbox[5] - bbox[4]

@@ -24,12 +24,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..bbox import BBox, bbox_slices
 from ..codecs import Codec
 from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space
-from ._io import BBox
-from .base import Entry, bbox_slices
+from .base import Entry
+from .layouts import LAYOUTS, Layout
 
 __all__ = ["ArchiveBackend", "Prepared"]
 
@@ -129,9 +130,14 @@ class ArchiveBackend(ABC):
         """The names of :attr:`entries`, in order (cheap; entries may be validated lazily)."""
 
     @property
+    def layout(self) -> Layout:
+        """The archive's row of the compatibility table (what it can hold)."""
+        return LAYOUTS.of(self.version, self.minor)
+
+    @property
     def supports_attrs(self) -> bool:
-        """Whether masks can carry attributes and centroids (format 2.1 and later)."""
-        return False
+        """Whether masks can carry attributes and centroids (:attr:`layout`)."""
+        return self.layout.supports_attrs
 
     @property
     def generation(self) -> int | None:

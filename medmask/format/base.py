@@ -9,19 +9,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..bbox import BBox, bbox_shape
 from ..codecs import BlobSpec, Codec, check_shape
 from ..errors import CorruptFileError, MaskValidationError, MedMaskError
 from ..mapping import LabelMapping
 from ..spaces import Space, space_from_disk_json
-from ._io import BBox, bbox_shape, bbox_slices
+from .layouts import LAYOUTS, Layout
 
 __all__ = [
     "Entry",
     "MskRecord",
     "parse_mapping",
     "read_space",
-    "bbox_slices",
-    "full_bbox",
     "error_context",
     "decode_blob",
     "loads_json",
@@ -130,11 +129,6 @@ def parse_mapping(obj: object, *, path: object, mask: str | None) -> LabelMappin
         ) from exc
 
 
-def full_bbox(shape: tuple[int, ...]) -> BBox:
-    """The bounding box covering a whole volume."""
-    return 0, int(shape[0]), 0, int(shape[1]), 0, int(shape[2])
-
-
 @dataclass(slots=True)  # one per index row: no __dict__
 class Entry:
     """One stored mask as the index describes it.
@@ -202,6 +196,7 @@ class MskRecord:
         centroid: Stored centroid (``.msk`` files of minor version 1, which have
             attributes), else ``None``.
         attrs: Stored attributes (``{}`` when none).
+        codec: Name of the codec of the stored blob.
     """
 
     array: np.ndarray
@@ -213,3 +208,9 @@ class MskRecord:
     voxels: int
     centroid: tuple[float, float, float] | None
     attrs: dict
+    codec: str
+
+    @property
+    def layout(self) -> Layout:
+        """The file's row of the compatibility table (what it can hold)."""
+        return LAYOUTS.of(self.version, self.minor)

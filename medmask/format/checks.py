@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ..bbox import bbox_shape
 from ..codecs import Codec, expansion_plausible
 from ..errors import CorruptFileError
-from ._io import bbox_shape
 
 __all__ = [
     "is_uint",

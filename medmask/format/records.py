@@ -3,11 +3,8 @@
 A :class:`Record` is a little-endian :class:`struct.Struct` whose fields have names, in
 the style of nibabel's header dtypes and zarr's metadata classes: the layout is written
 once, as a list of ``(name, struct code)`` pairs, and the code packs and unpacks by
-name. A record may end with a CRC-32 trailer (field ``crc``) over all bytes before it,
-which :meth:`Record.pack` computes and :meth:`Record.unpack_checked` verifies.
-
-Being a :class:`struct.Struct`, a record still has ``size``, ``format``, ``pack``,
-``unpack`` and ``unpack_from`` with positional values (older tests and tools use them).
+name only. A record may end with a CRC-32 trailer (field ``crc``) over all bytes before
+it, which :meth:`Record.pack_named` computes and :meth:`Record.unpack_checked` verifies.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ __all__ = ["Record"]
 CRC = "crc"
 
 
-class Record(struct.Struct):
+class Record:
     """A named, fixed-size little-endian record, optionally sealed by a CRC-32 trailer.
 
     Args:
@@ -37,11 +34,17 @@ class Record(struct.Struct):
     Attributes:
         name: As given.
         names: The named fields in order (padding left out).
+        size: The record's size in bytes.
+        format: Its :mod:`struct` format string (little-endian).
         Values: The named tuple type :meth:`unpack_named` returns.
     """
 
+    __slots__ = ("_struct", "name", "names", "has_crc", "size", "format", "Values")
+
     def __init__(self, name: str, fields: list[tuple[str, str]]) -> None:
-        super().__init__("<" + "".join(code for _n, code in fields))
+        self._struct = struct.Struct("<" + "".join(code for _n, code in fields))
+        self.size = self._struct.size
+        self.format = self._struct.format
         self.name = name
         self.names: tuple[str, ...] = tuple(n for n, _c in fields if n)
         self.has_crc = bool(self.names) and self.names[-1] == CRC
@@ -68,13 +71,13 @@ class Record(struct.Struct):
             raise TypeError(f"{self.name}: missing fields {missing}, unknown fields {extra}")
         ordered = [values[n] for n in names]
         if not self.has_crc:
-            return self.pack(*ordered)
-        raw = self.pack(*ordered, 0)
+            return self._struct.pack(*ordered)
+        raw = self._struct.pack(*ordered, 0)
         return raw[:-4] + struct.pack("<I", crc32(raw[:-4]))
 
     def unpack_named(self, raw: bytes | memoryview, offset: int = 0) -> NamedTuple:
         """The record at ``offset`` of ``raw`` as a named tuple (the CRC is not checked)."""
-        return self.Values._make(self.unpack_from(raw, offset))
+        return self.Values._make(self._struct.unpack_from(raw, offset))
 
     def crc_ok(self, raw: bytes | memoryview, offset: int = 0) -> bool:
         """Whether the record at ``offset`` carries the CRC-32 of its other bytes."""
@@ -95,3 +98,6 @@ class Record(struct.Struct):
         if not self.crc_ok(raw, offset):
             raise CorruptFileError(f"{self.name} checksum mismatch", path=path, field=field)
         return self.unpack_named(raw, offset)
+
+    def __repr__(self) -> str:
+        return f"Record({self.name!r}, {self.size} bytes, fields {list(self.names)})"

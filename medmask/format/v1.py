@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bbox import BBox, crop_to_bbox, full_bbox
 from ..codecs import BlobSpec, Codec, ZstdCodec, codec_by_id
 from ..errors import (
     ArchiveLockedError,
@@ -25,14 +26,13 @@ from ..io.atomic import atomic_temp
 from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space, space_to_disk_json
-from ._io import BBox, crop_to_bbox, lock_exclusive
+from ._io import lock_exclusive
 from .backend import ArchiveBackend
 from .base import (
     Entry,
     MskRecord,
     decode_blob,
     error_context,
-    full_bbox,
     loads_json,
     parse_mapping,
     read_space,
@@ -161,7 +161,7 @@ def read_msk(source: ByteSource, header: bytes, *, cropped: bool = False) -> Msk
     if cropped:
         array, box = crop_to_bbox(array)
     voxels = int(np.count_nonzero(array))
-    return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {})
+    return MskRecord(array, mapping, space, box, 1, 0, voxels, None, {}, _CODEC.name)
 
 
 def _v1_codec(codec_id: int, path: object) -> Codec:

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MedMaskError
+from ..io.target import Target, open_source
+from .backend import ArchiveBackend
+from .base import Entry
+from .dispatch import open_archive, read_msk_record
+from .sniff import sniff
 
 __all__ = ["Problem", "verify_all"]
 
@@ -65,12 +70,13 @@ class Problem:
 
 
 def verify_all(
-    target: str | os.PathLike, storage_options: Mapping[str, Any] | None = None
+    target: str | os.PathLike | Target, storage_options: Mapping[str, Any] | None = None
 ) -> list[Problem]:
     """Check every part of a medmask file and return all its problems.
 
     Args:
-        target: A ``.msk`` or ``.mska`` file, a local path or a URL.
+        target: A ``.msk`` or ``.mska`` file: a local path, a URL or a
+            :class:`~medmask.io.target.Target`.
         storage_options: For a URL: options of its fsspec filesystem.
 
     Returns:
@@ -79,9 +85,6 @@ def verify_all(
         decodes to its declared box). Never raises for a bad or missing file: that is a
         problem too.
     """
-    from ..io.target import open_source
-    from . import open_archive, read_msk_record, sniff
-
     problems: list[Problem] = []
     try:
         with open_source(target, storage_options=storage_options) as source:
@@ -95,7 +98,7 @@ def verify_all(
     return problems
 
 
-def _verify_archive(backend: Any, problems: list[Problem]) -> None:
+def _verify_archive(backend: ArchiveBackend, problems: list[Problem]) -> None:
     """Check each mask of an opened archive on its own, recording what fails."""
     path = backend.path
     entries = backend.entries
@@ -113,7 +116,7 @@ def _verify_archive(backend: Any, problems: list[Problem]) -> None:
                 problems.append(Problem.from_exception(exc, path))
 
 
-def _read(backend: Any, entry: Any) -> None:
+def _read(backend: ArchiveBackend, entry: Entry) -> None:
     """Read, checksum and decode one mask's stored region (nothing for an empty mask)."""
     if entry.bbox is not None:
         backend.read_box(entry)

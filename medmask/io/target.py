@@ -29,10 +29,7 @@ from typing import Any
 from .names import format_from_name, is_url, split_suffix
 from .source import _SOURCES, ByteSource, source_schemes
 
-__all__ = ["Target", "open_source", "PathOrTarget"]
-
-#: What public functions accept as a file: a local path, a URL or a :class:`Target`.
-PathOrTarget = "str | os.PathLike[str] | Target"
+__all__ = ["Target", "open_source"]
 
 
 class Target:

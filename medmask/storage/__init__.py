@@ -9,7 +9,8 @@ Format versions live behind :mod:`medmask.format`; byte sources in :mod:`medmask
 from __future__ import annotations
 
 from ._common import MaskInfo
+from ._editing import PreparedMask
 from .archive import MaskArchive
 from .maskfile import MaskFile, load_mask, save_mask
 
-__all__ = ["MaskFile", "MaskArchive", "MaskInfo", "save_mask", "load_mask"]
+__all__ = ["MaskFile", "MaskArchive", "MaskInfo", "PreparedMask", "save_mask", "load_mask"]

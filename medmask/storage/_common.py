@@ -1,19 +1,14 @@
-"""What MaskFile and MaskArchive share: MaskInfo, target and output-name rules, URL uploads."""
+"""What MaskFile and MaskArchive share: MaskInfo and the output-name rule."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..format._io import BBox
-from ..io.names import expect_name, format_from_name, is_url
-from ..io.source import ByteSource
+from ..bbox import BBox
+from ..io.names import expect_name, format_from_name
 
 __all__ = ["MaskInfo", "PathLike", "StorageOptions"]
 
@@ -86,13 +81,6 @@ class MaskInfo:
         return self
 
 
-def _target(path: PathLike) -> str | Path:
-    """A URL stays a string (``Path`` would fold its ``//``); a local path becomes a Path."""
-    if isinstance(path, ByteSource):
-        raise TypeError("pass a path or URL, not a ByteSource")
-    return os.fspath(path) if is_url(path) else Path(path)
-
-
 def _refuse_foreign_name(target: PathLike, kind: str, what: str) -> None:
     """Refuse an output whose suffix names another known format (``x.nii.gz`` for an archive).
 
@@ -104,21 +92,3 @@ def _refuse_foreign_name(target: PathLike, kind: str, what: str) -> None:
     named = format_from_name(target)
     if named is not None and named != kind:
         expect_name(target, kind, what=what)
-
-
-@contextlib.contextmanager
-def _local_then_upload(url: str, storage_options: StorageOptions) -> Iterator[Path]:
-    """A local temporary path to write; on normal exit it is uploaded to ``url`` whole
-    (:func:`medmask.io.remote.upload`); the temporary folder is always removed."""
-    from ..io.names import split_suffix
-
-    tmpdir = Path(tempfile.mkdtemp(prefix="medmask-upload-"))
-    try:
-        stem, suffix = split_suffix(url)
-        local = tmpdir / ((stem or "object") + suffix)
-        yield local
-        from ..io.remote import upload
-
-        upload(local, url, storage_options=storage_options)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)

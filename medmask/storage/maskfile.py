@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..attrs import centroid_of, validate_attrs
+from ..bbox import BBox
 from ..codecs import Codec, get_codec
 from ..errors import (
     CorruptFileError,
@@ -19,20 +21,11 @@ from ..format import (
     read_msk_record,
     write_msk,
 )
-from ..format._io import BBox
-from ..io.names import is_url
-from ..io.target import open_source
+from ..io.target import Target, open_source
 from ..mapping import LabelMapping
 from ..segmask import SegmentationMask
 from ..spaces import Space
-from ._common import (
-    MaskInfo,
-    PathLike,
-    StorageOptions,
-    _local_then_upload,
-    _refuse_foreign_name,
-    _target,
-)
+from ._common import MaskInfo, PathLike, StorageOptions, _refuse_foreign_name
 
 __all__ = ["MaskFile", "save_mask", "load_mask"]
 
@@ -41,7 +34,8 @@ class MaskFile:
     """One mask in a ``.msk`` file (a local path or a URL).
 
     Args:
-        path: The file, or a URL (``s3://...``, ``gs://...``, ``https://...``, ...).
+        path: The file, a URL (``s3://...``, ``gs://...``, ``https://...``, ...) or a
+            :class:`~medmask.io.Target`.
         mode: ``"r"`` to read, ``"w"`` to write (the file is replaced atomically; a URL
             is written locally and uploaded whole).
         codec: For writing: ``None``/``"bitzstd"`` (version 2) or ``"zstd"`` (version 1).
@@ -61,7 +55,7 @@ class MaskFile:
 
     def __init__(
         self,
-        path: PathLike,
+        path: PathLike | Target,
         mode: str = "r",
         *,
         codec: str | Codec | None = None,
@@ -69,18 +63,20 @@ class MaskFile:
     ) -> None:
         if mode not in ("r", "w"):
             raise MaskValidationError(f"MaskFile mode must be 'r' or 'w', got {mode!r}")
-        self.path = _target(path)
+        self.target = Target.of(path, storage_options)
+        #: The file as given: a :class:`~pathlib.Path`, or a URL string.
+        self.path: Path | str = self.target.local or self.target.path
         self.mode = mode
         self.codec = get_codec(codec)
-        self.storage_options = dict(storage_options or {})
-        self._url = is_url(self.path)
+        self.storage_options = dict(self.target.storage_options)
+        self._url = self.target.is_url
         if mode == "w":
             _refuse_foreign_name(self.path, "msk", "mask file")
         elif not self._url and not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such mask file")
 
     def _record(self, *, cropped: bool):
-        return read_msk_record(self.path, cropped=cropped, storage_options=self.storage_options)
+        return read_msk_record(self.target, cropped=cropped)
 
     def read(self) -> SegmentationMask:
         """Read the mask.
@@ -119,16 +115,14 @@ class MaskFile:
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
         """
-        with open_source(self.path, storage_options=self.storage_options) as source:
+        with open_source(self.target) as source:
             r = read_msk_record(source, cropped=True)
             nbytes = source.size()
         centroid = r.centroid
         if centroid is None and r.bbox is not None:
             centroid = centroid_of(r.array, (r.bbox[0], r.bbox[2], r.bbox[4]))[1]
-        from ..io.names import split_suffix
-
         return MaskInfo(
-            split_suffix(self.path)[0],
+            self.target.stem,
             0,
             r.mapping.to_dict(),
             "bool" if r.array.dtype == np.bool_ else r.array.dtype.name,
@@ -160,10 +154,7 @@ class MaskFile:
         if not isinstance(segmask, SegmentationMask):
             raise MaskValidationError(f"expected a SegmentationMask, got {type(segmask).__name__}")
         attrs = validate_attrs(attrs, mask=os.fspath(self.path))
-        if not self._url:
-            write_msk(self.path, segmask.data, segmask.mapping, segmask.space, self.codec, attrs)
-            return
-        with _local_then_upload(self.path, self.storage_options) as local:
+        with self.target.writing() as local:
             write_msk(local, segmask.data, segmask.mapping, segmask.space, self.codec, attrs)
 
     def close(self) -> None:

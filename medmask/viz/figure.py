@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import MaskNotFoundError, MaskValidationError, SpaceMismatchError
+from ..errors import CorruptFileError, MaskNotFoundError, MaskValidationError, SpaceMismatchError
+from ..format import sniff_target
+from ..segmask import SegmentationMask
+from ..storage import MaskArchive, load_mask
 from .colors import _views
 from .layers import (
     _archive_layers,
@@ -90,9 +93,7 @@ def _windowed(arr: np.ndarray, window: tuple[float, float] | None) -> np.ndarray
 def _source_layers(
     source: Any, names: Sequence[str] | None
 ) -> tuple[list[_Layer], list[str], Space, str]:
-    from ..segmask import SegmentationMask
-    from ..storage import MaskArchive
-
+    """The layers to draw, the empty masks' names, the grid and a label for the title."""
     if isinstance(source, SegmentationMask):
         layers, space = _segmask_layers(source)
         if names is not None:
@@ -111,18 +112,22 @@ def _source_layers(
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    from ..inspect import is_archive
-
-    if is_archive(path):
+    if _is_archive(path):
         with MaskArchive(path) as ar:
             if ar.space is None:
                 raise MaskValidationError(f"{path}: the archive holds no mask")
             layers, empty = _archive_layers(ar, names)
             return layers, empty, ar.space, path.name
-    from ..storage import load_mask
-
     layers, empty, space, _ = _source_layers(load_mask(path), names)
     return layers, empty, space, path.name
+
+
+def _is_archive(path: Path) -> bool:
+    """Whether a file's first bytes say it is an archive (anything else is read as a .msk)."""
+    try:
+        return sniff_target(path).kind == "mska"
+    except CorruptFileError:
+        return False
 
 
 def render(
@@ -169,65 +174,42 @@ def render(
         ImportError: matplotlib is not installed.
     """
     try:
-        from matplotlib import patheffects
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Patch
+        import matplotlib  # noqa: F401 - the renderer is imported by the steps below
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("pictures need matplotlib: pip install 'medmask[stats]'") from None
 
     layers, empty, space, label = _source_layers(source, names)
-    shape = tuple(int(s) for s in space.shape)
-    views = _views(space)
-    base3 = None if image is None else _windowed(_load_image(image, space), window)
-    alpha = 1.0 if base3 is None else 0.5
-    idx = [None] * 3 if mip else _densest(layers, shape)
+    panels, shown = _panels(layers, space, mip=mip, image=image, window=window)
+    handles = _legend_handles(layers, empty, shown, all_masks=names is None)
+    fig, grid, font, ncol = _new_figure(panels, len(handles), width, dpi, pyplot)
+    for k, (view, at, rgb) in enumerate(panels):
+        _draw_panel(fig.add_subplot(grid[0, k]), view, at, rgb)
+    _draw_legend(fig.add_subplot(grid[0, 3]), handles, font, ncol)
+    what = "maximum intensity projections" if mip else "slices through the densest planes"
+    height = fig.get_figheight()
+    fig.suptitle(title or f"{label}: {len(layers)} masks, {what}", fontsize=11, y=1 - 0.1 / height)
+    return fig
 
-    panels = []
-    shown: set[str] = set()
-    for view in views:
-        at = idx[view.normal]
-        base = None if base3 is None else _plane_of(base3, view, at)
-        rgb, seen = _compose(layers, view, at, shape, base, alpha)
-        shown |= seen
-        panels.append((view, at, rgb))
 
-    handles = []
-    listed = layers
-    if len(layers) > _LEGEND_MAX:  # the largest ones; the rest are counted
-        keep = {lay.name for lay in sorted(layers, key=lambda lay: -lay.voxels)[: _LEGEND_MAX - 1]}
-        listed = [lay for lay in layers if lay.name in keep]
-    for lay in listed:
-        note = "" if lay.name in shown else ", not in these slices"
-        ml = f"{lay.volume_ml:,.1f}" if lay.volume_ml >= 1 else f"{lay.volume_ml:.2g}"
-        handles.append(
-            Patch(
-                facecolor=np.asarray(lay.color) / 255,
-                edgecolor="none",
-                label=f"{lay.name} ({ml} mL{note})",
-            )
-        )
-    if len(listed) < len(layers):
-        handles.append(
-            Patch(facecolor="0.6", edgecolor="none", label=f"+ {len(layers) - len(listed)} more")
-        )
-    if names is not None or len(empty) <= 3:
-        for name in empty:
-            handles.append(Patch(facecolor="none", edgecolor="0.5", label=f"{name} (empty)"))
-    else:  # a whole dataset's worth of absent organs would drown the legend
-        handles.append(
-            Patch(facecolor="none", edgecolor="0.5", label=f"+ {len(empty)} empty masks")
-        )
-    n = len(handles)
-    font = 9 if n <= 20 else (7 if n <= 50 else 5)
-    ncol = 1 if n <= 30 else 2
+def _new_figure(
+    panels: list[tuple[Any, int | None, np.ndarray]],
+    n_handles: int,
+    width: float,
+    dpi: int,
+    pyplot: bool,
+) -> tuple[Figure, Any, int, int]:
+    """The figure and its grid: the panels share one scale (mm per inch), side by side;
+    the legend takes the rest. Returns ``(figure, gridspec, legend font, legend columns)``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    # panels share one scale (mm per inch), side by side; the legend takes the rest
+    font = 9 if n_handles <= 20 else (7 if n_handles <= 50 else 5)
+    ncol = 1 if n_handles <= 30 else 2
     sizes = [(rgb.shape[1] * v.sp_h, rgb.shape[0] * v.sp_v) for v, _, rgb in panels]
     total_w = sum(w for w, _ in sizes)
     scale = width * 0.70 / total_w  # inches per mm
     panel_h = max(h for _, h in sizes) * scale
-    legend_h = math.ceil(n / ncol) * font / 72 * 1.7 + 0.4
+    legend_h = math.ceil(n_handles / ncol) * font / 72 * 1.7 + 0.4
     height = max(panel_h + 0.9, legend_h, 2.0)
     if pyplot:
         import matplotlib.pyplot as plt
@@ -246,38 +228,99 @@ def render(
         bottom=0.03,
         top=1 - 0.75 / height,
     )
+    return fig, grid, font, ncol
+
+
+def _panels(
+    layers: list[_Layer],
+    space: Space,
+    *,
+    mip: bool,
+    image: str | os.PathLike | np.ndarray | None,
+    window: tuple[float, float] | None,
+) -> tuple[list[tuple[Any, int | None, np.ndarray]], set[str]]:
+    """The three panels ``(view, plane index or None for a MIP, RGB)`` and the masks shown."""
+    shape = tuple(int(s) for s in space.shape)
+    base3 = None if image is None else _windowed(_load_image(image, space), window)
+    alpha = 1.0 if base3 is None else 0.5
+    idx = [None] * 3 if mip else _densest(layers, shape)
+    panels = []
+    shown: set[str] = set()
+    for view in _views(space):
+        at = idx[view.normal]
+        base = None if base3 is None else _plane_of(base3, view, at)
+        rgb, seen = _compose(layers, view, at, shape, base, alpha)
+        shown |= seen
+        panels.append((view, at, rgb))
+    return panels, shown
+
+
+def _legend_handles(
+    layers: list[_Layer], empty: list[str], shown: set[str], *, all_masks: bool
+) -> list[Any]:
+    """Legend entries: the drawn masks (the largest :data:`_LEGEND_MAX`), then the empty
+    ones (counted when many, for a whole archive)."""
+    from matplotlib.patches import Patch
+
+    handles = []
+    listed = layers
+    if len(layers) > _LEGEND_MAX:  # the largest ones; the rest are counted
+        keep = {lay.name for lay in sorted(layers, key=lambda lay: -lay.voxels)[: _LEGEND_MAX - 1]}
+        listed = [lay for lay in layers if lay.name in keep]
+    for lay in listed:
+        note = "" if lay.name in shown else ", not in these slices"
+        ml = f"{lay.volume_ml:,.1f}" if lay.volume_ml >= 1 else f"{lay.volume_ml:.2g}"
+        color = np.asarray(lay.color) / 255
+        handles.append(
+            Patch(facecolor=color, edgecolor="none", label=f"{lay.name} ({ml} mL{note})")
+        )
+    if len(listed) < len(layers):
+        more = f"+ {len(layers) - len(listed)} more"
+        handles.append(Patch(facecolor="0.6", edgecolor="none", label=more))
+    if not all_masks or len(empty) <= 3:
+        for name in empty:
+            handles.append(Patch(facecolor="none", edgecolor="0.5", label=f"{name} (empty)"))
+    else:  # a whole dataset's worth of absent organs would drown the legend
+        label = f"+ {len(empty)} empty masks"
+        handles.append(Patch(facecolor="none", edgecolor="0.5", label=label))
+    return handles
+
+
+def _draw_panel(ax: Any, view: Any, at: int | None, rgb: np.ndarray) -> None:
+    """One panel: the picture at its physical aspect, its title and patient directions."""
+    from matplotlib import patheffects
+
+    n_v, n_h = rgb.shape[:2]
+    ax.imshow(rgb, extent=(0, n_h * view.sp_h, n_v * view.sp_v, 0), interpolation="nearest")
+    where = "MIP" if at is None else f"{'zyx'[view.normal]} = {at}"
+    ax.set_title(f"{view.plane} ({where})", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
     outline = [patheffects.withStroke(linewidth=2, foreground="black")]
-    for k, (view, at, rgb) in enumerate(panels):
-        ax = fig.add_subplot(grid[0, k])
-        n_v, n_h = rgb.shape[:2]
-        ax.imshow(rgb, extent=(0, n_h * view.sp_h, n_v * view.sp_v, 0), interpolation="nearest")
-        axis_name = "zyx"[view.normal]
-        where = "MIP" if at is None else f"{axis_name} = {at}"
-        ax.set_title(f"{view.plane} ({where})", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for x, y, text, ha, va in (
-            (0.02, 0.5, view.left, "left", "center"),
-            (0.98, 0.5, view.right, "right", "center"),
-            (0.5, 0.98, view.top, "center", "top"),
-            (0.5, 0.02, view.bottom, "center", "bottom"),
-        ):
-            ax.text(
-                x,
-                y,
-                text,
-                transform=ax.transAxes,
-                ha=ha,
-                va=va,
-                color="white",
-                fontsize=9,
-                fontweight="bold",
-                path_effects=outline,
-            )
-    lax = fig.add_subplot(grid[0, 3])
-    lax.axis("off")
+    for x, y, text, ha, va in (
+        (0.02, 0.5, view.left, "left", "center"),
+        (0.98, 0.5, view.right, "right", "center"),
+        (0.5, 0.98, view.top, "center", "top"),
+        (0.5, 0.02, view.bottom, "center", "bottom"),
+    ):
+        ax.text(
+            x,
+            y,
+            text,
+            transform=ax.transAxes,
+            ha=ha,
+            va=va,
+            color="white",
+            fontsize=9,
+            fontweight="bold",
+            path_effects=outline,
+        )
+
+
+def _draw_legend(ax: Any, handles: list[Any], font: int, ncol: int) -> None:
+    ax.axis("off")
     if handles:
-        lax.legend(
+        ax.legend(
             handles=handles,
             loc="center left",
             frameon=False,
@@ -286,10 +329,7 @@ def render(
             handlelength=1.2,
         )
     else:
-        lax.text(0, 0.5, "no mask selected", fontsize=9)
-    what = "maximum intensity projections" if mip else "slices through the densest planes"
-    fig.suptitle(title or f"{label}: {len(layers)} masks, {what}", fontsize=11, y=1 - 0.1 / height)
-    return fig
+        ax.text(0, 0.5, "no mask selected", fontsize=9)
 
 
 def save_png(

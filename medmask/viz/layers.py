@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..bbox import BBox, box_voxels, crop_to_bbox
 from .colors import BACKGROUND, _View, mask_colors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,25 +23,15 @@ if TYPE_CHECKING:  # pragma: no cover
 class _Layer:
     name: str
     crop: np.ndarray | None  # bool, the bounding-box region (None: not decoded, box only)
-    bbox: tuple[int, int, int, int, int, int] | None
+    bbox: BBox | None
     color: tuple[int, int, int]
     voxels: int
     volume_ml: float
 
 
-def _crop_of(mask: np.ndarray) -> tuple[np.ndarray | None, tuple | None]:
-    nz = [np.flatnonzero(mask.any(axis=tuple(k for k in range(3) if k != a))) for a in range(3)]
-    if nz[0].size == 0:
-        return None, None
-    box = (
-        int(nz[0][0]),
-        int(nz[0][-1]) + 1,
-        int(nz[1][0]),
-        int(nz[1][-1]) + 1,
-        int(nz[2][0]),
-        int(nz[2][-1]) + 1,
-    )
-    return np.ascontiguousarray(mask[box[0] : box[1], box[2] : box[3], box[4] : box[5]]), box
+def _crop_of(mask: np.ndarray) -> tuple[np.ndarray | None, BBox | None]:
+    crop, box = crop_to_bbox(mask)
+    return (None, None) if box is None else (crop, box)
 
 
 def _voxel_ml(space: Space) -> float:
@@ -67,8 +58,7 @@ def _archive_layers(
     """Layers of the selected masks (all when ``names`` is None); empty masks are returned
     by name only. With ``budget``, masks are decoded smallest box first until the box
     voxels exceed it; the others keep their box only (``crop is None``)."""
-    infos_fn = getattr(ar, "infos", None)
-    infos = list(infos_fn()) if callable(infos_fn) else [ar.info(i) for i in range(len(ar))]
+    infos = ar.infos()
     colors = _colors_of(infos)  # of the whole archive: a mask keeps its colour in any selection
     if names is not None:
         by_name = {i.name: i for i in infos}
@@ -80,14 +70,14 @@ def _archive_layers(
         infos = chosen
     vml = _voxel_ml(ar.space)
     layers, empty = [], []
-    order = sorted(infos, key=lambda i: _box_volume(i.bbox) if i.bbox else 0)
+    order = sorted(infos, key=lambda i: box_voxels(i.bbox) if i.bbox else 0)
     spent = 0
     for info in order:
         if info.voxels == 0:
             empty.append(info.name)
             continue
         crop, box = None, info.bbox
-        if budget is None or box is None or spent + _box_volume(box) <= budget:
+        if budget is None or box is None or spent + box_voxels(box) <= budget:
             raw, box = ar.read_cropped(info.index)
             if box is None:
                 empty.append(info.name)
@@ -111,10 +101,6 @@ def _colors_of(infos: Sequence[Any]) -> dict[str, tuple[int, int, int]]:
 def _file_name(path: object) -> str:
     """The last part of a path or URL, for titles."""
     return str(path).rstrip("/").rsplit("/", 1)[-1]
-
-
-def _box_volume(box: Sequence[int]) -> int:
-    return (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
 
 
 # -- 2-D panels ---------------------------------------------------------------------------------

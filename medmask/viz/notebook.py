@@ -138,7 +138,8 @@ def archive_html(
     Reads the index only (voxels, mL, bounding box, stored colour); one small coronal
     projection of the masks is drawn from their bounding-box regions, decoding at most
     ``budget`` box voxels (smallest boxes first; the others are drawn as box outlines).
-    Version-1 archives record no voxels or boxes: their rows say so and no thumbnail is drawn.
+    Layouts that record no voxels or boxes (``index_stats``, version 1) say so in their rows,
+    and no thumbnail is drawn.
 
     Args:
         archive: An open archive.
@@ -160,8 +161,7 @@ def archive_html(
     spacing = ", ".join(f"{float(s):.3g}" for s in space.spacing)
     head += f", grid (z, y, x) {shape[0]}x{shape[1]}x{shape[2]}, spacing ({spacing}) mm"
     vml = _voxel_ml(space)
-    infos_fn = getattr(ar, "infos", None)
-    infos = list(infos_fn()) if callable(infos_fn) else [ar.info(i) for i in range(n)]
+    infos = ar.infos()
     colors = _colors_of(infos)
     rows = []
     for info in infos[: max(0, int(max_rows))]:
@@ -171,7 +171,7 @@ def archive_html(
             f'background:rgb({c[0]},{c[1]},{c[2]})"></span>'
         )
         if info.voxels is None:
-            vox, ml, box = "(decode)", "", "(version 1: not stored)"
+            vox, ml, box = "(decode)", "", f"(format {ar.layout.name}: not stored)"
         elif info.voxels == 0:
             vox, ml, box = "0", "0", "empty"
         else:
@@ -192,7 +192,7 @@ def archive_html(
         "<th>bbox z0:z1, y0:y1, x0:x1</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
     thumb = ""
-    if thumbnail and ar.version >= 2 and n:
+    if thumbnail and ar.layout.index_stats and n:
         png, _decoded, boxes = _thumbnail(ar, int(thumbnail), budget)
         if png is not None:
             note = f" ({boxes} shown as boxes)" if boxes else ""

@@ -20,7 +20,7 @@ from medmask.conversions.pipeline import case_threads, current_threads, ordered_
 from medmask.errors import MaskValidationError
 from medmask.geometry import space_to_affine
 from medmask.spaces import Space
-from medmask.storage.archive import PreparedMask
+from medmask.storage import PreparedMask
 
 SPACE = Space(shape=(24, 20, 16), spacing=(0.9, 0.8, 2.0)).reverse_axis_order()  # (z, y, x)
 

@@ -178,8 +178,8 @@ def test_overlaps_are_reported(tmp_path):
     b = np.zeros((6, 6, 6), bool)
     b[2:5] = True
     with MaskArchive(tmp_path / "a.mska", "w", space=space) as ar:
-        ar.add_segmask(SegmentationMask(a, {"a": 1}, space), "a")
-        ar.add_segmask(SegmentationMask(b, {"b": 1}, space), "b")
+        ar.add("a", SegmentationMask(a, {"a": 1}, space))
+        ar.add("b", SegmentationMask(b, {"b": 1}, space))
     _, overlap = archive_to_labelmap(tmp_path / "a.mska", tmp_path / "l.nii.gz")
     assert overlap == 36
 
@@ -296,8 +296,8 @@ def test_labelmap_export_of_a_multilabel_mask(tmp_path):
     single = np.zeros((4, 4, 4), bool)
     single[2] = True
     with MaskArchive(tmp_path / "m.mska", "w", space=space) as ar:
-        ar.add_segmask(SegmentationMask(lab, {"bg": 0, "liver": 3, "spleen": 5}, space), "organs")
-        ar.add_segmask(SegmentationMask(single, {"x": 1}, space), "aorta")
+        ar.add("organs", SegmentationMask(lab, {"bg": 0, "liver": 3, "spleen": 5}, space))
+        ar.add("aorta", SegmentationMask(single, {"x": 1}, space))
     table, overlap = archive_to_labelmap(tmp_path / "m.mska", tmp_path / "l.nii.gz")
     assert table == {"liver": 1, "spleen": 2, "aorta": 3} and overlap == 0
     out = np.asarray(nib.load(tmp_path / "l.nii.gz").dataobj).transpose(2, 1, 0)

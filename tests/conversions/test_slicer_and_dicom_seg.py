@@ -497,8 +497,8 @@ def test_overlap_report_and_warning_for_emptied_masks(tmp_path, capsys):
     from medmask import SegmentationMask
 
     with MaskArchive(tmp_path / "o.mska", "w", space=space) as ar:
-        ar.add_segmask(SegmentationMask(small, {"rib": 1}, space), "rib")
-        ar.add_segmask(SegmentationMask(big, {"liver": 1}, space), "liver")
+        ar.add("rib", SegmentationMask(small, {"rib": 1}, space))
+        ar.add("liver", SegmentationMask(big, {"liver": 1}, space))
     assert cli("unpack", tmp_path / "o.mska", "-o", tmp_path / "l.nii.gz", "--json") == 0
     out = capsys.readouterr()
     assert "warning: mask 'rib' lost all its 2 voxels" in out.err
@@ -754,7 +754,7 @@ def test_is_archive_by_first_bytes_and_unpack_of_a_single_mask(tmp_path):
     seg.save(single)
     packed = tmp_path / "a.mska"
     with MaskArchive(packed, mode="w", space=space) as ar:
-        ar.add_segmask(seg, "a")
+        ar.add("a", seg)
     renamed = tmp_path / "archive.msk"  # named like a .msk: the bytes decide
     renamed.write_bytes(packed.read_bytes())
     assert is_archive(packed) and is_archive(renamed) and not is_archive(single)

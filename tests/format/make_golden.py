@@ -267,9 +267,9 @@ def write_pinned(rel: str, path: Path, arrays: dict) -> None:
             return
         with MaskArchive(path, "w", codec="zstd") as ar:
             for n in V1_MSKA[:-1]:
-                ar.add_segmask(_segmask(n, arrays), n)
+                ar.add(n, _segmask(n, arrays))
         with MaskArchive(path, "a") as ar:  # a version-1 append rewrites the file
-            ar.add_segmask(_segmask(V1_MSKA[-1], arrays), V1_MSKA[-1])
+            ar.add(V1_MSKA[-1], _segmask(V1_MSKA[-1], arrays))
         return
     minor = int(version[-1])
     if suffix == "msk":
@@ -281,13 +281,13 @@ def write_pinned(rel: str, path: Path, arrays: dict) -> None:
         for op, name in EDITS:
             with MaskArchive(path, "a", compat=compat) as ar:
                 if op == "add":
-                    ar.add_segmask(_segmask(name, arrays), name, attrs=_attrs(minor, name))
+                    ar.add(name, _segmask(name, arrays), attrs=_attrs(minor, name))
                 elif op == "delete":
                     ar.delete(name)
         return
     with MaskArchive(path, "w", compat=compat) as ar:
         for name in WHOLE if stem == "whole" else []:
-            ar.add_segmask(_segmask(name, arrays), name, attrs=_attrs(minor, name))
+            ar.add(name, _segmask(name, arrays), attrs=_attrs(minor, name))
 
 
 def _attrs(minor: int, name: str) -> dict | None:

@@ -97,7 +97,7 @@ def test_mska_round_trip(tmp_path_factory, data, codec, n):
     mode = data.draw(st.sampled_from(["w", "a"]))
     with MaskArchive(p, mode, codec=codec) as ar:
         for k, m in enumerate(items):
-            ar.add_segmask(m, f"m{k}")
+            ar.add(f"m{k}", m)
     with MaskArchive(p) as ar:
         assert ar.all_names() == [f"m{k}" for k in range(n)]
         for k, m in enumerate(items):

@@ -22,7 +22,7 @@ def _masks(n: int = 4) -> list[tuple[str, np.ndarray]]:
 def _archive(path, codec=None):
     with MaskArchive(path, "w", codec=codec) as ar:
         for name, arr in _masks():
-            ar.add_segmask(SegmentationMask(arr, {name: 1}), name)
+            ar.add(name, SegmentationMask(arr, {name: 1}))
         ar.add("empty", np.zeros((12, 10, 9), bool))
     return path
 

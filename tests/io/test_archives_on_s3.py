@@ -41,7 +41,7 @@ def phantom(tmp_path_factory):
     path = tmp_path_factory.mktemp("ph") / "case.mska"
     with MaskArchive(path, "w", space=space) as ar:
         for name, arr in masks.items():
-            ar.add_segmask(SegmentationMask(arr, {name: 1}, space), name)
+            ar.add(name, SegmentationMask(arr, {name: 1}, space))
     return path, masks, space
 
 
@@ -56,7 +56,7 @@ def big(tmp_path_factory):
         for i in range(60):
             arr = rng.random(space.shape) < 0.5
             masks[f"m{i:02d}"] = arr
-            ar.add_segmask(SegmentationMask(arr, {f"m{i:02d}": 1}, space), f"m{i:02d}")
+            ar.add(f"m{i:02d}", SegmentationMask(arr, {f"m{i:02d}": 1}, space))
     return path, masks
 
 
@@ -123,7 +123,7 @@ def test_version1_archive_by_url(s3p, phantom, tmp_path):
     v1 = tmp_path / "v1.mska"
     with MaskArchive(v1, "w", space=space, codec="zstd") as ar:
         for name, arr in masks.items():
-            ar.add_segmask(SegmentationMask(arr, {name: 1}, space), name)
+            ar.add(name, SegmentationMask(arr, {name: 1}, space))
     url = s3p.put("v1.mska", v1.read_bytes())
     with MaskArchive(url, storage_options=s3p.storage_options) as ar:
         assert ar.version == 1
@@ -190,7 +190,7 @@ def test_write_appears_whole_on_close(s3p, phantom):
     opts = s3p.storage_options
     with MaskArchive(url, "w", space=space, storage_options=opts) as ar:
         for name, arr in masks.items():
-            ar.add_segmask(SegmentationMask(arr, {name: 1}, space), name)
+            ar.add(name, SegmentationMask(arr, {name: 1}, space))
         assert not remote.exists(url, storage_options=opts)  # nothing before close
     assert s3p.keys("out/") == ["out/new.mska"]
     puts = s3p.proxy.records("PUT")
@@ -208,7 +208,7 @@ def test_exception_in_with_block_uploads_nothing(s3p, phantom):
 
     opts = s3p.storage_options
     with pytest.raises(Boom), MaskArchive(url, "w", space=space, storage_options=opts) as ar:
-        ar.add_segmask(SegmentationMask(masks["liver"], {"liver": 1}, space), "liver")
+        ar.add("liver", SegmentationMask(masks["liver"], {"liver": 1}, space))
         raise Boom
     assert s3p.keys("out/") == []
 

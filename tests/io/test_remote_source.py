@@ -423,7 +423,7 @@ def _v2_open_and_read_one(src) -> tuple[bytes, bytes]:
     from medmask.format.v2 import DATA_START, SLOT, SLOT_OFFSETS
 
     head = src.read(0, DATA_START, field="header")
-    slots = [SLOT.unpack_from(head, off) for off in SLOT_OFFSETS]
+    slots = [SLOT.unpack_named(head, off) for off in SLOT_OFFSETS]
     gen, count, s_off, s_len, s_crc, i_off, i_len, i_crc, end, _r, _c = max(slots)
     space = src.read(s_off, s_len, field="space")
     index = src.read(i_off, i_len, field="index")
@@ -447,9 +447,7 @@ def test_v2_archive_budget(s3p, tmp_path):
     path = tmp_path / "big.mska"
     with MaskArchive(path, "w", space=space) as ar:
         for i in range(60):
-            ar.add_segmask(
-                SegmentationMask(rng.random(space.shape) < 0.5, {f"m{i}": 1}, space), f"m{i}"
-            )
+            ar.add(f"m{i}", SegmentationMask(rng.random(space.shape) < 0.5, {f"m{i}": 1}, space))
     size = path.stat().st_size
     assert 1_500_000 < size < 3_000_000
     url = s3p.put("big.mska", path.read_bytes())

@@ -131,9 +131,7 @@ def case(request, tmp_path_factory, nifti_case):
     space = space_from_ras_affine(ref_affine, SHAPE_XYZ)
     with MaskArchive(d / "own.mska", "w", space=space) as ar:
         for name, a in organs().items():
-            ar.add_segmask(
-                SegmentationMask(a.transpose(2, 1, 0).astype(bool), {name: 1}, space), name
-            )
+            ar.add(name, SegmentationMask(a.transpose(2, 1, 0).astype(bool), {name: 1}, space))
     save_mask(
         SegmentationMask(
             labelmap().transpose(2, 1, 0), {n: k for k, n in enumerate(organs(), 1)}, space

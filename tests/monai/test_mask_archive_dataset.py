@@ -58,10 +58,10 @@ def archives(tmp_path_factory) -> list[Path]:
         p = d / f"case{c}.mska"
         with MaskArchive(p, "w", space=space, codec="zstd" if c % 2 else None) as ar:
             for k in range(4 + c % 2):
-                ar.add_segmask(SegmentationMask(mask_array(c, k), {f"m{k}": 1}, space), f"m{k}")
-            ar.add_segmask(SegmentationMask(np.zeros(space.shape, bool), {"e": 1}, space), "empty")
+                ar.add(f"m{k}", SegmentationMask(mask_array(c, k), {f"m{k}": 1}, space))
+            ar.add("empty", SegmentationMask(np.zeros(space.shape, bool), {"e": 1}, space))
             lab = mask_array(c, 0).astype(np.uint8) + 2 * mask_array(c, 2)
-            ar.add_segmask(SegmentationMask(lab, {"a": 1, "b": 2, "ab": 3}, space), "multi")
+            ar.add("multi", SegmentationMask(lab, {"a": 1, "b": 2, "ab": 3}, space))
         paths.append(p)
     return paths
 
@@ -273,7 +273,7 @@ def test_building_over_1000_archives(tmp_path, codec):
     space = affine_to_space(AFF, SHAPE_XYZ)
     with MaskArchive(tmp_path / "proto.mska", "w", space=space, codec=codec) as ar:
         for k in range(5):
-            ar.add_segmask(SegmentationMask(mask_array(1, k), {"x": 1}, space), f"organ_{k}")
+            ar.add(f"organ_{k}", SegmentationMask(mask_array(1, k), {"x": 1}, space))
     proto = (tmp_path / "proto.mska").read_bytes()
     paths = []
     for i in range(1000):

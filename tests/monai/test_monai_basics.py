@@ -190,7 +190,7 @@ def archives(tmp_path_factory):
             for k in range(5):
                 a = np.zeros(SHAPE_XYZ[::-1], bool)
                 a[c : c + k + 1, k:, : k + 2] = True
-                ar.add_segmask(SegmentationMask(a, {f"m{k}": 1}, space), f"m{k}")
+                ar.add(f"m{k}", SegmentationMask(a, {f"m{k}": 1}, space))
         paths.append(p)
     return paths
 
@@ -243,7 +243,7 @@ def test_building_over_1000_archives_is_fast(tmp_path):
     seg = SegmentationMask(a, {"x": 1}, space)
     with MaskArchive(tmp_path / "proto.mska", "w", space=space) as ar:
         for k in range(3):
-            ar.add_segmask(seg, f"m{k}")
+            ar.add(f"m{k}", seg)
     proto = (tmp_path / "proto.mska").read_bytes()
     paths = []
     for i in range(1000):

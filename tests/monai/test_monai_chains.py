@@ -72,7 +72,7 @@ def case(tmp_path_factory, nifti_case):
     space = affine_to_space(AFF, SHAPE)
     with MaskArchive(d / "case.mska", "w", space=space) as ar:
         for name, a in organ_masks().items():
-            ar.add_segmask(SegmentationMask(a.T.astype(bool), {name: 1}, space), name)
+            ar.add(name, SegmentationMask(a.T.astype(bool), {name: 1}, space))
     return d
 
 
@@ -246,13 +246,13 @@ def filtered(tmp_path_factory):
                     a[: 1 + c + k, :4, :5] = True
                 sizes[(c, name)] = int(a.sum())
                 if ar.supports_attrs:
-                    ar.add_segmask(
-                        SegmentationMask(a, {name: 1}, space),
+                    ar.add(
                         name,
+                        SegmentationMask(a, {name: 1}, space),
                         attrs={"description": f"case {c}"} if name == "b" else None,
                     )
                 else:
-                    ar.add_segmask(SegmentationMask(a, {name: 1}, space), name)
+                    ar.add(name, SegmentationMask(a, {name: 1}, space))
     return d, sizes
 
 
@@ -305,7 +305,7 @@ def test_dataset_min_voxels_on_version_1(tmp_path):
         for name, n in [("a", 0), ("b", 3), ("c", 12)]:
             a = np.zeros(SHAPE[::-1], bool)
             a.reshape(-1)[:n] = True
-            ar.add_segmask(SegmentationMask(a, {name: 1}, space), name)
+            ar.add(name, SegmentationMask(a, {name: 1}, space))
     ds = MaskArchiveDataset(tmp_path / "v1.mska", min_voxels=3)
     assert [it[2] for it in ds.items] == ["b", "c"]
 
@@ -316,7 +316,7 @@ def test_dataset_multilabel_uint16_entry_is_torch_friendly(tmp_path):
     lab[2:5, 2:6, 3:9] = 300
     lab[6:8, 1:3, 1:4] = 2
     with MaskArchive(tmp_path / "m.mska", "w", space=space) as ar:
-        ar.add_segmask(SegmentationMask(lab, {"big": 300, "small": 2}, space), "multi")
+        ar.add("multi", SegmentationMask(lab, {"big": 300, "small": 2}, space))
     item = MaskArchiveDataset(tmp_path / "m.mska")[0]
     assert item["mask"].dtype == torch.int16 and int(item["mask"].max()) == 300
     flipped = Orientationd("mask", axcodes="LPS")(item)["mask"]  # torch has no uint16 flip

@@ -267,7 +267,7 @@ def test_batches_collate_and_decollate(case, tmp_path):
     with MaskArchive(other, "w", space=space) as ar:  # a case without kidneys
         a = np.zeros(SHAPE[::-1], bool)
         a[2:5, 3:9, 4:12] = True
-        ar.add_segmask(SegmentationMask(a, {"liver": 1}, space), "liver")
+        ar.add("liver", SegmentationMask(a, {"liver": 1}, space))
     files = [{"label": str(case / "case.mska")}, {"label": str(other)}] * 2
     names = {"liver": 1, "kidney_left": 2, "kidney_right": 2}
     ds = Dataset(files, LoadMaskd("label", names=names, missing="empty"))

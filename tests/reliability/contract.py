@@ -162,10 +162,10 @@ def check_path(path: str, kind: str, expected: list, space) -> Result:
         failed = 0
         for name in names:
             try:
-                sm = ar.load_segmask(name)
+                sm = ar[name]
                 crop, box = ar.read_cropped(name)
                 info = ar.info(name)
-                _ = ar.read_all_mapping()
+                _ = ar.infos()
             except CorruptFileError as exc:
                 failed += 1
                 msgs.append(str(exc)[:300])

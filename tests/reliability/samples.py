@@ -114,29 +114,29 @@ def build_samples() -> dict[str, Sample]:
         p = d / "a1.mska"
         with MaskArchive(p, "w", codec="zstd") as ar:
             for n, m in masks:
-                ar.add_segmask(m, n)
+                ar.add(n, m)
         out["mska1"] = Sample("mska1", "mska1", p.read_bytes(), exp, space)
         # version 2 appended one mask at a time: several commits and index segments, so the
         # older commit slot is valid too (a damaged newest slot falls back to it)
         p = d / "a2.mska"
         for n, m in masks:
             with MaskArchive(p, "a") as ar:
-                ar.add_segmask(m, n)
+                ar.add(n, m)
         out["mska2"] = Sample("mska2", "mska2", p.read_bytes(), exp, space)
         p = d / "a2w.mska"  # version 2 written at once (mode "w": one segment, generation 1)
         with MaskArchive(p, "w") as ar:
             for n, m in masks[:4]:
-                ar.add_segmask(m, n)
+                ar.add(n, m)
         out["mska2_w"] = Sample("mska2_w", "mska2", p.read_bytes(), exp[:4], space)
         # format 2.1 (the layout of medmask 0.3.0): created with compat="0.3", then appended
         # to (appends keep a file's minor version), so it has several 2.1 segments too
         p = d / "a21.mska"
         with MaskArchive(p, "w", compat="0.3") as ar:
             for n, m in masks[:2]:
-                ar.add_segmask(m, n)
+                ar.add(n, m)
         for n, m in masks[2:]:
             with MaskArchive(p, "a") as ar:
-                ar.add_segmask(m, n)
+                ar.add(n, m)
         out["mska2_21"] = Sample("mska2_21", "mska2", p.read_bytes(), exp, space)
     return out
 

@@ -55,8 +55,8 @@ def test_lock_taken_on_a_file_replaced_meanwhile_is_retaken(tmp_path, monkeypatc
 
     monkeypatch.setattr(_io, "lock_exclusive", racing)
     with MaskArchive(path, "a") as ar:
-        ar.add_segmask(mask(99), "m99")
-        ar.add_segmask(mask(98), "m98")
+        ar.add("m99", mask(99))
+        ar.add("m98", mask(98))
     assert calls
     assert_archive(path, [10, 11, 99, 98])
 
@@ -67,7 +67,7 @@ def _create_and_append(path: str, tag: int, codec, barrier, q) -> None:
     try:
         with MaskArchive(path, "a", codec=codec) as ar:
             for j in range(3):
-                ar.add_segmask(mask(tag * 10 + j), f"m{tag * 10 + j}")
+                ar.add(f"m{tag * 10 + j}", mask(tag * 10 + j))
                 done.append(tag * 10 + j)
     except ArchiveLockedError:
         pass
@@ -105,12 +105,12 @@ def test_two_processes_creating_one_archive_never_lose_a_mask(tmp_path, codec):
 def test_mode_w_does_not_replace_an_archive_created_and_locked_meanwhile(tmp_path, codec):
     path = tmp_path / "a.mska"
     writer = MaskArchive(path, "w", codec=codec)  # no file yet: nothing to lock
-    writer.add_segmask(mask(0), "m0")
+    writer.add("m0", mask(0))
     with MaskArchive(path, "a", codec=codec) as appender:  # created and locked meanwhile
-        appender.add_segmask(mask(1), "m1")
+        appender.add("m1", mask(1))
         with pytest.raises(ArchiveLockedError):
             writer.close()
-        appender.add_segmask(mask(2), "m2")
+        appender.add("m2", mask(2))
     assert_archive(path, [1, 2])
     assert temp_leftovers(tmp_path) == []
 
@@ -120,11 +120,11 @@ def test_second_writer_refused_in_every_mode(tmp_path, codec):
     path = tmp_path / "a.mska"
     make_archive(path, 2, codec)
     with MaskArchive(path, "a") as ar:
-        ar.add_segmask(mask(2), "m2")
+        ar.add("m2", mask(2))
         for mode in ("a", "w"):
             with pytest.raises(ArchiveLockedError, match="another writer"):
                 MaskArchive(path, mode, codec=codec)
-        ar.add_segmask(mask(3), "m3")  # the holder is unaffected
+        ar.add("m3", mask(3))  # the holder is unaffected
     assert_archive(path, range(4))
 
 
@@ -179,7 +179,7 @@ def test_file_size_limit_leaves_the_file_as_it_was(tmp_path, codec, mode):
     assert temp_leftovers(tmp_path) == []
     if mode == "a":  # and the archive takes appends again
         with MaskArchive(path, "a") as ar:
-            ar.add_segmask(mask(3), "m3")
+            ar.add("m3", mask(3))
         assert_archive(path, range(4))
 
 
@@ -222,7 +222,7 @@ def test_disk_full_on_a_small_tmpfs(small_tmpfs, codec):
     done = []
     with pytest.raises(OSError) as exc, MaskArchive(arch, "a") as ar:  # the n-th append fails
         for j in range(400):  # ~250 bytes each: the disk fills up on the way
-            ar.add_segmask(noise(j), f"noise{j}")
+            ar.add(f"noise{j}", noise(j))
             done.append(j)
     assert exc.value.errno == errno.ENOSPC
     with MaskArchive(arch) as ar:  # every completed append is there, the failed one is not
@@ -231,7 +231,7 @@ def test_disk_full_on_a_small_tmpfs(small_tmpfs, codec):
     before_a = arch.read_bytes()
     with pytest.raises(OSError), MaskArchive(arch, "w", codec=codec) as ar:
         for j in range(400):
-            ar.add_segmask(noise(j), f"noise{j}")
+            ar.add(f"noise{j}", noise(j))
     with pytest.raises(OSError):
         save_mask(big, single, codec=codec)
     assert single.read_bytes() == before_m and load_mask(single) == mask(0)
@@ -239,7 +239,7 @@ def test_disk_full_on_a_small_tmpfs(small_tmpfs, codec):
     assert temp_leftovers(small_tmpfs) == []
     filler.unlink()
     with MaskArchive(arch, "a") as ar:
-        ar.add_segmask(mask(3), "m3")
+        ar.add("m3", mask(3))
     with MaskArchive(arch) as ar:
         assert ar.all_names()[-1] == "m3" and ar["m3"] == mask(3) and len(ar) == 4 + len(done)
 
@@ -264,18 +264,18 @@ def _permission_denied(tmp_path: Path, codec) -> None:
 
     def append() -> None:
         with MaskArchive(arch, "a") as ar:
-            ar.add_segmask(mask(5), "m5")
+            ar.add("m5", mask(5))
 
     def replace() -> None:
         with MaskArchive(arch, "w", codec=codec) as ar:
-            ar.add_segmask(mask(5), "m5")
+            ar.add("m5", mask(5))
 
     def save() -> None:
         save_mask(mask(1), single, codec=codec)
 
     def create() -> None:
         with MaskArchive(ro_dir / "new.mska", "a", codec=codec) as ar:
-            ar.add_segmask(mask(5), "m5")
+            ar.add("m5", mask(5))
 
     def read() -> None:
         assert_archive(arch, range(2))
@@ -310,7 +310,7 @@ def test_io_error_at_every_write_of_an_append(tmp_path, codec):
             stored = len(ar)
             try:
                 with W.io_error_at(n):
-                    ar.add_segmask(mask(stored), f"m{stored}")
+                    ar.add(f"m{stored}", mask(stored))
                 failed = False
             except W.InjectedIOError:
                 failed = True
@@ -326,8 +326,8 @@ def test_io_error_at_every_write_of_an_append(tmp_path, codec):
             if not failed:
                 break
             if f"m{stored}" not in ar:
-                ar.add_segmask(mask(stored), f"m{stored}")  # the same handle recovers
-            ar.add_segmask(mask(stored + 1), f"m{stored + 1}")
+                ar.add(f"m{stored}", mask(stored))  # the same handle recovers
+            ar.add(f"m{stored + 1}", mask(stored + 1))
         assert_archive(path, range(stored + 2))
         assert temp_leftovers(tmp_path) == []
     assert n > 2, outcomes  # several distinct write steps were hit
@@ -342,13 +342,13 @@ def test_failed_validation_leaves_the_archive(tmp_path, codec):
     other = SegmentationMask(np.zeros((3, 3, 3), bool), {"x": 1})
     with MaskArchive(path, "a") as ar:
         with pytest.raises(MaskValidationError):
-            ar.add_segmask(other, "m2")  # another grid
+            ar.add("m2", other)  # another grid
         with pytest.raises(MaskValidationError):
-            ar.add_segmask(mask(2), "m0")  # duplicate name
+            ar.add("m0", mask(2))  # duplicate name
         with pytest.raises(MaskValidationError):
-            ar.add_segmask(mask(2), "")  # bad name
+            ar.add("", mask(2))  # bad name
         with pytest.raises(MaskValidationError):
-            ar.add_segmask(np.zeros(SHAPE, bool), "m2")  # not a SegmentationMask
+            ar.add("m2", np.zeros(SHAPE, bool))  # not a SegmentationMask
         assert path.read_bytes() == before
-        ar.add_segmask(mask(2), "m2")
+        ar.add("m2", mask(2))
     assert_archive(path, range(3))

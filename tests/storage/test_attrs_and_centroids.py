@@ -63,9 +63,9 @@ def test_attrs_and_centroid_round_trip(tmp_path, mode, compat, minor):
     path = tmp_path / "a.mska"
     arrays = {"liver": organ(1), "spleen": organ(2, np.uint8), "empty": np.zeros(SHAPE, bool)}
     with MaskArchive(path, mode, space=SPACE, compat=compat) as ar:
-        ar.add_segmask(seg(arrays["liver"]), "liver", attrs=LIVER)
-        ar.add_segmask(seg(arrays["spleen"], "spleen"), "spleen")
-        ar.add_segmask(seg(arrays["empty"]), "empty", attrs={"color": (1, 2, 3)})
+        ar.add("liver", seg(arrays["liver"]), attrs=LIVER)
+        ar.add("spleen", seg(arrays["spleen"], "spleen"))
+        ar.add("empty", seg(arrays["empty"]), attrs={"color": (1, 2, 3)})
     assert path.read_bytes()[5] == minor
     assert all(f == S.INDEX_LAYOUTS[minor] for f in index_fields(path.read_bytes()))
     with MaskArchive(path) as ar:
@@ -96,7 +96,7 @@ def test_centroid_of_the_real_case_matches_argwhere(tmp_path, real_case):
             data = np.asarray(nib.load(f).dataobj).transpose(2, 1, 0) != 0  # (z, y, x)
             name = f.name.removesuffix(".nii.gz")
             arrays[name] = data
-            ar.add_segmask(SegmentationMask(data, {name: 1}, default_space(data.shape)), name)
+            ar.add(name, SegmentationMask(data, {name: 1}, default_space(data.shape)))
     with MaskArchive(tmp_path / "r.mska") as ar:
         for info in ar.infos():
             a = arrays[info.name]
@@ -125,7 +125,7 @@ MIXED = {  # name -> (array, mapping, attrs): every mapping form a writer meets
 def _write_mixed(path, compat: str | None) -> None:
     with MaskArchive(path, "w", space=SPACE, compat=compat) as ar:
         for name, (a, mapping, attrs) in MIXED.items():
-            ar.add_segmask(SegmentationMask(a, mapping, SPACE), name, attrs=attrs)
+            ar.add(name, SegmentationMask(a, mapping, SPACE), attrs=attrs)
 
 
 def test_compat_03_writes_format_21_with_the_same_information(tmp_path):
@@ -180,11 +180,11 @@ def test_mapping_is_a_bare_label_number_exactly_for_name_to_label(tmp_path):
     assert rows["renamed"][m] == {"a": 1}
     assert rows["two"][m] == {"two": 1, "other": 2}
     with MaskArchive(path) as ar:
-        every = ar.read_all_mapping()
+        every = {i.name: i.mapping for i in ar.infos()}
         for name, (_a, mapping, _attrs) in MIXED.items():
             assert ar.info(name).mapping == mapping
-            assert ar.load_segmask(name).mapping.to_dict() == mapping
-            assert every[name].to_dict() == mapping
+            assert ar[name].mapping.to_dict() == mapping
+            assert every[name] == mapping
 
 
 def _forged_mappings(tmp_path, label):
@@ -208,7 +208,7 @@ def test_a_forged_bare_label_reads_as_name_to_label(tmp_path, label):
     outcomes = []
     for forged in _forged_mappings(tmp_path, label):
         with MaskArchive(forged) as ar:
-            outcomes.append((ar.info("b").mapping, ar.load_segmask("b").mapping.to_dict()))
+            outcomes.append((ar.info("b").mapping, ar["b"].mapping.to_dict()))
     assert outcomes[0] == outcomes[1] == ({"b": label}, {"b": label})
 
 
@@ -218,7 +218,7 @@ def test_a_bad_bare_label_is_rejected_like_its_object_form(tmp_path, label):
         with MaskArchive(forged) as ar:
             assert np.array_equal(ar.read_array("liver"), MIXED["liver"][0])
             with pytest.raises(CorruptFileError) as err:
-                ar.load_segmask("b")
+                ar["b"]
             assert err.value.mask == "b" and err.value.field == "mapping", form
 
 
@@ -230,7 +230,7 @@ def test_format_21_archives_stay_21_when_appended(tmp_path):
     for k in range(5):
         with MaskArchive(path, "a") as ar:
             assert ar.minor_version == 1
-            ar.add_segmask(seg(organ(10 + k), f"n{k}"), f"n{k}", attrs={"label_value": k})
+            ar.add(f"n{k}", seg(organ(10 + k), f"n{k}"), attrs={"label_value": k})
     raw = path.read_bytes()
     assert raw[5] == 1
     fields = index_fields(raw)
@@ -255,10 +255,10 @@ def test_a_chain_of_21_and_22_segments_reads_each_by_its_fields(tmp_path):
     with MaskArchive(path, "w", space=SPACE, compat="0.3") as ar:
         for name in names[:4]:
             a, mapping, attrs = MIXED[name]
-            ar.add_segmask(SegmentationMask(a, mapping, SPACE), name, attrs=attrs)
+            ar.add(name, SegmentationMask(a, mapping, SPACE), attrs=attrs)
     with MaskArchive(path, "a") as ar:
         a, mapping, attrs = MIXED[names[4]]
-        ar.add_segmask(SegmentationMask(a, mapping, SPACE), names[4], attrs=attrs)
+        ar.add(names[4], SegmentationMask(a, mapping, SPACE), attrs=attrs)
     raw = path.read_bytes()
     with MaskArchive(path) as ar:
         before = ar.infos()
@@ -286,7 +286,7 @@ def test_a_chain_of_21_and_22_segments_reads_each_by_its_fields(tmp_path):
             assert np.array_equal(ar.read_array(name), MIXED[name][0])
     with MaskArchive(path, "a") as ar:
         assert ar.minor_version == 1
-        ar.add_segmask(seg(organ(9), "late"), "late")
+        ar.add("late", seg(organ(9), "late"))
     with MaskArchive(path) as ar:
         same(ar.infos()[: len(names)])
         assert ar.info("late").mapping == {"late": 1}
@@ -322,7 +322,7 @@ def _hand_built_20_archive(tmp_path) -> tuple:
     masks = [("a", organ(4)), ("b", organ(5, np.uint8))]
     with MaskArchive(tmp_path / "src.mska", "w", space=SPACE) as ar:
         for n, a in masks:
-            ar.add_segmask(seg(a, n), n)
+            ar.add(n, seg(a, n))
     raw = (tmp_path / "src.mska").read_bytes()
     p = S.parse_mska2(raw)
     assert p["fields"] == S.INDEX_FIELDS
@@ -348,8 +348,8 @@ def test_format_20_archives_open_and_stay_20_when_appended(tmp_path):
             assert np.array_equal(ar.read_array(n), a)
     with MaskArchive(path, "a") as ar:
         with pytest.raises(MaskValidationError, match="cannot hold attributes"):
-            ar.add_segmask(seg(organ(6)), "c", attrs={"color": [1, 2, 3]})
-        ar.add_segmask(seg(organ(6), "c"), "c")  # {name: label}: 2.2 would store a bare 1
+            ar.add("c", seg(organ(6)), attrs={"color": [1, 2, 3]})
+        ar.add("c", seg(organ(6), "c"))  # {name: label}: 2.2 would store a bare 1
     p = S.parse_mska2(path.read_bytes())
     assert all(len(r) == 9 for r in p["rows"]) and len(p["rows"]) == 3
     assert all(f == S.INDEX_FIELDS_20 for f in index_fields(path.read_bytes()))
@@ -361,9 +361,9 @@ def test_format_20_archives_open_and_stay_20_when_appended(tmp_path):
 
 def test_compat_02_writes_format_20(tmp_path):
     with MaskArchive(tmp_path / "c.mska", "w", space=SPACE, compat="0.2") as ar:
-        ar.add_segmask(seg(organ(1), "a"), "a")
+        ar.add("a", seg(organ(1), "a"))
         with pytest.raises(MaskValidationError, match="cannot hold attributes"):
-            ar.add_segmask(seg(organ(2)), "b", attrs={"description": "no"})
+            ar.add("b", seg(organ(2)), attrs={"description": "no"})
     raw = (tmp_path / "c.mska").read_bytes()
     assert raw[5] == 0
     p = S.parse_mska2(raw)
@@ -378,8 +378,8 @@ def test_compat_02_writes_format_20(tmp_path):
 def test_version_1_refuses_attributes(tmp_path):
     with MaskArchive(tmp_path / "v1.mska", "w", codec="zstd", space=SPACE) as ar:
         with pytest.raises(MaskValidationError, match="cannot hold attributes"):
-            ar.add_segmask(seg(organ(1)), "a", attrs={"color": [1, 2, 3]})
-        ar.add_segmask(seg(organ(1)), "a")
+            ar.add("a", seg(organ(1)), attrs={"color": [1, 2, 3]})
+        ar.add("a", seg(organ(1)))
     with MaskArchive(tmp_path / "v1.mska") as ar:
         assert ar.info("a").centroid is None and ar.info("a").attrs == {}
         assert ar.generation is None and ar.index_segments is None
@@ -412,11 +412,11 @@ def test_version_1_refuses_attributes(tmp_path):
 def test_bad_attributes_are_refused_and_nothing_is_written(tmp_path, attrs, words):
     path = tmp_path / "a.mska"
     with MaskArchive(path, "a", space=SPACE) as ar:
-        ar.add_segmask(seg(organ(1)), "a")
+        ar.add("a", seg(organ(1)))
     before = path.read_bytes()
     with MaskArchive(path, "a") as ar:
         with pytest.raises(MaskValidationError, match=words) as err:
-            ar.add_segmask(seg(organ(2)), "b", attrs=attrs)
+            ar.add("b", seg(organ(2)), attrs=attrs)
         assert "'b'" in str(err.value)
         assert ar.all_names() == ["a"]
     assert path.read_bytes() == before
@@ -436,8 +436,8 @@ def _forged(tmp_path, value: object, col: str = "extra", compat: str | None = No
     """An archive of masks "a" and "b" (written with ``compat``) whose row "b" has ``value``
     in column ``col``, re-committed with valid checksums in the file's own layout."""
     with MaskArchive(tmp_path / "src.mska", "w", space=SPACE, compat=compat) as ar:
-        ar.add_segmask(seg(organ(1)), "a")
-        ar.add_segmask(seg(organ(2)), "b")
+        ar.add("a", seg(organ(1)))
+        ar.add("b", seg(organ(2)))
     raw = (tmp_path / "src.mska").read_bytes()
     p = S.parse_mska2(raw)
     assert p["fields"] == (S.INDEX_FIELDS_21 if compat == "0.3" else S.INDEX_FIELDS)
@@ -580,8 +580,8 @@ def test_centroid_columns_at_the_bounds_are_read(tmp_path, where):
 
 def test_an_empty_mask_cannot_have_a_centroid(tmp_path):
     with MaskArchive(tmp_path / "src.mska", "w", space=SPACE) as ar:
-        ar.add_segmask(seg(organ(1)), "a")
-        ar.add_segmask(seg(np.zeros(SHAPE, bool), "e"), "e")
+        ar.add("a", seg(organ(1)))
+        ar.add("e", seg(np.zeros(SHAPE, bool), "e"))
     raw = (tmp_path / "src.mska").read_bytes()
     rows = S.parse_mska2(raw)["rows"]
     c = S.col(S.INDEX_FIELDS, "centroid")
@@ -642,7 +642,7 @@ def test_public_accessors(tmp_path):
     path = tmp_path / "a.mska"
     with MaskArchive(path, "a", space=SPACE) as ar:
         for k in range(3):
-            ar.add_segmask(seg(organ(k)), f"m{k}")
+            ar.add(f"m{k}", seg(organ(k)))
         assert ar.generation == 4  # the creation (space only) and three appends
     with MaskArchive(path) as ar:
         assert ar.generation == 4 and ar.index_segments == 2  # 2 + 1 rows (binary counter)

@@ -36,7 +36,7 @@ class CountingSource(LocalFileSource):
 def build(path, ks, codec=None) -> None:
     with MaskArchive(path, "w", space=SPACE, codec=codec) as ar:
         for k in ks:
-            ar.add_segmask(mask(k), f"m{k}", attrs={"label_value": k} if codec is None else None)
+            ar.add(f"m{k}", mask(k), attrs={"label_value": k} if codec is None else None)
 
 
 # -- readers read through the source ----------------------------------------------------------
@@ -84,13 +84,15 @@ def test_read_all_masks_reads_blobs_together(tmp_path, monkeypatch):
     assert all(got[f"m{k}"] == mask(k) for k in range(5))
 
 
-def test_a_fd_still_sniffs(tmp_path):
+def test_an_open_descriptor_is_sniffed_through_a_byte_source(tmp_path):
     import os
 
     save_mask(mask(0), tmp_path / "m.msk")
     fd = os.open(tmp_path / "m.msk", os.O_RDONLY)
     try:
-        assert sniff(fd, tmp_path / "m.msk") == ("msk", 2)
+        with LocalFileSource(tmp_path / "m.msk", fd=fd, own_fd=False) as src:
+            assert sniff(src) == ("msk", 2)
+        os.fstat(fd)  # still open: the source did not own it
     finally:
         os.close(fd)
 
@@ -108,7 +110,7 @@ def test_archive_on_a_url_round_trip(tmp_path, scheme, memory_url):
     url = f"{base}/out/case.mska"
     with MaskArchive(url, "w", space=SPACE) as ar:
         for k in range(3):
-            ar.add_segmask(mask(k), f"m{k}", attrs={"description": f"mask {k}"})
+            ar.add(f"m{k}", mask(k), attrs={"description": f"mask {k}"})
         ar.delete("m1")
     with MaskArchive(url) as ar:
         assert ar.all_names() == ["m0", "m2"]
@@ -125,7 +127,7 @@ def test_nothing_is_uploaded_when_the_with_block_fails(memory_url):
 
     url = f"{memory_url}/failed.mska"
     with pytest.raises(KeyError), MaskArchive(url, "w", space=SPACE) as ar:
-        ar.add_segmask(mask(0), "m0")
+        ar.add("m0", mask(0))
         raise KeyError("boom")
     assert not remote.exists(url)
 
@@ -133,7 +135,7 @@ def test_nothing_is_uploaded_when_the_with_block_fails(memory_url):
 def test_append_mode_on_a_url_is_refused(memory_url):
     url = f"{memory_url}/a.mska"
     with MaskArchive(url, "w", space=SPACE) as ar:
-        ar.add_segmask(mask(0), "m0")
+        ar.add("m0", mask(0))
     with pytest.raises(MaskValidationError, match="immutable") as err:
         MaskArchive(url, "a")
     assert url in str(err.value) and "mode 'w'" in str(err.value)
@@ -173,7 +175,7 @@ def test_msk_writers_refuse_names_of_other_formats(tmp_path, name):
 def test_names_without_a_known_suffix_are_written_as_asked(tmp_path):
     """No suffix (or one medmask does not know) says nothing false, so it is accepted."""
     with MaskArchive(tmp_path / "case", "w", space=SPACE) as ar:
-        ar.add_segmask(mask(0), "m0")
+        ar.add("m0", mask(0))
     save_mask(mask(0), tmp_path / "liver.bin")
     with MaskArchive(tmp_path / "case") as ar:
         assert ar["m0"] == mask(0)

@@ -229,15 +229,15 @@ def test_archive_protocol(tmp_path):
     p = tmp_path / "a.mska"
     with MaskArchive(p, "w") as ar:
         for k in range(5):
-            ar.add_segmask(organ(k), f"organ{k}")
+            ar.add(f"organ{k}", organ(k))
         assert len(ar) == 5 and ar["organ4"] == organ(4)  # readable before close
     with MaskArchive(p) as ar:
         assert len(ar) == 5 and "organ3" in ar and "nope" not in ar
         assert list(ar) == [f"organ{k}" for k in range(5)] == ar.all_names()
         assert ar[0] == organ(0) and ar[-1] == organ(4) and ar["organ2"] == organ(2)
-        assert ar.load_segmask("organ1") == organ(1)
+        assert ar["organ1"] == organ(1)
         assert list(ar.read_all_masks()) == ar.all_names()
-        assert ar.read_all_mapping()["organ3"] == {"organ3": 1}
+        assert ar.info("organ3").mapping == {"organ3": 1}
         info = ar.info("organ2")
         assert info.index == 2 and info.voxels == 3 * (SHAPE[2] - 1) and info.dtype == "bool"
         with pytest.raises(MaskNotFoundError, match="did you mean: 'organ1'"):
@@ -247,7 +247,7 @@ def test_archive_protocol(tmp_path):
         with pytest.raises(TypeError):
             ar[1.5]
         with pytest.raises(io.UnsupportedOperation):
-            ar.add_segmask(organ(9), "x")
+            ar.add("x", organ(9))
         with pytest.raises(TypeError, match="pickled"):
             pickle.dumps(ar)
     with pytest.raises(ValueError, match="closed"):
@@ -257,17 +257,17 @@ def test_archive_protocol(tmp_path):
 def test_archive_rejects_bad_adds_and_keeps_data(tmp_path):
     p = tmp_path / "a.mska"
     with MaskArchive(p, "a") as ar:
-        ar.add_segmask(organ(0), "organ0")
+        ar.add("organ0", organ(0))
         with pytest.raises(MaskValidationError, match="already stored"):
-            ar.add_segmask(organ(1), "organ0")
+            ar.add("organ0", organ(1))
         other = Space(shape=SHAPE[::-1], spacing=(2, 2, 2)).reverse_axis_order()
         with pytest.raises(SpaceMismatchError, match="spacing"):
-            ar.add_segmask(organ(1, space=other), "organ1")
+            ar.add("organ1", organ(1, space=other))
         with pytest.raises(MaskValidationError):
-            ar.add_segmask(np.zeros(SHAPE, bool), "raw")
+            ar.add("raw", "not a mask")
         with pytest.raises(MaskValidationError):
-            ar.add_segmask(organ(1), "")
-        ar.add_segmask(organ(1), "organ1")
+            ar.add("", organ(1))
+        ar.add("organ1", organ(1))
     with MaskArchive(p) as ar:
         assert ar.all_names() == ["organ0", "organ1"]
 
@@ -278,23 +278,23 @@ def test_tiny_grid_differences_are_one_grid(tmp_path):
         shape=SHAPE[::-1], spacing=(0.8 + 1.6e-4, 0.8, 1.5), origin=(1, 2, 3 - 1e-4)
     ).reverse_axis_order()
     with MaskArchive(tmp_path / "a.mska", "w", space=base) as ar:
-        ar.add_segmask(organ(0, space=base), "a")
-        ar.add_segmask(organ(1, space=nudged), "b")
+        ar.add("a", organ(0, space=base))
+        ar.add("b", organ(1, space=nudged))
         assert ar["b"].space == base  # stored on the archive's grid
 
 
 def test_write_mode_is_atomic(tmp_path):
     p = tmp_path / "a.mska"
     with MaskArchive(p, "w") as ar:
-        ar.add_segmask(organ(0), "old")
+        ar.add("old", organ(0))
     before = p.read_bytes()
     with pytest.raises(RuntimeError), MaskArchive(p, "w") as ar:
-        ar.add_segmask(organ(1), "new")
+        ar.add("new", organ(1))
         raise RuntimeError("crash while packing")
     assert p.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["a.mska"]  # no temporary left behind
     with pytest.raises(RuntimeError), MaskArchive(tmp_path / "b.mska", "w") as ar:
-        ar.add_segmask(organ(1), "new")
+        ar.add("new", organ(1))
         raise RuntimeError
     assert not (tmp_path / "b.mska").exists()
 
@@ -305,7 +305,7 @@ def test_empty_archive_and_codec_mismatch(tmp_path):
     with MaskArchive(tmp_path / "e.mska") as ar:
         assert len(ar) == 0 and ar.space is None and ar.version == 2
     with MaskArchive(tmp_path / "v1.mska", "w", codec="zstd") as ar:
-        ar.add_segmask(organ(0), "a")
+        ar.add("a", organ(0))
     with pytest.raises(MaskValidationError, match="version-1 archive"):
         MaskArchive(tmp_path / "v1.mska", "a", codec="bitzstd")
     with pytest.raises(FileNotFoundError):
@@ -319,7 +319,7 @@ def test_msk_and_mska_are_not_confused(tmp_path):
     with pytest.raises(CorruptFileError, match="MaskFile"):
         MaskArchive(tmp_path / "m.msk")
     with MaskArchive(tmp_path / "a.mska", "w") as ar:
-        ar.add_segmask(organ(0), "a")
+        ar.add("a", organ(0))
     with pytest.raises(CorruptFileError, match="MaskArchive"):
         load_mask(tmp_path / "a.mska")
 
@@ -327,14 +327,14 @@ def test_msk_and_mska_are_not_confused(tmp_path):
 def test_second_writer_is_refused(tmp_path):
     p = tmp_path / "a.mska"
     with MaskArchive(p, "a") as ar:
-        ar.add_segmask(organ(0), "a")
+        ar.add("a", organ(0))
         with pytest.raises(ArchiveLockedError, match="another writer"):
             MaskArchive(p, "a")
         with pytest.raises(ArchiveLockedError):
             MaskArchive(p, "w")
         with MaskArchive(p) as reader:  # readers are never blocked
             assert reader.all_names() == ["a"]
-            ar.add_segmask(organ(1), "b")
+            ar.add("b", organ(1))
             assert reader.all_names() == ["a"]  # a snapshot of the commit it opened
             reader.refresh()
             assert reader.all_names() == ["a", "b"]
@@ -346,7 +346,7 @@ def test_threads_share_one_reader(tmp_path):
     shape = (16, 32, 32)
     with MaskArchive(p, "w") as ar:
         for k in range(12):
-            ar.add_segmask(organ(k, shape), f"o{k}")
+            ar.add(f"o{k}", organ(k, shape))
     errors = []
     with MaskArchive(p) as ar:
 
@@ -370,7 +370,7 @@ def test_many_masks_index_stays_short(tmp_path):
     p = tmp_path / "a.mska"
     with MaskArchive(p, "a") as ar:
         for k in range(100):
-            ar.add_segmask(organ(k % 6), f"o{k}")
+            ar.add(f"o{k}", organ(k % 6))
         chain = ar.index_segments
     assert chain <= 7  # popcount(100) == 3; never more than log2(n) + 1
     with MaskArchive(p) as ar:
@@ -382,9 +382,9 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     old = os.umask(0o022)
     try:
         with MaskArchive(tmp_path / "w.mska", "w") as ar:
-            ar.add_segmask(organ(0), "a")
+            ar.add("a", organ(0))
         with MaskArchive(tmp_path / "a.mska", "a") as ar:
-            ar.add_segmask(organ(0), "a")
+            ar.add("a", organ(0))
         save_mask(organ(0), tmp_path / "m.msk")
         save_mask(organ(0), tmp_path / "v1.msk", codec="zstd")
     finally:
@@ -396,18 +396,19 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 
 
 def test_editing_a_loaded_mask_does_not_change_the_archive(tmp_path):
-    """A loaded mask owns its mapping: add_label on it, or on read_all_mapping's result,
+    """A loaded mask owns its mapping: add_label on it, or a change of an info's mapping,
     never changes what the open archive reports."""
     with MaskArchive(tmp_path / "a.mska", "w") as ar:
-        ar.add_segmask(SegmentationMask(np.zeros(SHAPE, np.uint8), {"a": 1}), "x")
+        ar.add("x", SegmentationMask(np.zeros(SHAPE, np.uint8), {"a": 1}))
     with MaskArchive(tmp_path / "a.mska") as ar:
         m = ar["x"]
         region = np.zeros(SHAPE, bool)
         region[0] = True
         m.add_label(region, 2, "b")
-        ar.read_all_mapping()["x"]["c"] = 3
+        ar.info("x").mapping["c"] = 3
+        ar.infos()[0].mapping["c"] = 3
         assert ar["x"].mapping == {"a": 1}
-        assert ar.read_all_mapping()["x"] == {"a": 1}
+        assert ar.info("x").mapping == {"a": 1}
 
 
 def test_stored_space_is_read_as_spacetransformer_reverses_it():
@@ -450,3 +451,25 @@ def test_boolean_mask_names_label_one():
     u8 = arr.astype(np.uint8) * 3
     both = SegmentationMask(u8, {"background": 0, "liver": 3})  # a label map may name 0
     assert both.get_binary_mask_by_names("liver").sum() == 1
+
+
+# -- one name per job: the older names still work, and say which one to use ---------------------
+def test_deprecated_names_warn_and_do_the_same_job(tmp_path):
+    path = tmp_path / "a.mska"
+    with MaskArchive(path, "w") as ar:
+        with pytest.warns(DeprecationWarning, match=r"add_segmask.*use archive\.add\(name"):
+            ar.add_segmask(organ(1), "organ1")
+        with (
+            pytest.raises(MaskValidationError, match="expects a SegmentationMask"),
+            pytest.warns(DeprecationWarning),
+        ):
+            ar.add_segmask(np.zeros(SHAPE, bool), "raw")
+        ar.add("organ2", organ(2))
+    with MaskArchive(path) as ar:
+        with pytest.warns(DeprecationWarning, match=r"load_segmask.*use archive\[name\]"):
+            assert ar.load_segmask("organ1") == ar["organ1"] == organ(1)
+        with pytest.warns(DeprecationWarning, match=r"read_all_mapping.*infos\(\)"):
+            every = ar.read_all_mapping()
+        assert {n: m.to_dict() for n, m in every.items()} == {i.name: i.mapping for i in ar.infos()}
+        every["organ1"]["x"] = 9  # a copy: the archive is not changed
+        assert ar.info("organ1").mapping == {"organ1": 1}

@@ -261,17 +261,17 @@ def mask(k: int) -> SegmentationMask:
 def archive(path: Path, n: int, **kw) -> None:
     with MaskArchive(path, "w", **kw) as ar:
         for k in range(n):
-            ar.add_segmask(mask(k), f"m{k}")
+            ar.add(f"m{k}", mask(k))
 
 
 # -- version-2 commits ------------------------------------------------------------------------
 #: ``name: (preparation, the recorded edit)``.
 EDITS = {
-    "append": (None, lambda ar: ar.add_segmask(mask(7), "m7")),
+    "append": (None, lambda ar: ar.add("m7", mask(7))),
     # after the preparation the chain has segments of 3 and 1 rows; the append merges the 1
     "append merging segments": (
-        lambda ar: ar.add_segmask(mask(6), "m6"),
-        lambda ar: ar.add_segmask(mask(7), "m7"),
+        lambda ar: ar.add("m6", mask(6)),
+        lambda ar: ar.add("m7", mask(7)),
     ),
     "delete": (None, lambda ar: ar.delete("m1")),
     "replace": (None, lambda ar: ar.replace("m0", mask(5).data)),
@@ -298,7 +298,7 @@ def test_v2_first_mask_of_an_empty_archive_writes_the_space_before_the_fsync(tmp
     with MaskArchive(path, "a") as ar:  # created with its empty commit
         before = path.read_bytes()
         with rec.recording():
-            ar.add_segmask(mask(0), "m0")
+            ar.add("m0", mask(0))
     check_commit(rec.take(), path, before, path.read_bytes())
 
 
@@ -319,7 +319,7 @@ def test_v2_archive_created_by_append_mode_is_linked_in_place_then_committed(tmp
     with ar:
         before = path.read_bytes()
         with rec.recording():
-            ar.add_segmask(mask(0), "m0")
+            ar.add("m0", mask(0))
     check_commit(rec.take(), path, before, path.read_bytes())
 
 
@@ -359,7 +359,7 @@ def test_v1_archive_write_and_append_rewrite_atomically(tmp_path, rec, mode):
             archive(path, 3, codec="zstd")
         else:
             with MaskArchive(path, "a") as ar:
-                ar.add_segmask(mask(5), "m5")
+                ar.add("m5", mask(5))
     check_atomic_write(rec.take(), path, path.read_bytes())
 
 
@@ -404,7 +404,7 @@ def test_check_commit_fails_on_a_missing_or_reordered_step(tmp_path, rec):
     with MaskArchive(path, "a") as ar:
         before = path.read_bytes()
         with rec.recording():
-            ar.add_segmask(mask(4), "m4")
+            ar.add("m4", mask(4))
     events, after = rec.take(), path.read_bytes()
     check_commit(events, path, before, after)
     ops = [e.op for e in events]

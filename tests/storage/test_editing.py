@@ -34,7 +34,7 @@ def names_and_data(path) -> list[tuple[str, np.ndarray]]:
 def build(path, ks, codec=None) -> None:
     with MaskArchive(path, "w", space=SPACE, codec=codec) as ar:
         for k in ks:
-            ar.add_segmask(mask(k), f"m{k}")
+            ar.add(f"m{k}", mask(k))
 
 
 # -- add(name, array) ----------------------------------------------------------------------
@@ -102,7 +102,7 @@ def test_delete_and_replace_in_append_mode_are_durable(tmp_path, codec):
         assert np.array_equal(old_reader.read_array("m1"), arr(1))
         old_reader.refresh()
         assert old_reader.all_names() == ["m0", "m2", "m3"]
-        ar.add_segmask(mask(7), "m7")  # appends continue after a rewrite
+        ar.add("m7", mask(7))  # appends continue after a rewrite
         ar.replace(0, mask(8).data.astype(bool))  # arrays too, by position
     got = names_and_data(path)
     assert [n for n, _ in got] == ["m0", "m2", "m3", "m7"]
@@ -114,8 +114,8 @@ def test_delete_and_replace_in_append_mode_are_durable(tmp_path, codec):
 def test_replace_keeps_or_sets_attributes(tmp_path):
     path = tmp_path / "a.mska"
     with MaskArchive(path, "a", space=SPACE) as ar:
-        ar.add_segmask(mask(0), "m0", attrs={"description": "first"})
-        ar.add_segmask(mask(1), "m1", attrs={"color": [1, 2, 3]})
+        ar.add("m0", mask(0), attrs={"description": "first"})
+        ar.add("m1", mask(1), attrs={"color": [1, 2, 3]})
         ar.replace("m0", mask(3))  # attrs=None keeps them
         ar.replace("m1", mask(4), attrs={})  # {} clears them
         ar.set_attrs("m0", {"description": "edited", "label_value": 7})
@@ -133,10 +133,10 @@ def test_edits_in_write_mode_change_what_is_written(tmp_path, codec):
     path = tmp_path / "w.mska"
     with MaskArchive(path, "w", space=SPACE, codec=codec) as ar:
         for k in range(4):
-            ar.add_segmask(mask(k), f"m{k}")
+            ar.add(f"m{k}", mask(k))
         del ar["m0"]
         ar.replace("m3", mask(9))
-        ar.add_segmask(mask(0), "m0")  # the name is free again
+        ar.add("m0", mask(0))  # the name is free again
         assert not path.exists()
     got = names_and_data(path)
     assert [n for n, _ in got] == ["m1", "m2", "m3", "m0"]
@@ -153,7 +153,7 @@ def test_deleting_every_mask_leaves_an_empty_archive(tmp_path):
     with MaskArchive(path) as ar:
         assert len(ar) == 0 and ar.space == SPACE
     with MaskArchive(path, "a") as ar:
-        ar.add_segmask(mask(5), "m5")
+        ar.add("m5", mask(5))
     assert [n for n, _ in names_and_data(path)] == ["m5"]
 
 
@@ -184,9 +184,9 @@ def test_compaction_reclaims_deleted_bytes(tmp_path):
     path = tmp_path / "a.mska"
     with MaskArchive(path, "w", space=SPACE) as ar:
         for k in range(6):
-            ar.add_segmask(
-                SegmentationMask(np.random.default_rng(k).random(SHAPE) > 0.5, {f"m{k}": 1}, SPACE),
+            ar.add(
                 f"m{k}",
+                SegmentationMask(np.random.default_rng(k).random(SHAPE) > 0.5, {f"m{k}": 1}, SPACE),
             )
     full = path.stat().st_size
     with MaskArchive(path, "a") as ar:
@@ -204,14 +204,14 @@ def test_space_mismatch_names_what_differs(tmp_path):
     seg = SegmentationMask(arr(0), {"x": 1}, other.reverse_axis_order())
     with MaskArchive(tmp_path / "a.mska", "w", space=SPACE) as ar:
         with pytest.raises(SpaceMismatchError) as err:
-            ar.add_segmask(seg, "x")
+            ar.add("x", seg)
         msg = str(err.value)
         assert "spacing (z, y, x) (2.5, 1, 1) instead of (2, 1, 1)" in msg
         assert "origin (LPS world) (0, 0, 3) instead of (0, 0, 0)" in msg
         assert "direction" not in msg and "'x'" in msg
         small = SegmentationMask(np.zeros((2, 3, 4), bool), {"x": 1})
         with pytest.raises(SpaceMismatchError, match=r"shape \(z, y, x\) \(2, 3, 4\) instead"):
-            ar.add_segmask(small, "x")
+            ar.add("x", small)
 
 
 # -- crash safety ----------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def _edit_forever(path: str, state: list, seed: int, conn) -> None:
             if len(state) < 3 or r < 0.35:
                 new.append((f"n{counter}", counter))
                 conn.send(("intent", new))
-                ar.add_segmask(mask(counter), f"n{counter}")
+                ar.add(f"n{counter}", mask(counter))
             elif r < 0.7:
                 i = rng.randrange(len(state))
                 del new[i]

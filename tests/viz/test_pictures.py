@@ -60,13 +60,13 @@ def archive(tmp_path) -> Path:
     space = identity_space()
     path = tmp_path / "case.mska"
     with MaskArchive(path, "w", space=space) as ar:
-        ar.add_segmask(SegmentationMask(box((5, 25), (5, 35), (5, 45)), {"body": 1}, space), "body")
-        ar.add_segmask(
-            SegmentationMask(box((10, 20), (10, 20), (30, 40)), {"kidney": 1}, space),
+        ar.add("body", SegmentationMask(box((5, 25), (5, 35), (5, 45)), {"body": 1}, space))
+        ar.add(
             "kidney",
+            SegmentationMask(box((10, 20), (10, 20), (30, 40)), {"kidney": 1}, space),
             attrs={"color": [10, 200, 30]},
         )
-        ar.add_segmask(SegmentationMask(np.zeros(SHAPE, bool), {"absent": 1}, space), "absent")
+        ar.add("absent", SegmentationMask(np.zeros(SHAPE, bool), {"absent": 1}, space))
     return path
 
 
@@ -183,7 +183,7 @@ def test_segmask_png(archive):
 def test_archive_html(tmp_path, archive, monkeypatch):
     space = identity_space()
     with MaskArchive(archive, "a") as ar:
-        ar.add_segmask(SegmentationMask(box((0, 2), (0, 2), (0, 2)), {"x": 1}, space), "<b>&x")
+        ar.add("<b>&x", SegmentationMask(box((0, 2), (0, 2), (0, 2)), {"x": 1}, space))
     with MaskArchive(archive) as ar:
         page = archive_html(ar)
         assert "&lt;b&gt;&amp;x" in page and "<b>&x" not in page
@@ -263,10 +263,10 @@ def test_msk_files_and_version1_archives(tmp_path, archive):
     assert has_color(rgb, PALETTE[0], at_least=50)
     with MaskArchive(tmp_path / "v1.mska", "w", space=space, codec="zstd") as ar:
         for n, m in masks.items():
-            ar.add_segmask(m, n)
+            ar.add(n, m)
     with MaskArchive(tmp_path / "v1.mska") as ar:
         page = archive_html(ar)
-        assert "version 1: not stored" in page and "data:image/png" not in page
+        assert "format 1: not stored" in page and "data:image/png" not in page
         fig = render(ar)
     labels = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
     assert labels[0].startswith("body (") and "absent (empty)" in labels

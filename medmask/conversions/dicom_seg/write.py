@@ -13,6 +13,7 @@ from ...errors import MaskValidationError, SpaceMismatchError
 from ...geometry import grid_differences
 from ...io.atomic import write_atomic
 from ...io.names import expect_name
+from ...ops import smallest_uint_dtype
 from ...spaces import GRID_ATOL, Space, describe_space, spaces_match
 from ..common import MaskRecord
 from ..labels import default_color
@@ -99,7 +100,7 @@ class _Frames:
         self.labelmap = labelmap
         self.source = source
         if labelmap:
-            self.pixels = np.zeros((len(z_index), ny, nx), np.uint8 if count < 256 else np.uint16)
+            self.pixels = np.zeros((len(z_index), ny, nx), smallest_uint_dtype(count))
         else:
             self.pixels = np.zeros((len(z_index), ny, nx, count), bool)
 
@@ -192,6 +193,6 @@ def _lab_floats(scaled: tuple[int, int, int]) -> tuple[float, float, float]:
 
 
 def _version() -> str:
-    from ... import __version__
+    from ..._version import __version__
 
     return f"medmask {__version__}"

@@ -23,8 +23,7 @@ from ...io.names import expect_name, split_suffix
 from ...ops import smallest_uint_dtype
 from ...segmask import SegmentationMask
 from ...spaces import GRID_ATOL, Space, describe_space, spaces_match
-from ...storage import MaskArchive, save_mask
-from ...storage.archive import PreparedMask
+from ...storage import MaskArchive, PreparedMask, save_mask
 from ..common import MaskRecord, NeedsOptionError, records_to_archive
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
@@ -321,8 +320,9 @@ class LabelmapExport:
 def _parts(ar: MaskArchive) -> list[tuple[str, str, int]]:
     """``(mask, name in the table, stored label)`` per label the archive holds."""
     parts: list[tuple[str, str, int]] = []
-    for mask_name, mapping in ar.read_all_mapping().items():
-        items = [(n, v) for n, v in mapping.items() if v != 0]
+    for info in ar.infos():
+        mask_name = info.name
+        items = [(n, v) for n, v in info.mapping.items() if v != 0]
         if len(items) <= 1:
             parts.append((mask_name, mask_name, items[0][1] if items else -1))
         else:

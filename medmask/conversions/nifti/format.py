@@ -60,7 +60,7 @@ class NiftiFormat(Nifti):
                     save_mask(seg, dest, codec=codec)
                 else:
                     with MaskArchive(dest, "w", codec=codec, space=seg.space) as ar:
-                        ar.add_segmask(seg, name)
+                        ar.add(name, seg)
                 report.masks = [name]
                 return report
             if labels is None:

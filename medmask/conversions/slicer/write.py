@@ -13,6 +13,7 @@ from ...errors import MaskValidationError
 from ...geometry import lps_matrix
 from ...io.atomic import write_atomic
 from ...io.names import expect_name
+from ...ops import smallest_uint_dtype
 from ...spaces import Space
 from ..common import MaskRecord
 from ..labels import default_color
@@ -134,7 +135,7 @@ class _Layers:
     def data(self) -> tuple[np.ndarray, list[str]]:
         """``(voxel data, NRRD kinds)``: 3-D for one layer, else layers last (4-D)."""
         top = max(max(u) for u in self.used)
-        dtype = np.uint8 if top < 256 else np.uint16
+        dtype = smallest_uint_dtype(top)
         if len(self.layers) == 1:
             return self.layers[0].astype(dtype), ["domain", "domain", "domain"]
         data = np.stack([lab.astype(dtype) for lab in self.layers], axis=-1)

@@ -22,10 +22,10 @@ equal-sized segments like a binary counter keeps the chain O(log n) long while
 each append writes O(log n) entries amortised.
 """
 
-from .archive import LazyEntries, V2Archive
+from .archive import V2Archive
+from .entries import LazyEntries
 from .layout import (
     CENTROID_SCALE,
-    COMPAT_MINOR,
     DATA_START,
     INDEX_FIELDS,
     INDEX_FIELDS_20,
@@ -54,7 +54,6 @@ __all__ = [
     "INDEX_FIELDS_21",
     "INDEX_LAYOUTS",
     "CENTROID_SCALE",
-    "COMPAT_MINOR",
     "MINOR",
     "MAX_INDEX_BYTES",
     "INDEX_MAX_RATIO",

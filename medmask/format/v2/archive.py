@@ -1,26 +1,25 @@
 """Version 2: the ``.mska`` archive backend (preamble, two commit slots, appended blobs
 and index segments; see the package docstring).
 
-Longer than most modules (about 650 lines) on purpose: ``V2Archive`` is one state machine
-(open a commit, stage, commit, edit, roll back) whose steps share the commit state; the
-records, row checks and ``.msk`` layout live in the sibling modules."""
+``V2Archive`` is one state machine (open a commit, stage, commit, edit, roll back) whose
+steps share the commit state; the commit structure is read and encoded by :mod:`.chain`,
+the entries are :class:`.entries.LazyEntries`, index rows and blobs :mod:`.rows`."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import zstandard
 
-from ...codecs import MASK_DTYPES, Codec, decompress_bounded
-from ...errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from ...bbox import bbox_slices
+from ...codecs import MASK_DTYPES, Codec
+from ...errors import MaskValidationError
 from ...io.atomic import atomic_temp, fsync_dir, make_temp
 from ...io.source import ByteSource, LocalFileSource
 from ...mapping import LabelMapping
@@ -29,20 +28,13 @@ from .._io import crc32, read_verified
 from ..backend import ArchiveBackend, Prepared
 from ..base import (
     Entry,
-    bbox_slices,
-    loads_json,
     read_space,
 )
-from ..checks import (
-    check_unique_names,
-    is_uint,
-)
+from .chain import check_preamble, encode_segment, newest_slot, read_chain
+from .entries import LazyEntries
 from .layout import (
     DATA_START,
     INDEX_LAYOUTS,
-    INDEX_MAX_RATIO,
-    INDEX_SMALL,
-    MAX_INDEX_BYTES,
     MINOR,
     PREAMBLE,
     SLOT,
@@ -56,127 +48,6 @@ from .rows import (
     encode_record,
     read_box,
 )
-
-
-def _check_preamble(head: bytes, path: object) -> int:
-    """Verify an archive's preamble (CRC, two 64-byte slots, no flags); return its minor."""
-    if not PREAMBLE.crc_ok(head):
-        raise _bad("preamble checksum mismatch", path, "header")
-    pre = PREAMBLE.unpack_named(head)
-    if (pre.slot_size, pre.slot_count, pre.flags) != (SLOT.size, 2, 0):
-        raise _bad(
-            f"unexpected slot layout {pre.slot_size}x{pre.slot_count}, flags {pre.flags}",
-            path,
-            "header",
-        )
-    return pre.minor
-
-
-def _newest_slot(head: bytes, path: object) -> tuple[int, NamedTuple]:
-    """``(index, fields)`` of the valid commit slot with the highest generation.
-
-    Raises:
-        CorruptFileError: Neither slot is valid (both empty or damaged).
-    """
-    best: tuple[int, NamedTuple] | None = None
-    problems = []
-    for k, off in enumerate(SLOT_OFFSETS):
-        slot = SLOT.unpack_named(head, off)
-        if slot.generation == 0:
-            problems.append(f"slot {k} empty")
-        elif not SLOT.crc_ok(head, off):
-            problems.append(f"slot {k} checksum mismatch")
-        elif best is None or slot.generation > best[1].generation:
-            best = (k, slot)
-    if best is None:
-        raise _bad("no valid commit slot (" + "; ".join(problems) + ")", path, "commit slot")
-    return best
-
-
-def _segment_layout(fields: object, path: object) -> int:
-    """The minor version whose index columns a segment's ``fields`` list names."""
-    for minor, layout in INDEX_LAYOUTS.items():
-        if fields == layout:
-            return minor
-    known = "; ".join(f"{layout} (format 2.{m})" for m, layout in INDEX_LAYOUTS.items())
-    raise UnsupportedFormatError(
-        f"index fields {str(fields)[:200]} are none of the known layouts ({known}); a newer "
-        "medmask wrote this archive: upgrade medmask to open it",
-        path=path,
-        field="index",
-    )
-
-
-class LazyEntries:
-    """The index rows of an archive, turned into validated :class:`Entry` objects on
-    first use (opening a 10,000-mask archive then costs one JSON parse and a name
-    check, not 10,000 validations). Names, their uniqueness and the count are checked
-    at once.
-
-    Args:
-        rows: The parsed rows, oldest first.
-        make: ``make(row, k, minor)`` validates row ``k`` of layout ``minor``.
-        path: The file, for messages.
-        minors: The layout (minor version) of each row's segment.
-    """
-
-    def __init__(self, rows: list, make, path: object, minors: list[int] | None = None) -> None:
-        names = [
-            r[0] if type(r) is list and r and type(r[0]) is str and r[0] else None for r in rows
-        ]
-        if None in names:
-            k = names.index(None)
-            raise _bad(f"index row {k} is not a list starting with a non-empty name", path, "index")
-        if len(set(names)) != len(names):
-            check_unique_names(names, path=path)
-        self.names = names
-        self._rows = rows
-        self._minors = [MINOR] * len(rows) if minors is None else minors
-        self._items: list[Entry | None] = [None] * len(rows)
-        self._make = make
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        item = self._items[i]
-        if item is None:
-            k = i + len(self) if i < 0 else i
-            item = self._items[k] = self._make(self._rows[k], k, self._minors[k])
-        return item
-
-    def __iter__(self):
-        return (self[k] for k in range(len(self)))
-
-    def append(self, entry: Entry) -> None:
-        self._items.append(entry)
-        self._rows.append(None)
-        self._minors.append(MINOR)
-        self.names.append(entry.name)
-
-    def __delitem__(self, i: slice) -> None:
-        del self._items[i], self._rows[i], self._minors[i], self.names[i]
-
-    def __setitem__(self, i: int, entry: Entry) -> None:
-        self._items[i] = entry
-        self._rows[i] = None
-        self.names[i] = entry.name
-
-    def pop(self, i: int) -> None:
-        """Remove position ``i``."""
-        del self._items[i], self._rows[i], self._minors[i], self.names[i]
-
-    def copy(self) -> LazyEntries:
-        """A shallow copy (entries are shared; rows not yet validated stay lazy)."""
-        new = LazyEntries.__new__(LazyEntries)
-        new.names = list(self.names)
-        new._rows = list(self._rows)
-        new._minors = list(self._minors)
-        new._items = list(self._items)
-        new._make = self._make
-        return new
 
 
 class V2Archive(ArchiveBackend):
@@ -285,10 +156,6 @@ class V2Archive(ArchiveBackend):
         return self._entries.names
 
     @property
-    def supports_attrs(self) -> bool:
-        return self.minor >= 1
-
-    @property
     def generation(self) -> int:
         return self._generation
 
@@ -310,7 +177,7 @@ class V2Archive(ArchiveBackend):
     def open(cls, source: ByteSource, *, fd: int | None = None) -> V2Archive:
         """Parse and verify the preamble, the newest valid commit, the space and the index.
 
-        The steps, each its own function: :func:`_check_preamble`, :func:`_newest_slot`,
+        The steps, each its own function: :func:`.chain.check_preamble`, :func:`.chain.newest_slot`,
         :meth:`_load_commit` (end offset, space, index chain, mask count), then the bytes
         of an interrupted append are dropped when opened for appending.
         """
@@ -319,9 +186,9 @@ class V2Archive(ArchiveBackend):
         # the size is taken after the slots: a writer may commit in between, and a
         # commit never points past the file size at the moment it is written
         size = source.size()
-        minor = _check_preamble(head, path)
+        minor = check_preamble(head, path)
         self = cls(source, fd=fd, minor=min(minor, MINOR))  # appends keep the file's layout
-        k, slot = _newest_slot(head, path)
+        k, slot = newest_slot(head, path)
         self._load_commit(k, slot, size)
         if fd is not None and source.size() > self.end:
             os.ftruncate(fd, self.end)  # bytes of an interrupted append: unreferenced, dropped
@@ -345,7 +212,9 @@ class V2Archive(ArchiveBackend):
             self._space = read_space(raw, path=path)
         shape = None if self._space is None else tuple(int(s) for s in self._space.shape)
         index_ref = (slot.index_offset, slot.index_length, slot.index_crc)
-        segments, flat, minors = self._read_chain(index_ref if slot.index_length else None)
+        segments, flat, minors = read_chain(
+            self._section, index_ref if slot.index_length else None, path
+        )
         if len(flat) != slot.mask_count:
             raise _bad(
                 f"commit says {slot.mask_count} masks but the index lists {len(flat)}",
@@ -364,56 +233,6 @@ class V2Archive(ArchiveBackend):
         )
         self._segments = segments
         self._committed = len(self._entries)
-
-    def _read_chain(self, ref: tuple[int, int, int] | None) -> tuple[list, list, list[int]]:
-        """Follow the index chain from the newest segment: ``(segments, rows, minors)``,
-        oldest first; ``minors`` gives each row the layout its segment declares."""
-        path = self.path
-        segments = []
-        rows: list = []
-        layouts: list[int] = []
-        budget = MAX_INDEX_BYTES  # decoded bytes left for the whole chain
-        while ref is not None:
-            off, length, crc = ref
-            raw = self._section(off, length, crc, "index")
-            limit = min(budget, max(INDEX_SMALL, len(raw) * INDEX_MAX_RATIO))
-            try:
-                decoded = decompress_bounded(raw, limit=limit, field="index")
-            except CorruptFileError as err:
-                raise err.add_context(path=path)  # noqa: B904 - the same exception
-            budget -= len(decoded)
-            seg = loads_json(decoded, path=path, field="index")
-            del decoded
-            if not (isinstance(seg, dict) and set(seg) == {"prev", "fields", "rows"}):
-                raise _bad("index segment must be an object with prev, fields, rows", path, "index")
-            layouts.append(_segment_layout(seg["fields"], path))
-            if not isinstance(seg["rows"], list) or not seg["rows"]:
-                raise _bad("index segment has no rows", path, "index")
-            segments.append((off, length, crc, len(seg["rows"])))
-            rows.append(seg["rows"])
-            prev = seg["prev"]
-            if prev is None:
-                ref = None
-            elif (
-                isinstance(prev, list)
-                and len(prev) == 3
-                and all(is_uint(v) for v in prev)
-                and prev[0] < off
-            ):
-                ref = tuple(prev)
-            else:
-                raise _bad(f"invalid previous-segment pointer {prev!r}", path, "index")
-            if len(segments) > 64:
-                raise _bad("index chain is implausibly long", path, "index")
-        segments.reverse()
-        rows.reverse()
-        layouts.reverse()
-        flat: list = []
-        minors: list[int] = []
-        for minor, seg_rows in zip(layouts, rows, strict=True):
-            flat += seg_rows
-            minors += [minor] * len(seg_rows)
-        return segments, flat, minors
 
     def _section(self, off: int, length: int, crc: int, field: str) -> bytes:
         if off < DATA_START or off + length > self.end:
@@ -630,15 +449,9 @@ class V2Archive(ArchiveBackend):
             while segments and segments[-1][3] <= n - start:
                 start -= segments.pop()[3]
         if start < n:
-            prev = list(segments[-1][:3]) if segments else None
+            prev = segments[-1][:3] if segments else None
             rows = [_row(e, self.minor) for e in self._entries[start:]]
-            fields = INDEX_LAYOUTS[self.minor]
-            seg_json = json.dumps(
-                {"prev": prev, "fields": fields, "rows": rows},
-                separators=(",", ":"),
-                ensure_ascii=False,
-            ).encode("utf-8")
-            seg_b = zstandard.ZstdCompressor(level=19, write_content_size=True).compress(seg_json)
+            seg_b = encode_segment(prev, self.minor, rows)
             segments.append((self._write(seg_b), len(seg_b), crc32(seg_b), len(rows)))
         end = self.write_pos
         if self.fsync:

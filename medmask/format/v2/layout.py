@@ -83,8 +83,6 @@ CENTROID_SCALE = 10_000
 #: keeps its minor version when appended to (its segments keep its columns, so the
 #: medmask release that wrote it still reads it).
 MINOR = 2
-#: The minor version to write for ``compat=RELEASE``: the newest one that release reads.
-COMPAT_MINOR = {"0.3": 1, "0.2": 0}
 #: Largest decoded index segment or meta section accepted (bytes).
 MAX_INDEX_BYTES = 1 << 30
 #: An index segment may not decode to more than this many times its stored size (beyond

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from ...attrs import make_extra
+from ...bbox import bbox_slices
 from ...codecs import Codec
 from ...io.source import ByteSource
 from ...mapping import LabelMapping
@@ -15,7 +16,6 @@ from .._io import crc32, read_verified
 from ..base import (
     Entry,
     MskRecord,
-    bbox_slices,
     loads_json,
     read_space,
 )
@@ -137,5 +137,14 @@ def read_msk(source: ByteSource, header: bytes, *, cropped: bool = False) -> Msk
         if box_arr is not None:
             array[bbox_slices(entry.bbox)] = box_arr
     return MskRecord(
-        array, mapping, space, entry.bbox, 2, header[5], entry.voxels, entry.centroid, entry.attrs
+        array,
+        mapping,
+        space,
+        entry.bbox,
+        2,
+        header[5],
+        entry.voxels,
+        entry.centroid,
+        entry.attrs,
+        entry.codec.name,
     )

@@ -6,15 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...attrs import centroid_of, make_extra, parse_extra
+from ...bbox import BBox, bbox_slices, bounding_box
 from ...codecs import DTYPE_NAMES, MASK_DTYPES, Codec, check_dtype, codec_by_id
 from ...errors import CorruptFileError
 from ...io.source import ByteSource
-from .._io import BBox, bounding_box, read_verified
-from ..base import (
-    Entry,
-    bbox_slices,
-    decode_blob,
-)
+from .._io import read_verified
+from ..base import Entry, decode_blob
 from ..checks import (
     check_bbox,
     check_blob_holds,
