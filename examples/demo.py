@@ -169,7 +169,7 @@ def main() -> int:
     )
 
     # 4. every mask, both ways, through a DataLoader with workers
-    by_case = {case_name(src, c): c for c in cases}
+    by_case = {case_name(src, c): Path(c) for c in cases}
     ds_msk = MaskArchiveDataset(archives)  # items: archives in order, masks in archive order
     nii_files = []
     for a in archives:

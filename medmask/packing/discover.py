@@ -78,6 +78,10 @@ class Case:
         """:attr:`source` as a :class:`~medmask.io.Target`."""
         return Target.of(self.source, self.storage_options or None)
 
+    def __fspath__(self) -> str:
+        """Its :attr:`source`: a case opens where it lives (``Path(case)``)."""
+        return self.source
+
     def __str__(self) -> str:
         return self.source
 

@@ -1,4 +1,4 @@
-"""Packing every case of a dataset (:func:`pack_tree`) on one of the engines."""
+"""Packing every case of a collection (:func:`pack_tree`) on one of the engines."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .cases import plan_outputs
 from .dask_engine import _run_dask
 from .discover import Case, Discovery, discover
 from .local import _default_workers, _run_local
-from .results import PackReport, Progress
+from .results import CaseResult, PackReport, Progress
 
 
 # -- a whole tree -----------------------------------------------------------------------------
@@ -57,43 +57,29 @@ def pack_tree(
 ) -> PackReport:
     """Pack every case of a collection into ``DEST/<name>.mska``, resumably.
 
-    The cases are every kind ``pack`` reads, mixed at any depth (see
-    :mod:`medmask.packing.discover`): NIfTI case folders, NIfTI label maps (with
-    ``labels`` / ``scheme``), DICOM SEG series (told by their SOP class; other DICOM files
-    are skipped and counted) and Slicer ``.seg.nrrd`` files. Archive names follow the rule
-    of :mod:`medmask.packing.cases`.
+    The cases are every kind ``pack`` reads, mixed at any depth (:mod:`.discover`); archive
+    names follow the rule of :mod:`.cases`.
 
     Args:
-        root: The collection's root (or one case): a path, an fsspec URL or a
-            :class:`~medmask.io.Target`.
-        dest: The output folder: a path, a URL or a Target (created when missing). With
-            Dask, both must be reachable from every worker (a shared file system, or URLs).
-        workers: Local worker processes (default: CPU count, at most 8); ``1`` packs in this
-            process. Ignored with ``client``. The pool starts through a fork server: a
-            script calling this with ``workers > 1`` needs ``if __name__ == "__main__":``.
-        client: A :class:`dask.distributed.Client`: each case becomes one Dask task on its
-            cluster (see :func:`dask_client`). A worker that dies mid-case leaves no archive
-            behind and Dask runs the case again on another worker (up to the scheduler's
-            ``allowed-failures``; then the case is reported as failed).
-        codec: ``None`` (format version 2) or ``"zstd"`` (version 1).
-        resample: See :func:`pack_case`.
-        allow_float: See :func:`pack_case`.
-        threshold: DICOM SEG: threshold of truly fractional SEGs (see :func:`pack_case`).
-        labels: The label table of NIfTI label maps (a mapping or a table file): every
-            NIfTI file is then a label map.
-        scheme: A built-in label scheme (:func:`medmask.schemes.get_scheme`) numbering the
-            NIfTI label maps, instead of ``labels``.
+        root: The collection's root (or one case): a path, an fsspec URL or a Target.
+        dest: The output folder (path, URL or Target; created when missing). With Dask, both
+            must be reachable from every worker (a shared file system, or URLs).
+        workers: Local worker processes (default: CPU count, at most 8); ``1``: this process.
+            Ignored with ``client``. The pool starts through a fork server: a script
+            calling this with ``workers > 1`` needs ``if __name__ == "__main__":``.
+        client: A :class:`dask.distributed.Client`: each case is one Dask task (see
+            :func:`dask_client`); a worker that dies mid-case leaves no archive behind and
+            Dask runs the case again (up to ``allowed-failures``, then it is failed).
+        codec, resample, allow_float, threshold: See :func:`pack_case`.
+        labels: The label table of NIfTI label maps (a mapping or a table file): every NIfTI
+            file is then a label map.
+        scheme: A built-in scheme (:func:`medmask.schemes.get_scheme`) instead of ``labels``.
         name_by: A DICOM attribute (``PatientID``...) naming each SEG's archive.
-        threads: Threads of each case (default: the CPUs shared between the local worker
-            processes; 1 per case on Dask).
+        threads: Threads of each case (default: the CPUs shared by the local workers; 1 on Dask).
         force: Repack cases that are already packed and verified.
-        storage_options: fsspec options for URLs given as strings (they travel to the
-            workers inside each task's targets).
-        progress: ``True`` for a tqdm bar on stderr as cases finish, or a callable that wraps
-            the iterable of finished cases (e.g. a configured ``tqdm``).
-        found: The cases, when the caller already has them from :func:`discover` (called
-            with ``root`` and the same ``label_maps`` / ``name_by``): the tree is not
-            walked again.
+        storage_options: fsspec options for URLs given as strings (they travel with the tasks).
+        progress: ``True`` for a tqdm bar on stderr, or a wrapper of the finished cases.
+        found: Cases already found by :func:`discover` (same ``root`` and options).
 
     Returns:
         A :class:`PackReport`: one :class:`CaseResult` per case (packed, skipped as already
@@ -101,37 +87,26 @@ def pack_tree(
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
-        MaskValidationError: No case under ``root``, ``dest`` names a file
-            (``.mska``/``.msk``) rather than a folder, both ``labels`` and ``scheme``, or
-            an unreadable label table.
+        MaskValidationError: No case under ``root``, ``dest`` names a file, both ``labels``
+            and ``scheme``, or an unreadable label table.
         VocabularyError: An unknown ``scheme``.
         ValueError: ``workers`` or ``threads`` below 1.
     """
     t0 = time.perf_counter()
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+    for what, n in (("workers", workers), ("threads", threads)):
+        if n is not None and n < 1:
+            raise ValueError(f"{what} must be at least 1, got {n}")
     root_t, dest_t = Target.of(root, storage_options), Target.of(dest, storage_options)
     if format_from_name(dest_t.path.rstrip("/")) in ("mska", "msk"):
         raise MaskValidationError(
             f"{dest_t}: pack_tree writes one archive per case into a folder; give a folder"
         )
     table = label_table(labels, scheme)
-    if found is None:
-        found = discover(root_t, label_maps=table is not None, name_by=name_by)
+    found = found or discover(root_t, label_maps=table is not None, name_by=name_by)
     jobs = _plan(root_t, dest_t, found.cases, absolute=client is not None)
-    options: dict[str, Any] = {"codec": codec, "resample": resample, "allow_float": allow_float}
-    options.update(threshold=threshold, labels=table, force=force)
-    bar = _progress(progress, len(jobs))
-    if client is not None:
-        engine = f"dask {getattr(client.scheduler, 'address', '') or client}"
-        done = _run_dask(client, jobs, {**options, "threads": threads or 1}, bar)
-    else:
-        n = min(workers or _default_workers(), len(jobs))
-        engine = f"{n} process{'' if n == 1 else 'es'}"
-        per_case = threads or max(1, default_threads() // n)
-        done = _run_local(jobs, {**options, "threads": per_case}, n, bar)
+    options = dict(codec=codec, resample=resample, allow_float=allow_float, force=force)
+    options.update(threshold=threshold, labels=table)
+    done, engine = _run(jobs, options, workers, client, threads, _progress(progress, len(jobs)))
     order = {case.source: k for k, (case, _out) in enumerate(jobs)}
     results = sorted(done, key=lambda r: order[r.case])
     if not dest_t.is_url:
@@ -139,6 +114,26 @@ def pack_tree(
     return PackReport(
         root_t.path, dest_t.path, results, time.perf_counter() - t0, engine, found.skipped
     )
+
+
+def _run(
+    jobs: list[tuple[Case, Target]],
+    options: dict[str, Any],
+    workers: int | None,
+    client: Any,
+    threads: int | None,
+    bar: Progress,
+) -> tuple[list[CaseResult], str]:
+    """Every job on the engine asked for: ``(results, the engine's name)``. Each case gets
+    ``threads`` threads (default: on Dask 1, locally the CPUs shared between the worker
+    processes)."""
+    if client is not None:
+        engine = f"dask {getattr(client.scheduler, 'address', '') or client}"
+        return _run_dask(client, jobs, {**options, "threads": threads or 1}, bar), engine
+    n = min(workers or _default_workers(), len(jobs))
+    engine = f"{n} process{'' if n == 1 else 'es'}"
+    per_case = threads or max(1, default_threads() // n)
+    return _run_local(jobs, {**options, "threads": per_case}, n, bar), engine
 
 
 def label_table(

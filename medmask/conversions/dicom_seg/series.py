@@ -125,6 +125,60 @@ class _Series:
     z_index: np.ndarray  # slice index of each dataset on ``space`` (gaps allowed)
 
 
+def _image_series(
+    where: str | os.PathLike | Sequence[str | os.PathLike], headers_only: bool
+) -> tuple[Path, dict[str, list]]:
+    """``(folder for messages, {SeriesInstanceUID: datasets})`` of the image files (those
+    with a plane position and pixel spacing) in a folder or a list of files.
+
+    Raises:
+        MaskValidationError: A folder that is not one.
+    """
+    pydicom = _pydicom()
+    if isinstance(where, str | os.PathLike):
+        folder = Path(where)
+        if not folder.is_dir():
+            raise MaskValidationError(f"{folder}: not a folder of DICOM files")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+    else:
+        files = sorted(Path(f) for f in where)
+        folder = Path(os.path.commonpath([str(f) for f in files])) if files else Path(".")
+    groups: dict[str, list] = {}
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, force=False, stop_before_pixels=headers_only)
+        except Exception:  # noqa: BLE001 - not DICOM: skip
+            continue
+        if "ImagePositionPatient" not in ds or "PixelSpacing" not in ds:
+            continue
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
+    return folder, groups
+
+
+def _pick_series(folder: Path, groups: dict[str, list], series_uid: str | None) -> str:
+    """The series to read: ``series_uid``, or the only one.
+
+    Raises:
+        MaskValidationError: None, not ``series_uid``, or several without ``series_uid``.
+    """
+    if not groups:
+        raise MaskValidationError(
+            f"{folder}: no DICOM image series found (files with ImagePositionPatient)"
+        )
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise MaskValidationError(
+                f"{folder}: does not hold series {series_uid} (it holds {sorted(groups)[:4]}); "
+                "is it the SEG's source series?"
+            )
+        return series_uid
+    if len(groups) > 1:
+        raise MaskValidationError(
+            f"{folder}: holds {len(groups)} series ({sorted(groups)[:4]}); give a folder with one"
+        )
+    return next(iter(groups))
+
+
 def read_series_geometry(
     folder: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -147,41 +201,8 @@ def read_series_geometry(
         MaskValidationError: No image series, several series without ``series_uid``, or
             slices that do not make one regular grid.
     """
-    pydicom = _pydicom()
-    if isinstance(folder, str | os.PathLike):
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise MaskValidationError(f"{folder}: not a folder of DICOM files")
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-    else:
-        files = sorted(Path(f) for f in folder)
-        folder = Path(os.path.commonpath([str(f) for f in files])) if files else Path(".")
-    groups: dict[str, list] = {}
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f, force=False, stop_before_pixels=headers_only)
-        except Exception:  # noqa: BLE001 - not DICOM: skip
-            continue
-        if "ImagePositionPatient" not in ds or "PixelSpacing" not in ds:
-            continue
-        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
-    if not groups:
-        raise MaskValidationError(
-            f"{folder}: no DICOM image series found (files with ImagePositionPatient)"
-        )
-    if series_uid is not None:
-        if series_uid not in groups:
-            raise MaskValidationError(
-                f"{folder}: does not hold series {series_uid} (it holds {sorted(groups)[:4]}); "
-                "is it the SEG's source series?"
-            )
-        uid = series_uid
-    elif len(groups) > 1:
-        raise MaskValidationError(
-            f"{folder}: holds {len(groups)} series ({sorted(groups)[:4]}); give a folder with one"
-        )
-    else:
-        uid = next(iter(groups))
+    folder, groups = _image_series(folder, headers_only)
+    uid = _pick_series(folder, groups, series_uid)
     dss = groups[uid]
     ori = _floats(dss[0].ImageOrientationPatient, 6)
     ps = _floats(dss[0].PixelSpacing, 2)
