@@ -195,7 +195,7 @@ def main() -> int:
     )
 
     # 5. one training sample: 4 organs of a case as a label map
-    case = cases[0]
+    case = Path(cases[0])
     archive = packed / f"{case_name(src, case)}.mska"
     with MaskArchive(archive) as ar:
         stored = ar.all_names()
