@@ -49,6 +49,7 @@ bench-all: $(STAMP)
 	$(PY) benchmarks/bench_interop.py
 	$(PY) benchmarks/bench_remote.py
 	$(PY) benchmarks/bench_pack.py
+	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_stats.py
 	$(PY) benchmarks/bench_patches.py
 	$(PY) benchmarks/bench_window.py

@@ -36,6 +36,7 @@ NEEDS = {
     "network": "installs packages from the network",
     "cluster": "needs a Dask cluster of several machines (tcp://scheduler-host:8786)",
     "hours": "a fuzzing campaign of hours",
+    "dataset": "needs a public dataset (IDC, nnU-Net, BTCV...) that is not among the sample data",
     "s3": None,
 }
 

@@ -246,3 +246,19 @@ def test_cli_dask_local_cluster_and_existing_cluster(client, tmp_path):
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
+
+
+def test_dask_packs_a_mixed_collection(client, tmp_path):
+    """DICOM SEGs (one with its CT beside it, two of one absent series, a split series), a
+    .seg.nrrd and NIfTI folders, as Dask tasks: what the workers wrote is what the sources
+    hold, and a second run skips every case."""
+    pytest.importorskip("highdicom")
+    from mixed_tree import build_tree, check_packed
+
+    tree = build_tree(tmp_path / "collection")
+    report = pack_tree(tree.root, tmp_path / "packed", client=client)
+    assert report.ok, [r.error for r in report.failed]
+    assert report.skipped_files == {"DICOM files that are not a SEG": tree.ct_files}
+    check_packed(tree, tmp_path / "packed")
+    again = pack_tree(tree.root, tmp_path / "packed", client=client)
+    assert [r.status for r in again.results] == ["skipped"] * len(tree.expected)

@@ -20,6 +20,7 @@ from medmask.conversions import _inflate
 from medmask.conversions.nifti import load_nifti, read_nifti
 from medmask.errors import MaskValidationError
 from medmask.packing import (
+    Case,
     CaseResult,
     already_packed,
     case_name,
@@ -38,8 +39,12 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
-def _names(case: Path) -> list[str]:
-    return sorted(p.name[: -len(".nii.gz")] for p in case.glob("*.nii.gz"))
+def _folder(case) -> Path:
+    return Path(case.source) if isinstance(case, Case) else Path(case)
+
+
+def _names(case) -> list[str]:
+    return sorted(p.name[: -len(".nii.gz")] for p in _folder(case).glob("*.nii.gz"))
 
 
 def _temps(folder: Path) -> list[Path]:
@@ -50,14 +55,17 @@ def _temps(folder: Path) -> list[Path]:
 def test_find_cases_name_and_plan(dataset, tmp_path):
     cases = find_cases(dataset)
     assert [case_name(dataset, c) for c in cases] == ["case_0000", "case_0001", "case_0002"]
-    assert cases[0].name == "segmentations" and cases[1].name == "case_0001"
-    assert find_cases(cases[0]) == [cases[0]] and case_name(cases[0], cases[0]) == "case_0000"
+    assert {c.kind for c in cases} == {"folder"}
+    assert _folder(cases[0]).name == "segmentations" and _folder(cases[1]).name == "case_0001"
+    alone = find_cases(cases[0].source)
+    assert [c.source for c in alone] == [cases[0].source] and alone[0].rel == ""
+    assert case_name(cases[0].source, alone[0]) == "case_0000"
     # names that collide once made safe get suffixes, in case order
     for sub in ("a b", "a_b", ".hidden"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "m.nii.gz").write_bytes(b"")
     found = find_cases(tmp_path)
-    assert [c.name for c in found] == ["a b", "a_b"]  # hidden folders skipped
+    assert [c.rel for c in found] == ["a b", "a_b"]  # hidden folders skipped
     outs = [Path(o).name for _c, o in plan_outputs(tmp_path, tmp_path / "out", found)]
     assert outs == ["a_b.mska", "a_b-2.mska"]
     with pytest.raises(FileNotFoundError):
@@ -84,7 +92,7 @@ def test_pack_case_then_skip_then_repack(dataset, tmp_path):
     assert r.bytes_out == out.stat().st_size and r.bytes_in > 0 and r.error is None
     with MaskArchive(out) as ar:
         assert sorted(ar.all_names()) == _names(case)
-        liver = np.asarray(nib.load(case / "liver.nii.gz").dataobj).transpose(2, 1, 0)
+        liver = np.asarray(nib.load(_folder(case) / "liver.nii.gz").dataobj).transpose(2, 1, 0)
         np.testing.assert_array_equal(ar["liver"].data, liver.astype(bool))
     assert already_packed(case, out)
     assert pack_case(case, out).status == "skipped"
@@ -103,9 +111,9 @@ def test_pack_case_failure_leaves_nothing(dataset, tmp_path):
     src = tmp_path / "case"
     src.mkdir()
     good = find_cases(dataset)[1]
-    for f in sorted(good.glob("*.nii.gz"))[:3]:
+    for f in sorted(_folder(good).glob("*.nii.gz"))[:3]:
         (src / f.name).write_bytes(f.read_bytes())
-    liver = (good / "liver.nii.gz").read_bytes()
+    liver = (_folder(good) / "liver.nii.gz").read_bytes()
     (src / "zz_truncated.nii.gz").write_bytes(liver[: len(liver) // 2])
     out = tmp_path / "out" / "c.mska"
     with pytest.raises(MaskValidationError, match="zz_truncated"):
@@ -149,7 +157,7 @@ def test_pack_tree_report_resume_and_bad_case(dataset, tmp_path, workers):
         pack_tree(ds, tmp_path / "x.mska")
     with pytest.raises(ValueError, match="workers"):
         pack_tree(ds, dest, workers=0)
-    with pytest.raises(MaskValidationError, match="no folder with .nii.gz"):
+    with pytest.raises(MaskValidationError, match="no case found"):
         pack_tree(tmp_path / "packed", tmp_path / "p2")
 
 
@@ -366,13 +374,13 @@ class Killer:
     def _run(self) -> None:
         psutil = pytest.importorskip("psutil")
         while not self._stop.is_set():
-            for tmp in self.dest.glob(".*.mska.*.tmp"):
+            for tmp in self.dest.glob(".*.mska.*.tmp"):  # a case's staging folder
                 for pid in self.pids():
                     try:
                         files = psutil.Process(pid).open_files()
                     except psutil.Error:
                         continue
-                    if any(f.path == str(tmp) for f in files):
+                    if any(f.path.startswith(f"{tmp}{os.sep}") for f in files):
                         os.kill(pid, signal.SIGKILL)
                         self.killed.append((pid, tmp.name))
                         return

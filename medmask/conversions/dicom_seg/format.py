@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from ...io.formats.builtin import DicomSeg as DicomSegFile
 from ...io.target import Target
@@ -46,19 +46,31 @@ class DicomSegFormat(DicomSegFile):
         codec: str | None = None,
         progress: Progress = None,
         threshold: float | None = None,
-        reference: str | os.PathLike | None = None,
+        reference: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        instances: Sequence[str | os.PathLike] = (),
     ) -> ConversionReport:
-        """Pack every segment; see :func:`medmask.conversions.to_archive` for the options."""
+        """Pack every segment; see :func:`medmask.conversions.to_archive` for the options.
+
+        ``instances`` (local files; used by :mod:`medmask.packing`): other instances of the
+        same SEG series, packed into the same archive (see :func:`read_dicom_seg`). The
+        report's ``ids`` hold the SEG's identifiers.
+        """
         report = ConversionReport(str(src), str(out), self.kind)
-        with local_copy(src) as path, out.writing() as dest:
-            seg = read_dicom_seg(path, threshold=threshold, reference=reference)
+        with (
+            local_copy(src) as path,
+            out.writing() as dest,
+            read_dicom_seg(
+                path, threshold=threshold, reference=reference, instances=instances
+            ) as seg,
+        ):
             report.renamed = seg.renamed
             report.notes += seg.notes
             report.kind = f"{self.kind} ({seg.seg_type})"
+            report.ids = dict(seg.ids)
             if reference is None:
                 report.notes.append(grid_note(seg.space))
             report.masks = records_to_archive(
-                seg.records,
+                seg.jobs,
                 seg.space,
                 dest,
                 codec=codec,

@@ -8,6 +8,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,12 @@ from ...labeltable import LabelTable
 from ...ops import OVERLAP_RULES as _OVERLAP_RULES
 from ...ops import smallest_uint_dtype
 from ...segmask import SegmentationMask
-from ...spaces import GRID_ATOL, describe_space, spaces_match
-from ...storage import Layer, MaskArchive, paint_label_map, save_mask
-from ..common import NeedsOptionError
+from ...spaces import GRID_ATOL, Space, describe_space, spaces_match
+from ...storage import Layer, MaskArchive, PreparedMask, paint_label_map, save_mask
+from ..common import MaskRecord, NeedsOptionError, records_to_archive
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
+from ..pipeline import ordered_map
 from .io import (
     MaskResampledWarning,
     nifti_files,
@@ -48,6 +50,7 @@ def folder_to_archive(
     allow_float: bool = False,
     binarize: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
+    threads: int | None = None,
 ) -> list[str]:
     """Pack a folder of binary NIfTI masks (TotalSegmentator layout) into one archive.
 
@@ -66,7 +69,10 @@ def folder_to_archive(
             raising.
         allow_float: Accept float files holding 0/1 (see :func:`read_nifti`).
         binarize: Read every non-zero voxel as part of the mask (0/255 masks).
-        progress: Optional wrapper for the file iterable (e.g. ``tqdm``).
+        progress: Optional wrapper for the iterable of stored masks (e.g. ``tqdm``).
+        threads: Files read and encoded at once (default:
+            :func:`medmask.conversions.pipeline.current_threads`: every core); they are
+            stored in file order, and at most a few masks are in memory.
 
     Returns:
         The stored names, in order.
@@ -80,32 +86,63 @@ def folder_to_archive(
     files = nifti_files(folder)
     if not files:
         raise MaskValidationError(f"{folder}: no .nii.gz / .nii files found")
+    first = [nifti_to_segmask(files[0], allow_float=allow_float, binarize=binarize)]
     names = []
-    with MaskArchive(out, "w", codec=codec) as ar:
-        for f in progress(files) if progress else files:
-            seg = nifti_to_segmask(f, allow_float=allow_float, binarize=binarize)
+    with MaskArchive(out, "w", codec=codec, space=first[0].space) as ar:
+
+        def job(f: Path) -> tuple[Path, str, SegmentationMask | PreparedMask]:
+            seg = (
+                first.pop()
+                if f is files[0]
+                else nifti_to_segmask(f, allow_float=allow_float, binarize=binarize)
+            )
             name = strip_suffix(f.name)
-            if ar.space is not None and not spaces_match(ar.space, seg.space, atol):
-                if not resample:
-                    raise SpaceMismatchError(
-                        f"{f}: its grid differs from the archive's grid "
-                        f"({'; '.join(grid_differences(ar.space, seg.space, atol))}): "
-                        f"file {describe_space(seg.space)}; archive {describe_space(ar.space)} "
-                        f"(taken from {files[0].name}; tolerance {atol}); "
-                        "resample it first, or pass resample=True / --resample"
-                    )
-                warnings.warn(
-                    f"{f}: resampled (nearest neighbour) from {describe_space(seg.space)} "
-                    f"onto the archive's grid {describe_space(ar.space)}",
-                    MaskResampledWarning,
-                    stacklevel=2,
-                )
-                seg = SegmentationMask(
-                    resample_nearest(seg.data, seg.space, ar.space), {name: 1}, ar.space, copy=False
-                )
-            ar.add(name, seg)
+            if not spaces_match(ar.space, seg.space, atol):
+                return f, name, seg  # settled in file order below
+            return f, name, ar.prepare(name, seg)
+
+        done = ordered_map(job, files, threads=threads)
+        for f, name, ready in progress(done) if progress else done:
+            if isinstance(ready, SegmentationMask):
+                seg = _onto_grid(f, name, ready, ar.space, files[0].name, atol, resample)
+                ready = ar.prepare(name, seg)
+            ar.add(name, ready)
             names.append(name)
     return names
+
+
+def _onto_grid(
+    f: Path,
+    name: str,
+    seg: SegmentationMask,
+    space: Space,
+    first: str,
+    atol: float,
+    resample: bool,
+) -> SegmentationMask:
+    """A mask on another grid than the archive's, resampled onto it (with a
+    :class:`MaskResampledWarning`) when ``resample``.
+
+    Raises:
+        SpaceMismatchError: Not ``resample``; the message names the file and both grids.
+    """
+    if not resample:
+        raise SpaceMismatchError(
+            f"{f}: its grid differs from the archive's grid "
+            f"({'; '.join(grid_differences(space, seg.space, atol))}): "
+            f"file {describe_space(seg.space)}; archive {describe_space(space)} "
+            f"(taken from {first}; tolerance {atol}); "
+            "resample it first, or pass resample=True / --resample"
+        )
+    warnings.warn(
+        f"{f}: resampled (nearest neighbour) from {describe_space(seg.space)} "
+        f"onto the archive's grid {describe_space(space)}",
+        MaskResampledWarning,
+        stacklevel=3,
+    )
+    return SegmentationMask(
+        resample_nearest(seg.data, seg.space, space), {name: 1}, space, copy=False
+    )
 
 
 def _table_for(
@@ -171,6 +208,7 @@ def labelmap_to_archive(
     codec: str | None = None,
     allow_float: bool = False,
     drop_unlisted: bool = False,
+    threads: int | None = None,
 ) -> dict[str, int]:
     """A multi-label NIfTI plus its label table as an archive of one binary mask per label.
 
@@ -188,6 +226,7 @@ def labelmap_to_archive(
         allow_float: See :func:`read_nifti`.
         drop_unlisted: Drop the voxels of labels the table does not name instead of
             refusing.
+        threads: Labels cut out and encoded at once (default: every core).
 
     Returns:
         ``{name: voxel count}`` in table order.
@@ -201,14 +240,15 @@ def labelmap_to_archive(
     array, space = read_nifti(path, allow_float=allow_float)
     present = np.unique(array)
     check_table_covers(path, (int(v) for v in present if v), table, drop_unlisted=drop_unlisted)
-    counts = {}
-    with MaskArchive(out, "w", codec=codec, space=space) as ar:
-        keep_attrs = ar.supports_attrs
-        for name, label in table.items():
-            region = array == label
-            counts[name] = int(np.count_nonzero(region))
-            a = {**attrs.get(name, {}), "label_value": int(label)} if keep_attrs else None
-            ar.add(name, SegmentationMask(region, {name: 1}, space, copy=False), attrs=a)
+    counts = dict.fromkeys(table, 0)
+
+    def job(name: str, label: int) -> MaskRecord:
+        region = array == label
+        counts[name] = int(np.count_nonzero(region))
+        return MaskRecord(name, region, {**attrs.get(name, {}), "label_value": int(label)})
+
+    jobs = [partial(job, name, label) for name, label in table.items()]
+    records_to_archive(jobs, space, out, codec=codec, threads=threads)
     return counts
 
 

@@ -223,8 +223,10 @@ def nifti_to_segmask(
                 f"{path}: a binary mask holds values {values[:8].tolist()}"
                 f"{' ...' if values.size > 8 else ''}; {hint}"
             )
+        # values are 0/1 now: one-byte integers are already booleans (no copy)
+        mask = array.view(bool) if array.dtype.itemsize == 1 else array != 0
         return SegmentationMask(
-            array.astype(bool, copy=False),
+            mask,
             {name or strip_suffix(Path(path).name): 1},
             space,
             copy=False,

@@ -8,7 +8,7 @@ from ...io.formats.builtin import SlicerSegmentation
 from ...io.target import Target
 from ..common import ConversionReport, iter_archive_records, records_to_archive
 from ..targets import local_copy
-from .read import read_seg_nrrd
+from .read import seg_nrrd_jobs
 from .write import write_seg_nrrd
 
 __all__ = ["SlicerFormat"]
@@ -25,9 +25,9 @@ class SlicerFormat(SlicerSegmentation):
         """Pack every segment (empty ones too); see :func:`medmask.conversions.to_archive`."""
         report = ConversionReport(str(src), str(out), self.kind)
         with local_copy(src) as path, out.writing() as dest:
-            space, records, renamed = read_seg_nrrd(path)
+            space, jobs, renamed = seg_nrrd_jobs(path)
             report.renamed = renamed
-            report.masks = records_to_archive(records, space, dest, codec=codec, progress=progress)
+            report.masks = records_to_archive(jobs, space, dest, codec=codec, progress=progress)
         return report
 
     def write(
