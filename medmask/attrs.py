@@ -203,7 +203,9 @@ def _archive_problem(attrs: object) -> tuple[str | None, dict | None]:
         if not isinstance(source, dict):
             return f"'source' must be an object, got {source!r}", None
         for key in SOURCE_KEYS:
-            if key in source and not isinstance(source[key], str):
+            value = source.get(key, "")
+            several = key == "SOPInstanceUID" and isinstance(value, list)  # a SEG series
+            if not (isinstance(value, str) or several and all(isinstance(v, str) for v in value)):
                 return f"'source.{key}' must be a string, got {source[key]!r}", None
     if "grid" in norm and norm["grid"] not in GRID_KINDS:
         return f"'grid' must be one of {list(GRID_KINDS)}, got {norm['grid']!r}", None

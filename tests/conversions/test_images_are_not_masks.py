@@ -95,4 +95,4 @@ def test_a_folder_of_images_is_not_a_case(tmp_path):
     m[1:3, 1:3, 1:3] = 1
     _save(raw / "s0001" / "liver.nii.gz", m)
     _save(raw / "s0001" / "ct.nii.gz", _mr())  # an image beside masks: still a case
-    assert find_cases(raw) == [raw / "s0001"]
+    assert [Path(c) for c in find_cases(raw)] == [raw / "s0001"]
