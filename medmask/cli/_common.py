@@ -71,7 +71,11 @@ def warn(args: argparse.Namespace, msg: str) -> None:
 
 
 def print_lost(
-    args: argparse.Namespace, lost: Mapping[str, int], heading: str, of: Mapping[str, int] | None
+    args: argparse.Namespace,
+    lost: Mapping[str, int],
+    heading: str,
+    of: Mapping[str, int] | None,
+    taken_by: Mapping[str, list[str]] | None = None,
 ) -> None:
     """The table of voxels each mask lost to overlaps in a label map (not with ``--quiet``).
 
@@ -80,12 +84,15 @@ def print_lost(
         lost: Voxels lost per mask name (nothing is printed when empty).
         heading: The line above the table.
         of: Each mask's voxel count, printed as ``N of TOTAL``; ``None`` prints ``N`` only.
+        taken_by: The masks that took each one's voxels, printed as ``(to a, b)``.
     """
     if not lost or args.quiet:
         return
     print(heading)
     for name, n in lost.items():
-        print(f"  {name}: {n:,}" if of is None else f"  {name}: {n:,} of {of.get(name, 0):,}")
+        line = f"  {name}: {n:,}" if of is None else f"  {name}: {n:,} of {of.get(name, 0):,}"
+        winners = (taken_by or {}).get(name)
+        print(line + (f" (to {', '.join(winners)})" if winners else ""))
 
 
 _RULES = {
@@ -115,7 +122,13 @@ def print_export(args: argparse.Namespace, report: Any, out: object, what: str) 
             f"{sum(report.lost.values()):,} voxels belonged to several masks; the label map "
             f"keeps one ({how}); -o DIR or X.seg.nrrd keep overlaps",
         )
-        print_lost(args, report.lost, f"voxels lost to overlaps ({how}):", report.voxels)
+        print_lost(
+            args,
+            report.lost,
+            f"voxels lost to overlaps ({how}):",
+            report.voxels,
+            getattr(report, "taken_by", None),
+        )
     elif what == "label map" and not args.quiet:
         print("no voxel belongs to two masks: the label map holds every mask exactly")
     for remark in report.notes:
@@ -133,11 +146,13 @@ def _rule(args: argparse.Namespace) -> str:
 
 def warn_emptied(args: argparse.Namespace, report: Any, out: object) -> None:
     """A warning (stderr, also with ``--json``) for every mask an export left empty."""
+    taken = getattr(report, "taken_by", None) or {}
     for name in report.emptied:
+        winners = ", ".join(taken.get(name, [])) or "overlapping masks"
         warn(
             args,
-            f"mask {name!r} lost all its {report.voxels.get(name, 0):,} voxels to overlapping "
-            f"masks ({_rule(args)}): it is absent from {out}; try --overlap smaller, or -o DIR "
+            f"mask {name!r} lost all its {report.voxels.get(name, 0):,} voxels to {winners} "
+            f"({_rule(args)}): it is absent from {out}; try --overlap smaller, or -o DIR "
             "/ X.seg.nrrd, which keep overlaps",
         )
 

@@ -120,6 +120,7 @@ class ConversionReport:
         ids: Identifiers of the source that join the archive back to its images (a DICOM
             SEG's patient, study, series, instance and algorithm), where the format has
             them.
+        taken_by: ``{name: [the masks that took its voxels]}`` for the masks in ``lost``.
         source_bytes: Bytes of the files packed, when they are not the whole source (a
             case folder whose image is not packed); ``None``: the source's size.
     """
@@ -135,6 +136,7 @@ class ConversionReport:
     emptied: list[str] = field(default_factory=list)
     ids: dict = field(default_factory=dict)
     source_bytes: int | None = None
+    taken_by: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The report as a JSON-ready dict."""
@@ -150,6 +152,7 @@ class ConversionReport:
             "emptied": list(self.emptied),
             "ids": dict(self.ids),
             "source_bytes": self.source_bytes,
+            "taken_by": {k: list(v) for k, v in self.taken_by.items()},
         }
 
 

@@ -11,7 +11,6 @@ from ...spaces import Space
 from ..common import (
     ConversionReport,
     NeedsOptionError,
-    iter_archive_records,
     records_to_archive,
 )
 from ..targets import local_copy
@@ -88,18 +87,33 @@ class DicomSegFormat(DicomSegFile):
         source: str | os.PathLike | None = None,
         labelmap_seg: bool = False,
         names: Iterable[str] | None = None,
+        overlap: str = "last",
     ) -> ConversionReport:
-        """A SEG referencing the series in ``source`` (required); see
+        """A SEG referencing the series in ``source`` (required); a LABELMAP SEG settles
+        overlaps by ``overlap`` and reports the losses, as a NIfTI label map does; see
         :func:`medmask.conversions.from_archive`."""
         if source is None:
             raise NeedsOptionError(
                 f"{out}: a DICOM SEG references its image series: give source= / --source DICOM_DIR"
             )
+        if overlap != "last" and not labelmap_seg:
+            raise NeedsOptionError(
+                f"{out}: overlap= / --overlap settles overlaps in label maps; a BINARY SEG keeps "
+                "them (give labelmap_seg=True / --seg-type labelmap for a LABELMAP SEG)"
+            )
         report = ConversionReport(str(archive), str(out), self.kind)
         with local_copy(archive) as src, out.writing() as dest:
-            space, count, records = iter_archive_records(src, names)
-            numbers = write_dicom_seg(
-                records, space, dest, source, labelmap=labelmap_seg, count=count, progress=progress
+            res = write_dicom_seg(
+                src,
+                dest,
+                source,
+                labelmap=labelmap_seg,
+                overlap=overlap,
+                names=names,
+                progress=progress,
             )
-        report.masks = list(numbers)
+        report.masks = list(res.numbers)
+        report.voxels, report.lost, report.emptied = res.voxels, res.lost, res.emptied
+        report.taken_by = res.taken_by
+        report.notes.append(f"{res.frames} frames ({'LABELMAP' if labelmap_seg else 'BINARY'})")
         return report

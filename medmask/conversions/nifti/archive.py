@@ -29,6 +29,7 @@ from ...storage import Layer, MaskArchive, PreparedMask, paint_label_map, save_m
 from ..common import MaskRecord, NeedsOptionError, records_to_archive
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
+from ..overlaps import taken_by
 from ..pipeline import ordered_map
 from .io import (
     MaskResampledWarning,
@@ -346,6 +347,7 @@ class LabelmapExport:
         lost: ``{name: voxels the mask lost to overlaps}`` (only masks that lost some).
         emptied: Names of non-empty masks that lost all their voxels.
         overlap_rule: The rule applied (see :data:`OVERLAP_RULES`).
+        taken_by: ``{name: [the masks that took its voxels]}`` for the masks in ``lost``.
     """
 
     path: Path
@@ -354,6 +356,7 @@ class LabelmapExport:
     lost: dict[str, int] = field(default_factory=dict)
     emptied: list[str] = field(default_factory=list)
     overlap_rule: str = "last"
+    taken_by: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def overlap(self) -> int:
@@ -424,6 +427,7 @@ def export_labelmap(
         table, layers = _numbering(archive, _parts(ar), labels)
         dtype = smallest_uint_dtype(table.max_label())
         res = paint_label_map(ar, layers, overlap=overlap, dtype=dtype, report=True)
+        winners = taken_by(ar, layers, res)
         classes = table.class_table()  # one name per label in the file's own table
         colors = _class_colors(ar, table, {ly.key: ly.mask for ly in layers})
         segmask_to_nifti(
@@ -434,7 +438,7 @@ def export_labelmap(
         )
     if write_json:
         _write_table_json(out, table.to_dict())
-    return LabelmapExport(out, table.to_dict(), res.voxels, res.lost, res.emptied, overlap)
+    return LabelmapExport(out, table.to_dict(), res.voxels, res.lost, res.emptied, overlap, winners)
 
 
 def _numbering(

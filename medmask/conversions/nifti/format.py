@@ -115,6 +115,7 @@ class NiftiFormat(Nifti):
         report.voxels = res.voxels
         report.lost = res.lost
         report.emptied = res.emptied
+        report.taken_by = res.taken_by
         report.notes.append(f"label table also in {out.stem}.json")
         return report
 
