@@ -218,3 +218,16 @@ def test_the_notebook_lists_non_empty_masks_first_in_show_s_colours(tmp_path):
     assert len(set(swatches.values())) == 35  # no colour given twice, past the 30 fixed ones
     assert all(swatches[n] == tuple(drawn[n]) for n in swatches)  # the colours show draws
     assert [palette_color(k) for k in range(30)] == list(PALETTE)
+
+
+def test_a_missing_sample_folder_says_where_a_relative_path_starts(tmp_path, monkeypatch):
+    # the README's MONAI snippet run from another folder: a sentence, not a pathlib traceback
+    from medmask.conversions.nifti import folder_to_archive
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as info:
+        folder_to_archive("../shared/data/totalseg_s0000", "s0000.mska")
+    msg = str(info.value)
+    assert msg.startswith("../shared/data/totalseg_s0000: no such folder of NIfTI masks")
+    assert f"(relative to {tmp_path})" in msg
+    assert not (tmp_path / "s0000.mska").exists()

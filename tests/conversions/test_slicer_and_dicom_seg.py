@@ -626,8 +626,6 @@ def test_missing_extra_message_names_pip_install(monkeypatch):
         slicer._nrrd()
     with pytest.raises(ImportError, match=r'pip install "medmask\[dicom\]"'):
         dicom_seg._pydicom()
-    with pytest.raises(ImportError, match=r'pip install "medmask\[dicom\]"'):
-        dicom_seg._highdicom()
 
 
 # -- the real case --------------------------------------------------------------------------------

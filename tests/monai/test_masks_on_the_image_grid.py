@@ -75,6 +75,8 @@ def test_pack_says_the_grid_is_the_segmentation_s_and_records_it(seg_case):
         assert dict(ar.archive_attrs) == {"grid": "segmentation"}
     info = run("info", d / "from_seg.mska")
     assert "'grid': 'segmentation'" in info.stdout
+    stats = run("stats", d / "from_seg.mska")
+    assert "1 file on the segmentation's own grid, not the image's" in stats.stdout
     with_ref = run("pack", d / "seg.dcm", "--reference", d / "ct", "-o", d / "ref.mska")
     assert with_ref.returncode == 0 and "note:" not in with_ref.stderr
     with MaskArchive(d / "ref.mska") as ar:
