@@ -201,3 +201,48 @@ def test_loadmaskd_like_needs_a_loaded_image(tmp_path):
     LoadMaskd("label", check_grid=False)({"label": str(path), "image": other})
     with pytest.raises(SpaceMismatchError, match="not one lattice: resample"):
         LoadMaskd("label")({"label": str(path), "image": other})
+
+
+def test_a_cropped_seg_nrrd_says_so_and_goes_back_on_the_image_grid(tmp_path):
+    # Slicer saves a segmentation on its segments' extent and says where that lies in the
+    # image it segmented (ReferenceImageExtentOffset, Reference image geometry): a crop
+    # packs to a grid that is not the image's, which pack says and the archive records
+    nrrd = pytest.importorskip("nrrd")
+    sample = Path(__file__).resolve().parents[2].parent / "shared/data/interchange"
+    sample = sample / "Segmentation.seg.nrrd"
+    if not sample.exists():
+        pytest.skip(f"Slicer's sample file is not at {sample}")
+    data, header = nrrd.read(str(sample), index_order="F")  # (i, j, k) or (layer, i, j, k)
+    full = run("pack", sample, "-o", tmp_path / "full.mska")
+    assert full.returncode == 0 and "note:" not in full.stderr
+    with MaskArchive(tmp_path / "full.mska") as ar:
+        assert dict(ar.archive_attrs) == {"grid": "image"}  # the whole image: 128 x 128 x 34
+        space, names = ar.space, ar.all_names()
+        want = {n: ar.read_array(n) for n in names}
+    cropped = data[..., 3:30]  # slices 3..29 of 34
+    head = dict(header)
+    head["sizes"] = np.array(cropped.shape)
+    step = np.asarray(header["space directions"], float)[-1]  # the k axis
+    head["space origin"] = np.asarray(header["space origin"], float) + 3 * step
+    head["Segmentation_ReferenceImageExtentOffset"] = "0 0 3"
+    nrrd.write(str(tmp_path / "crop.seg.nrrd"), cropped, head, index_order="F")
+    packed = run("pack", tmp_path / "crop.seg.nrrd", "-o", tmp_path / "crop.mska")
+    assert packed.returncode == 0, packed.stderr
+    notes = [line for line in packed.stderr.splitlines() if "note:" in line]
+    assert (
+        len(notes) == 1 and "27 slices of 128 x 128 at voxel offset (i, j, k) (0, 0, 3)" in notes[0]
+    )
+    assert "not the image Slicer segmented (34 slices of 128 x 128)" in notes[0]
+    assert "like='image'" in notes[0]
+    with MaskArchive(tmp_path / "crop.mska") as ar:
+        assert dict(ar.archive_attrs) == {"grid": "segmentation"}
+    # like= the image puts them back where they were, voxel for voxel
+    affine = space_to_affine(space)
+    out = LoadMask(names=names, mode="channels", like=(affine, tuple(space.shape[::-1])))(
+        str(tmp_path / "crop.mska")
+    )
+    for c, n in enumerate(names):
+        kept = np.zeros_like(want[n])
+        kept[3:30] = want[n][3:30]  # what the crop holds, on the image's slices
+        assert kept.any()
+        np.testing.assert_array_equal(out[c].numpy().transpose(2, 1, 0) > 0, kept, err_msg=n)
