@@ -240,6 +240,9 @@ def test_binary_overlap_rules_and_bad_inputs(archive, series, tmp_path):
     vol = seg.get_volume(segment_numbers=[2], combine_segments=False)
     assert_same_world_voxels(two == 2, space, vol.array[..., 0], vol.affine)
     assert json.dumps(res.numbers)  # plain data
+    # masks that do not overlap: SegmentsOverlap says so
+    write_dicom_seg(path, tmp_path / "apart.dcm", folder, names=["big", "far"])
+    assert _validated(tmp_path / "apart.dcm").SegmentsOverlap == "NO"
 
 
 @pytest.mark.realdata

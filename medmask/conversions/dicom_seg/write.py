@@ -218,7 +218,7 @@ class _Frames:
 
     def binary(self, ar: MaskArchive, parts: list[_Part], progress) -> SegExport:
         shape = tuple(int(s) for s in ar.space.shape)
-        count = np.zeros(shape, np.uint8)  # how many masks claim each voxel (SegmentsOverlap)
+        claimed = np.zeros(shape, bool)  # voxels of the masks so far (SegmentsOverlap)
         numbers, voxels = {}, {}
         for k, part in enumerate(progress(parts) if progress else parts):
             crop, box = ar.read_cropped(part.mask)
@@ -228,8 +228,10 @@ class _Frames:
                 continue
             hit = crop != 0 if part.stored is None else crop == part.stored
             z0, z1, y0, y1, x0, x1 = box
-            region = count[z0:z1, y0:y1, x0:x1]
-            np.add(region, hit, out=region, casting="unsafe")
+            region = claimed[z0:z1, y0:y1, x0:x1]
+            if self.overlap == "NO" and np.any(region & hit):
+                self.overlap = "YES"
+            region |= hit
             filled = np.flatnonzero(hit.any(axis=(1, 2)))
             self._check_slices(part.name, filled + z0)
             voxels[part.name] = int(np.count_nonzero(hit))
@@ -238,7 +240,6 @@ class _Frames:
                 frame[y0:y1, x0:x1] = hit[z]
                 self.pixels.append(frame)
                 self.items.add(int(z0 + z), k + 1)
-        self.overlap = "YES" if int(count.max(initial=0)) > 1 else "NO"
         return SegExport(numbers, len(self.items), voxels)
 
     def paint(self, ar: MaskArchive, parts: list[_Part], overlap: str, progress) -> SegExport:
