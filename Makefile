@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo test test-slow lint bench bench-all reliability clean
+.PHONY: setup demo test test-slow lint bench bench-compare bench-all reliability clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_format.py $(ARGS)
+
+# make bench of this tree and of medmask 0.4.0 side by side, in one run (ARGS=--ref COMMIT ...)
+bench-compare: $(STAMP)
+	$(PY) benchmarks/side_by_side.py $(ARGS)
 
 # every benchmark, each writing its Markdown table (and pictures) into bench_output/
 bench-all: $(STAMP)
