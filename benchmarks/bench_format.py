@@ -39,7 +39,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-REAL_CASE = HERE.parent.parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", HERE.parent.parent / "shared" / "data" / "totalseg_s0000")
+)
 
 from medmask import MaskArchive, SegmentationMask  # noqa: E402
 from medmask.spaces import default_space  # noqa: E402

@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -27,7 +28,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-REAL_CASE = HERE.parent.parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", HERE.parent.parent / "shared" / "data" / "totalseg_s0000")
+)
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:

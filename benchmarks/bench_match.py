@@ -25,6 +25,7 @@ Other scripts can ``import bench_match`` and call :func:`run` (rows as dicts) or
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -39,7 +40,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from medmask.ops import match_allowed_values  # noqa: E402
 
-REAL_CASE = ROOT.parent / "shared/data/totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(os.environ.get("MEDMASK_REAL_CASE", ROOT.parent / "shared/data/totalseg_s0000"))
 SYNTHETIC_SHAPE = (294, 192, 179)
 SYNTHETIC_LABELS = 60  # ellipsoids, labelled with distinct labels drawn from 1..117
 SYNTHETIC_LABEL_SPACE = 117  # as many labels as the real case has masks

@@ -40,7 +40,13 @@ from medmask.nifti import archive_to_labelmap, folder_to_archive, nifti_files, s
 from medmask.phantoms import write_phantom_dataset
 from medmask_monai import LoadMaskd, MaskArchiveDataset
 
-REAL_CASE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get(
+        "MEDMASK_REAL_CASE",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg_s0000",
+    )
+)
 
 
 def median_s(fn: Callable[[], object], repeat: int) -> float:

@@ -48,7 +48,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_CASE = REPO.parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000")
+)
 FIVE = ["liver", "spleen", "kidney_left", "kidney_right", "pancreas"]
 sys.path.insert(0, str(REPO / "tests"))
 

@@ -48,6 +48,7 @@ def test_api_tour_runs(tmp_path, monkeypatch):
     assert printed[1] == "40000 (10, 30, 20, 60, 20, 70)"
 
 
+@pytest.mark.realdata
 def test_monai_block_runs_on_the_sample_case(tmp_path, monkeypatch, real_case):
     pytest.importorskip("monai")
     monkeypatch.chdir(tmp_path)

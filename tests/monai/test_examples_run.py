@@ -32,7 +32,19 @@ def test_train_unet_on_phantoms(tmp_path, capsys):
     assert len(list(tmp_path.glob("case_*/labels.mska"))) == 2
 
 
+@pytest.mark.realdata
+def test_train_unet_on_the_organs_of_the_real_case(real_subset, tmp_path, capsys):
+    """Fast: the organs the example trains on (links into the real case), small crops."""
+    script = load_script("examples/train_unet.py")
+    src = real_subset(list(script.REAL_ORGANS))
+    args = ["--real", str(src), "--iterations", "1", "--crop", "32", "32", "16"]
+    assert script.main([*args, "--workers", "0", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "trained 1 steps" in out and re.search(r"step\s+1\s+loss \d+\.\d+", out)
+
+
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_train_unet_on_the_real_case(real_case, tmp_path, capsys):
     script = load_script("examples/train_unet.py")
     assert script.main(["--real", str(real_case), "--iterations", "1", "--out", str(tmp_path)]) == 0

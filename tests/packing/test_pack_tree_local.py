@@ -306,6 +306,7 @@ def test_inflater_is_zlib_ng_here():
     assert _inflate.INFLATER == "zlib-ng"
 
 
+@pytest.mark.realdata
 def test_real_case_reads_identically(real_case):
     files = sorted(real_case.glob("*.nii.gz"))[::29]
     for f in files:

@@ -52,9 +52,6 @@ def _leak_run_in_fresh_process(archives) -> dict:
 
 def test_dataloader_workers_keep_files_and_memory_flat(archives):
     pytest.importorskip("torch")
-    mm = pytest.importorskip("medmask_monai")
-    if not hasattr(mm, "MaskArchiveDataset"):
-        pytest.skip("medmask_monai.MaskArchiveDataset is not there yet")
     r = _leak_run_in_fresh_process(archives)
     assert r["items"] == 3000, r
     # per worker: never more archives open than max_open (the LRU closes the others; the
