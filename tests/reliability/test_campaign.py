@@ -94,19 +94,20 @@ def test_corruption_long(samples):
 
 
 def test_sigkill_while_appending(tmp_path):
+    """Killed after 0 to 4 reported commits, a random instant into the next append."""
     r = W.kill_cycles(tmp_path / "a.mska", cycles=25)
-    assert r["problems"] == [] and r["masks"] > 25
+    assert r["problems"] == [] and r["masks"] >= r["awaited"] > 25, r
 
 
 @pytest.mark.slow
 def test_sigkill_while_appending_long(tmp_path):
     r = W.kill_cycles(tmp_path / "a.mska", cycles=300, seed=1)
-    assert r["problems"] == []
+    assert r["problems"] == [] and r["masks"] >= r["awaited"], r
 
 
 def test_readers_in_other_processes_see_consistent_archives(tmp_path):
-    r = W.concurrent_readers(tmp_path / "a.mska", seconds=2.0, readers=2)
-    assert r["problems"] == [] and r["reads"] > 100 and r["opens"] > 4
+    r = W.concurrent_readers(tmp_path / "a.mska", appends=20, readers=2)
+    assert r["problems"] == [] and r["commits_seen"] == 20 and r["opens"] > 4, r
 
 
 def _replace_forever(path: str) -> None:
