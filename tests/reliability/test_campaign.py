@@ -37,7 +37,6 @@ def test_corrupt_and_hostile_files_are_rejected(samples):
     # version 2 never returns a different array: its checksums catch every flip (the
     # contract's verdict makes a non-forged version-2 "different" a failure, above)
     assert sum(n for (k, _f, _s), n in sweep.counts.items() if k.endswith("2")) > 300
-    assert sweep.max_seconds < C.TIME_BOUND
     assert sweep.max_peak < C.MEMORY_BOUND
     # rejecting is not always right: every untouched sample reads back exactly, every
     # variant the spec allows is read, every invalid one is refused
