@@ -40,6 +40,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from medmask.ops import match_allowed_values  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _check import require_equal  # noqa: E402
+
 #: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
 REAL_CASE = Path(os.environ.get("MEDMASK_REAL_CASE", ROOT.parent / "shared/data/totalseg_s0000"))
 SYNTHETIC_SHAPE = (294, 192, 179)
@@ -175,8 +178,11 @@ def run(repeat: int = 7) -> list[dict]:
     ):
         for name, values in label_sets(lab, labels):
             ref = np.isin(lab, values)
-            assert np.array_equal(match_allowed_values(lab, values), ref), (title, name)
-            assert np.array_equal(interval_method(lab, values), ref), (title, name)
+            # before timing: all three give numpy.isin's answer
+            require_equal(
+                f"match_allowed_values, {title} {name}", match_allowed_values(lab, values), ref
+            )
+            require_equal(f"interval method, {title} {name}", interval_method(lab, values), ref)
             ms = _time(
                 {
                     "medmask": lambda lab=lab, v=values: match_allowed_values(lab, v),

@@ -59,3 +59,11 @@ def test_bench_monai_prints_a_table(tmp_path, capsys):
     assert rows[0].startswith("| load | `LoadImaged` on `.nii.gz` | `LoadMaskd` on `.mska` v2")
     assert len(rows) == 1 + 6  # header + 4 loads + 2 DataLoader rows
     assert all(re.search(r"\*\*[\d,.]+x\*\*", r) for r in rows[1:])
+    # the table docs/monai.md quotes is the region this run wrote (same layout)
+    regions = load_script("benchmarks/_regions.py")
+    written = regions.regions((tmp_path / "bench" / "bench_monai.md").read_text())["monai"]
+    quoted = regions.regions((REPO / "docs" / "monai.md").read_text())["monai"]
+    assert [ln for ln in written.splitlines() if ln.startswith("| load")] == [
+        ln for ln in quoted.splitlines() if ln.startswith("| load")
+    ]
+    assert len(written.splitlines()) == len(quoted.splitlines())

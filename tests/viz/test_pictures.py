@@ -311,6 +311,16 @@ def test_bench_stats_runs(real_case, tmp_path, args):
     ).stdout  # fmt: skip
     assert "faster than decoding" in out
     assert (tmp_path / "bench_stats.md").is_file() and (tmp_path / "bench_stats.png").is_file()
+    # docs/stats.md quotes the region this benchmark writes (same columns)
+    sys.path.insert(0, str(script.parent))
+    try:
+        from _regions import regions
+    finally:
+        sys.path.pop(0)
+    written = regions((tmp_path / "bench_stats.md").read_text())["stats"]
+    quoted = regions((script.parents[1] / "docs" / "stats.md").read_text())["stats"]
+    header = [ln for ln in quoted.splitlines() if ln.startswith("| what")]
+    assert header and [ln for ln in written.splitlines() if ln.startswith("| what")] == header
 
 
 def test_cli_show_url(archive, tmp_path, s3, capsys):
