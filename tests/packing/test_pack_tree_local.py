@@ -415,7 +415,10 @@ def test_local_pool_survives_a_killed_worker(tmp_path, monkeypatch):
     assert killer.problems == [] and len(killer.killed) == 1, killer.problems
     assert killer.killed[0][1].startswith(".case_03.mska.")
     assert report.ok, [r.error for r in report.failed]
-    assert [r.status for r in report.results] == ["packed"] * 6
+    # the held case is packed anew; a case whose result the killed worker held may be run
+    # again and find its archive already packed and verified
+    statuses = [r.status for r in report.results]
+    assert statuses[3] == "packed" and set(statuses) <= {"packed", "skipped"}, statuses
     assert sorted(p.name for p in dest.iterdir()) == [f"case_{c:02d}.mska" for c in range(6)]
     for c in range(6):
         with MaskArchive(dest / f"case_{c:02d}.mska") as ar:
