@@ -462,6 +462,10 @@ def leak_run(
     import gc
 
     gc.collect()
+    # the last epoch's workers exit on their own time (a loaded machine delays it): wait for
+    # them, so that what is counted is what stays open, not what is still being torn down
+    _gone, alive = psutil.wait_procs(me.children(recursive=True), timeout=REPORT_TIMEOUT)
+    gc.collect()
     fds_after = me.num_fds()
     steady = [s for s in samples if s[0] > 0 or s[1] >= 0.25]  # after the warm-up
     first = [s for s in steady if s[0] == steady[0][0] and s[1] < 0.5] or steady[:1]
@@ -488,6 +492,7 @@ def leak_run(
         "worker_rss_end": max(s[5] for s in last),
         "peak_rss_total": max(s[4] + s[5] for s in samples),
         "samples": len(samples),
+        "workers_left": len(alive),
     }
 
 
