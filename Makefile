@@ -57,6 +57,7 @@ bench-all: $(STAMP)
 	$(PY) benchmarks/bench_pack.py
 	$(PY) benchmarks/bench_stats.py --repeat 5
 	$(PY) benchmarks/bench_patches.py
+	$(PY) benchmarks/bench_window.py
 	$(PY) benchmarks/update_docs.py
 
 # the reliability campaign: bench_output/reliability.md (ARGS=--write-docs: docs/reliability.md)
