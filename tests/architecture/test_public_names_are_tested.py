@@ -70,4 +70,9 @@ def test_every_public_name_is_used_by_a_test():
         pattern = rf"[.\"']{re.escape(name)}\b" if member else rf"\b{re.escape(name)}\b"
         if not re.search(pattern, text):
             missing.append(f"{where}: {name}")
-    assert missing == [], "public names no test uses:\n" + "\n".join(missing)
+    assert missing == [], (
+        f"{len(missing)} public names no test uses (every name of medmask.__all__, "
+        "medmask_monai.__all__ and medmask.io.__all__, and every public member of medmask's "
+        "classes there, is called by some test: add a test that uses it, or take it out of "
+        "__all__ if it is not public; docs/testing.md, 'Rules'):\n  " + "\n  ".join(missing)
+    )

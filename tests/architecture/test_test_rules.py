@@ -31,6 +31,32 @@ CLOCKS |= {"process_time", "process_time_ns", "thread_time", "thread_time_ns"}
 DURATION_NAMES = {"seconds", "max_seconds", "elapsed", "wall", "duration", "took"}
 
 
+#: What a failing guard tells the author of a new test (docs/testing.md, "Rules").
+FIX_SKIPS = (
+    "skips that would hide a missing medmask feature (a feature that disappears must FAIL, "
+    "not skip). Call medmask's API directly and let a missing name or option fail; skip only "
+    "for a missing optional third-party package (pytest.importorskip('pkg')), missing sample "
+    "data (use the real_case / interchange fixtures of tests/conftest.py) or a platform "
+    "feature (os, sys, signal...), always with a reason (docs/testing.md, 'Rules'):"
+)
+FIX_CLOCKS = (
+    "wall-clock assertions (they flake on a loaded 2-core machine). Count operations, "
+    "events, requests or bytes, or compare outputs, instead; a timeout that only stops a "
+    "hang is fine (ev.wait(10), q.get(timeout=30), p.join(timeout=5)); put timings in "
+    "benchmarks/ (docs/testing.md, 'Rules'):"
+)
+FIX_REALDATA = (
+    "tests that use sample data (the real_case or interchange fixture, directly or through "
+    "another fixture) without the realdata marker. Add @pytest.mark.realdata to each (or "
+    "pytestmark = pytest.mark.realdata to the module); a long whole-case variant also gets "
+    "@pytest.mark.slow (docs/testing.md, 'Sample data'):"
+)
+
+
+def _report(fix: str, problems: list[str]) -> str:
+    return f"{len(problems)} {fix}\n  " + "\n  ".join(problems)
+
+
 def _sources() -> list[Path]:
     return sorted(p for p in TESTS.rglob("*.py") if "fixtures" not in p.relative_to(TESTS).parts)
 
@@ -188,7 +214,7 @@ def test_no_skip_hides_a_missing_medmask_feature():
         for f in _sources()
         for p in skip_problems(f.read_text(encoding="utf-8"), str(f.relative_to(TESTS)))
     ]
-    assert problems == [], "\n".join(problems)
+    assert problems == [], _report(FIX_SKIPS, problems)
 
 
 # -- wall-clock assertions -------------------------------------------------------------------
@@ -285,11 +311,12 @@ def test_no_wall_clock_assertions():
         for f in _sources()
         for p in clock_problems(f.read_text(encoding="utf-8"), str(f.relative_to(TESTS)))
     ]
-    assert problems == [], "\n".join(problems)
+    assert problems == [], _report(FIX_CLOCKS, problems)
 
 
 # -- sample data ---------------------------------------------------------------------------------
 def test_tests_on_sample_data_carry_the_realdata_marker(request):
     """A test that uses ``real_case`` or ``interchange`` (directly or through a fixture) is
     marked ``realdata``, so that ``-m realdata`` runs them all and ``-m "not realdata"`` none."""
-    assert request.config.stash[UNMARKED_REAL_DATA] == []
+    unmarked = request.config.stash[UNMARKED_REAL_DATA]
+    assert unmarked == [], _report(FIX_REALDATA, unmarked)

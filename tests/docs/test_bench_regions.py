@@ -21,7 +21,21 @@ update_docs = importlib.import_module("update_docs")
 #: A table cell that is a measurement: a time, a size in k/M/GiB, or a ratio.
 FIGURE_CELL = re.compile(r"^\**[\d][\d,.]*( (ms|s|µs|kB|MB|KiB|MiB|GiB)|x)\**$")
 #: A speed or size claim in prose.
-PROSE_CLAIM = re.compile(r"\b\d[\d.,]*x (faster|smaller|slower|larger|the size)\b")
+PROSE_CLAIM = re.compile(
+    r"\b\d[\d.,]*(x|%) (faster|smaller|slower|larger|the size)\b"
+    # a measured figure: a ratio, time or size with decimals (1.72x, 0.406 ms, 54.5 kB)
+    r"|(?<![\w.])\d+\.\d+ ?(x|×|ms|µs|s|B|kB|MB|GB|KiB|MiB|GiB)(?!\w)"
+)
+#: Words that make a figure a goal, not a measurement ("target: 0.6x", "<= 2x").
+TARGET = re.compile(r"(target|<=|≤|within|at most)[^.;]{0,12}$")
+#: What a failing check tells the author of a page.
+FIX = (
+    "Make a benchmark print it between <!-- bench:NAME --> and <!-- /bench:NAME --> "
+    "(benchmarks/_regions.py: region(), begin()/end()) in its bench_output/*.md, put the same "
+    "two markers in the page, run the benchmark (make bench-all runs them all) and "
+    "benchmarks/update_docs.py, which copies the region in; or say it without the figure "
+    "(docs/testing.md, 'Rules')."
+)
 
 
 def docs() -> list[Path]:
@@ -57,6 +71,30 @@ def figure_tables(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def prose_claims(text: str) -> list[tuple[int, str]]:
+    """``(line number, figure)`` of the measured figures quoted in the prose of ``text``."""
+    return [
+        (text[: m.start()].count("\n") + 1, m.group(0))
+        for m in PROSE_CLAIM.finditer(text)
+        if not TARGET.search(text[max(0, m.start() - 40) : m.start()])
+    ]
+
+
+def test_the_prose_scanner_finds_figures_not_targets():
+    text = (
+        "Reads are 3.5x faster, the index 39% smaller.\nA window takes 0.406 ms (1.72x of "
+        "blosc2); the file is 54.5 kB.\nTargets: <= 2x, target: 0.6x; readable by 0.1.x; "
+        "a 5 s backoff, 64 KiB blocks.\n"
+    )
+    assert prose_claims(text) == [
+        (1, "3.5x faster"),
+        (1, "39% smaller"),
+        (2, "0.406 ms"),
+        (2, "1.72x"),
+        (2, "54.5 kB"),
+    ]
+
+
 def test_the_table_scanner_finds_measurements():
     text = "a\n\n| what | time |\n|---|---:|\n| read | 24.5 ms |\n\n| field | type |\n|---|---|\n| magic | 4s |\n"
     assert figure_tables(text) == [(3, "| what | time |")]
@@ -69,15 +107,13 @@ def test_every_table_of_measurements_is_written_by_a_benchmark(doc):
     _regions.regions(text)  # well-formed: every region closed, no name twice
     loose = figure_tables(_outside(text))
     assert loose == [], (
-        f"{doc.name}: tables of figures outside a <!-- bench:NAME --> region (make a benchmark "
-        f"write them, see benchmarks/_regions.py): {loose}"
+        f"{doc.name}: tables of figures outside a benchmark's region (line, first row): "
+        f"{loose}. {FIX}"
     )
-    claims = [
-        (text[: m.start()].count("\n") + 1, m.group(0))
-        for m in PROSE_CLAIM.finditer(_outside(text))
-    ]
+    claims = prose_claims(_outside(text))
     assert claims == [], (
-        f"{doc.name}: figures quoted in prose, outside a benchmark's region: {claims}"
+        f"{doc.name}: figures quoted in prose outside a benchmark's region (line, figure): "
+        f"{claims}. {FIX}"
     )
 
 
