@@ -256,8 +256,9 @@ def test_replaced_object_on_a_versioned_bucket_keeps_the_old_bytes(s3_server, bl
 def test_missing_object_and_bucket(s3):
     with pytest.raises(FileNotFoundError, match="no such object"):
         FsspecSource(s3.url("nope.mska"), storage_options=s3.storage_options)
-    with pytest.raises((FileNotFoundError, RemoteReadError)):
+    with pytest.raises(FileNotFoundError, match="no such object") as ei:  # NoSuchBucket
         FsspecSource("s3://no-such-bucket-xyz/a.mska", storage_options=s3.storage_options)
+    assert "s3://no-such-bucket-xyz/a.mska" in str(ei.value)
 
 
 def test_pickle_carries_only_url_and_options(s3, blob):
