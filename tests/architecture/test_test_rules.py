@@ -53,6 +53,15 @@ FIX_REALDATA = (
 )
 
 
+def _scan(scanner) -> list[str]:
+    """``scanner(source, where)`` over every test module."""
+    return [
+        p
+        for f in _sources()
+        for p in scanner(f.read_text(encoding="utf-8"), str(f.relative_to(TESTS)))
+    ]
+
+
 def _report(fix: str, problems: list[str]) -> str:
     return f"{len(problems)} {fix}\n  " + "\n  ".join(problems)
 
@@ -209,11 +218,7 @@ def test_the_skip_scanner_allows_platform_and_third_party_skips():
 
 
 def test_no_skip_hides_a_missing_medmask_feature():
-    problems = [
-        p
-        for f in _sources()
-        for p in skip_problems(f.read_text(encoding="utf-8"), str(f.relative_to(TESTS)))
-    ]
+    problems = _scan(skip_problems)
     assert problems == [], _report(FIX_SKIPS, problems)
 
 
@@ -306,11 +311,7 @@ def test_the_clock_scanner_allows_timeouts_against_hangs():
 
 
 def test_no_wall_clock_assertions():
-    problems = [
-        p
-        for f in _sources()
-        for p in clock_problems(f.read_text(encoding="utf-8"), str(f.relative_to(TESTS)))
-    ]
+    problems = _scan(clock_problems)
     assert problems == [], _report(FIX_CLOCKS, problems)
 
 
