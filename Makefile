@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo test test-slow test-realdata lint bench bench-all reliability clean
+.PHONY: setup demo test test-slow test-realdata lint bench bench-compare bench-all reliability clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_format.py $(ARGS)
+
+# make bench of this tree and of medmask 0.4.0 side by side, in one run (ARGS=--ref COMMIT ...)
+bench-compare: $(STAMP)
+	$(PY) benchmarks/side_by_side.py $(ARGS)
 
 # every benchmark (each checks that medmask's output equals its peer's before timing, and
 # writes its Markdown into bench_output/), then the tables README.md and docs/ quote
