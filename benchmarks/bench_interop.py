@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -29,7 +30,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-REAL_CASE = HERE.parent.parent / "shared" / "data" / "totalseg_s0000"
+sys.path.insert(0, str(HERE))
+
+from _check import require, require_equal  # noqa: E402
+from _regions import region  # noqa: E402
+
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", HERE.parent.parent / "shared" / "data" / "totalseg_s0000")
+)
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
@@ -39,6 +48,27 @@ def timed(fn, repeat: int) -> tuple[float, object]:
         result = fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times), result
+
+
+def same_archives(a_path: Path, b_path: Path, what: str) -> None:
+    """Two archives hold the same masks, in the same order, voxel for voxel.
+
+    Raises:
+        OutputsDiffer: A name or a mask differs.
+    """
+    from medmask import MaskArchive
+
+    with MaskArchive(a_path) as a, MaskArchive(b_path) as b:
+        require(a.all_names() == b.all_names(), f"{what}: other names")
+        for k in b.all_names():
+            require_equal(f"{what}: {k}", a.read_array(k), b.read_array(k))
+
+
+def voxels_per_name(archive: Path) -> dict[str, int]:
+    from medmask import MaskArchive
+
+    with MaskArchive(archive) as ar:
+        return {k: int(ar.read_array(k).astype(bool).sum()) for k in ar.all_names()}
 
 
 def _highdicom_export(archive: Path, ct: Path, out: Path) -> None:
@@ -91,9 +121,7 @@ def _highdicom_export(archive: Path, ct: Path, out: Path) -> None:
 def export_rows(tmp: Path, repeat: int) -> list[tuple[str, str]]:
     """``medmask unpack -o X.dcm`` against highdicom building the same SEG, after checking
     that both read back (with the series as reference) equal to the archive."""
-    import numpy as np
 
-    from medmask import MaskArchive
     from medmask.conversions import from_archive, to_archive
 
     def medmask_export() -> None:
@@ -104,12 +132,9 @@ def export_rows(tmp: Path, repeat: int) -> list[tuple[str, str]]:
 
     medmask_export()
     highdicom_export()
-    with MaskArchive(tmp / "case.mska") as ref:
-        for seg in ("case_seg.dcm", "hd_seg.dcm"):
-            to_archive(tmp / seg, tmp / "check.mska", reference=tmp / "ct")
-            with MaskArchive(tmp / "check.mska") as got:
-                for n in ref.all_names():
-                    assert np.array_equal(got.read_array(n), ref.read_array(n)), (seg, n)
+    for seg in ("case_seg.dcm", "hd_seg.dcm"):
+        to_archive(tmp / seg, tmp / "check.mska", reference=tmp / "ct")
+        same_archives(tmp / "check.mska", tmp / "case.mska", f"{seg} -> .mska (--reference)")
     t_mm, _ = timed(medmask_export, repeat)
     t_hd, _ = timed(highdicom_export, repeat)
     print(f"SEG export: medmask {t_mm:.2f} s, highdicom {t_hd:.2f} s", file=sys.stderr)
@@ -161,12 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         def medmask_pack() -> None:
             to_archive(tmp / "case_seg.dcm", tmp / "from_seg.mska")
 
-        def hd_each() -> int:
+        def hd_each() -> dict[str, int]:
             seg = hd.seg.segread(str(tmp / "case_seg.dcm"))
-            total = 0
+            out = {}
             for num in seg.segment_numbers:
-                total += int(seg.get_volume(segment_numbers=[num]).array.sum())
-            return total
+                name = seg.get_segment_description(num).segment_label
+                out[name] = int(seg.get_volume(segment_numbers=[num]).array.sum())
+            return out
 
         def hd_all() -> int:
             seg = hd.seg.segread(str(tmp / "case_seg.dcm"))
@@ -175,16 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         def medmask_pack_ref() -> None:
             to_archive(tmp / "case_seg.dcm", tmp / "from_seg_ref.mska", reference=tmp / "ct")
 
+        # before timing: medmask reads from the SEG what highdicom reads, and the source
+        medmask_pack()
+        medmask_pack_ref()
+        same_archives(tmp / "from_seg_ref.mska", tmp / "case.mska", "SEG -> .mska (--reference)")
+        by_hd, by_mm = hd_each(), voxels_per_name(tmp / "from_seg.mska")
+        require(by_mm == by_hd, "voxels per segment: medmask's SEG reading against highdicom's")
+        require(hd_all() == sum(by_hd.values()), "highdicom: all segments against each one")
         t_mm, _ = timed(medmask_pack, args.repeat)
         t_mm_ref, _ = timed(medmask_pack_ref, args.repeat)
-        t_hd, total_hd = timed(hd_each, args.repeat)
+        t_hd, _ = timed(hd_each, args.repeat)
         t_hd_all, _ = timed(hd_all, args.repeat)
-        with MaskArchive(tmp / "from_seg.mska") as a:
-            total_mm = sum(int(a.read_array(k).sum()) for k in a.all_names())
-        with MaskArchive(tmp / "from_seg_ref.mska") as a, MaskArchive(tmp / "case.mska") as b:
-            same = all(np.array_equal(a.read_array(k), b.read_array(k)) for k in b.all_names())
-        assert same, "the SEG round trip (with --reference) must give the archive's masks"
-        assert total_mm == total_hd, f"medmask read {total_mm} voxels, highdicom {total_hd}"
 
         rows += [
             ("DICOM SEG of the real case (117 segments, BINARY)", f"{seg_bytes:,} bytes"),
@@ -206,10 +233,23 @@ def main(argv: list[str] | None = None) -> int:
         def mm_pack_nrrd() -> None:
             to_archive(tmp / "case.seg.nrrd", tmp / "from_nrrd.mska")
 
+        # before timing: the .seg.nrrd round trip is exact, and slicerio reads its segments
+        mm_unpack_nrrd()
+        mm_pack_nrrd()
+        same_archives(tmp / "from_nrrd.mska", tmp / "case.mska", ".seg.nrrd -> .mska")
+        segmentation = slicerio.read_segmentation(str(tmp / "case.seg.nrrd"))
+        vox = segmentation["voxels"]
+        layers = vox.shape[0] if vox.ndim == 4 else 1
+        by_slicer = {}
+        for seg in segmentation["segments"]:
+            layer = vox[seg.get("layer", 0)] if vox.ndim == 4 else vox
+            by_slicer[seg["name"]] = int(np.count_nonzero(layer == seg["labelValue"]))
+        require(
+            by_slicer == voxels_per_name(tmp / "case.mska"),
+            "voxels per segment: slicerio's reading of medmask's .seg.nrrd against the archive",
+        )
         t_unpack, _ = timed(mm_unpack_nrrd, args.repeat)
         t_pack, _ = timed(mm_pack_nrrd, args.repeat)
-        segmentation = slicerio.read_segmentation(str(tmp / "case.seg.nrrd"))
-        layers = segmentation["voxels"].shape[0] if segmentation["voxels"].ndim == 4 else 1
         t_sread, _ = timed(
             lambda: slicerio.read_segmentation(str(tmp / "case.seg.nrrd")), args.repeat
         )
@@ -217,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: slicerio.write_segmentation(str(tmp / "slicerio.seg.nrrd"), segmentation),
             args.repeat,
         )
-        with MaskArchive(tmp / "from_nrrd.mska") as a, MaskArchive(tmp / "case.mska") as b:
-            assert all(np.array_equal(a.read_array(k), b.read_array(k)) for k in b.all_names())
+        same_archives(tmp / "from_nrrd.mska", tmp / "case.mska", ".seg.nrrd -> .mska, timed")
         rows += [
             (
                 f".seg.nrrd of the real case ({layers} layers, gzip level 1)",
@@ -240,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         f"medians of {args.repeat} runs, {platform.machine()} / Python {platform.python_version()}, "
         f"highdicom {hd.__version__}\n\n| what | figure |\n| --- | ---: |\n"
     )
-    table = head + "".join(f"| {a} | {b} |\n" for a, b in rows)
+    table = region("interop", head + "".join(f"| {a} | {b} |\n" for a, b in rows)) + "\n"
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table, encoding="utf-8")

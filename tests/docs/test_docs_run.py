@@ -29,6 +29,8 @@ from doc_blocks import (
 )
 from doc_sandbox import Assets, prepare
 
+pytestmark = pytest.mark.realdata  # every test here reads the sample data
+
 ALL = [b for doc in DOCUMENTS for b in blocks(doc)]
 #: The S3 endpoint the docs write; the moto server's stands in for it.
 DOC_ENDPOINT = "http://127.0.0.1:9000"

@@ -31,6 +31,8 @@ from medmask.errors import MaskValidationError, SpaceMismatchError  # noqa: E402
 from medmask.geometry import affine_to_space, space_to_affine  # noqa: E402
 from medmask_monai import LoadMask, LoadMaskd  # noqa: E402
 
+pytestmark = pytest.mark.realdata  # every test here reads the sample data
+
 EXE = shutil.which("medmask", path=str(Path(sys.executable).parent))
 #: Organs of the real case; femur_left starts at slice 1, liver is empty: slice 0 has none.
 ORGANS = ["femur_left", "colon", "urinary_bladder", "hip_right", "liver"]
