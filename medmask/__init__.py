@@ -17,6 +17,7 @@ from .codecs import available_codecs, get_codec, register_codec
 from .errors import (
     ArchiveLockedError,
     CorruptFileError,
+    ForeignFileError,
     MaskNotFoundError,
     MaskValidationError,
     MedMaskError,
@@ -65,6 +66,7 @@ __all__ = [
     "SpaceMismatchError",
     "CorruptFileError",
     "UnsupportedFormatError",
+    "ForeignFileError",
     "MaskNotFoundError",
     "ArchiveLockedError",
     "__version__",

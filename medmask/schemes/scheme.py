@@ -195,20 +195,6 @@ class LabelScheme:
         """The scheme itself as ``{class name: label}``."""
         return LabelTable({c.name: c.label for c in self._classes})
 
-    def canonical_table(self) -> LabelTable:
-        """The scheme's numbers under the canonical vocabulary's names:
-        ``{canonical class: label}``.
-
-        What ``medmask pack --scheme`` names a dataset's numbered label map with: AMOS's
-        label 2 (``"right kidney"``) is stored as ``kidney_right``, MSD Task03's label 2
-        (``"cancer"``) as ``liver_tumor``, so every scheme maps the archive without knowing
-        where it came from.
-
-        Returns:
-            ``{canonical class: label}``, in label order.
-        """
-        return LabelTable({c.canonical: c.label for c in self._classes})
-
     def __iter__(self) -> Iterator[SchemeClass]:
         return iter(self._classes)
 
