@@ -128,6 +128,40 @@ def _grid_note(df) -> str:
     )
 
 
+def _print_lacking(args: argparse.Namespace, df: Any) -> None:
+    """The cases lacking ``--lacking``, one per line (a likely misspelling: bad usage)."""
+    from .. import stats as st
+
+    names = set(df["name"])
+    if args.lacking not in names:
+        near = close_matches(args.lacking, sorted(names))
+        if near:  # most likely misspelt: every case would be listed as lacking it
+            raise UsageError(f"--lacking {args.lacking}: no file stores a mask of this name{near}")
+        say_err = f"medmask stats: note: no file stores a mask named {args.lacking!r}"
+        print(say_err, file=sys.stderr)
+    for case in st.lacking(df, args.lacking, empty_is_missing=not args.stored_empty_counts):
+        print(case)
+
+
+def _say_totals(args: argparse.Namespace, df: Any, files: list, failed: list, scheme: Any) -> None:
+    """The closing line (files, masks, grids, decoded masks) or the decoded-masks note."""
+    decoded = int(df.attrs.get("decoded", 0))
+    if not args.json and not args.lacking and scheme is None:
+        extra = _grid_note(df)
+        if decoded:
+            extra += (
+                f"; {plural(decoded, 'mask')} decoded (version-1 files or archives of medmask "
+                "0.2.0 lack stored figures; 'medmask convert' upgrades them)"
+            )
+        say(args, f"{plural(len(files) - len(failed), 'file')}, {plural(len(df), 'mask')}{extra}")
+    elif decoded and not args.quiet:
+        note(
+            args,
+            f"{plural(decoded, 'mask')} decoded (no stored figures in version-1 files or "
+            "archives of medmask 0.2.0)",
+        )
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from .. import stats as st
 
@@ -162,17 +196,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         else:
             print_coverage(args, df, scheme)
     elif args.lacking:
-        names = set(df["name"])
-        if args.lacking not in names:
-            near = close_matches(args.lacking, sorted(names))
-            if near:  # most likely misspelt: every case would be listed as lacking it
-                raise UsageError(
-                    f"--lacking {args.lacking}: no file stores a mask of this name{near}"
-                )
-            say_err = f"medmask stats: note: no file stores a mask named {args.lacking!r}"
-            print(say_err, file=sys.stderr)
-        for case in st.lacking(df, args.lacking, empty_is_missing=not args.stored_empty_counts):
-            print(case)
+        _print_lacking(args, df)
     else:
         summary = st.summarize(df)
         if args.json:
@@ -196,21 +220,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 _print_masks(df)
                 print()
             _print_summary(summary)
-    decoded = int(df.attrs.get("decoded", 0))
-    if not args.json and not args.lacking and scheme is None:
-        extra = _grid_note(df)
-        if decoded:
-            extra += (
-                f"; {plural(decoded, 'mask')} decoded (version-1 files or archives of medmask "
-                "0.2.0 lack stored figures; 'medmask convert' upgrades them)"
-            )
-        say(args, f"{plural(len(files) - len(failed), 'file')}, {plural(len(df), 'mask')}{extra}")
-    elif decoded and not args.quiet:
-        note(
-            args,
-            f"{plural(decoded, 'mask')} decoded (no stored figures in version-1 files or "
-            "archives of medmask 0.2.0)",
-        )
+    _say_totals(args, df, files, failed, scheme)
     return report_failed(args, (msg for _path, msg in failed))
 
 

@@ -115,6 +115,16 @@ def test_filter_union_and_archive_facts(dataset):
     assert len(u) == len(a) + len(b)
     with pytest.raises(medmask.MaskValidationError, match="one bool per row"):
         cat.filter(np.ones(3, bool))
+    # each row's archive, as positions into archive_paths(), also after a union
+    for c in (cat, u):
+        paths = c.archive_paths()
+        assert [paths[k] for k in c.archive_index()] == c.df["path"].astype(str).tolist()
+    # df_of: every row of the archives asked for, in catalogue order
+    two = [cat.archive_paths()[1], cat.archive_paths()[0]]
+    rows = cat.df_of(two)
+    assert rows["path"].astype(str).tolist() == [
+        p for p in cat.df["path"].astype(str) if p in two
+    ]  # fmt: skip
 
 
 def test_availability_and_datalist(dataset):
@@ -125,6 +135,14 @@ def test_availability_and_datalist(dataset):
     assert avail["case_3"] == [True, True, False]  # B: no spleen annotated
     assert avail["case_4"] == [True, True, False]  # annotated for both kidneys, one stored
     assert avail["old"] == [True, False, True]
+    labels = dict(zip(cat.archives().cases, cat.case_labels(scheme), strict=True))
+    assert list(labels["case_3"].available) == avail["case_3"]
+    assert labels["case_0"].table.to_dict() == {
+        "liver": 1,
+        "kidney_left": 2,
+        "kidney_right": 2,
+        "spleen": 3,
+    }
     dl = cat.datalist(scheme=scheme)
     assert [d["case"] for d in dl] == cat.archives().cases
     assert dl[4]["label_available"].tolist() == [True, True, False]
