@@ -9,6 +9,7 @@ Each document runs in a folder of its own holding what its text says the reader 
 * ``dataset/``, ``DATASET/``, ``Totalsegmentator_dataset/``: phantom datasets
   (:func:`medmask.phantoms.write_phantom_dataset`, both layouts);
 * ``packed/``: ``s0000.mska`` and ``s0001.mska`` (a phantom case without a urinary bladder);
+* ``raw/``: two phantom cases (``case_0000/ct.nii.gz`` beside ``segmentations/``), training.md's;
 * ``ds/s0000/``: the real case with ``ct.nii.gz`` and its label map ``labels.nii.gz``
   (``classes.json`` its table); for nifti.md the same two files in the folder itself;
 * for interop.md: ``Segmentation.seg.nrrd`` (3D Slicer's sample when present), a CT series
@@ -209,6 +210,8 @@ SETUP = {
     "docs/nifti.md": ("s0000", "labels"),
     "docs/stats.md": ("s0000", "s0000.mska", "packed"),
     "docs/remote.md": ("packed",),
+    "docs/datasets.md": ("real", "packed"),
+    "docs/training.md": ("raw",),
 }
 
 
@@ -232,5 +235,9 @@ def prepare(doc: str, work: Path, assets: Assets) -> None:
             _labels(assets, work)
         elif item == "interop":
             _interop(assets, work)
+        elif item == "raw":  # training.md: two phantom cases (CT + segmentations/)
+            from medmask.phantoms import write_phantom_dataset
+
+            write_phantom_dataset(work / "raw", n_cases=2, shape_zyx=(40, 80, 80))
         else:  # pragma: no cover - a new entry of SETUP without a builder
             raise KeyError(item)
