@@ -21,6 +21,9 @@ average is printed before and after (the benchmark machine may be shared).
 Usage::
 
     python benchmarks/bench_ingest.py [--case DIR] [--repeat 5] [--cases 40] [--workers 2]
+        [--parts nifti,seg,tree]
+
+Quick run (one part, fewer repeats): ``--parts seg --repeat 3`` or ``--cases 8 --tree-repeat 1``.
 
 Writes the table to stdout and to ``bench_output/ingest.md``.
 """
@@ -44,8 +47,16 @@ DEFAULT_CASE = Path(
     os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000")
 )
 
-# whole-process peers; each prints its peak RSS (KiB) on its last stderr line
-RSS = "import atexit, resource, sys\natexit.register(lambda: print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+# whole-process peers; each prints its own peak RSS (KiB) on its last stderr line: VmHWM, the
+# high-water mark of its own memory map (ru_maxrss would carry over the parent's across exec)
+RSS = (
+    "import atexit, sys\n"
+    "def _hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('maxrss', line.split()[1], file=sys.stderr)\n"
+    "atexit.register(_hwm)\n"
+)
 NIBABEL = RSS + (
     "import numpy as np, nibabel as nib\nfrom pathlib import Path\n"
     "for f in sorted(Path(sys.argv[1]).glob('*.nii.gz')):\n"
@@ -103,17 +114,29 @@ def rss(runs: list[tuple[float, int]]) -> float:
     return statistics.median(r for _t, r in runs) / 1024
 
 
-def in_process(fns: dict[str, object], repeat: int) -> dict[str, float]:
-    """Median seconds of each function, called in turn in this process."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
+def _cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def in_process(fns: dict[str, object], repeat: int) -> dict[str, tuple[float, float]]:
+    """``(median wall seconds, median CPU seconds of the process, all threads)`` of each
+    function, called in turn in this process. CPU time stretches less with other jobs on
+    the machine than wall time does."""
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()  # warm
     for _ in range(repeat):
         for k, fn in fns.items():
-            t = time.perf_counter()
+            c, t = _cpu(), time.perf_counter()
             fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[k].append((time.perf_counter() - t, _cpu() - c))
+    return {
+        k: (statistics.median(w for w, _c in v), statistics.median(c for _w, c in v))
+        for k, v in times.items()
+    }
 
 
 # -- equality before timing -----------------------------------------------------------------------
@@ -174,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=40, help="cases of the pack-tree collection")
     p.add_argument("--tree-repeat", type=int, default=3, help="runs of each pack-tree engine")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="pack-tree workers")
+    p.add_argument(
+        "--parts",
+        default="nifti,seg,tree",
+        help="what to measure: nifti, seg (SEG and .seg.nrrd), tree",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench_output" / "ingest.md")
     args = p.parse_args(argv)
     files = sorted(args.case.glob("*.nii.gz"))
@@ -226,10 +254,24 @@ def _measure(tmp: Path, args: argparse.Namespace, files: list[Path]) -> list[tup
         scripts[name].write_text(text)
     mm = [py, str(scripts["medmask"])]
     rows = []
-    print("NIfTI ...", file=sys.stderr)
+    parts = set(args.parts.split(","))
     out = tmp / "nifti.mska"
     run([*mm, "pack", "-q", str(args.case), "-o", str(out)])
     check_nifti(args.case, out)
+    if "nifti" in parts:
+        rows += _nifti_rows(args, mm, scripts, out, files)
+    if "seg" in parts:
+        rows += _seg_rows(tmp, args, mm, scripts, out)
+    if "tree" in parts:
+        rows += _tree_rows(tmp, args, files, scripts)
+    return rows
+
+
+def _nifti_rows(
+    args, mm: list[str], scripts: dict, out: Path, files: list[Path]
+) -> list[tuple[str, ...]]:
+    print("NIfTI ...", file=sys.stderr)
+    py = sys.executable
     r = interleaved(
         {
             "mm": [*mm, "pack", "-q", str(args.case), "-o", str(out)],
@@ -238,7 +280,7 @@ def _measure(tmp: Path, args: argparse.Namespace, files: list[Path]) -> list[tup
         args.repeat,
     )
     pairs = statistics.median(a / b for (a, _), (b, _) in zip(r["mm"], r["peer"], strict=True))
-    rows.append(
+    return [
         (
             f"NIfTI, {len(files)} `.nii.gz` (whole process, `medmask pack` vs nibabel load)",
             f"{med(r['mm']):.2f} s, {rss(r['mm']):.0f} MiB",
@@ -246,10 +288,7 @@ def _measure(tmp: Path, args: argparse.Namespace, files: list[Path]) -> list[tup
             f"**{med(r['mm']) / med(r['peer']):.2f}x** (pairs {pairs:.2f}x)",
             "<= 0.45x",
         )
-    )
-    rows += _seg_rows(tmp, args, mm, scripts, out)
-    rows += _tree_rows(tmp, args, files, scripts)
-    return rows
+    ]
 
 
 def _seg_rows(
@@ -288,9 +327,9 @@ def _seg_rows(
     rows = [
         (
             "DICOM SEG, 117 segments (in one process: `to_archive` vs `segread` + `get_volume` each)",
-            f"{t['mm'] * 1000:.0f} ms",
-            f"{t['hd'] * 1000:.0f} ms",
-            f"**{t['hd'] / t['mm']:.1f}x faster**",
+            f"{t['mm'][0] * 1000:.0f} ms (CPU {t['mm'][1] * 1000:.0f} ms)",
+            f"{t['hd'][0] * 1000:.0f} ms (CPU {t['hd'][1] * 1000:.0f} ms)",
+            f"**{t['hd'][0] / t['mm'][0]:.1f}x faster** (CPU {t['hd'][1] / t['mm'][1]:.1f}x)",
             ">= 10x faster",
         ),
         (
@@ -325,9 +364,9 @@ def _seg_rows(
     rows += [
         (
             "`.seg.nrrd`, 117 segments (in one process: `to_archive` vs slicerio read + `segment_mask` each)",
-            f"{t['mm'] * 1000:.0f} ms",
-            f"{t['sl'] * 1000:.0f} ms",
-            f"{t['sl'] / t['mm']:.1f}x faster",
+            f"{t['mm'][0] * 1000:.0f} ms (CPU {t['mm'][1] * 1000:.0f} ms)",
+            f"{t['sl'][0] * 1000:.0f} ms (CPU {t['sl'][1] * 1000:.0f} ms)",
+            f"{t['sl'][0] / t['mm'][0]:.1f}x faster (CPU {t['sl'][1] / t['mm'][1]:.1f}x)",
             "",
         ),
         (
