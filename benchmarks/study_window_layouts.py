@@ -19,7 +19,8 @@ reader timed on the same windows (interleaved):
   as medmask's default 1..N numbering does) or an xor blend (exact for any labels), skipping
   empty slabs by a per-slab voxel count;
 * medmask 0.4's public API as a user would use it today (``read_cropped`` of every mask the
-  window meets, painted with ``copyto``).
+  window meets, painted with ``copyto``), and the real ``MaskArchive.read_window`` (which
+  implements (a)+(c) on today's codec 1; the table of record is ``benchmarks/bench_window.py``).
 
 Windows "anywhere": uniform over the grid (inside it), a label map of all 117 masks (labels 1..117
 in archive order, a later mask wins an overlap: ``LoadMask``'s semantics). Windows "organ":
@@ -305,6 +306,31 @@ def today_reader(archive: Path) -> Callable:
     return read
 
 
+def window_reader(archive: Path) -> Callable:
+    """medmask's real ``MaskArchive.read_window`` (a label map of every mask, or of the named
+    ones labelled 1..N), on a ``.mska`` written by medmask."""
+    from medmask import MaskArchive
+
+    ar = MaskArchive(archive)
+
+    def read(w, names: list[str] | None = None) -> np.ndarray:
+        return ar.read_window(((w[0], w[1]), (w[2], w[3]), (w[4], w[5])), names)
+
+    read.close = ar.close  # type: ignore[attr-defined]
+    return read
+
+
+def case_archive(case: Case, path: Path) -> Path:
+    """``case`` as a ``.mska`` written by medmask (its masks in the case's order)."""
+    from medmask import MaskArchive
+    from medmask.spaces import default_space
+
+    with MaskArchive(path, "w", space=default_space(case.shape)) as ar:
+        for n in case.names:
+            ar.add(n, case.full(n))
+    return path
+
+
 # --------------------------------------------------------------------------------------------
 # nnU-Net's preprocessed case (the reference)
 
@@ -448,6 +474,9 @@ def window_study(case, work, args, rng, specs, *, archive: Path | None, decoders
     if archive is not None:
         readers["today"] = today_reader(archive)
         label["today"] = "medmask 0.4 API: `read_cropped` of each mask met + `copyto` paint"
+    mska = archive if archive is not None else case_archive(case, work / f"case_{tag}.mska")
+    readers["read_window"] = window_reader(mska)
+    label["read_window"] = "**medmask `MaskArchive.read_window`** (the real API, codec 1 as stored)"
     readers["naive"] = make_reader(whole, unpack="full", paint="copyto")
     label["naive"] = "(a) whole crops, whole crop unpacked, `copyto` paint (the plain version)"
     if decoders:

@@ -24,6 +24,10 @@ Every mask stored in a version-2 file may carry an ``extra`` JSON object (see
 Writers call :func:`validate_attrs` (:class:`MaskValidationError` on bad input);
 readers call :func:`parse_extra` (:class:`CorruptFileError` on a bad stored record,
 unknown keys of ``extra`` ignored for forward compatibility).
+
+An archive as a whole may carry attributes too (format 2.3, ``MaskArchive.archive_attrs``):
+the same limits, and the reserved keys of :data:`ARCHIVE_KEYS` (``source``, ``grid``,
+``annotated``), checked by :func:`validate_archive_attrs` / :func:`parse_archive_attrs`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ __all__ = [
     "MAX_ATTRS_DEPTH",
     "validate_attrs",
     "parse_extra",
+    "ARCHIVE_KEYS",
+    "SOURCE_KEYS",
+    "GRID_KINDS",
+    "validate_archive_attrs",
+    "parse_archive_attrs",
     "make_extra",
     "centroid_of",
 ]
@@ -83,8 +92,10 @@ def _depth(obj: object) -> int:
     return deepest
 
 
-def _attrs_problem(attrs: object) -> tuple[str | None, dict | None]:
-    """``(problem, normalised attrs)``: the first thing wrong with ``attrs`` or ``None``."""
+def _json_object_problem(attrs: object) -> tuple[str | None, dict | None]:
+    """``(problem, normalised copy)`` of a JSON object of attributes: an object with
+    non-empty string keys, JSON values, at most :data:`MAX_ATTRS_DEPTH` deep and
+    :data:`MAX_ATTRS_BYTES` long (the limits of per-mask and archive attributes)."""
     if not isinstance(attrs, Mapping):
         return f"attributes must be a JSON object (dict), got {type(attrs).__name__}", None
     if _depth(attrs) > MAX_ATTRS_DEPTH:
@@ -98,7 +109,14 @@ def _attrs_problem(attrs: object) -> tuple[str | None, dict | None]:
         return f"attributes must be JSON-serialisable ({exc})", None
     if len(raw.encode("utf-8")) > MAX_ATTRS_BYTES:
         return f"attributes take more than {MAX_ATTRS_BYTES} bytes as JSON", None
-    norm = json.loads(raw)  # a private deep copy with tuples turned into lists
+    return None, json.loads(raw)  # a private deep copy with tuples turned into lists
+
+
+def _attrs_problem(attrs: object) -> tuple[str | None, dict | None]:
+    """``(problem, normalised attrs)``: the first thing wrong with ``attrs`` or ``None``."""
+    problem, norm = _json_object_problem(attrs)
+    if problem is not None:
+        return problem, None
     color = norm.get("color")
     if "color" in norm and not (
         isinstance(color, list)
@@ -150,6 +168,86 @@ def validate_attrs(attrs: Mapping[str, Any] | None, *, mask: str | None = None) 
     if problem is not None:
         where = f"mask {mask!r}: " if mask is not None else ""
         raise MaskValidationError(where + problem)
+    return norm
+
+
+#: Reserved keys of an archive's attributes (format 2.3; ``docs/format.md``, "Archive
+#: attributes") and what each holds; any other key is free and kept as it is.
+ARCHIVE_KEYS = ("source", "grid", "annotated")
+#: String-valued keys of ``archive_attrs["source"]`` (the DICOM attributes of the packed
+#: source, and the file it came from); other keys of ``source`` are free.
+SOURCE_KEYS = (
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "AlgorithmName",
+    "AlgorithmVersion",
+    "path",
+)
+#: Values of ``archive_attrs["grid"]``: the archive's grid is the source *image*'s grid, or
+#: the *segmentation*'s own extent (e.g. a DICOM SEG's frames packed without its reference).
+GRID_KINDS = ("image", "segmentation")
+
+
+def _archive_problem(attrs: object) -> tuple[str | None, dict | None]:
+    """``(problem, normalised attrs)`` of an archive's attributes (reserved keys checked)."""
+    problem, norm = _json_object_problem(attrs)
+    if problem is not None:
+        return problem, None
+    source = norm.get("source")
+    if "source" in norm:
+        if not isinstance(source, dict):
+            return f"'source' must be an object, got {source!r}", None
+        for key in SOURCE_KEYS:
+            if key in source and not isinstance(source[key], str):
+                return f"'source.{key}' must be a string, got {source[key]!r}", None
+    if "grid" in norm and norm["grid"] not in GRID_KINDS:
+        return f"'grid' must be one of {list(GRID_KINDS)}, got {norm['grid']!r}", None
+    if "annotated" in norm:
+        names = norm["annotated"]
+        if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)):
+            return f"'annotated' must be a list of mask names, got {str(names)[:80]}", None
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            return f"'annotated' lists names more than once: {dup[:8]}", None
+    return None, norm
+
+
+def validate_archive_attrs(attrs: Mapping[str, Any] | None) -> dict:
+    """Check an archive's attributes before they are written.
+
+    The same limits as a mask's attributes (a JSON object of at most
+    :data:`MAX_ATTRS_BYTES` bytes, :data:`MAX_ATTRS_DEPTH` levels), and the reserved keys of
+    :data:`ARCHIVE_KEYS`: ``source`` an object (the :data:`SOURCE_KEYS` strings), ``grid``
+    one of :data:`GRID_KINDS`, ``annotated`` a list of distinct names.
+
+    Args:
+        attrs: The attributes, or ``None`` for none.
+
+    Returns:
+        A normalised private copy; ``{}`` for ``None``.
+
+    Raises:
+        MaskValidationError: What is wrong.
+    """
+    if attrs is None:
+        return {}
+    problem, norm = _archive_problem(attrs)
+    if problem is not None:
+        raise MaskValidationError(f"archive attributes: {problem}")
+    return norm
+
+
+def parse_archive_attrs(obj: object, *, path: object, field: str) -> dict:
+    """Validate an archive's stored attributes (:func:`validate_archive_attrs`' rules).
+
+    Raises:
+        CorruptFileError: The stored object breaks them (naming the file and field).
+    """
+    problem, norm = _archive_problem(obj)
+    if problem is not None:
+        raise CorruptFileError(f"invalid archive attributes: {problem}", path=path, field=field)
     return norm
 
 

@@ -197,8 +197,9 @@ def file_info(path: PathArg, *, storage_options: Mapping[str, Any] | None = None
         mask yet), ``space_text`` (one line), and for archives ``empty_masks`` (``None``
         where the layout does not record voxel counts), ``mask_bytes``,
         ``overhead_bytes``, ``generation`` and ``index_segments`` (``None`` where the layout
-        has no commits), ``full_volume_bytes_uint8``; for a ``.msk`` ``labels``, ``dtype``,
-        ``bbox`` and ``voxels``.
+        has no commits), ``full_volume_bytes_uint8``, ``layout`` (the layout's name, e.g.
+        ``"2.3"``) and ``archive_attrs`` (the archive's own attributes, ``{}`` when none);
+        for a ``.msk`` ``labels``, ``dtype``, ``bbox`` and ``voxels``.
 
     Raises:
         CorruptFileError: The file is damaged or not a medmask file.
@@ -246,6 +247,9 @@ def _archive_facts(target: Target, size: int) -> dict[str, Any]:
             generation=ar.generation,
             index_segments=ar.index_segments,
             full_volume_bytes_uint8=(0 if space is None else int(np.prod(space.shape))) * n,
+            minor_version=int(ar.minor_version),  # a 2.2 file given archive attrs is 2.3
+            layout=ar.layout.name,
+            archive_attrs=dict(ar.archive_attrs),
         )
 
 
@@ -275,10 +279,11 @@ def list_masks(path: PathArg, *, storage_options: Mapping[str, Any] | None = Non
         storage_options: fsspec options for a URL.
 
     Returns:
-        ``[{"file", "name", "labels", "voxels", "bbox", "bytes", "attrs"}]``: ``labels``
-        the mask's ``{name: label}``, ``bbox`` half-open ``[z0, z1, y0, y1, x0, x1]`` in
-        ``(z, y, x)`` voxel indices (``None`` when empty), ``bytes`` what the mask takes
-        in the file (for a ``.msk``: the file's size), ``attrs`` its stored attributes.
+        ``[{"file", "name", "labels", "voxels", "bbox", "bytes", "attrs", "archive_attrs"}]``:
+        ``labels`` the mask's ``{name: label}``, ``bbox`` half-open ``[z0, z1, y0, y1, x0,
+        x1]`` in ``(z, y, x)`` voxel indices (``None`` when empty), ``bytes`` what the mask
+        takes in the file (for a ``.msk``: the file's size), ``attrs`` its stored
+        attributes, ``archive_attrs`` those of its archive (``{}`` when none).
 
     Raises:
         CorruptFileError: The file is damaged or not a medmask file.
@@ -289,6 +294,7 @@ def list_masks(path: PathArg, *, storage_options: Mapping[str, Any] | None = Non
         return _msk_rows(target, str(path))
     rows: list[dict] = []
     with MaskArchive(target) as ar:
+        archive_attrs = dict(ar.archive_attrs)
         for info in ar.infos():
             voxels, bbox = info.voxels, info.bbox
             if voxels is None:  # the layout does not record them: decode
@@ -303,6 +309,7 @@ def list_masks(path: PathArg, *, storage_options: Mapping[str, Any] | None = Non
                     "bbox": None if bbox is None else [int(v) for v in bbox],
                     "bytes": int(info.nbytes),
                     "attrs": dict(info.attrs),
+                    "archive_attrs": archive_attrs,
                 }
             )
     return rows
@@ -327,6 +334,7 @@ def _msk_rows(target: Target, file: str) -> list[dict]:
                 "bbox": None if box is None else list(box),
                 "bytes": int(size),
                 "attrs": dict(r.attrs),
+                "archive_attrs": {},
             }
         )
     return rows

@@ -28,7 +28,11 @@ Everything runs over blocks of :data:`BLOCK_BYTES` of input so that temporaries 
 in cache and no full-size temporary is allocated besides the result.
 
 :func:`smallest_int_dtype` (and :func:`smallest_uint_dtype`) is the one "smallest dtype
-that holds these values" rule, used wherever label maps are made.
+that holds these values" rule, used wherever label maps are made (:func:`label_map_dtype`).
+
+Painting masks into one label map (:data:`OVERLAP_RULES`, :func:`paint_order`,
+:func:`paint_method`, :func:`paint`) is the arithmetic of the one label-map painter,
+:func:`medmask.storage.paint_label_map`.
 """
 
 from __future__ import annotations
@@ -40,7 +44,18 @@ import numpy as np
 
 from .errors import MaskValidationError
 
-__all__ = ["match_allowed_values", "smallest_int_dtype", "smallest_uint_dtype", "value_runs"]
+__all__ = [
+    "match_allowed_values",
+    "smallest_int_dtype",
+    "smallest_uint_dtype",
+    "value_runs",
+    "OVERLAP_RULES",
+    "paint_order",
+    "paint_method",
+    "paint",
+    "paint_filled",
+    "label_map_dtype",
+]
 
 #: Estimated cost, in nanoseconds per voxel and by itemsize, of: one compare per run;
 #: the table path's window test (``a - lo <= hi - lo``, counted per block); its gather
@@ -436,3 +451,133 @@ def _match_search(flat: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray
 
 #: The strategies :func:`match_allowed_values` chooses among (see :func:`_strategy`).
 _STRATEGIES = {"compares": _match_compares, "table": _match_table, "search": _match_search}
+
+
+# -- painting masks into one label map ------------------------------------------------------
+#: How overlapping masks are settled when they are painted into one label map: ``"last"``
+#: (a later mask in the table's order wins, the default: ``LoadMask``'s rule), ``"first"``
+#: (an earlier mask keeps its voxels), ``"smaller"`` (the mask with fewer voxels wins, so
+#: that small structures survive; equal sizes: the later wins).
+OVERLAP_RULES = ("last", "first", "smaller")
+
+
+def paint_order(n: int, overlap: str, sizes: Iterable[int] | None = None) -> list[int]:
+    """The order in which ``n`` layers are painted so that the last one painted wins.
+
+    Args:
+        n: Number of layers, in table order.
+        overlap: One of :data:`OVERLAP_RULES`.
+        sizes: Voxels of each layer (needed by ``"smaller"``).
+
+    Returns:
+        Layer positions, first painted first.
+
+    Raises:
+        MaskValidationError: An unknown rule, or ``"smaller"`` without sizes.
+    """
+    if overlap == "last":
+        return list(range(n))
+    if overlap == "first":
+        return list(range(n))[::-1]
+    if overlap == "smaller":
+        if sizes is None:
+            raise MaskValidationError("overlap='smaller' needs the layers' sizes")
+        size = list(sizes)
+        return sorted(range(n), key=lambda i: -size[i])  # biggest first; stable for ties
+    raise MaskValidationError(f"overlap must be one of {OVERLAP_RULES}, got {overlap!r}")
+
+
+def paint_method(dtype: np.dtype, values: Iterable[int]) -> str:
+    """The fastest exact way to paint ``values``, in this order, into an array of ``dtype``
+    where a later value wins.
+
+    Returns:
+        ``"max"`` (``numpy.maximum``: exact when the values never decrease, as in the usual
+        1..N numbering, for ``uint8``), ``"xor"`` (a blend exact for any order, integers) or
+        ``"copy"`` (``numpy.copyto`` with ``where=``, any dtype). Figures:
+        ``benchmarks/study_window_layouts.py``.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return "copy"
+    vals = list(values)
+    if dtype == np.uint8 and all(a <= b for a, b in zip(vals, vals[1:], strict=False)):
+        return "max"
+    return "xor"
+
+
+def paint(
+    dst: np.ndarray, where: np.ndarray, value: int, method: str, *, scratch: bool = False
+) -> None:
+    """Paint ``value`` into ``dst`` where ``where`` is set (a later call wins).
+
+    Args:
+        dst: A view of the label map (``(z, y, x)``), written in place.
+        where: A boolean array of ``dst``'s shape.
+        value: The label.
+        method: From :func:`paint_method` for the values painted into ``dst``.
+        scratch: ``where`` may be overwritten (saves a temporary array of its size).
+    """
+    if method == "copy":
+        np.copyto(dst, dst.dtype.type(value), where=where)
+        return
+    bits = where.view(np.uint8)
+    if method == "max":
+        if value != 1:
+            bits = np.multiply(bits, np.uint8(value), out=bits if scratch else None)
+        np.maximum(dst, bits, out=dst)
+        return
+    # xor blend: dst ^= (dst ^ value) & mask, the mask all ones where set (-1)
+    mask = np.negative(bits, dtype=dst.dtype)
+    np.bitwise_and(np.bitwise_xor(dst, dst.dtype.type(value)), mask, out=mask)
+    np.bitwise_xor(dst, mask, out=dst)
+
+
+def paint_filled(dst: np.ndarray, filled: np.ndarray, value: int, method: str) -> None:
+    """Paint a ``uint8`` map whose part ``filled`` already holds the mask's voxels as bytes
+    (``value`` where set for ``"max"``, 255 for ``"xor"``; made while unpacking, which saves
+    a pass): the same result as :func:`paint` of the boolean mask.
+
+    Args:
+        dst: A ``uint8`` view of the label map, written in place.
+        filled: The coded bytes of ``dst``'s shape (overwritten by ``"xor"``).
+        value: The label.
+        method: ``"max"`` or ``"xor"`` (:func:`paint_method`).
+    """
+    if method == "max":
+        np.maximum(dst, filled, out=dst)
+        return
+    np.bitwise_and(np.bitwise_xor(dst, np.uint8(value)), filled, out=filled)
+    np.bitwise_xor(dst, filled, out=dst)
+
+
+def label_map_dtype(dtype: object, top: int) -> np.dtype:
+    """The dtype of a label map whose largest label is ``top``.
+
+    Args:
+        dtype: ``None`` for the default, else a NumPy dtype (or anything ``numpy.dtype``
+            takes) that must hold ``top``: an integer type, a float type, or ``bool`` when
+            ``top <= 1``.
+        top: The largest label painted.
+
+    Returns:
+        The caller's dtype, or by default the torch-safe series of
+        :func:`smallest_int_dtype` (``uint8`` up to 255, then ``int16``, ``int32``,
+        ``int64``: what ``LoadMask`` and training code can use as they are).
+
+    Raises:
+        MaskValidationError: ``dtype`` is not numeric or cannot hold ``top``.
+    """
+    if dtype is None:
+        return smallest_int_dtype(0, max(int(top), 1), torch_safe=True)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise MaskValidationError(f"not a NumPy dtype: {dtype!r}") from None
+    if dt.kind not in "biuf":
+        raise MaskValidationError(f"dtype {dt} is not a numeric type")
+    if dt.kind == "b" and top > 1:
+        raise MaskValidationError(f"dtype bool cannot hold label {top}")
+    if dt.kind in "iu" and top > np.iinfo(dt).max:
+        raise MaskValidationError(f"dtype {dt} cannot hold label {top}")
+    return dt

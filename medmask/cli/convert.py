@@ -177,6 +177,14 @@ def _archive_to_archive(
             else:
                 dst.add(info.name, seg)
         n = len(infos)
+        if ar.archive_attrs and dst.layout.archive_attrs:
+            dst.set_archive_attrs(ar.archive_attrs)
+        elif ar.archive_attrs:
+            note(
+                args,
+                f"archive attributes {sorted(ar.archive_attrs)} not kept: the format "
+                f"written (format {dst.layout.name}) cannot hold them (leave out --to/--compat)",
+            )
     return n, dropped
 
 

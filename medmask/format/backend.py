@@ -17,7 +17,7 @@ slot was already written and only its final fsync failed: that commit stands, se
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +26,7 @@ import numpy as np
 
 from ..bbox import BBox, bbox_slices
 from ..codecs import Codec
+from ..errors import MaskValidationError
 from ..io.source import ByteSource
 from ..mapping import LabelMapping
 from ..spaces import Space
@@ -154,6 +155,12 @@ class ArchiveBackend(ABC):
         """Logical end of the committed archive (``None`` where not applicable)."""
         return None
 
+    @property
+    def archive_attrs(self) -> dict:
+        """The archive's own attributes (committed, or staged for the next commit); ``{}``
+        where the layout has none (:attr:`Layout.archive_attrs`)."""
+        return {}
+
     # -- reading -----------------------------------------------------------------------------
     @abstractmethod
     def read_box(self, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
@@ -182,6 +189,37 @@ class ArchiveBackend(ABC):
                 full[bbox_slices(e.bbox)] = box
             out.append(full)
         return out
+
+    def iter_regions(
+        self,
+        entries: Sequence[Entry],
+        regions: Sequence[BBox],
+        fills: Sequence[int | None] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """The part of each entry inside its region, in order (what a window read needs).
+
+        Args:
+            entries: Non-empty entries.
+            regions: For each, a box in volume coordinates inside the entry's :attr:`bbox`.
+            fills: For each, ``None`` or, for a boolean entry only, a value 1-255: the part
+                comes as ``uint8`` holding that value where the mask is set
+                (:meth:`~medmask.codecs.Codec.decode_region`).
+
+        Yields:
+            An array of the region's shape per entry (possibly a read-only view, unless
+            filled). Layouts with cropped blobs read every blob through one
+            :meth:`ByteSource.read_many` call first and unpack only the region; the default
+            decodes each stored region whole and slices it.
+        """
+        fills = fills or [None] * len(entries)
+        for entry, region, fill in zip(entries, regions, fills, strict=True):
+            box = entry.bbox
+            part = self.read_box(entry)[
+                region[0] - box[0] : region[1] - box[0],
+                region[2] - box[2] : region[3] - box[2],
+                region[4] - box[4] : region[5] - box[4],
+            ]
+            yield part if fill is None else np.multiply(part != 0, np.uint8(fill))
 
     def read_cropped(self, entry: Entry) -> tuple[np.ndarray, BBox | None]:
         """``(bounding-box region, bbox)`` of one entry; ``((0, 0, 0) array, None)`` if empty."""
@@ -265,6 +303,18 @@ class ArchiveBackend(ABC):
     @abstractmethod
     def stage_attrs(self, index: int, attrs: dict) -> None:
         """Replace the attributes of the mask at ``index`` (durable at :meth:`commit`)."""
+
+    def stage_archive_attrs(self, attrs: dict) -> None:
+        """Replace the archive's attributes (validated; durable at :meth:`commit`).
+
+        Raises:
+            MaskValidationError: The layout cannot hold archive attributes.
+        """
+        raise MaskValidationError(
+            f"this archive is format {self.layout.name}, which cannot hold archive "
+            "attributes (format 2.3 can); convert it with 'medmask convert' first",
+            path=self.path,
+        )
 
     @abstractmethod
     def commit(self) -> int | None:

@@ -13,7 +13,8 @@ layout      release  codec      what it holds
 ``1``       0.1      zstd       full-volume blobs; no checksums, statistics or attributes
 ``2.0``     0.2      bitzstd    bounding-box blobs, checksums, voxels and box in the index
 ``2.1``     0.3      bitzstd    2.0 plus attributes and centroids (``extra`` column)
-``2.2``     0.4      bitzstd    2.1 in a compact index (centroid column; the current one)
+``2.2``     0.4      bitzstd    2.1 in a compact index (centroid column)
+``2.3``     0.5      bitzstd    2.2 plus archive-level attributes (the current one)
 ==========  =======  =========  ====================================================
 
 ``compat=RELEASE`` (``MaskArchive(..., compat="0.2")``, ``medmask convert --compat``) asks
@@ -23,11 +24,13 @@ introduced. A new layout is one :func:`register_layout` call (see
 
 Example:
     >>> LAYOUTS.for_compat("0.2").name, LAYOUTS.for_compat(None).name
-    ('2.0', '2.2')
+    ('2.0', '2.3')
     >>> LAYOUTS.of(2, 1).supports_attrs, LAYOUTS.of(1, 0).checksums
     (True, False)
     >>> [lay.name for lay in LAYOUTS.where(supports_attrs=True)]
-    ['2.1', '2.2']
+    ['2.1', '2.2', '2.3']
+    >>> [lay.name for lay in LAYOUTS.where(archive_attrs=True)]
+    ['2.3']
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class Layout:
         in_place_edits: An archive is appended to, edited and deleted from by crash-safe
             commits (otherwise each change rewrites the whole file).
         writable: This release writes the layout (``False``: read-only support).
+        archive_attrs: The archive as a whole carries attributes (``source``, ``grid``,
+            ``annotated``...; :attr:`medmask.MaskArchive.archive_attrs`).
     """
 
     major: int
@@ -74,6 +79,7 @@ class Layout:
     checksums: bool
     in_place_edits: bool
     writable: bool = True
+    archive_attrs: bool = False
 
     @property
     def name(self) -> str:
@@ -208,8 +214,8 @@ def register_layout(layout: Layout, *, replace: bool = False) -> None:
 
 
 def compat_choices() -> list[str]:
-    """The values ``compat=`` accepts besides ``None``, newest first (``["0.3", "0.2",
-    "0.1"]``): what ``medmask convert --compat`` offers."""
+    """The values ``compat=`` accepts besides ``None``, newest first (``["0.4", "0.3",
+    "0.2", "0.1"]``): what ``medmask convert --compat`` offers."""
     return LAYOUTS.compat_choices()
 
 
@@ -219,5 +225,6 @@ for _layout in (
     Layout(2, 0, "0.2", "bitzstd", supports_attrs=False, centroids=False, **_V2),
     Layout(2, 1, "0.3", "bitzstd", supports_attrs=True, centroids=True, **_V2),
     Layout(2, 2, "0.4", "bitzstd", supports_attrs=True, centroids=True, **_V2),
+    Layout(2, 3, "0.5", "bitzstd", supports_attrs=True, centroids=True, archive_attrs=True, **_V2),
 ):
     register_layout(_layout)

@@ -35,8 +35,11 @@ Columns of the per-mask table, one row per mask:
 * ``empty``: no voxel is set.
 * the mask's stored attributes, one column per attribute key present in the dataset
   (``color``, ``description``, ``label_value``, coded concepts; see :mod:`medmask.attrs`).
+* the archive's own attributes (format 2.3), one column ``archive_<key>`` per key present
+  in the dataset (``archive_source``, ``archive_grid``, ``archive_annotated``...), the same
+  on every row of an archive; ``None`` where an archive lacks the key.
 * ``labels`` (the ``{name: label}`` mapping), ``source`` (``"index"`` or ``"decoded"``),
-  ``format`` (``"2.2"``, ``"2.1"``, ``"2.0"``, ``"1"``) and ``path``.
+  ``format`` (``"2.3"``, ``"2.2"``, ``"2.1"``, ``"2.0"``, ``"1"``) and ``path``.
 
 :func:`summarize` gives one row per mask name across the dataset, and :func:`lacking` the
 cases without a given organ (for building cohorts).

@@ -69,6 +69,8 @@ class Part:
         self.attrs: list[dict | None] = []
         self.labels: list[dict] = []
         self.sources: list[str] = []
+        #: the archive's own attributes (format 2.3), one dict for all its rows
+        self.archive_attrs: dict = {}
 
     def add(self, name, voxels, bbox, centroid, attrs, labels, source) -> None:
         self.names.append(name)
@@ -89,6 +91,7 @@ def _archive_part(target: Target) -> Part | None:
         if space is None:  # an archive created without a mask or a space
             return None
         part = Part(grid_of(space), target.stem, ar.layout.name, target.path)
+        part.archive_attrs = dict(ar.archive_attrs)
         for info in ar.infos():
             voxels, bbox, centroid, source = info.voxels, info.bbox, info.centroid, "index"
             if voxels is None or (voxels > 0 and (bbox is None or centroid is None)):

@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["MASK_COLUMNS", "SUMMARY_COLUMNS", "frame", "summarize", "lacking"]
 
-#: The columns every per-mask table has (attribute columns come after ``empty``).
+#: The columns every per-mask table has (attribute columns come after ``empty``, then the
+#: archive attributes as ``archive_<key>``).
 MASK_COLUMNS = (
     "case",
     "name",
@@ -73,6 +74,10 @@ def frame(pd: Any, parts: list[Part], *, files: list[str], failed: list) -> pd.D
         data[k if k not in MASK_COLUMNS else f"attr_{k}"] = [
             tuple(v) if isinstance(v, list) else v for v in (a.get(k) if a else None for a in attrs)
         ]
+    for k in dict.fromkeys(k for p in parts for k in p.archive_attrs):
+        data[f"archive_{k}"] = [  # the archive's own attributes, repeated on its rows
+            _cell(p.archive_attrs.get(k)) for p in parts for _ in range(len(p.names))
+        ]
     data.update(
         labels=cols["labels"], source=cols["source"], format=cols["format"], path=cols["path"]
     )
@@ -85,6 +90,11 @@ def frame(pd: Any, parts: list[Part], *, files: list[str], failed: list) -> pd.D
     df.attrs["failed"] = list(failed)
     df.attrs["decoded"] = int(sum(src == "decoded" for src in cols["source"]))
     return df
+
+
+def _cell(value: object) -> object:
+    """A table cell of an attribute: lists as tuples (hashable, like per-mask attributes)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _concat(parts: list[Part]) -> tuple[dict[str, list], list[Grid]]:

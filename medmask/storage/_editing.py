@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..attrs import validate_attrs
+from ..attrs import validate_archive_attrs, validate_attrs
 from ..codecs import Codec, get_codec
 from ..errors import MaskValidationError
+from ..format.layouts import LAYOUTS
 from ..mapping import LabelMapping
 from ..segmask import SegmentationMask
 from ..spaces import Space, check_same_grid
@@ -56,6 +57,8 @@ class ArchiveEditing:
     _lock_fd: int | None
     _codec: Codec | None
     _by_name: dict[str, int]
+    _compat: str | None
+    _prepared_tables: dict
     mode: str
     path: object
 
@@ -78,6 +81,7 @@ class ArchiveEditing:
         """Run one staged change and, in mode ``"a"``, commit it; on failure the handle
         goes back to the committed state (except a commit whose slot was written: it
         stands, and the names follow the backend)."""
+        self._prepared_tables.clear()  # tables resolved for windows name the old entries
         try:
             stage()
             if self.mode == "a":
@@ -343,3 +347,35 @@ class ArchiveEditing:
             new_attrs = self._check_attrs(attrs, entry.name)
             self._change(lambda: self._backend.stage_attrs(i, new_attrs))
             self._reindex()
+
+    def set_archive_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Replace the attributes of the archive as a whole (format 2.3).
+
+        JSON values, validated like a mask's attributes (at most 64 KiB as JSON, 8 levels
+        deep), with reserved keys (``docs/format.md``, "Archive attributes"): ``source``
+        (the packed source's DICOM identifiers and path), ``grid`` (``"image"`` or
+        ``"segmentation"``: whose grid the archive's is), ``annotated`` (the structures that
+        were annotated). In mode ``"a"`` the change is one crash-safe commit, durable when
+        this returns; in mode ``"w"`` it is written at close. Setting them on a format-2.2
+        archive makes it 2.3 (medmask 0.4 then refuses it: "upgrade medmask").
+
+        Args:
+            attrs: The new attributes (``{}`` clears them).
+
+        Raises:
+            MaskValidationError: Bad attributes, or a layout that cannot hold them (version
+                1, formats 2.0 and 2.1, or ``compat=`` naming a release before 0.5).
+            io.UnsupportedOperation: The archive was opened read-only.
+            OSError: The commit failed; the archive is left as it was.
+        """
+        self._check_writable()
+        new = validate_archive_attrs(attrs)
+        if self._compat is not None and not LAYOUTS.for_compat(self._compat).archive_attrs:
+            layout = LAYOUTS.for_compat(self._compat)
+            raise MaskValidationError(
+                f"compat={self._compat!r} writes format {layout.name}, which cannot hold "
+                "archive attributes (format 2.3 can: leave compat= out)",
+                path=self.path,
+            )
+        with self._lock:
+            self._change(lambda: self._backend.stage_archive_attrs(new))

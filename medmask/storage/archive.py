@@ -18,8 +18,10 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +43,12 @@ from ._common import MaskInfo, PathLike, StorageOptions, _refuse_foreign_name
 from ._deprecated import DeprecatedArchiveNames
 from ._editing import ArchiveEditing
 from ._masks import stored_segmask
+from ._window import ArchiveWindows
 
 __all__ = ["MaskArchive"]
 
 
-class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
+class MaskArchive(ArchiveEditing, ArchiveWindows, DeprecatedArchiveNames):
     """Many masks of one case in a ``.mska`` file, with random access by name or position.
 
     All masks share the archive's space. The index is read once when the archive
@@ -62,9 +65,12 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
     read one mask                    ``ar[name]`` or ``ar[position]`` (a SegmentationMask)
     read one mask's array            ``ar.read_array(name)`` (a new, writable array)
     read one mask's box only         ``ar.read_cropped(name)``
+    read a box of the grid           ``ar.read_window(window, names, as_=...)``: a label
+                                     map, a stack or a dict, decoding only what meets it
     read every mask                  ``ar.read_all_masks()`` (blobs read together)
     index facts, no decoding         ``ar.info(name)``, ``ar.infos()``, ``ar.all_names()``,
                                      ``len(ar)``, ``name in ar``
+    the archive's own attributes     ``ar.archive_attrs``, ``ar.set_archive_attrs(a)``
     what the file can hold           ``ar.layout`` (capabilities; ``ar.version``...)
     ===============================  ======================================================
 
@@ -88,9 +94,10 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
         codec: ``None``/``"bitzstd"`` for version 2 (default for new archives),
             ``"zstd"`` for version 1 (readable by medmask 0.1.x). When appending, the
             existing file's version is kept; a contradicting codec raises.
-        compat: ``None`` (default: the current layout, format 2.2, which stores each
-            mask's centroid and attributes), or the medmask release that must read the
-            file (:func:`medmask.format.compat_choices`): ``"0.3"``: format 2.1 (the same
+        compat: ``None`` (default: the current layout, format 2.3, which stores each
+            mask's centroid and attributes and the archive's attributes), or the medmask
+            release that must read the file (:func:`medmask.format.compat_choices`):
+            ``"0.4"``: format 2.2 (no archive attributes), ``"0.3"``: format 2.1 (the same
             information in a slower index), ``"0.2"``: format 2.0, without centroids or
             attributes (attributes are then refused), ``"0.1"``: version 1 (the same as
             ``codec="zstd"``). Applies to new files; appending keeps the file's layout.
@@ -129,6 +136,7 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
         if mode not in ("r", "w", "a"):
             raise MaskValidationError(f"MaskArchive mode must be 'r', 'w' or 'a', got {mode!r}")
         codec, self._minor = write_choice(codec, compat)
+        self._compat = compat
         if space is not None and not isinstance(space, Space):
             raise MaskValidationError(
                 f"space must be a spacetransformer.Space, got {type(space).__name__}"
@@ -198,6 +206,7 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
 
     def _reindex(self) -> None:
         self._by_name = {n: i for i, n in enumerate(self._backend.names)}
+        self._prepared_tables: dict = {}  # label tables resolved for windows (_window.py)
 
     # -- properties --------------------------------------------------------------------
     @property
@@ -246,6 +255,30 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
         interrupted append; ``None`` where the layout has no commits)."""
         self._check_open()
         return self._backend.end_offset
+
+    @property
+    def archive_attrs(self) -> Mapping[str, Any]:
+        """The attributes of the archive as a whole (format 2.3), read-only: a copy; ``{}``
+        for older layouts or when none were set. Reserved keys (``docs/format.md``,
+        "Archive attributes"): ``source``, ``grid``, ``annotated``. Change them with
+        :meth:`set_archive_attrs`."""
+        self._check_open()
+        return MappingProxyType(copy.deepcopy(self._backend.archive_attrs))
+
+    @property
+    def annotated(self) -> tuple[str, ...] | None:
+        """The structures that were annotated (``archive_attrs["annotated"]``), or ``None``
+        when the archive does not say. A listed name without a mask, or with an empty one,
+        was annotated and is absent; see ``docs/format.md``."""
+        names = self.archive_attrs.get("annotated")
+        return None if names is None else tuple(names)
+
+    @property
+    def grid_kind(self) -> str | None:
+        """``archive_attrs["grid"]``: ``"image"`` (the archive's grid is the source image's)
+        or ``"segmentation"`` (the segmentation's own extent, which may be offset from the
+        image); ``None`` when the archive does not say."""
+        return self.archive_attrs.get("grid")
 
     @property
     def codec_names(self) -> list[str]:
@@ -499,4 +532,6 @@ class MaskArchive(ArchiveEditing, DeprecatedArchiveNames):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} masks"
+        if not self._closed and self._backend.archive_attrs:
+            state += f", archive attrs {sorted(self._backend.archive_attrs)}"
         return f"MaskArchive({str(self.path)!r}, mode={self.mode!r}, v{self.version}, {state})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import struct
 import zlib
 from typing import TYPE_CHECKING
@@ -160,6 +161,9 @@ def archive_html(
     shape = tuple(int(s) for s in space.shape)
     spacing = ", ".join(f"{float(s):.3g}" for s in space.spacing)
     head += f", grid (z, y, x) {shape[0]}x{shape[1]}x{shape[2]}, spacing ({spacing}) mm"
+    for key, value in ar.archive_attrs.items():  # the archive's own attributes (format 2.3)
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        head += f"<br/>{esc(key)}: {esc(shown if len(shown) <= 160 else shown[:157] + '...')}"
     vml = _voxel_ml(space)
     infos = ar.infos()
     colors = _colors_of(infos)

@@ -387,7 +387,8 @@ def test_convert_compat_writes_what_each_release_reads(dataset, tmp_path):
         return json.loads(seg)["fields"]
 
     expected = {
-        None: (2, 2, "centroid"),  # the current layout: a centroid column
+        None: (2, 3, "centroid"),  # the current layout: 2.2's rows (a centroid column)
+        "0.4": (2, 2, "centroid"),  # medmask 0.4.0: no archive attributes
         "0.3": (2, 1, "extra"),  # medmask 0.3.0: 10 columns, the centroid inside extra
         "0.2": (2, 0, "mapping"),  # medmask 0.2.0: 9 columns, no extras
         "0.1": (1, 0, None),

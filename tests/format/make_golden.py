@@ -1,7 +1,7 @@
 """The golden files of ``tests/fixtures/golden/``: what they hold and how they are made.
 
 Two sets, for every format version and minor (version 1; ``.msk`` 2.0 and 2.1; ``.mska``
-2.0, 2.1 and 2.2):
+2.0, 2.1, 2.2 and 2.3):
 
 * ``spec/``: files written by the independent writers of ``tests/format/spec_v1.py`` and
   ``spec_v2.py`` (from ``docs/format.md`` alone, no medmask code). medmask must read each
@@ -70,6 +70,18 @@ ATTRS = {
     },
     "empty": {"color": [0, 0, 255]},
     "labels8": {"description": "kidneys and a gland"},
+}
+
+#: Archive attributes of the 2.3 files: set, cleared and set again in ``edits.mska``.
+ARCHIVE_A = {
+    "grid": "segmentation",
+    "source": {"PatientID": "p-7", "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.1"},
+}
+ARCHIVE_B = {
+    "grid": "image",
+    "annotated": ["liver", "empty", "gall_bladder"],
+    "source": {"PatientID": "p-7", "path": "cases/p-7/seg.dcm", "AlgorithmName": "hand"},
+    "lab": {"nested": [1, 2.5, None, True], "Straße": "ü"},
 }
 
 #: ``name: (mapping)``; the arrays come from :func:`make_arrays`.
@@ -164,17 +176,30 @@ EDITS = [
     ("add", "labels32"),
 ]
 EDITS_FINAL = ["liver", "empty", "single8", "labels8", "labels16", "vessel", "labels32"]
+#: The edits of the 2.3 ``edits.mska``: those of :data:`EDITS` and three commits that only
+#: change the archive's attributes (set, cleared, set again); it ends with the chain's three
+#: row segments and the archive-attributes segment.
+EDITS_23 = [
+    *EDITS[:2],
+    ("attrs", ARCHIVE_A),
+    *EDITS[2:8],
+    ("attrs", {}),
+    EDITS[8],
+    ("attrs", ARCHIVE_B),
+    EDITS[9],
+]
 #: The masks of the ``whole.mska`` archives (one commit, as mode "w" writes).
 WHOLE = ["full", "labels8", "empty", "liver", "vessel"]
 MSK_PLAIN = ["liver", "empty", "labels8", "labels16", "labels32"]  # .msk 2.0
 MSK_ATTRS = ["liver", "empty"]  # .msk 2.1 (minor 1)
 V1_MSK = ["liver", "labels16"]
 V1_MSKA = ["liver", "empty", "labels8", "vessel"]
-COMPAT = {0: "0.2", 1: "0.3", 2: None}
+COMPAT = {0: "0.2", 1: "0.3", 2: "0.4", 3: None}
+MINORS = (0, 1, 2, 3)
 
 
 def _mska_doc(minor: int, names: list, arrays: dict, gen: int, segs: int, end: int | None) -> dict:
-    return {
+    doc = {
         "kind": "mska",
         "version": [2, minor],
         "space": SPACE_ZYX,
@@ -183,6 +208,14 @@ def _mska_doc(minor: int, names: list, arrays: dict, gen: int, segs: int, end: i
         "end_offset": end,
         "masks": [expect_mask(n, arrays, minor, minor > 0) for n in names],
     }
+    if minor >= 3:
+        doc["archive_attrs"] = ARCHIVE_B
+        doc["index_segments"] += 1  # the archive-attributes segment
+    return doc
+
+
+def _edits(minor: int) -> list:
+    return EDITS_23 if minor >= 3 else EDITS
 
 
 def spec_files(arrays: dict) -> dict[str, tuple[bytes, dict]]:
@@ -208,24 +241,28 @@ def spec_files(arrays: dict) -> dict[str, tuple[bytes, dict]]:
             )
             doc = {"kind": "msk", "version": [2, minor], "space": SPACE_ZYX, "masks": [exp]}
             out[f"v2.{minor}/{name}{'_attrs' if minor else ''}.msk"] = (raw, doc)
-    for minor in (0, 1, 2):
+    for minor in MINORS:
         ar = S.SpecArchive(minor, SPACE_XYZ)
-        for op, name in EDITS:
+        for op, name in _edits(minor):
             if op == "add":
                 ar.add(name, arrays[name], MAPPINGS[name], ATTRS.get(name))
             elif op == "delete":
                 ar.delete(name)
+            elif op == "attrs":
+                ar.set_attrs(name)
             ar.commit()
         end = ar.end
         ar.torn_commit()  # a commit torn while its slot was written: invisible
         ar.garbage(b"bytes an interrupted append left after the end" * 2)
-        doc = _mska_doc(minor, EDITS_FINAL, arrays, len(EDITS), 3, end)
+        doc = _mska_doc(minor, EDITS_FINAL, arrays, len(_edits(minor)), 3, end)
         _lengths(doc, ar)
         out[f"v2.{minor}/edits.mska"] = (ar.bytes(), doc)
 
         ar = S.SpecArchive(minor, SPACE_XYZ)
         for name in WHOLE:
             ar.add(name, arrays[name], MAPPINGS[name], ATTRS.get(name))
+        if minor >= 3:
+            ar.set_attrs(ARCHIVE_B)
         ar.commit()
         doc = _mska_doc(minor, WHOLE, arrays, 1, 1, ar.end)
         _lengths(doc, ar)
@@ -233,6 +270,13 @@ def spec_files(arrays: dict) -> dict[str, tuple[bytes, dict]]:
     ar = S.SpecArchive(2, SPACE_XYZ)
     ar.commit()
     out["v2.2/no_masks.mska"] = (ar.bytes(), {**_mska_doc(2, [], arrays, 1, 0, 144), "space": None})
+    ar = S.SpecArchive(3, SPACE_XYZ)
+    ar.set_attrs(ARCHIVE_B)
+    ar.commit()
+    out["v2.3/no_masks.mska"] = (
+        ar.bytes(),
+        {**_mska_doc(3, [], arrays, 1, 0, ar.end), "space": None},
+    )
     return out
 
 
@@ -278,16 +322,20 @@ def write_pinned(rel: str, path: Path, arrays: dict) -> None:
         return
     compat = COMPAT[minor]
     if stem == "edits":
-        for op, name in EDITS:
+        for op, name in _edits(minor):
             with MaskArchive(path, "a", compat=compat) as ar:
                 if op == "add":
                     ar.add(name, _segmask(name, arrays), attrs=_attrs(minor, name))
                 elif op == "delete":
                     ar.delete(name)
+                elif op == "attrs":
+                    ar.set_archive_attrs(name)
         return
     with MaskArchive(path, "w", compat=compat) as ar:
         for name in WHOLE if stem == "whole" else []:
             ar.add(name, _segmask(name, arrays), attrs=_attrs(minor, name))
+        if minor >= 3:
+            ar.set_archive_attrs(ARCHIVE_B)
 
 
 def _attrs(minor: int, name: str) -> dict | None:
@@ -307,10 +355,12 @@ def pinned_expected(arrays: dict) -> dict[str, dict]:
             exp = expect_mask(name, arrays, minor, bool(minor))
             doc = {"kind": "msk", "version": [2, minor], "space": SPACE_ZYX, "masks": [exp]}
             out[f"v2.{minor}/{name}{'_attrs' if minor else ''}.msk"] = doc
-    for minor in (0, 1, 2):
-        out[f"v2.{minor}/edits.mska"] = _mska_doc(minor, EDITS_FINAL, arrays, len(EDITS), 3, None)
+    for minor in MINORS:
+        edits = len(_edits(minor))
+        out[f"v2.{minor}/edits.mska"] = _mska_doc(minor, EDITS_FINAL, arrays, edits, 3, None)
         out[f"v2.{minor}/whole.mska"] = _mska_doc(minor, WHOLE, arrays, 1, 1, None)
     out["v2.2/no_masks.mska"] = {**_mska_doc(2, [], arrays, 1, 0, 144), "space": None}
+    out["v2.3/no_masks.mska"] = {**_mska_doc(3, [], arrays, 1, 0, None), "space": None}
     return out
 
 

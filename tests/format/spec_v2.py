@@ -27,8 +27,15 @@ SLOT = struct.Struct("<QQQIIQIIQII")  # 64 bytes, CRC over bytes 0-59
 SLOT_OFFSETS = (16, 80)
 DATA_START = 144
 FIELDS_20 = ["name", "codec", "offset", "length", "crc32", "dtype", "bbox", "voxels", "mapping"]
-#: ``fields`` of an index segment, by minor version (the page's table).
-FIELDS = {0: FIELDS_20, 1: [*FIELDS_20, "extra"], 2: [*FIELDS_20, "centroid", "extra"]}
+#: ``fields`` of an index segment, by minor version (the page's table; 2.3 rows are 2.2's).
+FIELDS = {
+    0: FIELDS_20,
+    1: [*FIELDS_20, "extra"],
+    2: [*FIELDS_20, "centroid", "extra"],
+    3: [*FIELDS_20, "centroid", "extra"],
+}
+#: ``fields`` of the archive-attributes segment (format 2.3): one row ``[attrs]``.
+ARCHIVE_FIELDS = ["archive_attrs"]
 META_KEYS = {"space", "mapping", "codec", "dtype", "bbox", "voxels"}
 SPACE_KEYS = ["shape", "origin", "spacing", "x_orientation", "y_orientation", "z_orientation"]
 DTYPES = ("bool", "uint8", "uint16", "uint32")
@@ -132,7 +139,7 @@ def make_row(minor: int, name: str, stored: dict) -> list:
         stored["voxels"],
         stored["mapping"],
     ]
-    if minor == 2:
+    if minor >= 2:
         if list(stored["mapping"].items()) == [(name, stored["mapping"].get(name))]:
             row[8] = stored["mapping"][name]  # the one pair {name: n} is written as n
         c = stored["centroid"]
@@ -173,7 +180,9 @@ class SpecArchive:
 
     Every commit writes its blobs, the space (first time), an index segment and then the
     older slot. Appends merge segments like a binary counter; a commit that removed rows
-    writes one segment of every row with ``prev: null``.
+    writes one segment of every row with ``prev: null``. In format 2.3 a commit of an
+    archive with attributes (:meth:`set_attrs`) ends its chain with the archive-attributes
+    segment.
     """
 
     def __init__(self, minor: int, space_xyz: dict) -> None:
@@ -189,6 +198,7 @@ class SpecArchive:
         self.space_ref = (0, 0, 0)
         self.end = DATA_START
         self.fresh = False  # rows were removed since the last commit
+        self.archive_attrs: dict = {}
 
     def _put(self, data: bytes) -> int:
         off = len(self.buf)
@@ -210,6 +220,11 @@ class SpecArchive:
             "centroid": None if self.minor == 0 else centroid_of(array),
             "attrs": (attrs or {}) if self.minor else {},
         }
+
+    def set_attrs(self, attrs: dict) -> None:
+        """The archive's attributes from the next commit on (format 2.3)."""
+        assert self.minor == 3
+        self.archive_attrs = attrs
 
     def delete(self, name: str) -> None:
         del self.rows[name]
@@ -236,10 +251,20 @@ class SpecArchive:
                 json.dumps(body).encode()
             )
             segments.append((self._put(seg), len(seg), crc(seg), len(names) - start))
+        head = segments[-1] if segments else (0, 0, 0, 0)
+        if self.archive_attrs:  # the archive-attributes segment is the newest
+            body = {
+                "prev": list(head[:3]) if segments else None,
+                "fields": ARCHIVE_FIELDS,
+                "rows": [[self.archive_attrs]],
+            }
+            seg = zstandard.ZstdCompressor(level=4, write_content_size=True).compress(
+                json.dumps(body, indent=1).encode()
+            )
+            head = (self._put(seg), len(seg), crc(seg), 0)
         self.generation += 1
         self.active = 1 - self.active
         self.end = len(self.buf)
-        head = segments[-1] if segments else (0, 0, 0, 0)
         self._slot(self.active, self.generation, len(names), head)
         self.segments, self.committed, self.fresh = segments, names, False
 
@@ -356,9 +381,10 @@ def read_mska(raw: bytes) -> dict:
 
     Returns:
         ``{"preamble", "slots" (both, as dicts), "slot" (the one read), "space" (on-disk
-        dict or None), "segments" (newest first: offset, length, crc, prev, fields, rows),
-        "rows" (dicts, oldest first, mapping expanded, centroid as index floats),
-        "arrays" ({name: full array})}``.
+        dict or None), "segments" (row segments, newest first: offset, length, crc, prev,
+        fields, rows), "archive_attrs" (``{}`` without an archive-attributes segment), "rows"
+        (dicts, oldest first, mapping expanded, centroid as index floats), "arrays" ({name:
+        full array})}``.
     """
     magic, major, minor, flags, slot_size, slot_count, p_crc = PREAMBLE.unpack_from(raw)
     assert (magic, major, flags, slot_size, slot_count) == (b"MSKA", 2, 0, 64, 2)
@@ -385,18 +411,29 @@ def read_mska(raw: bytes) -> dict:
     if slot["space_length"]:
         space = check_space(section(slot["space_offset"], slot["space_length"], slot["space_crc"]))
     segments = []
+    archive_attrs: dict = {}
+    newest, last = True, end
     ref = (
         [slot["index_offset"], slot["index_length"], slot["index_crc"]]
         if slot["index_length"]
         else None
     )
     while ref is not None:
-        if segments:
-            assert ref[0] < segments[-1]["offset"], "prev points backwards"
+        if not newest:
+            assert ref[0] < last, "prev points backwards"
+        last = ref[0]
         frame = section(*ref)
         assert zstandard.frame_content_size(frame) >= 0, "segment declares its size"
         body = json.loads(zstandard.ZstdDecompressor().decompress(frame).decode("utf-8"))
         assert set(body) == {"prev", "fields", "rows"}, sorted(body)
+        if body["fields"] == ARCHIVE_FIELDS:
+            assert newest, "the archive-attributes segment is the newest"
+            assert len(body["rows"]) == 1 and len(body["rows"][0]) == 1, body["rows"]
+            archive_attrs = body["rows"][0][0]
+            assert isinstance(archive_attrs, dict) and archive_attrs, archive_attrs
+            newest, ref = False, body["prev"]
+            continue
+        newest = False
         layout = next(m for m, f in FIELDS.items() if f == body["fields"])
         segments.append(
             {"offset": ref[0], "length": ref[1], "crc": ref[2], "minor": layout, **body}
@@ -429,6 +466,7 @@ def read_mska(raw: bytes) -> dict:
         "slot": slot,
         "space": space,
         "segments": segments,
+        "archive_attrs": archive_attrs,
         "rows": rows,
         "arrays": arrays,
     }
@@ -438,13 +476,13 @@ def _row_dict(minor: int, row: dict) -> dict:
     """One row as a dict: mapping expanded, centroid in voxel units (or None), attrs."""
     assert row["codec"] == 1 and row["dtype"] in DTYPES, row
     mapping = row["mapping"]
-    if minor == 2 and type(mapping) is int:
+    if minor >= 2 and type(mapping) is int:
         mapping = {row["name"]: mapping}
     assert isinstance(mapping, dict) and mapping, mapping
     out = {k: row[k] for k in FIELDS_20}
     out["mapping"] = mapping
     out.update(_check_extra(minor, row.get("extra"), row["bbox"]))
-    if minor == 2:
+    if minor >= 2:
         c = row["centroid"]
         assert c is None or (len(c) == 3 and all(type(v) is int for v in c)), c
         assert (c is None) == (row["bbox"] is None), "centroid exactly for a non-empty mask"

@@ -50,7 +50,7 @@ def expected(rel: str) -> dict:
 
 
 def test_every_version_and_minor_has_golden_files():
-    """Both sets cover version 1, ``.msk`` 2.0/2.1 and ``.mska`` 2.0/2.1/2.2."""
+    """Both sets cover version 1, ``.msk`` 2.0/2.1 and ``.mska`` 2.0/2.1/2.2/2.3."""
     for prefix in ("spec", "pinned"):
         kinds = {
             (expected(r)["kind"], tuple(expected(r)["version"]))
@@ -65,6 +65,7 @@ def test_every_version_and_minor_has_golden_files():
             ("mska", (2, 0)),
             ("mska", (2, 1)),
             ("mska", (2, 2)),
+            ("mska", (2, 3)),
         }, prefix
     assert len(SPEC) == len(G.spec_files(G.make_arrays())) and len(PINNED) == len(
         G.pinned_expected(G.make_arrays())
@@ -137,6 +138,8 @@ def test_medmask_reads_golden_file(rel, arrays):
         assert [ar.version, ar.minor_version] == doc["version"]
         assert ar.all_names() == [m["name"] for m in doc["masks"]]
         assert_space(ar.space, doc["space"])
+        assert dict(ar.archive_attrs) == doc.get("archive_attrs", {})
+        assert ar.layout.archive_attrs == (doc["version"] == [2, 3])
         if major == 2:
             assert ar.generation == doc["generation"]
             assert ar.index_segments == doc["index_segments"]
@@ -224,7 +227,6 @@ def spec_check(rel: str, raw: bytes, doc: dict, arrays: dict) -> None:
     slot = got["slot"]
     assert got["preamble"]["minor"] == minor
     assert slot["generation"] == doc["generation"] and slot["mask_count"] == len(masks)
-    assert len(got["segments"]) == doc["index_segments"]
     if rel.startswith("pinned/"):
         assert slot["end_offset"] == len(raw), "medmask leaves no bytes after the end"
         older = [s for s in got["slots"] if s is not slot][0]
@@ -236,9 +238,12 @@ def spec_check(rel: str, raw: bytes, doc: dict, arrays: dict) -> None:
     elif doc["end_offset"] is not None:
         assert slot["end_offset"] == doc["end_offset"]
     assert got["space"] == (None if doc["space"] is None else on_disk(doc["space"]))
+    assert got["archive_attrs"] == doc.get("archive_attrs", {})
+    row_segments = len(got["segments"]) + bool(got["archive_attrs"])
+    assert row_segments == doc["index_segments"]
     for seg in got["segments"]:
         assert seg["fields"] == S.FIELDS[minor], "one layout per archive"
-        if minor == 2:  # a bare label exactly when the mapping is the one pair {name: n}
+        if minor >= 2:  # a bare label exactly when the mapping is the one pair {name: n}
             for r in seg["rows"]:
                 bare = isinstance(r[8], dict) and list(r[8]) == [r[0]]
                 assert not bare and (type(r[8]) is int) == (r[0] in _ONE_PAIR), r

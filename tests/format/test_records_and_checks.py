@@ -139,19 +139,20 @@ def test_counts():
 
 # -- the compatibility table and the sniff -----------------------------------------------------
 def test_the_table_answers_by_any_key_and_by_capability():
-    assert [lay.name for lay in LAYOUTS] == ["1", "2.0", "2.1", "2.2"]
-    assert compat_choices() == ["0.3", "0.2", "0.1"]
-    assert LAYOUTS.for_compat(None) is LAYOUTS.current is LAYOUTS.of(2, 2)
+    assert [lay.name for lay in LAYOUTS] == ["1", "2.0", "2.1", "2.2", "2.3"]
+    assert compat_choices() == ["0.4", "0.3", "0.2", "0.1"]
+    assert LAYOUTS.for_compat(None) is LAYOUTS.current is LAYOUTS.of(2, 3)
     assert LAYOUTS.for_compat("0.1").codec == "zstd" and LAYOUTS.for_compat("0.2").minor == 0
     assert LAYOUTS.named("2.1") is LAYOUTS.of(2, 1) is LAYOUTS.for_compat("0.3")
-    assert LAYOUTS.of(2, 9) is LAYOUTS.of(2, 2)  # a newer minor reads as the newest known
-    assert [lay.name for lay in LAYOUTS.where(supports_attrs=True)] == ["2.1", "2.2"]
+    assert LAYOUTS.of(2, 9) is LAYOUTS.of(2, 3)  # a newer minor reads as the newest known
+    assert [lay.name for lay in LAYOUTS.where(supports_attrs=True)] == ["2.1", "2.2", "2.3"]
+    assert [lay.name for lay in LAYOUTS.where(archive_attrs=True)] == ["2.3"]
     assert [lay.name for lay in LAYOUTS.where(checksums=False)] == ["1"]
     assert LAYOUTS.where(cropped_blobs=True, centroids=False) == [LAYOUTS.of(2, 0)]
     with pytest.raises(TypeError, match="unknown capabilities"):
         LAYOUTS.where(fast=True)
-    with pytest.raises(MaskValidationError, match=r"'0\.3', '0\.2', '0\.1'"):
-        LAYOUTS.for_compat("0.4")  # the current release: compat=None
+    with pytest.raises(MaskValidationError, match=r"'0\.4', '0\.3', '0\.2', '0\.1'"):
+        LAYOUTS.for_compat("0.5")  # the current layout's release: compat=None
     with pytest.raises(UnsupportedFormatError, match="version 7.0"):
         LAYOUTS.of(7, 0)
     with pytest.raises(ValueError, match="already registered"):

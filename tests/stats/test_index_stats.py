@@ -93,7 +93,7 @@ def test_current_format_answers_from_the_index(tmp_path, phantom):
     df = medmask.stats(tmp_path / "c1.mska")
     check_rows(df, expected(masks, space), "c1")
     assert set(df["source"]) == {"index"}
-    assert set(df["format"]) == {"2.2"}
+    assert set(df["format"]) == {"2.3"}
     assert df.attrs["decoded"] == 0
     assert list(df.columns[:8]) == [
         "case", "name", "voxels", "volume_ml", "bbox", "centroid_ras_mm", "touches_border", "empty"
@@ -336,7 +336,9 @@ def test_s3_prefix(tmp_path, phantom, s3):
     check_rows(df, {"edge": expected(masks, space)["edge"]}, "p9")
 
 
-@pytest.mark.parametrize("compat, fmt", [(None, "2.2"), ("0.3", "2.1")], ids=["2.2", "2.1"])
+@pytest.mark.parametrize(
+    "compat, fmt", [(None, "2.3"), ("0.4", "2.2"), ("0.3", "2.1")], ids=["2.3", "2.2", "2.1"]
+)
 def test_index_answer_equals_decoding(tmp_path, phantom, compat, fmt):
     """Both layouts that store the centroid answer from the index, with the figures that
     decoding the same masks from a format-2.0 file gives (centroids to 1e-4 voxel)."""

@@ -25,6 +25,7 @@ each append writes O(log n) entries amortised.
 from .archive import V2Archive
 from .entries import LazyEntries
 from .layout import (
+    ARCHIVE_FIELDS,
     CENTROID_SCALE,
     DATA_START,
     INDEX_FIELDS,
@@ -37,6 +38,7 @@ from .layout import (
     MINOR,
     MSK_HEADER,
     PREAMBLE,
+    ROWS_MINOR,
     SLOT,
     SLOT_OFFSETS,
 )
@@ -44,6 +46,8 @@ from .msk import decode_msk, encode_msk, read_msk
 from .rows import encode_record, read_box
 
 __all__ = [
+    "ARCHIVE_FIELDS",
+    "ROWS_MINOR",
     "MSK_HEADER",
     "PREAMBLE",
     "SLOT",

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,17 +28,26 @@ from .._io import crc32, read_verified
 from ..backend import ArchiveBackend, Prepared
 from ..base import (
     Entry,
+    decode_blob_region,
     read_space,
 )
-from .chain import check_preamble, encode_segment, newest_slot, read_chain
+from .chain import (
+    check_preamble,
+    encode_archive_segment,
+    encode_segment,
+    newest_slot,
+    read_chain,
+)
 from .entries import LazyEntries
 from .layout import (
     DATA_START,
-    INDEX_LAYOUTS,
     MINOR,
+    MINORS,
     PREAMBLE,
+    ROWS_MINOR,
     SLOT,
     SLOT_OFFSETS,
+    rows_minor,
 )
 from .rows import (
     _bad,
@@ -46,6 +55,7 @@ from .rows import (
     _entry_from_row,
     _row,
     encode_record,
+    read_blob,
     read_box,
 )
 
@@ -60,8 +70,9 @@ class V2Archive(ArchiveBackend):
         fd: A read-write descriptor of the same local file to append to (``None``:
             read-only).
         fsync: Whether commits call ``os.fsync`` (off only for temporary files).
-        minor: The layout written by commits (:data:`INDEX_LAYOUTS`: 2 compact rows with a
-            centroid column, 1 the 10 columns of 2.1, 0 the 9 of 2.0).
+        minor: The format minor version (3: the rows of 2.2 and archive attributes, 2
+            compact rows with a centroid column, 1 the 10 columns of 2.1, 0 the 9 of 2.0);
+            commits write the rows of :func:`.layout.rows_minor`.
     """
 
     version = 2
@@ -80,6 +91,11 @@ class V2Archive(ArchiveBackend):
         self.fd = fd
         self.fsync = fsync
         self.minor = minor
+        self._rows_minor = rows_minor(minor)
+        #: the committed archive attributes and their segment; staged ones (None: unchanged)
+        self._attrs: dict = {}
+        self._attrs_ref: tuple[int, int, int] | None = None
+        self._pending_attrs: dict | None = None
         self._space: Space | None = None
         self._pending_space: Space | None = None
         self._entries: LazyEntries = LazyEntries([], None, self.path)
@@ -100,10 +116,8 @@ class V2Archive(ArchiveBackend):
     @staticmethod
     def _init_file(fd: int, minor: int) -> None:
         """Write the preamble and two empty slots on ``fd`` (no commit yet)."""
-        if minor not in INDEX_LAYOUTS:
-            raise MaskValidationError(
-                f"minor version must be one of {sorted(INDEX_LAYOUTS)}, got {minor!r}"
-            )
+        if minor not in MINORS:
+            raise MaskValidationError(f"minor version must be one of {MINORS}, got {minor!r}")
         pre = PREAMBLE.pack_named(
             magic=b"MSKA", major=2, minor=minor, flags=0, slot_size=SLOT.size, slot_count=2
         )
@@ -161,7 +175,11 @@ class V2Archive(ArchiveBackend):
 
     @property
     def index_segments(self) -> int:
-        return len(self._segments)
+        return len(self._segments) + (self._attrs_ref is not None)
+
+    @property
+    def archive_attrs(self) -> dict:
+        return self._attrs if self._pending_attrs is None else self._pending_attrs
 
     @property
     def end_offset(self) -> int:
@@ -212,9 +230,11 @@ class V2Archive(ArchiveBackend):
             self._space = read_space(raw, path=path)
         shape = None if self._space is None else tuple(int(s) for s in self._space.shape)
         index_ref = (slot.index_offset, slot.index_length, slot.index_crc)
-        segments, flat, minors = read_chain(
-            self._section, index_ref if slot.index_length else None, path
-        )
+        chain = read_chain(self._section, index_ref if slot.index_length else None, path)
+        segments, flat, minors = chain.segments, chain.rows, chain.minors
+        self._attrs, self._attrs_ref = chain.attrs, chain.attrs_ref
+        if chain.attrs_ref is not None:  # a 2.2 file given archive attributes is 2.3
+            self.minor = max(self.minor, 3)
         if len(flat) != slot.mask_count:
             raise _bad(
                 f"commit says {slot.mask_count} masks but the index lists {len(flat)}",
@@ -257,6 +277,27 @@ class V2Archive(ArchiveBackend):
         return {
             e.name: (b if crc32(b) == e.crc else None) for e, b in zip(full, blobs, strict=True)
         }
+
+    def iter_regions(
+        self,
+        entries: Sequence[Entry],
+        regions: Sequence[tuple[int, ...]],
+        fills: Sequence[int | None] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """The part of each entry inside its region: the blobs read together (one
+        :meth:`~medmask.io.source.ByteSource.read_many`), each checked and decompressed,
+        and only the region's rows and bytes unpacked."""
+        blobs = self._blobs(entries)
+        fills = fills or [None] * len(entries)
+        for e, r, fill in zip(entries, regions, fills, strict=True):
+            blob = blobs[e.name]
+            if blob is None:  # the CRC failed: read again (retried remotely) or raise
+                blob = read_blob(self.source, e)
+            b = e.bbox
+            rel = (r[0] - b[0], r[1] - b[0], r[2] - b[2], r[3] - b[2], r[4] - b[4], r[5] - b[4])
+            yield decode_blob_region(
+                e.codec, blob, e.spec, rel, path=self.path, mask=e.name, fill=fill
+            )
 
     def read_boxes(self, entries: Sequence[Entry]) -> list[np.ndarray | None]:
         """The stored regions of several entries, their blobs read together."""
@@ -427,7 +468,24 @@ class V2Archive(ArchiveBackend):
         else:
             del self._entries[self._committed :]
         self._pending_space = None
+        self._pending_attrs = None
         self.write_pos = self.end
+
+    def stage_archive_attrs(self, attrs: dict) -> None:
+        """Replace the archive's attributes (validated; durable at :meth:`commit`). A 2.2
+        archive becomes 2.3 (its rows are 2.3 rows); older layouts cannot hold them.
+
+        Raises:
+            MaskValidationError: The archive's rows are of format 2.1 or older.
+        """
+        self._writable()
+        if self._rows_minor < ROWS_MINOR:
+            raise MaskValidationError(
+                f"this archive is format 2.{self.minor}, which cannot hold archive attributes "
+                "(format 2.3 can); convert it to the current layout with 'medmask convert' first",
+                path=self.path,
+            )
+        self._pending_attrs = dict(attrs)
 
     def commit(self) -> None:
         """Make staged changes durable and visible: write space/index after the end, then
@@ -450,15 +508,20 @@ class V2Archive(ArchiveBackend):
                 start -= segments.pop()[3]
         if start < n:
             prev = segments[-1][:3] if segments else None
-            rows = [_row(e, self.minor) for e in self._entries[start:]]
-            seg_b = encode_segment(prev, self.minor, rows)
+            rows = [_row(e, self._rows_minor) for e in self._entries[start:]]
+            seg_b = encode_segment(prev, self._rows_minor, rows)
             segments.append((self._write(seg_b), len(seg_b), crc32(seg_b), len(rows)))
+        attrs = self.archive_attrs
+        head = segments[-1][:3] if segments else (0, 0, 0)
+        attrs_ref = None
+        if attrs:  # the archive-attributes segment is always the newest
+            seg_b = encode_archive_segment(head if segments else None, attrs)
+            head = attrs_ref = (self._write(seg_b), len(seg_b), crc32(seg_b))
         end = self.write_pos
         if self.fsync:
             os.fsync(self.fd)
         gen = self._generation + 1
         slot_idx = 1 - self.active_slot
-        head = segments[-1] if segments else (0, 0, 0, 0)
         raw = SLOT.pack_named(
             generation=gen,
             mask_count=n,
@@ -482,6 +545,9 @@ class V2Archive(ArchiveBackend):
             self._space = self._pending_space
         self._committed = n
         self._segments = segments
+        self._attrs, self._attrs_ref, self._pending_attrs = attrs, attrs_ref, None
+        if attrs_ref is not None:
+            self.minor = max(self.minor, 3)
         self._pending_space = None
         self._saved = None
         if self.fsync:

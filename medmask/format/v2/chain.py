@@ -10,11 +10,13 @@ from typing import NamedTuple
 
 import zstandard
 
+from ...attrs import parse_archive_attrs
 from ...codecs import decompress_bounded
 from ...errors import CorruptFileError, UnsupportedFormatError
 from ..base import loads_json
 from ..checks import is_uint
 from .layout import (
+    ARCHIVE_FIELDS,
     INDEX_LAYOUTS,
     INDEX_MAX_RATIO,
     INDEX_SMALL,
@@ -31,7 +33,9 @@ __all__ = [
     "segment_layout",
     "read_chain",
     "encode_segment",
+    "encode_archive_segment",
     "SegmentRef",
+    "Chain",
 ]
 
 #: ``(offset, length, crc)`` of an index segment.
@@ -89,10 +93,28 @@ def segment_layout(fields: object, path: object) -> int:
     )
 
 
+class Chain(NamedTuple):
+    """What a commit's index chain holds (see :func:`read_chain`)."""
+
+    #: ``(offset, length, crc, rows)`` of each row segment, oldest first.
+    segments: list[tuple[int, int, int, int]]
+    #: Every row, oldest first.
+    rows: list
+    #: The row layout (minor version) of each row's segment.
+    minors: list[int]
+    #: The archive's attributes (``{}`` without an archive-attributes segment).
+    attrs: dict
+    #: ``(offset, length, crc)`` of the archive-attributes segment, or ``None``.
+    attrs_ref: SegmentRef | None
+
+
 def read_chain(
     section: Callable[[int, int, int, str], bytes], ref: SegmentRef | None, path: object
-) -> tuple[list[tuple[int, int, int, int]], list, list[int]]:
+) -> Chain:
     """Follow the index chain from the newest segment.
+
+    The newest segment may be the archive-attributes segment of format 2.3
+    (:data:`ARCHIVE_FIELDS`, one row ``[attrs]``); every other segment holds index rows.
 
     Args:
         section: ``section(offset, length, crc, field)`` reads a verified section.
@@ -100,9 +122,7 @@ def read_chain(
         path: The file, for messages.
 
     Returns:
-        ``(segments, rows, minors)``, oldest first: ``(offset, length, crc, rows)`` of
-        each segment, every row, and the layout (minor version) each row's segment
-        declares.
+        A :class:`Chain`.
 
     Raises:
         CorruptFileError: A damaged segment or pointer, or a chain too long or too large.
@@ -111,12 +131,19 @@ def read_chain(
     segments = []
     rows: list = []
     layouts: list[int] = []
+    attrs: dict = {}
+    attrs_ref = None
     budget = MAX_INDEX_BYTES  # decoded bytes left for the whole chain
     while ref is not None:
         off, length, crc = ref
         raw = section(off, length, crc, "index")
         seg, used = _segment(raw, budget, path)
         budget -= used
+        if seg["fields"] == ARCHIVE_FIELDS:
+            attrs = _archive_row(seg, first=not segments and attrs_ref is None, path=path)
+            attrs_ref = ref
+            ref = _previous(seg["prev"], off, path)
+            continue
         layouts.append(segment_layout(seg["fields"], path))
         if not isinstance(seg["rows"], list) or not seg["rows"]:
             raise _bad("index segment has no rows", path, "index")
@@ -131,7 +158,19 @@ def read_chain(
     for minor, seg_rows in zip(reversed(layouts), reversed(rows), strict=True):
         flat += seg_rows
         minors += [minor] * len(seg_rows)
-    return segments, flat, minors
+    return Chain(segments, flat, minors, attrs, attrs_ref)
+
+
+def _archive_row(seg: dict, *, first: bool, path: object) -> dict:
+    """The attributes an archive-attributes segment holds (it must be the newest)."""
+    if not first:
+        raise _bad("an archive-attributes segment must be the newest of the chain", path, "index")
+    if not (isinstance(seg["rows"], list) and len(seg["rows"]) == 1):
+        raise _bad("the archive-attributes segment must hold one row", path, "archive_attrs")
+    row = seg["rows"][0]
+    if not (isinstance(row, list) and len(row) == 1):
+        raise _bad("the archive-attributes row must be [attributes]", path, "archive_attrs")
+    return parse_archive_attrs(row[0], path=path, field="archive_attrs")
 
 
 def _segment(raw: bytes, budget: int, path: object) -> tuple[dict, int]:
@@ -161,15 +200,20 @@ def _previous(prev: object, off: int, path: object) -> SegmentRef | None:
     raise _bad(f"invalid previous-segment pointer {prev!r}", path, "index")
 
 
-def encode_segment(prev: SegmentRef | None, minor: int, rows: list[list]) -> bytes:
-    """An index segment of the layout of ``minor``: compact JSON, one zstd frame."""
+def _encode(prev: SegmentRef | None, fields: list[str], rows: list[list]) -> bytes:
     seg_json = json.dumps(
-        {
-            "prev": None if prev is None else list(prev),
-            "fields": INDEX_LAYOUTS[minor],
-            "rows": rows,
-        },
+        {"prev": None if prev is None else list(prev), "fields": fields, "rows": rows},
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
     return zstandard.ZstdCompressor(level=19, write_content_size=True).compress(seg_json)
+
+
+def encode_segment(prev: SegmentRef | None, minor: int, rows: list[list]) -> bytes:
+    """An index segment of the row layout of ``minor``: compact JSON, one zstd frame."""
+    return _encode(prev, INDEX_LAYOUTS[minor], rows)
+
+
+def encode_archive_segment(prev: SegmentRef | None, attrs: dict) -> bytes:
+    """The archive-attributes segment (format 2.3) of validated ``attrs``."""
+    return _encode(prev, ARCHIVE_FIELDS, [[attrs]])

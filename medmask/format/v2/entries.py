@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..base import Entry
 from ..checks import check_unique_names
-from .layout import MINOR
+from .layout import ROWS_MINOR
 from .rows import _bad
 
 __all__ = ["LazyEntries"]
@@ -34,7 +34,7 @@ class LazyEntries:
             check_unique_names(names, path=path)
         self.names = names
         self._rows = rows
-        self._minors = [MINOR] * len(rows) if minors is None else minors
+        self._minors = [ROWS_MINOR] * len(rows) if minors is None else minors
         self._items: list[Entry | None] = [None] * len(rows)
         self._make = make
 
@@ -56,7 +56,7 @@ class LazyEntries:
     def append(self, entry: Entry) -> None:
         self._items.append(entry)
         self._rows.append(None)
-        self._minors.append(MINOR)
+        self._minors.append(ROWS_MINOR)
         self.names.append(entry.name)
 
     def __delitem__(self, i: slice) -> None:

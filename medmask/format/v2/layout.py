@@ -75,14 +75,31 @@ INDEX_FIELDS_21 = [*INDEX_FIELDS_20, "extra"]
 #: (short for ``{name: label}``) and ``extra`` holds the attributes only. Integers and
 #: one container less per row make the index smaller and faster to parse than 2.0's.
 INDEX_FIELDS = [*INDEX_FIELDS_20, "centroid", "extra"]
-#: The index layouts a reader knows, by minor version.
+#: The row layouts a reader knows, by the minor version that introduced them (2.3 rows
+#: are 2.2 rows: :data:`ROWS_MINOR`).
 INDEX_LAYOUTS = {0: INDEX_FIELDS_20, 1: INDEX_FIELDS_21, 2: INDEX_FIELDS}
+#: ``fields`` of the archive-attributes segment of format 2.3: one row, ``[attrs object]``.
+#: It is the newest segment of a commit that has archive attributes; a release that does
+#: not know the list (medmask 0.4 and older) refuses the archive with "upgrade medmask".
+ARCHIVE_FIELDS = ["archive_attrs"]
 #: A 2.2 centroid column stores ``round(index * CENTROID_SCALE)`` for each axis.
 CENTROID_SCALE = 10_000
-#: Minor version written in new files (2: compact rows with a centroid column). A file
-#: keeps its minor version when appended to (its segments keep its columns, so the
-#: medmask release that wrote it still reads it).
-MINOR = 2
+#: Minor version written in new files (3: the rows of 2.2, plus an archive-attributes
+#: segment when the archive has attributes). A file keeps its minor version when appended
+#: to (its segments keep its columns, so the medmask release that wrote it still reads
+#: it), except that setting archive attributes on a 2.2 file makes it 2.3.
+MINOR = 3
+#: The newest row layout (the rows of formats 2.2 and 2.3).
+ROWS_MINOR = 2
+#: The minor versions a writer can create.
+MINORS = (0, 1, 2, 3)
+
+
+def rows_minor(minor: int) -> int:
+    """The row layout (a key of :data:`INDEX_LAYOUTS`) of format ``2.minor``."""
+    return min(minor, ROWS_MINOR)
+
+
 #: Largest decoded index segment or meta section accepted (bytes).
 MAX_INDEX_BYTES = 1 << 30
 #: An index segment may not decode to more than this many times its stored size (beyond

@@ -25,7 +25,7 @@ from .layout import (
     CENTROID_SCALE,
     DATA_START,
     INDEX_LAYOUTS,
-    MINOR,
+    ROWS_MINOR,
 )
 
 
@@ -71,7 +71,7 @@ def _entry_from_row(
     shape: tuple[int, ...] | None,
     end: int,
     path: object,
-    minor: int = MINOR,
+    minor: int = ROWS_MINOR,
 ) -> Entry:
     """Validate one index row of the layout of ``minor`` (:data:`INDEX_LAYOUTS`), one named
     check per field (:mod:`medmask.format.checks`; a check's function runs where the inline
@@ -197,13 +197,13 @@ def _decode(entry: Entry, blob: bytes, path: object, out: np.ndarray | None) -> 
     return decode_blob(entry.codec, blob, entry.spec, path=path, mask=entry.name, out=out)
 
 
-def read_box(source: ByteSource, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
-    """Read, verify and decode the stored (cropped) region of a non-empty entry.
+def read_blob(source: ByteSource, entry: Entry) -> bytes:
+    """Read a non-empty entry's blob and verify its CRC.
 
-    With ``out`` (a writable ``(z, y, x)`` view of the box's shape) the region is
-    decoded into it, which bounds the temporary memory when the codec supports it.
+    Raises:
+        CorruptFileError: The blob's CRC fails (naming the file and mask).
     """
-    blob = read_verified(
+    return read_verified(
         source,
         entry.offset,
         entry.length,
@@ -213,4 +213,12 @@ def read_box(source: ByteSource, entry: Entry, out: np.ndarray | None = None) ->
         what="blob checksum mismatch (the data is damaged)",
         crc_field="data.crc32",
     )
-    return _decode(entry, blob, source.name, out)
+
+
+def read_box(source: ByteSource, entry: Entry, out: np.ndarray | None = None) -> np.ndarray:
+    """Read, verify and decode the stored (cropped) region of a non-empty entry.
+
+    With ``out`` (a writable ``(z, y, x)`` view of the box's shape) the region is
+    decoded into it, which bounds the temporary memory when the codec supports it.
+    """
+    return _decode(entry, read_blob(source, entry), source.name, out)
