@@ -4,9 +4,10 @@ records, the report of a conversion, and writing records into an archive."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,6 +157,7 @@ def records_to_archive(
     codec: str | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
     threads: int | None = None,
+    archive_attrs: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Write mask records into a new archive (atomically: on error nothing is left).
 
@@ -171,17 +173,23 @@ def records_to_archive(
         codec: ``None`` (version 2) or ``"zstd"`` (version 1: attributes are then dropped).
         progress: Optional wrapper of the iterable of stored records.
         threads: Threads (default: :func:`medmask.conversions.pipeline.current_threads`).
+        archive_attrs: Attributes of the archive as a whole (e.g. its ``source``), set
+            with :meth:`MaskArchive.set_archive_attrs` where the layout holds them
+            (format 2.3; dropped for ``codec="zstd"``).
 
     Returns:
         The names written.
 
     Raises:
-        MaskValidationError: A record's array is not on ``space``.
+        MaskValidationError: A record's array is not on ``space``, or bad
+            ``archive_attrs``.
     """
     shape = tuple(int(s) for s in space.shape)
     names = []
     with MaskArchive(out, "w", codec=codec, space=space) as ar:
         keep = ar.supports_attrs
+        if archive_attrs and ar.layout.archive_attrs:
+            ar.set_archive_attrs(archive_attrs)  # written at close
 
         def build(item: RecordSource) -> tuple[MaskRecord, object]:
             rec = item() if callable(item) else item

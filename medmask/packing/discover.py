@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..conversions.dicom_seg.header import DicomHeader, read_dicom_header
+from ..conversions.dicom_seg.header import DicomHeader, multi_value, read_dicom_header
 from ..conversions.names import NIFTI_SUFFIXES
 from ..errors import MaskValidationError
 from ..io.formats import identify
@@ -306,7 +306,9 @@ def _seg_cases(
         hint = header.attribute(name_by) if name_by else None
         ids = dict(header.ids)
         if len(members) > 1:
-            ids["SOPInstanceUID"] = [str(h.ids.get("SOPInstanceUID", "")) for _f, h in members]
+            ids["SOPInstanceUID"] = multi_value(
+                [str(h.ids.get("SOPInstanceUID", "")) for _f, h in members]
+            )
         cases.append(
             Case(
                 "dicom-seg",

@@ -148,7 +148,7 @@ def test_instances_of_one_series_make_one_archive(tmp_path):
         }
         assert seg.space.shape == (8, 32, 40)
         recs = list(seg.records)
-        assert isinstance(seg.ids["SOPInstanceUID"], list) and len(seg.ids["SOPInstanceUID"]) == 2
+        assert seg.ids["SOPInstanceUID"].count("\\") == 1  # two instances, one string
     assert np.flatnonzero(recs[0].array.any(axis=(1, 2))).tolist() == [0, 1, 2]
     assert np.flatnonzero(recs[1].array.any(axis=(1, 2))).tolist() == [6, 7]
     assert recs[2].array[3, :2, :2].all() and recs[2].array.sum() == 4
@@ -197,8 +197,38 @@ def test_identifiers_from_the_header(tmp_path):
     assert header.attribute("PatientID") == "PAT-7" and header.attribute("Nope") is None
     report = to_archive(path, tmp_path / "s.mska")
     assert report.ids == header.ids
+    with MaskArchive(tmp_path / "s.mska") as ar:  # `medmask pack` keeps them as `source`
+        assert ar.archive_attrs == {"source": {**header.ids, "path": "s.dcm"}}
+    to_archive(path, tmp_path / "v1.mska", codec="zstd")  # version 1 holds none
+    with MaskArchive(tmp_path / "v1.mska") as ar:
+        assert ar.archive_attrs == {} and len(ar) == 1
     (tmp_path / "plain.txt").write_text("not DICOM")
     assert read_dicom_header(tmp_path / "plain.txt") is None
+
+
+def test_identifiers_of_segments_by_different_algorithms_are_strings(tmp_path):
+    """Distinct algorithm names/versions of a SEG's segments are joined by DICOM's ``\\``:
+    the reserved keys of the archive's ``source`` attribute must be strings."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from medmask.attrs import validate_archive_attrs
+    from medmask.conversions.dicom_seg import seg_identifiers
+
+    segs = []
+    for name, version in (("TotalSegmentator", "2.4.0"), ("MOOSE", "3.0"), ("MOOSE", "3.0")):
+        seg, ident = Dataset(), Dataset()
+        seg.SegmentAlgorithmName = name
+        ident.AlgorithmName, ident.AlgorithmVersion = name, version
+        seg.SegmentationAlgorithmIdentificationSequence = Sequence([ident])
+        segs.append(seg)
+    ds = Dataset()
+    ds.PatientID, ds.SOPInstanceUID = "P1", "1.2.3"
+    ds.SegmentSequence = Sequence(segs)
+    ids = seg_identifiers(ds)
+    assert ids["AlgorithmName"] == "TotalSegmentator\\MOOSE"
+    assert ids["AlgorithmVersion"] == "2.4.0\\3.0"
+    assert validate_archive_attrs({"source": ids})["source"] == ids
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_every_kind_is_found_and_named(tree, tmp_path):
     assert seg1.ids["SeriesInstanceUID"] == tree.ct_series
     split = by_rel["idc/collection/P3/part1"]  # a series of two instances: one case
     assert [Path(f).name for f in split.files] == ["part1", "part2"]
-    assert len(split.ids["SOPInstanceUID"]) == 2
+    assert len(split.ids["SOPInstanceUID"].split("\\")) == 2
     # two SEGs of one (absent) series: both kept, each named with its own series
     assert _names(tree, tmp_path) == tree.expected
 
@@ -112,11 +112,18 @@ def test_mixed_tree_packs_and_resumes(tree, tmp_path, workers):
     assert [r.case for r in third.packed] == [str(seg2)]
 
 
-def test_source_identifiers_are_recorded(tree, tmp_path, monkeypatch):
-    seen: dict[str, dict] = {}
-    monkeypatch.setattr(case, "_record_source", lambda ar, src: seen.setdefault(src["path"], src))
-    report = pack_tree(tree.root, tmp_path / "p", workers=1)
+def test_source_identifiers_are_recorded(tree, tmp_path):
+    """Each archive's ``source`` archive attribute (format 2.3) holds the SEG's identifiers,
+    its format and its path below the root; medmask.stats carries it on every row."""
+    dest = tmp_path / "p"
+    report = pack_tree(tree.root, dest, workers=1)
     assert report.ok
+    seen: dict[str, dict] = {}
+    for r in report.packed:
+        with MaskArchive(r.out) as ar:
+            assert ar.layout.archive_attrs  # format 2.3
+            seen[ar.archive_attrs["source"]["path"]] = dict(ar.archive_attrs["source"])
+    assert len(seen) == 7
     seg2 = seen["idc/collection/P2/ST2/SEG2/seg.dcm"]
     assert seg2 == {
         "PatientID": "P2",
@@ -130,9 +137,18 @@ def test_source_identifiers_are_recorded(tree, tmp_path, monkeypatch):
         "format": "dicom-seg",
         "path": "idc/collection/P2/ST2/SEG2/seg.dcm",
     }
-    assert len(seen["idc/collection/P3/part1"]["SOPInstanceUID"]) == 2
+    assert seg2["SOPInstanceUID"].startswith("1.") and seg2["StudyInstanceUID"]
+    # a SEG series of two instances: both instances, DICOM's multi-value string
+    assert len(seen["idc/collection/P3/part1"]["SOPInstanceUID"].split("\\")) == 2
     assert seen["slicer/case.seg.nrrd"] == {"format": "seg.nrrd", "path": "slicer/case.seg.nrrd"}
     assert seen["nifti/case_0001"] == {"format": "folder", "path": "nifti/case_0001"}
+    pytest.importorskip("pandas")
+    from medmask.stats import stats
+
+    df = stats(sorted(dest.glob("*.mska")))
+    joined = df["archive_source"].str.get("SeriesInstanceUID")
+    assert set(joined.dropna()) >= {ABSENT, tree.ct_series}
+    assert set(df["archive_source"].str.get("path")) == set(seen)
 
 
 def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):

@@ -41,7 +41,8 @@ class DicomSegFormat(DicomSegFile):
 
         ``instances`` (local files; used by :mod:`medmask.packing`): other instances of the
         same SEG series, packed into the same archive (see :func:`read_dicom_seg`). The
-        report's ``ids`` hold the SEG's identifiers.
+        report's ``ids`` hold the SEG's identifiers; the archive keeps them, with ``path``
+        (the SEG's file name), as its ``source`` attribute (format 2.3).
         """
         report = ConversionReport(str(src), str(out), self.kind)
         with (
@@ -55,8 +56,14 @@ class DicomSegFormat(DicomSegFile):
             report.notes += seg.notes
             report.kind = f"{self.kind} ({seg.seg_type})"
             report.ids = dict(seg.ids)
+            source = {**seg.ids, "path": src.name}
             report.masks = records_to_archive(
-                seg.jobs, seg.space, dest, codec=codec, progress=progress
+                seg.jobs,
+                seg.space,
+                dest,
+                codec=codec,
+                progress=progress,
+                archive_attrs={"source": source},
             )
         return report
 
