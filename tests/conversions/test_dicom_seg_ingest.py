@@ -100,6 +100,28 @@ def test_a_12000_frame_seg_is_read_as_a_stream(big_seg, tmp_path):
             assert ar.info(f"s{k:03d}").voxels == 30 * 40 * 40
 
 
+def test_a_seg_is_told_from_other_dicom_by_its_header_alone(big_seg, series):
+    """Sorting a collection reads a file's first bytes (its SOP class and identifiers), never
+    its per-frame groups or pixel data: for the 12,000-frame SEG, a small fraction of it."""
+    from medmask.conversions.dicom_seg import SEG_SOP_CLASS
+
+    path, _grid = big_seg
+    asked: list[int] = []
+
+    def read(n: int) -> bytes:
+        asked.append(n)
+        with open(path, "rb") as fh:
+            return fh.read(n)
+
+    header = read_dicom_header(path, read=read)
+    assert header.is_seg and header.sop_class == SEG_SOP_CLASS
+    assert max(asked) * 50 < path.stat().st_size, (asked, path.stat().st_size)
+    ct = sorted(series[0].glob("*.dcm"))[0]
+    other = read_dicom_header(ct)
+    assert other is not None and not other.is_seg
+    assert other.sop_class == "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+
+
 # -- equal to highdicom, on several threads ------------------------------------------------------
 @pytest.mark.parametrize("threads", [1, 3])
 def test_boxed_segments_equal_highdicom_volumes(tmp_path, series, threads):

@@ -180,6 +180,13 @@ def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):
         seg_type="FRACTIONAL",
         fractional=[m * 0.4],
     )
+    for k, frame_of_reference in enumerate(("1.2.3.100", "1.2.3.200")):  # one SEG series
+        write_seg(
+            _mk(root / "e" / f"for{k}.dcm"),
+            grid,
+            [(f"z{k}", square_frames(grid, [k], 1, 1, 3))],
+            ids=SegIds(series="1.2.3.77", frame_of_reference=frame_of_reference),
+        )
     report = pack_tree(root, tmp_path / "out", workers=2)
     status = {Path(r.case).name: r.status for r in report.results}
     assert status == {
@@ -187,8 +194,10 @@ def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):
         "truncated.dcm": "failed",
         "irregular.dcm": "failed",
         "frac.dcm": "failed",
+        "for0.dcm": "failed",
     }
     errors = {Path(r.case).name: r.error for r in report.failed}
+    assert "another frame of reference" in errors["for0.dcm"] and "1.2.3.200" in errors["for0.dcm"]
     assert "truncated or damaged" in errors["truncated.dcm"]
     assert "1.2.3.404" in errors["irregular.dcm"] and "--reference" in errors["irregular.dcm"]
     assert "--threshold" in errors["frac.dcm"]
@@ -199,8 +208,12 @@ def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):
     r = subprocess.run([*cmd, "--threshold", "0.3", "-w", "1"], capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
     errors = [line for line in r.stderr.splitlines() if ": error: " in line]
-    assert [Path(e.split(": ")[2]).name for e in errors] == ["truncated.dcm", "irregular.dcm"]
-    assert "1 packed" in r.stdout and "1 already packed" in r.stdout and "2 failed" in r.stdout
+    assert sorted(Path(e.split(": ")[2]).name for e in errors) == [
+        "for0.dcm",
+        "irregular.dcm",
+        "truncated.dcm",
+    ]
+    assert "1 packed" in r.stdout and "1 already packed" in r.stdout and "3 failed" in r.stdout
     assert f"{SKIPPED_DICOM} skipped: 4" in r.stdout and f"{SKIPPED_REPEATS} skipped: 1" in r.stdout
 
 
