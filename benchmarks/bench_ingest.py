@@ -42,10 +42,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))
-DEFAULT_CASE = Path(
-    os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000")
-)
+sys.path[:0] = [str(HERE), str(REPO / "tests")]
+from bench_pack import DEFAULT_CASE, LOAD_SCRIPT  # noqa: E402 - the same case and nibabel load
 
 # whole-process peers; each prints its own peak RSS (KiB) on its last stderr line: VmHWM, the
 # high-water mark of its own memory map (ru_maxrss would carry over the parent's across exec)
@@ -57,11 +55,7 @@ RSS = (
     "            print('maxrss', line.split()[1], file=sys.stderr)\n"
     "atexit.register(_hwm)\n"
 )
-NIBABEL = RSS + (
-    "import numpy as np, nibabel as nib\nfrom pathlib import Path\n"
-    "for f in sorted(Path(sys.argv[1]).glob('*.nii.gz')):\n"
-    "    np.asanyarray(nib.load(f).dataobj)\n"
-)
+NIBABEL = RSS + LOAD_SCRIPT
 HIGHDICOM = RSS + (
     "import highdicom as hd\nseg = hd.seg.segread(sys.argv[1])\n"
     "for n in seg.segment_numbers:\n"
