@@ -43,7 +43,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
+from _regions import begin, end  # noqa: E402 - the docs' region (update_docs.py copies it)
 from bench_pack import DEFAULT_CASE, LOAD_SCRIPT  # noqa: E402 - the same case and nibabel load
+
+#: The region of docs/benchmarks.md this benchmark's table fills.
+REGION = "ingest"
 
 # whole-process peers; each prints its own peak RSS (KiB) on its last stderr line: VmHWM, the
 # high-water mark of its own memory map (ru_maxrss would carry over the parent's across exec)
@@ -215,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     emit("# Ingest speed (benchmarks/bench_ingest.py)")
     emit()
+    emit(begin(REGION))
     emit(
         f"{platform.node() or 'machine'}: {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, inflater {INFLATER}; case {args.case.name} "
@@ -228,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     emit("| --- | ---: | ---: | ---: | --- |")
     for row in rows:
         emit("| " + " | ".join(row) + " |")
+    emit(end(REGION))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")

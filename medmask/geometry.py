@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import MaskValidationError
+from .errors import MaskValidationError, SpaceMismatchError
 from .spaces import (
     GRID_ATOL,
     Space,
@@ -26,6 +26,7 @@ from .spaces import (
     describe_space,
     grid_differences,
     spaces_match,
+    zyx_of,
 )
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "lps_matrix",
     "effective_affine",
     "resample_nearest",
+    "grid_offset",
+    "place_on_grid",
     "spaces_match",
     "check_same_grid",
     "describe_space",
@@ -108,7 +111,7 @@ def lps_to_space(lps: np.ndarray, shape_xyz: tuple[int, ...], *, atol: float = 1
         y_orientation=tuple(float(v) for v in rot[:, 1]),
         z_orientation=tuple(float(v) for v in rot[:, 2]),
     )
-    return xyz.reverse_axis_order()
+    return zyx_of(xyz)
 
 
 def lps_matrix(space_zyx: Space) -> np.ndarray:
@@ -219,3 +222,110 @@ def resample_nearest(array_zyx: np.ndarray, src: Space, dst: Space) -> np.ndarra
         ok = (ix >= 0) & (ix < sx) & (iy >= 0) & (iy < sy) & (iz >= 0) & (iz < sz)
         out[z][ok] = array_zyx[iz[ok], iy[ok], ix[ok]]
     return out
+
+
+def _lattice_differences(a: Space, b: Space, atol: float) -> list[str]:
+    """What keeps two grids off one lattice: spacing or direction (never shape or origin)."""
+
+    def fmt(v: object) -> str:
+        return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"
+
+    out = []
+    d = float(np.abs(np.subtract(a.spacing, b.spacing)).max())
+    if d > atol:
+        out.append(f"spacing (z, y, x) {fmt(a.spacing)} vs {fmt(b.spacing)}")
+    axes = ("x_orientation", "y_orientation", "z_orientation")
+    rot = max(float(np.abs(np.subtract(getattr(a, f), getattr(b, f))).max()) for f in axes)
+    if rot > atol:
+        out.append(
+            "direction (z, y, x axes) "
+            + " ".join(fmt(getattr(a, f)) for f in axes)
+            + " vs "
+            + " ".join(fmt(getattr(b, f)) for f in axes)
+        )
+    return out
+
+
+def _grid_mismatch(archive_space: Space, image_space: Space, why: str) -> SpaceMismatchError:
+    return SpaceMismatchError(
+        f"the masks' grid is not on the image's lattice ({why}): masks {describe_space(archive_space)}; "
+        f"image {describe_space(image_space)}. medmask moves masks onto an image's grid only by "
+        "whole voxels (same spacing and direction, never interpolating); resampling masks is "
+        "your decision (e.g. MONAI's ResampleToMatchd(mode='nearest') after loading)"
+    )
+
+
+def grid_offset(
+    archive_space: Space, image_space: Space, *, atol: float = GRID_ATOL
+) -> tuple[int, int, int]:
+    """Where the masks' grid lies on an image's grid, in whole voxels.
+
+    Two grids are one lattice when they have the same spacing and direction and the
+    masks' voxel 0 falls on a voxel centre of the image's grid; their shapes may differ
+    (a DICOM SEG's grid is the extent of its frames, not the whole series).
+
+    Args:
+        archive_space: The ``(z, y, x)`` space of the masks (e.g. ``MaskArchive.space``).
+        image_space: The ``(z, y, x)`` space of the image.
+        atol: Tolerance in millimetres (origin, spacing) and on direction cosines
+            (default :data:`GRID_ATOL`).
+
+    Returns:
+        ``(dz, dy, dx)``: mask voxel ``(k, j, i)`` is image voxel ``(k + dz, j + dy, i + dx)``;
+        ``(0, 0, 0)`` when the grids start at the same voxel.
+
+    Raises:
+        SpaceMismatchError: Another spacing or direction, or an offset that is not a whole
+            number of voxels; the message describes both grids.
+    """
+    diffs = _lattice_differences(archive_space, image_space, atol)
+    if diffs:
+        raise _grid_mismatch(archive_space, image_space, "; ".join(diffs))
+    m_img = lps_matrix(image_space)
+    delta = np.subtract(lps_matrix(archive_space)[:3, 3], m_img[:3, 3])
+    ijk = np.linalg.solve(m_img[:3, :3], delta)  # (x, y, z) index of the masks' voxel 0
+    whole = np.rint(ijk)
+    off_mm = float(np.abs(m_img[:3, :3] @ (ijk - whole)).max())
+    if off_mm > atol:
+        raise _grid_mismatch(
+            archive_space,
+            image_space,
+            f"the masks' first voxel lies {off_mm:.3g} mm off the image's voxel centres",
+        )
+    dx, dy, dz = (int(v) for v in whole)
+    return dz, dy, dx
+
+
+def place_on_grid(
+    array: np.ndarray, offset: tuple[int, int, int], shape_zyx: tuple[int, int, int]
+) -> np.ndarray:
+    """Put an array onto another grid of the same lattice: pad with 0 and crop, exactly.
+
+    Args:
+        array: ``(..., z, y, x)``: leading axes (channels) are kept.
+        offset: ``(dz, dy, dx)`` from :func:`grid_offset`: ``array[..., k, j, i]`` goes to
+            ``out[..., k + dz, j + dy, i + dx]``.
+        shape_zyx: The target grid's ``(z, y, x)`` shape.
+
+    Returns:
+        A new array of shape ``(..., *shape_zyx)`` and the dtype of ``array``; voxels of
+        ``array`` outside the target grid are left out (callers that must not lose voxels
+        check the masks' bounding boxes against the target first).
+    """
+    out = np.zeros((*array.shape[:-3], *(int(s) for s in shape_zyx)), array.dtype)
+    src, dst = _overlap(array.shape[-3:], offset, shape_zyx)
+    if src is not None:
+        out[(..., *dst)] = array[(..., *src)]
+    return out
+
+
+def _overlap(src_shape, offset, dst_shape):
+    """The slices of ``src`` and ``dst`` that overlap, or ``(None, None)``."""
+    src, dst = [], []
+    for n_src, d, n_dst in zip(src_shape, offset, dst_shape, strict=True):
+        lo, hi = max(0, -int(d)), min(int(n_src), int(n_dst) - int(d))
+        if hi <= lo:
+            return None, None
+        src.append(slice(lo, hi))
+        dst.append(slice(lo + int(d), hi + int(d)))
+    return tuple(src), tuple(dst)

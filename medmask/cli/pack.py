@@ -46,6 +46,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not src.exists():
         raise UsageError(f"{src}: no such file or folder")
+    if args.reference is not None and not Path(args.reference).exists():
+        raise UsageError(f"--reference {args.reference}: no such folder (the DICOM image series)")
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
     if args.threads is not None and args.threads < 1:
@@ -91,7 +93,9 @@ def _print_report(
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK
-    before, after = _size(src), _size(out)
+    # the bytes of what was packed (a case folder's image is not), not the whole source
+    before = report.source_bytes if report.source_bytes is not None else _size(src)
+    after = _size(out)
     empty = [n for n, c in report.voxels.items() if c == 0]
     say(
         args,

@@ -120,6 +120,9 @@ class ConversionReport:
         ids: Identifiers of the source that join the archive back to its images (a DICOM
             SEG's patient, study, series, instance and algorithm), where the format has
             them.
+        taken_by: ``{name: [the masks that took its voxels]}`` for the masks in ``lost``.
+        source_bytes: Bytes of the files packed, when they are not the whole source (a
+            case folder whose image is not packed); ``None``: the source's size.
     """
 
     source: str
@@ -132,6 +135,8 @@ class ConversionReport:
     lost: dict[str, int] = field(default_factory=dict)
     emptied: list[str] = field(default_factory=list)
     ids: dict = field(default_factory=dict)
+    source_bytes: int | None = None
+    taken_by: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The report as a JSON-ready dict."""
@@ -146,6 +151,8 @@ class ConversionReport:
             "lost": dict(self.lost),
             "emptied": list(self.emptied),
             "ids": dict(self.ids),
+            "source_bytes": self.source_bytes,
+            "taken_by": {k: list(v) for k, v in self.taken_by.items()},
         }
 
 
@@ -173,9 +180,9 @@ def records_to_archive(
         codec: ``None`` (version 2) or ``"zstd"`` (version 1: attributes are then dropped).
         progress: Optional wrapper of the iterable of stored records.
         threads: Threads (default: :func:`medmask.conversions.pipeline.current_threads`).
-        archive_attrs: Attributes of the archive as a whole (e.g. its ``source``), set
-            with :meth:`MaskArchive.set_archive_attrs` where the layout holds them
-            (format 2.3; dropped for ``codec="zstd"``).
+        archive_attrs: Attributes of the archive as a whole (e.g. its ``source``,
+            ``{"grid": "segmentation"}``), set with :meth:`MaskArchive.set_archive_attrs`
+            where the layout holds them (dropped, like mask attributes, by version 1).
 
     Returns:
         The names written.
@@ -188,8 +195,6 @@ def records_to_archive(
     names = []
     with MaskArchive(out, "w", codec=codec, space=space) as ar:
         keep = ar.supports_attrs
-        if archive_attrs and ar.layout.archive_attrs:
-            ar.set_archive_attrs(archive_attrs)  # written at close
 
         def build(item: RecordSource) -> tuple[MaskRecord, object]:
             rec = item() if callable(item) else item
@@ -199,6 +204,8 @@ def records_to_archive(
         for rec, ready in progress(done) if progress else done:
             ar.add(rec.name, ready)
             names.append(rec.name)
+        if archive_attrs and ar.layout.archive_attrs:
+            ar.set_archive_attrs(archive_attrs)
     return names
 
 

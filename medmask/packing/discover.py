@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..conversions.dicom_seg.header import DicomHeader, multi_value, read_dicom_header
+from ..conversions.dicom_seg.header import DicomHeader, read_dicom_header
 from ..conversions.names import NIFTI_SUFFIXES
+from ..conversions.nifti.cases import holds_masks
 from ..errors import MaskValidationError
 from ..io.formats import identify
 from ..io.target import Target
@@ -164,6 +165,8 @@ def _nifti_cases(
     for rel in sorted(by_folder):
         if posixpath.join(rel, "segmentations") in folders:
             continue  # CASE/ct.nii.gz beside CASE/segmentations/: the image, not a mask
+        if not holds_masks([posixpath.basename(f.rel) for f in by_folder[rel]]):
+            continue  # a folder of images only (nnU-Net's imagesTr/case_0000.nii.gz)
         first = by_folder[rel][0].path
         where = first.rsplit("/", 1)[0] if root.is_url else str(Path(first).parent)
         cases.append(Case("folder", where, rel, storage_options=opts))
@@ -306,9 +309,7 @@ def _seg_cases(
         hint = header.attribute(name_by) if name_by else None
         ids = dict(header.ids)
         if len(members) > 1:
-            ids["SOPInstanceUID"] = multi_value(
-                [str(h.ids.get("SOPInstanceUID", "")) for _f, h in members]
-            )
+            ids["SOPInstanceUID"] = [str(h.ids.get("SOPInstanceUID", "")) for _f, h in members]
         cases.append(
             Case(
                 "dicom-seg",

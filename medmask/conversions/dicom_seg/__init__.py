@@ -1,4 +1,4 @@
-"""DICOM Segmentation objects (SEG) in and out (needs the ``dicom`` extra: pydicom, highdicom).
+"""DICOM Segmentation objects (SEG) in and out (needs the ``dicom`` extra: pydicom).
 
 In (:func:`read_dicom_seg`): BINARY and FRACTIONAL SEGs (Segmentation Storage,
 ``1.2.840.10008.5.1.4.1.1.66.4``) and LABELMAP SEGs (``1.2.840.10008.5.1.4.1.1.66.7``).
@@ -17,9 +17,12 @@ onto the full grid of its source series. :func:`read_dicom_header` reads what a 
 about itself (SOP class, series, referenced series, :func:`seg_identifiers`) from its first
 bytes, for sorting collections.
 
-Out (:func:`write_dicom_seg`): a BINARY (default; overlaps allowed) or LABELMAP SEG (when
-nothing overlaps) built with highdicom from the source series, whose grid must be the
-archive's (1e-3 mm, direction cosines).
+Out (:func:`write_dicom_seg`): a BINARY (default; overlaps allowed; one frame per non-empty
+slice of each segment) or LABELMAP SEG (overlaps settled by the label maps' ``overlap``
+rules, losses reported) referencing the source series, whose grid must be the archive's
+(1e-3 mm, direction cosines). The dataset is built with pydicom (:mod:`.build`) and the
+repeated per-frame groups are encoded once per slice (:mod:`.encode`); highdicom reads it
+back in the tests.
 
 Attributes: ``SegmentLabel`` <-> name; ``SegmentedPropertyCategoryCodeSequence`` <->
 ``category``; ``SegmentedPropertyTypeCodeSequence`` <-> ``type`` (with its modifier
@@ -31,7 +34,7 @@ The package: :mod:`.base` (optional imports, SOP classes, colours), :mod:`.heade
 file's header and identifiers), :mod:`.series` (the source image series and its grid),
 :mod:`.frames` (where the frames lie), :mod:`.pixels` (their pixels, streamed),
 :mod:`.segments` (one mask per segment), :mod:`.read` (SEG -> masks), :mod:`.write` (masks
--> SEG).
+-> SEG), :mod:`.build` (the SEG's modules), :mod:`.encode` (the frames as bytes).
 """
 
 from __future__ import annotations

@@ -213,5 +213,6 @@ def seg_identifiers(ds) -> dict:
 
 def multi_value(values: list[str]) -> str:
     """Several values as one string, joined by ``\\`` as DICOM joins the values of a
-    multi-valued attribute (the reserved ``source`` keys of an archive are strings)."""
+    multi-valued attribute (``AlgorithmName`` / ``AlgorithmVersion`` of an archive's
+    ``source`` are strings)."""
     return "\\".join(values)

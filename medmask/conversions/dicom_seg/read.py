@@ -23,7 +23,7 @@ from ..common import MAX_SEGMENTS, MAX_VOXELS, MaskRecord, NeedsOptionError
 from ..names import unique_names
 from .base import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS, _err, _pydicom, cielab_to_rgb
 from .frames import FrameGeometry, Frames, _first, frame_geometry
-from .header import multi_value, seg_identifiers
+from .header import seg_identifiers
 from .pixels import FrameSource, decoded_frames, pixel_data_at
 from .segments import LabelVolume, binary_segment, frame_values
 from .series import _space_index, _stack_geometry, read_series_geometry
@@ -51,7 +51,7 @@ class DicomSeg:
             different types: joined with ``+``).
         notes: Things worth reporting (filled slices, thresholds).
         ids: The identifiers of the SEG (:func:`~.header.seg_identifiers`; with several
-            instances, ``SOPInstanceUID`` names them all, joined by ``\\``).
+            instances, ``SOPInstanceUID`` lists them all).
     """
 
     space: Space
@@ -184,7 +184,7 @@ def _read(segs: list[_Seg], threshold: float | None, reference: Reference) -> Di
         sources.append(s.frames)
     ids = seg_identifiers(segs[0].ds)
     if len(segs) > 1:
-        ids["SOPInstanceUID"] = multi_value([str(s.ds.get("SOPInstanceUID", "")) for s in segs])
+        ids["SOPInstanceUID"] = [str(s.ds.get("SOPInstanceUID", "")) for s in segs]
     kinds = "+".join(dict.fromkeys(s.seg_type for s in segs))
     return DicomSeg(space, jobs, names, renamed, kinds, notes, ids, sources)
 

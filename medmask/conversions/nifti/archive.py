@@ -29,6 +29,7 @@ from ...storage import Layer, MaskArchive, PreparedMask, paint_label_map, save_m
 from ..common import MaskRecord, NeedsOptionError, records_to_archive
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
+from ..overlaps import taken_by
 from ..pipeline import ordered_map
 from .io import (
     MaskResampledWarning,
@@ -78,6 +79,7 @@ def folder_to_archive(
         The stored names, in order.
 
     Raises:
+        FileNotFoundError: No such folder (the message says where a relative path starts).
         MaskValidationError: No NIfTI files, a non-binary, float, 4-D or unreadable mask.
         SpaceMismatchError: A file's grid (shape, spacing, origin or axes) differs from
             the first file's; the message names the file and both grids.
@@ -257,40 +259,74 @@ def archive_to_folder(
     *,
     names: Iterable[str] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    force: bool = False,
 ) -> dict[str, Path]:
     """Export every mask (or ``names``) of an archive as ``<safe name>.nii.gz`` in ``out_dir``.
 
     File names come from :func:`~medmask.conversions.names.safe_filename`: whatever the
     mask names hold (``/``, ``..``, absolute paths, odd characters), nothing is written
-    outside ``out_dir``. Each file is written atomically.
+    outside ``out_dir``. Each file is written atomically. A folder that already holds
+    files this export would not write (another case's masks) is refused unless ``force``
+    (see :func:`check_folder_for`); the files it would write are replaced.
 
     Args:
         archive: The ``.mska``.
         out_dir: The folder (created if missing).
         names: Only these masks (default: all, in archive order).
         progress: Optional wrapper for the name iterable (e.g. ``tqdm``).
+        force: Write into a folder that holds other files too.
 
     Returns:
         ``{mask name: file written}``.
 
     Raises:
+        NeedsOptionError: ``out_dir`` holds other files and not ``force``.
         MaskNotFoundError: A name in ``names`` is not stored.
         CorruptFileError: The archive is damaged.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = out_dir.resolve()
-    written: dict[str, Path] = {}
     taken: set[str] = set()
     with MaskArchive(archive) as ar:
         wanted = list(names) if names is not None else ar.all_names()
+        for name in wanted:
+            ar.info(name)  # a missing name fails before anything is written
+        planned = {name: out_dir / f"{safe_filename(name, taken)}.nii.gz" for name in wanted}
+        check_folder_for(out_dir, planned.values(), force=force)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        root = out_dir.resolve()
         for name in progress(wanted) if progress else wanted:
-            target = out_dir / f"{safe_filename(name, taken)}.nii.gz"
+            target = planned[name]
             if target.parent.resolve() != root:  # defence in depth
                 raise MaskValidationError(f"refusing to write {target} outside {out_dir}")
             segmask_to_nifti(ar[name], target)
-            written[name] = target
-    return written
+    return planned
+
+
+def check_folder_for(out_dir: Path, files: Iterable[Path], *, force: bool = False) -> None:
+    """Refuse to write ``files`` into a folder that holds anything else (unless ``force``):
+    unpacking a second archive there would mix two cases' masks without a word.
+
+    Hidden files (``.DS_Store``...) are ignored; a folder that does not exist yet is fine.
+
+    Args:
+        out_dir: The folder.
+        files: The files that will be written into it.
+        force: Allow it.
+
+    Raises:
+        NeedsOptionError: Other files are there; the message names some of them.
+    """
+    if force or not out_dir.is_dir():
+        return
+    mine = {Path(f).name for f in files}
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in mine and p.name[:1] != ".")
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise NeedsOptionError(
+            f"{out_dir}: the folder holds {len(others)} file(s) this unpack would not write "
+            f"({shown}); writing here would mix them with this archive's masks: unpack into "
+            "an empty or new folder, or pass force=True / --force to write beside them"
+        )
 
 
 #: How overlapping masks are settled in a label map (:data:`medmask.ops.OVERLAP_RULES`, the
@@ -311,6 +347,7 @@ class LabelmapExport:
         lost: ``{name: voxels the mask lost to overlaps}`` (only masks that lost some).
         emptied: Names of non-empty masks that lost all their voxels.
         overlap_rule: The rule applied (see :data:`OVERLAP_RULES`).
+        taken_by: ``{name: [the masks that took its voxels]}`` for the masks in ``lost``.
     """
 
     path: Path
@@ -319,6 +356,7 @@ class LabelmapExport:
     lost: dict[str, int] = field(default_factory=dict)
     emptied: list[str] = field(default_factory=list)
     overlap_rule: str = "last"
+    taken_by: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def overlap(self) -> int:
@@ -389,6 +427,7 @@ def export_labelmap(
         table, layers = _numbering(archive, _parts(ar), labels)
         dtype = smallest_uint_dtype(table.max_label())
         res = paint_label_map(ar, layers, overlap=overlap, dtype=dtype, report=True)
+        winners = taken_by(ar, layers, res)
         classes = table.class_table()  # one name per label in the file's own table
         colors = _class_colors(ar, table, {ly.key: ly.mask for ly in layers})
         segmask_to_nifti(
@@ -399,7 +438,7 @@ def export_labelmap(
         )
     if write_json:
         _write_table_json(out, table.to_dict())
-    return LabelmapExport(out, table.to_dict(), res.voxels, res.lost, res.emptied, overlap)
+    return LabelmapExport(out, table.to_dict(), res.voxels, res.lost, res.emptied, overlap, winners)
 
 
 def _numbering(
