@@ -119,10 +119,12 @@ def test_source_identifiers_are_recorded(tree, tmp_path):
     report = pack_tree(tree.root, dest, workers=1)
     assert report.ok
     seen: dict[str, dict] = {}
+    grids: dict[str, str | None] = {}
     for r in report.packed:
         with MaskArchive(r.out) as ar:
             assert ar.layout.archive_attrs  # format 2.3
             seen[ar.archive_attrs["source"]["path"]] = dict(ar.archive_attrs["source"])
+            grids[ar.archive_attrs["source"]["path"]] = ar.grid_kind
     assert len(seen) == 7
     seg2 = seen["idc/collection/P2/ST2/SEG2/seg.dcm"]
     assert seg2 == {
@@ -140,6 +142,9 @@ def test_source_identifiers_are_recorded(tree, tmp_path):
     assert seg2["SOPInstanceUID"].startswith("1.") and seg2["StudyInstanceUID"]
     # a SEG series of two instances: both instances, a list (docs/format.md)
     assert len(seen["idc/collection/P3/part1"]["SOPInstanceUID"]) == 2
+    # a SEG whose images are in the tree lies on their grid; one without, on its own extent
+    assert grids["idc/collection/P1/ST1/SEG1/1-1.dcm"] == "image"
+    assert grids["idc/collection/P2/ST2/SEG2/seg.dcm"] == "segmentation"
     assert seen["slicer/case.seg.nrrd"] == {"format": "seg.nrrd", "path": "slicer/case.seg.nrrd"}
     assert seen["nifti/case_0001"] == {"format": "folder", "path": "nifti/case_0001"}
     pytest.importorskip("pandas")
