@@ -639,21 +639,40 @@ class Memory(threading.Thread):
         }
 
 
-def time_loader(run: Run, cfg: argparse.Namespace) -> list[float]:
-    """Patches/s of ``--repeat`` blocks of ``--batches`` batches, after ``--warmup`` batches."""
+def tree_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process and its live children."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def time_loader(run: Run, cfg: argparse.Namespace) -> tuple[list[float], float]:
+    """Patches/s of ``--repeat`` blocks of ``--batches`` batches, after ``--warmup`` batches,
+    and the CPU milliseconds per patch of every process of the peer over those blocks (a
+    measure of work that other jobs on a shared machine do not change)."""
     from tqdm import tqdm
 
     it = iter(run.loader)
     for _ in range(cfg.warmup):
         next(it)
-    rates = []
+    rates, total = [], 0
+    cpu = tree_cpu()
     for _ in tqdm(range(cfg.repeat), desc="timed blocks", file=sys.stderr, leave=False):
         n = 0
         t = time.perf_counter()
         for _ in range(cfg.batches):
             n += run.count(next(it))
         rates.append(n / (time.perf_counter() - t))
-    return rates
+        total += n
+    return rates, 1e3 * (tree_cpu() - cpu) / max(total, 1)
 
 
 def nnunet_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int = 40) -> float:
@@ -666,6 +685,24 @@ def nnunet_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int 
     for _ in range(n):
         t = time.perf_counter()
         next(dl)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def medmask_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int = 40) -> float:
+    """Median seconds per batch of 2 of medmask's ``PatchDataset`` (``.b2nd`` image) in this
+    process (no workers; two items and torch's default collation), as :func:`nnunet_single`."""
+    from torch.utils.data import default_collate
+
+    ds = medmask_peer(task, cases, False, cfg).loader.dataset
+    rng = np.random.default_rng(cfg.seed)
+    draw = lambda: default_collate([ds[int(i)] for i in rng.integers(len(ds), size=2)])  # noqa: E731
+    for _ in range(3):
+        draw()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        draw()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
@@ -687,10 +724,12 @@ def run_peer(peer: str, task: str, cfg: argparse.Namespace) -> dict:
     del run
     if peer == "nnunet" and not cfg.no_check:
         out["single_batch_s"] = nnunet_single(task, man["cases"], cfg)
+    if peer == "medmask" and not cfg.no_check:
+        out["single_batch_s"] = medmask_single(task, man["cases"], cfg)
     mem = Memory()
     mem.start()
     run = build(task, man["cases"], False, cfg)
-    out["rates"] = time_loader(run, cfg)
+    out["rates"], out["cpu_ms"] = time_loader(run, cfg)
     mem.halt.set()
     mem.join()
     run.close()
@@ -749,14 +788,15 @@ def merge(results: dict, key: tuple[str, str], res: dict) -> None:
         results.setdefault(key, res)
         return
     old["rates"] += res["rates"]
+    old["cpu_ms"] = statistics.mean([old["cpu_ms"], res["cpu_ms"]])
     for k in ("main_rss", "main_uss", "worker_rss", "worker_uss"):
         old[k] = max(old[k], res[k])
 
 
 def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
     lines = [
-        "| task | loader | patches/s | vs MONAI | checked patches (centred on / holding foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+        "| task | loader | patches/s | vs MONAI | CPU per patch | checked patches (centred on / holding foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for task, label in TASKS.items():
         if task not in args.tasks:
@@ -766,13 +806,13 @@ def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
         for peer in args.peers:
             r = results[(peer, task)]
             if r.get("status") != "ok":
-                lines.append(f"| {label} | {PEERS[peer]} | {r.get('status')} | | | | |")
+                lines.append(f"| {label} | {PEERS[peer]} | {r.get('status')} | | | | | |")
                 continue
             rate = statistics.median(r["rates"])
             vs = f"{rate / ref_rate:.1f}x" if ref_rate else ""
             ck = r["check"]
             lines.append(
-                f"| {label} | {PEERS[peer]} | {rate:,.1f} | {vs} | {ck['patches']} equal "
+                f"| {label} | {PEERS[peer]} | {rate:,.1f} | {vs} | {r['cpu_ms']:.1f} ms | {ck['patches']} equal "
                 f"({100 * ck['fg_centres'] / ck['patches']:.0f}% / {100 * ck['fg_any'] / ck['patches']:.0f}%), "
                 f"{r['image_check']} | "
                 f"{mib(r['worker_rss'])} ({mib(r['worker_uss'])}) | {mib(r['main_rss'])} ({mib(r['main_uss'])}) |"
@@ -806,14 +846,18 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         *table(results, man, args),
     ]
     single = [
-        (t, r["single_batch_s"])
+        (p, t, r["single_batch_s"])
         for (p, t), r in results.items()
-        if p == "nnunet" and "single_batch_s" in r
+        if p in ("nnunet", "medmask") and "single_batch_s" in r
     ]
-    for task, s in single:
+    who = {
+        "nnunet": "nnU-Net's `nnUNetDataLoader`",
+        "medmask": "medmask's `PatchDataset` (`.b2nd` image)",
+    }
+    for peer, task, s in single:
         lines.append("")
         lines.append(
-            f"nnU-Net's `nnUNetDataLoader` in one process ({TASKS[task]}): {s * 1e3:.1f} ms per batch "
+            f"{who[peer]} in one process ({TASKS[task]}): {s * 1e3:.1f} ms per batch "
             f"of 2 patches ({2 / s:.0f} patches/s)."
         )
     lines += [
@@ -827,7 +871,11 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {img:,.0f} | {lab:,.0f} | {org:,.0f} |")
     lines += [
         "",
-        "Notes: the foreground shares are measured on the checked batches (few: expect a "
+        "Notes: CPU per patch is the CPU time (user + system) of the peer's main process and "
+        "workers over the timed blocks, divided by the patches: the work each loader does, "
+        "which other jobs on a shared machine change far less than patches/s (under load, a "
+        "loader with more busy threads, e.g. nnU-Net's augmenter with a feeder thread per "
+        "worker, gets a larger share of the cores). The foreground shares are measured on the checked batches (few: expect a "
         "spread); the target is a third of the centres. MONAI's negative and TorchIO's "
         "background centres lie on label 0, nnU-Net's anywhere. MONAI moves a centre inward "
         "until the patch fits in the volume (it may then leave the organ) and TorchIO draws "
