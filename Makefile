@@ -51,6 +51,7 @@ bench-all: $(STAMP)
 	$(PY) benchmarks/bench_pack.py
 	$(PY) benchmarks/bench_stats.py
 	$(PY) benchmarks/bench_patches.py
+	$(PY) benchmarks/bench_window.py
 
 reliability: $(STAMP)
 	$(PY) benchmarks/reliability_report.py $(ARGS)

@@ -19,7 +19,8 @@ reader timed on the same windows (interleaved):
   as medmask's default 1..N numbering does) or an xor blend (exact for any labels), skipping
   empty slabs by a per-slab voxel count;
 * medmask 0.4's public API as a user would use it today (``read_cropped`` of every mask the
-  window meets, painted with ``copyto``).
+  window meets, painted with ``copyto``), and the real ``MaskArchive.read_window`` (which
+  implements (a)+(c) on today's codec 1; the table of record is ``benchmarks/bench_window.py``).
 
 Windows "anywhere": uniform over the grid (inside it), a label map of all 117 masks (labels 1..117
 in archive order, a later mask wins an overlap: ``LoadMask``'s semantics). Windows "organ":

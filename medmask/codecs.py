@@ -280,7 +280,12 @@ class Codec(ABC):
         """
 
     def decode_region(
-        self, blob: bytes | memoryview, spec: BlobSpec, region: tuple[int, ...]
+        self,
+        blob: bytes | memoryview,
+        spec: BlobSpec,
+        region: tuple[int, ...],
+        *,
+        fill: int | None = None,
     ) -> np.ndarray:
         """Decode the part ``region`` of a blob's array (what a window read needs).
 
@@ -291,15 +296,20 @@ class Codec(ABC):
             blob: The stored bytes.
             spec: The dtype and shape recorded outside the blob.
             region: ``(z0, z1, y0, y1, x0, x1)``, half-open, inside the stored array.
+            fill: For a boolean array only: return ``uint8`` bytes holding ``fill`` (0-255)
+                where the mask is set and 0 elsewhere, instead of booleans (a painter's
+                label, or 255 for a blend mask, made while unpacking).
 
         Returns:
-            An array of the region's shape (possibly a read-only view: do not write to it).
+            An array of the region's shape (possibly a read-only view: do not write to it
+            unless ``fill`` was given, which makes a new array).
 
         Raises:
             CorruptFileError: The blob is damaged or disagrees with ``spec``.
         """
         z0, z1, y0, y1, x0, x1 = region
-        return self.decode(blob, spec)[z0:z1, y0:y1, x0:x1]
+        part = self.decode(blob, spec)[z0:z1, y0:y1, x0:x1]
+        return part if fill is None else np.multiply(part.view(np.uint8), np.uint8(fill))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.codec_id}, name={self.name!r})"
@@ -457,28 +467,55 @@ class BitZstdCodec(Codec):
         return out
 
     def decode_region(
-        self, blob: bytes | memoryview, spec: BlobSpec, region: tuple[int, ...]
+        self,
+        blob: bytes | memoryview,
+        spec: BlobSpec,
+        region: tuple[int, ...],
+        *,
+        fill: int | None = None,
     ) -> np.ndarray:
         """The part ``region`` of the box: the frame is decompressed whole (zstd has no
         random access), then only the region's rows and, of a boolean box, only the bytes
-        that hold its columns are unpacked."""
-        if spec.dtype is None or spec.shape is None:
+        that hold its columns are expanded, each packed byte into 8 voxel bytes by one
+        table lookup (:func:`_bit_table`: booleans, or ``fill`` where set). A window read
+        calls this once per mask it meets: the checks are written out for speed."""
+        dtype, shape = spec.dtype, spec.shape
+        if dtype is None or shape is None:
             raise MaskValidationError("the bitzstd codec needs the dtype and shape from the index")
-        dtype = np.dtype(spec.dtype)
-        shape = tuple(int(s) for s in spec.shape)
-        check_shape(shape, field="bbox")
-        z0, z1, y0, y1, x0, x1 = (int(v) for v in region)
-        if not (0 <= z0 < z1 <= shape[0] and 0 <= y0 < y1 <= shape[1] and 0 <= x0 < x1 <= shape[2]):
-            raise MaskValidationError(f"region {tuple(region)} is not inside the box {shape}")
-        raw = decompress_bounded(blob, expected=self.payload_nbytes(dtype, shape))
-        if dtype != np.bool_:
-            arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
-            return arr[z0:z1, y0:y1, x0:x1]
         z, y, x = shape
-        packed = np.frombuffer(raw, dtype=np.uint8).reshape(z, y, (x + 7) // 8)
-        b0, b1 = x0 >> 3, (x1 + 7) >> 3
-        bits = np.unpackbits(packed[z0:z1, y0:y1, b0:b1], axis=2)
-        return bits[:, :, x0 - 8 * b0 : x1 - 8 * b0].view(bool)
+        z0, z1, y0, y1, x0, x1 = region
+        if not (0 <= z0 < z1 <= z and 0 <= y0 < y1 <= y and 0 <= x0 < x1 <= x):
+            raise MaskValidationError(f"region {tuple(region)} is not inside the box {shape}")
+        if dtype.kind != "b":
+            raw = decompress_bounded(blob, expected=z * y * x * dtype.itemsize)
+            arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(z, y, x)
+            return arr[z0:z1, y0:y1, x0:x1]
+        nb = (x + 7) >> 3
+        raw = decompress_bounded(blob, expected=z * y * nb)
+        packed = np.frombuffer(raw, dtype=np.uint8).reshape(z, y, nb)
+        b0 = x0 >> 3
+        words = np.take(
+            _bit_table(1 if fill is None else fill), packed[z0:z1, y0:y1, b0 : (x1 + 7) >> 3]
+        )
+        voxels = words.view(np.uint8)[:, :, x0 - 8 * b0 : x1 - 8 * b0]
+        return voxels.view(bool) if fill is None else voxels
+
+
+#: ``_BITS[v]`` is the 8 voxels of packed byte ``v`` as 0/1 bytes (the first voxel is the
+#: most significant bit, codec 1's bit order).
+_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
+_BIT_TABLES: dict[int, np.ndarray] = {}
+
+
+def _bit_table(fill: int) -> np.ndarray:
+    """The 256 packed bytes as 8 voxel bytes each (``fill`` where a bit is set), one
+    ``uint64`` per byte so that expanding a row is one ``numpy.take`` (2 KiB per value)."""
+    table = _BIT_TABLES.get(fill)
+    if table is None:
+        if not 0 < fill < 256:
+            raise MaskValidationError(f"fill must be 1-255, got {fill!r}")
+        table = _BIT_TABLES[fill] = (_BITS * np.uint8(fill)).view(np.uint64).ravel()
+    return table
 
 
 _BY_NAME: dict[str, Codec] = {}

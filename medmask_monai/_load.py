@@ -24,6 +24,7 @@ from medmask.errors import (
 from medmask.format import sniff_target
 from medmask.geometry import space_to_affine
 from medmask.io import Target
+from medmask.labeltable import LabelTable
 from medmask.ops import match_allowed_values, smallest_int_dtype
 from medmask.spaces import Space
 
@@ -73,28 +74,18 @@ def check_options(mode: str, missing: str) -> None:
 def resolve_names(names: Names) -> dict[str, int] | None:
     """Normalise the ``names`` argument to ``{name: output label}`` (``None``: keep all).
 
+    The table follows the one rule of :class:`medmask.labeltable.LabelTable` (a list is
+    labelled 1..N in order; names may share a label: a merge); a single name is a list of
+    one.
+
     Raises:
-        MaskValidationError: A duplicate name in a list, or a label that is not a
-            positive integer.
+        MaskValidationError: A name listed twice, or a label that is not a positive integer.
     """
     if names is None:
         return None
     if isinstance(names, str):
         names = [names]
-    if isinstance(names, Mapping):
-        out = {}
-        for n, label in names.items():
-            if isinstance(label, bool) or not isinstance(label, int | np.integer) or label < 1:
-                raise MaskValidationError(
-                    f"output label of {n!r} must be a positive integer, got {label!r}"
-                )
-            out[str(n)] = int(label)
-        return out
-    names = [str(n) for n in names]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise MaskValidationError(f"names contain duplicates: {dup}")
-    return {n: k for k, n in enumerate(names, start=1)}
+    return LabelTable(names).to_dict()
 
 
 class MissingNameWarning(UserWarning):
@@ -218,14 +209,6 @@ def _output_dtype(dtype: Any, top: int, mode: str) -> np.dtype:
     return dt
 
 
-def _paint(out: np.ndarray, crop: np.ndarray, box, value) -> None:
-    """Write ``value`` into ``out`` (a ``(z, y, x)`` volume) where ``crop`` is non-zero."""
-    if box is None:
-        return
-    z0, z1, y0, y1, x0, x1 = box
-    _fill(out[z0:z1, y0:y1, x0:x1], crop if crop.dtype == np.bool_ else crop != 0, value)
-
-
 def _fill(target: np.ndarray, where: np.ndarray, value) -> None:
     """``target[where] = value`` (``copyto`` is several times faster than ``putmask``)."""
     np.copyto(target, target.dtype.type(value), where=where)
@@ -234,6 +217,9 @@ def _fill(target: np.ndarray, where: np.ndarray, value) -> None:
 def _from_archive(
     ar: MaskArchive, path: object, wanted: dict[str, int] | None, mode: str, dtype, missing: str
 ) -> tuple[np.ndarray, dict[str, int], Space]:
+    """The masks of an archive, painted by medmask's one label-map painter
+    (:meth:`MaskArchive.read_window` over the whole volume: a later name wins an overlap;
+    ``"channels"`` is its stack, one channel per distinct label)."""
     available = ar.all_names()
     if wanted is None:
         wanted = {n: k for k, n in enumerate(available, start=1)}
@@ -249,23 +235,19 @@ def _from_archive(
     shape = tuple(int(s) for s in space.shape)
     out_dtype = _output_dtype(dtype, max(wanted.values(), default=1), mode)
     levels = sorted(set(wanted.values()))
+    present = {n: v for n, v in wanted.items() if n in ar}
+    whole = (slice(None),) * 3
     if mode == "labelmap":
-        data = np.zeros((1, *shape), out_dtype)
-    else:
-        data = np.zeros((len(levels), *shape), out_dtype)
-    # a layout without cropped blobs decodes whole volumes: skip the cropping step
-    full_reads = not ar.layout.cropped_blobs
-    for n, label in wanted.items():
-        if n not in ar:
-            continue
-        target, value = (data[0], label) if mode == "labelmap" else (data[levels.index(label)], 1)
-        if full_reads:
-            full = ar.read_array(n)
-            if full.any():  # many masks are empty; scanning is far cheaper than filling
-                _fill(target, full if full.dtype == np.bool_ else full != 0, value)
-        else:
-            crop, box = ar.read_cropped(n)
-            _paint(target, crop, box, value)
+        if not present:
+            return np.zeros((1, *shape), out_dtype), wanted, space
+        return ar.read_window(whole, present, dtype=out_dtype)[None], wanted, space
+    data = np.zeros((len(levels), *shape), out_dtype)
+    if present:
+        stack = ar.read_window(whole, present, "stack", dtype=out_dtype)
+        if len(stack) == len(levels):
+            return stack, wanted, space
+        for k, label in enumerate(sorted(set(present.values()))):
+            data[levels.index(label)] = stack[k]
     return data, wanted, space
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..errors import MaskValidationError
-from ..mapping import LabelMapping
+from ..labeltable import LabelTable
 
 __all__ = [
     "read_label_table",
@@ -47,9 +47,9 @@ _ITKSNAP_LINE = re.compile(
 )
 
 
-def _as_table(path: object, table: Mapping) -> dict[str, int]:
+def _as_table(path: object, table: Mapping) -> LabelTable:
     try:
-        return dict(LabelMapping(table).items())
+        return LabelTable(table)
     except MaskValidationError as exc:
         raise MaskValidationError(f"{path}: {exc}") from None
 
@@ -67,34 +67,40 @@ def _read_text(path: str | os.PathLike) -> str:
         raise MaskValidationError(f"{path}: a label table must be UTF-8 text") from None
 
 
-def read_label_table(path: str | os.PathLike) -> dict[str, int]:
+def read_label_table(path: str | os.PathLike) -> LabelTable:
     """Read a label table (any of the forms in the module docstring).
 
     Args:
         path: The table file.
 
     Returns:
-        ``{name: label}`` in file order, without background (label 0).
+        ``{name: label}`` in file order, without background (label 0): a
+        :class:`~medmask.labeltable.LabelTable`, whose names may share a label (a merge,
+        for painting label maps; code that splits a label map into masks calls
+        :meth:`~medmask.labeltable.LabelTable.require_one_to_one`).
 
     Raises:
-        MaskValidationError: The file cannot be understood, or two names share a label.
+        MaskValidationError: The file cannot be understood, a name appears twice, or a
+            label is not a positive integer.
         OSError: The file cannot be read.
     """
     return read_label_table_attrs(path)[0]
 
 
-def read_label_table_attrs(path: str | os.PathLike) -> tuple[dict[str, int], dict[str, dict]]:
+def read_label_table_attrs(path: str | os.PathLike) -> tuple[LabelTable, dict[str, dict]]:
     """Read a label table and the per-name attributes it holds (ITK-SNAP colours).
 
     Args:
         path: The table file.
 
     Returns:
-        ``({name: label}, {name: attrs})``; ``attrs`` holds ``{"color": [r, g, b]}``
-        for tables that carry colours, else it is empty.
+        ``(table, {name: attrs})`` (the table as :func:`read_label_table` returns it);
+        ``attrs`` holds ``{"color": [r, g, b]}`` for tables that carry colours, else it is
+        empty.
 
     Raises:
-        MaskValidationError: The file cannot be understood, or two names share a label.
+        MaskValidationError: The file cannot be understood, a name appears twice, or a
+            label is not a positive integer.
         OSError: The file cannot be read.
     """
     text = _read_text(path)
@@ -119,7 +125,7 @@ def read_label_table_attrs(path: str | os.PathLike) -> tuple[dict[str, int], dic
     raise MaskValidationError(f"{path}: label table must be a JSON object or list, or a text file")
 
 
-def _nnunet_labels(path: object, labels: dict) -> dict[str, int]:
+def _nnunet_labels(path: object, labels: dict) -> LabelTable:
     table: dict[str, int] = {}
     if labels and all(str(k).strip().isdigit() for k in labels):  # v1: {"0": "background"}
         pairs = [(v, int(k)) for k, v in labels.items()]
@@ -139,7 +145,7 @@ def _nnunet_labels(path: object, labels: dict) -> dict[str, int]:
     return _as_table(path, table)
 
 
-def _read_text_table(path: object, text: str) -> tuple[dict[str, int], dict[str, dict]]:
+def _read_text_table(path: object, text: str) -> tuple[LabelTable, dict[str, dict]]:
     table: dict[str, int] = {}
     attrs: dict[str, dict] = {}
     lines = [ln.strip() for ln in text.splitlines()]
@@ -179,21 +185,24 @@ def _read_text_table(path: object, text: str) -> tuple[dict[str, int], dict[str,
     return _as_table(path, table), attrs
 
 
-def labels_arg(labels: Mapping[str, int] | str | os.PathLike) -> dict[str, int]:
-    """``{name: label}`` from a mapping or the path of a label table.
+def labels_arg(labels: Mapping[str, int] | LabelTable | str | os.PathLike) -> LabelTable:
+    """The label table a ``labels=`` argument names: a mapping, a
+    :class:`~medmask.labeltable.LabelTable` or the path of a table file.
 
     Args:
-        labels: A mapping, or a path for :func:`read_label_table`.
+        labels: ``{name: label}`` (names may share a label: a merge), a table, or a path for
+            :func:`read_label_table`.
 
     Returns:
-        The table (validated: unique names and labels).
+        The :class:`~medmask.labeltable.LabelTable` (the one rule: unique non-empty names,
+        positive labels, merges allowed).
 
     Raises:
         MaskValidationError: An invalid table.
     """
-    if isinstance(labels, Mapping | LabelMapping):
-        return dict(LabelMapping(labels).items())
-    return read_label_table(labels)
+    if isinstance(labels, str | os.PathLike):
+        return read_label_table(labels)
+    return LabelTable(labels)
 
 
 def check_table_covers(
@@ -341,7 +350,10 @@ def nnunet_dataset_json(
     """nnU-Net v2's ``dataset.json`` for a set of label maps.
 
     Args:
-        table: ``{name: label}`` (label 0 is ``background``, added here).
+        table: ``{name: label}`` (label 0 is ``background``, added here); names that share
+            a label (a merge) are one entry, named by
+            :meth:`~medmask.labeltable.LabelTable.class_name` (``dataset.json`` lists one
+            name per label).
         num_training: Number of cases in ``labelsTr``.
         file_ending: The files' suffix.
         name: Dataset description.
@@ -350,7 +362,7 @@ def nnunet_dataset_json(
         The JSON object (``channel_names`` says CT; edit it for other images).
     """
     labels = {"background": 0}
-    labels.update({n: int(v) for n, v in table.items()})
+    labels.update(LabelTable(table).class_table())
     return {
         "channel_names": {"0": "CT"},
         "labels": labels,

@@ -12,6 +12,7 @@ from ..errors import MaskValidationError
 from ..io.atomic import write_atomic
 from ..io.formats.builtin import NnunetDataset
 from ..io.target import Target
+from ..labeltable import LabelTable
 from ..storage import MaskArchive
 from .common import ConversionReport
 from .labels import labels_arg, nnunet_dataset_json
@@ -42,8 +43,12 @@ def archives_to_nnunet(
     Args:
         packed: A folder of ``.mska`` files (searched recursively).
         out_dir: The dataset folder.
-        labels: Numbering (a subset of the masks); default: the first archive's names in
-            order (every archive must then hold the same names).
+        labels: Numbering (a subset of the masks; a mapping, a
+            :class:`~medmask.labeltable.LabelTable` or a table file); several names may
+            share a label (``{"kidney_left": 3, "kidney_right": 3}``: one kidney class,
+            one ``dataset.json`` entry per label, named by the table's
+            :meth:`~medmask.labeltable.LabelTable.class_name`); default: the first
+            archive's names in order (every archive must then hold the same names).
         overlap: Overlap rule (see :func:`~medmask.conversions.nifti.export_labelmap`).
         missing_empty: A table name absent from an archive is an empty label there instead
             of an error.
@@ -78,7 +83,7 @@ def archives_to_nnunet(
 
 def _numbering(
     files: list[Path], labels: Mapping[str, int] | str | os.PathLike | None, missing_empty: bool
-) -> dict[str, int]:
+) -> LabelTable:
     """``{name: label}`` of the dataset: ``labels``, else the first archive's names in order.
 
     Raises:
@@ -88,7 +93,7 @@ def _numbering(
     if labels is not None:
         return labels_arg(labels)
     with MaskArchive(files[0]) as ar:
-        table = {n: k for k, n in enumerate(ar.all_names(), start=1)}
+        table = LabelTable(ar.all_names())
     if not missing_empty:
         for f in files[1:]:
             with MaskArchive(f) as ar:
@@ -103,7 +108,7 @@ def _numbering(
 def _write_case(
     archive: Path,
     out: Path,
-    table: dict[str, int],
+    table: LabelTable,
     overlap: str,
     missing_empty: bool,
     case: str,
@@ -123,7 +128,7 @@ def _write_case(
             f"{archive}: lacks {len(absent)} masks of the table ({absent[:6]}); pass "
             "missing_empty=True / --missing-empty to write them as empty labels"
         )
-    sub = {n: v for n, v in table.items() if n in have}
+    sub = table.subset(have)
     if not sub:
         raise MaskValidationError(f"{archive}: holds none of the table's masks")
     res = export_labelmap(archive, out, labels=sub, overlap=overlap, write_json=False)

@@ -168,27 +168,35 @@ class ArchiveBackend(ABC):
         return out
 
     def iter_regions(
-        self, entries: Sequence[Entry], regions: Sequence[BBox]
+        self,
+        entries: Sequence[Entry],
+        regions: Sequence[BBox],
+        fills: Sequence[int | None] | None = None,
     ) -> Iterator[np.ndarray]:
         """The part of each entry inside its region, in order (what a window read needs).
 
         Args:
             entries: Non-empty entries.
             regions: For each, a box in volume coordinates inside the entry's :attr:`bbox`.
+            fills: For each, ``None`` or, for a boolean entry only, a value 1-255: the part
+                comes as ``uint8`` holding that value where the mask is set
+                (:meth:`~medmask.codecs.Codec.decode_region`).
 
         Yields:
-            An array of the region's shape per entry (possibly a read-only view). Layouts
-            with cropped blobs read every blob through one :meth:`ByteSource.read_many`
-            call first and unpack only the region; the default decodes each stored region
-            whole and slices it.
+            An array of the region's shape per entry (possibly a read-only view, unless
+            filled). Layouts with cropped blobs read every blob through one
+            :meth:`ByteSource.read_many` call first and unpack only the region; the default
+            decodes each stored region whole and slices it.
         """
-        for entry, region in zip(entries, regions, strict=True):
+        fills = fills or [None] * len(entries)
+        for entry, region, fill in zip(entries, regions, fills, strict=True):
             box = entry.bbox
-            yield self.read_box(entry)[
+            part = self.read_box(entry)[
                 region[0] - box[0] : region[1] - box[0],
                 region[2] - box[2] : region[3] - box[2],
                 region[4] - box[4] : region[5] - box[4],
             ]
+            yield part if fill is None else np.multiply(part != 0, np.uint8(fill))
 
     def read_cropped(self, entry: Entry) -> tuple[np.ndarray, BBox | None]:
         """``(bounding-box region, bbox)`` of one entry; ``((0, 0, 0) array, None)`` if empty."""

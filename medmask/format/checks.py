@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
+
 from ..bbox import bbox_shape
 from ..codecs import Codec, expansion_plausible
 from ..errors import CorruptFileError
@@ -26,6 +28,7 @@ __all__ = [
     "check_voxels",
     "check_blob_holds",
     "check_count",
+    "check_labels_fit",
 ]
 
 
@@ -170,3 +173,37 @@ def check_count(declared: int, found: int, *, path: object, what: str, field: st
         raise CorruptFileError(
             f"{what} says {declared} masks but the index lists {found}", path=path, field=field
         )
+
+
+def check_labels_fit(
+    labels: Iterable[tuple[str, int]], dtype: object, *, path: object, mask: str | None
+) -> None:
+    """A mask's mapping must fit its stored dtype: a label no larger than the dtype holds,
+    and no label 0 for a boolean mask (its set voxels are label 1). The rule
+    :class:`~medmask.SegmentationMask` holds a mask to, checked on the index row itself, so
+    that ``info()`` refuses what reading the mask refuses.
+
+    Args:
+        labels: The mapping's ``(name, label)`` pairs.
+        dtype: The mask's stored numpy dtype.
+        path: The file.
+        mask: The mask.
+    """
+
+    dt = np.dtype(dtype)
+    top = 1 if dt == np.bool_ else int(np.iinfo(dt).max)
+    for name, label in labels:
+        if label > top:
+            raise CorruptFileError(
+                f"label {label} of {name!r} does not fit the mask's dtype {dt} (largest {top})",
+                path=path,
+                mask=mask,
+                field="mapping",
+            )
+        if label == 0 and top == 1:
+            raise CorruptFileError(
+                f"{name!r} has label 0, but the set voxels of a boolean mask are label 1",
+                path=path,
+                mask=mask,
+                field="mapping",
+            )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numbers
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,14 @@ from ..bbox import BBox, bbox_shape, full_bbox
 from ..codecs import MAX_VOXELS
 from ..errors import MaskValidationError
 from ..labeltable import LabelTable
-from ..ops import OVERLAP_RULES, label_map_dtype, paint, paint_method, paint_order
+from ..ops import (
+    OVERLAP_RULES,
+    label_map_dtype,
+    paint,
+    paint_filled,
+    paint_method,
+    paint_order,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..format.backend import ArchiveBackend
@@ -86,6 +93,8 @@ class Painted:
 
 # -- windows -----------------------------------------------------------------------------------
 def _bound(value: object, axis: str, window: object) -> int:
+    if type(value) is int:  # the common case, checked fast (a window read per patch)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise MaskValidationError(
             f"window bounds must be integers, got {value!r} on axis {axis} of {window!r}"
@@ -94,7 +103,9 @@ def _bound(value: object, axis: str, window: object) -> int:
 
 
 def _axis_range(item: object, axis: str, size: int, window: object) -> tuple[int, int]:
-    if isinstance(item, slice):
+    if type(item) is tuple and len(item) == 2 and type(item[0]) is int and type(item[1]) is int:
+        start, stop = item  # the common case, checked fast
+    elif isinstance(item, slice):
         if item.step not in (None, 1):
             raise MaskValidationError(f"a window has no step; got {item!r} on axis {axis}")
         start = 0 if item.start is None else _bound(item.start, axis, window)
@@ -141,7 +152,7 @@ def parse_window(window: object, shape: Sequence[int]) -> BBox:
     for item, axis, size in zip(window, _AXES, shape, strict=True):
         box += _axis_range(item, axis, int(size), window)
     out: BBox = tuple(box)  # type: ignore[assignment]
-    if float(np.prod(bbox_shape(out), dtype=np.float64)) > MAX_VOXELS:
+    if (out[1] - out[0]) * (out[3] - out[2]) * (out[5] - out[4]) > MAX_VOXELS:
         raise MaskValidationError(f"the window {out} holds more than {MAX_VOXELS} voxels")
     return out
 
@@ -186,21 +197,28 @@ class _Prepared:
         _check_layers(layers)
         self.layers = list(layers)
         self.entries = [ar._entry(ly.mask)[1] for ly in self.layers]
-        boxes = np.zeros((len(self.layers), 6), np.int64)  # an empty mask: an empty box
+        boxes = np.zeros((6, len(self.layers)), np.int64)  # an empty mask: an empty box
         for k, e in enumerate(self.entries):
             if e.bbox is not None:
-                boxes[k] = e.bbox
-        self.lo, self.hi = boxes[:, 0::2], boxes[:, 1::2]
+                boxes[:, k] = e.bbox
+        self.boxes = boxes
         self.top = max((ly.value for ly in self.layers), default=0)
+        values = [ly.value for ly in self.layers]
+        #: labels never decrease in table order (then neither in any part of it)
+        self.increasing = all(a <= b for a, b in zip(values, values[1:], strict=False))
+        self.default_dtype = label_map_dtype(None, self.top)
         self.sizes: list[int] | None = None
 
-    def meeting(self, box: BBox) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(positions, lo, hi)`` of the layers whose box meets ``box`` and the parts
-        inside it (volume coordinates)."""
-        lo = np.maximum(self.lo, box[0::2])
-        hi = np.minimum(self.hi, box[1::2])
-        hit = np.flatnonzero((lo < hi).all(axis=1))
-        return hit, lo[hit], hi[hit]
+    def meeting(self, box: BBox) -> tuple[list[int], np.ndarray]:
+        """``(positions, parts)`` of the layers whose box meets ``box``: the part of each
+        inside it as ``(6, n)`` volume coordinates (``z0, z1, y0, y1, x0, x1`` rows)."""
+        b = self.boxes
+        part = np.empty_like(b)
+        np.maximum(b[0::2], np.array(box[0::2])[:, None], out=part[0::2])
+        np.minimum(b[1::2], np.array(box[1::2])[:, None], out=part[1::2])
+        ok = (part[0] < part[1]) & (part[2] < part[3]) & (part[4] < part[5])
+        hit = np.flatnonzero(ok)
+        return hit.tolist(), part[:, hit]
 
     def whole_sizes(self, backend: ArchiveBackend) -> list[int]:
         """Voxels of each whole layer (``"smaller"`` compares whole masks, whatever the
@@ -237,17 +255,28 @@ def _prepared(ar: Any, key: object, make: Any) -> _Prepared:
 
 # -- painting ------------------------------------------------------------------------------------
 def _regions(
-    backend: ArchiveBackend, prep: _Prepared, order: list[int], parts: dict[int, BBox]
-) -> Iterator[tuple[int, np.ndarray, bool]]:
-    """``(layer position, decoded region, whether no later layer uses it)`` in paint
-    ``order``; each mask is read once (a region is kept while later layers need it)."""
+    backend: ArchiveBackend,
+    prep: _Prepared,
+    order: list[int],
+    parts: dict[int, BBox],
+    fill_of: Callable[[int], int | None] | None = None,
+) -> Iterator[tuple[int, np.ndarray, bool, bool]]:
+    """``(layer position, decoded region, whether no later layer uses it, whether the
+    region is filled)`` in paint ``order``; each mask is read once (a region is kept while
+    later layers need it). ``fill_of(layer)`` asks for a boolean mask used by that layer
+    alone as ``uint8`` bytes of a value (:meth:`~medmask.codecs.Codec.decode_region`)."""
+    layers = prep.layers
     first: dict[str, int] = {}
     for i in order:
-        first.setdefault(prep.layers[i].mask, i)
-    uses = Counter(prep.layers[i].mask for i in order)
-    found = backend.iter_regions(
-        [prep.entries[i] for i in first.values()], [parts[i] for i in first.values()]
-    )
+        first.setdefault(layers[i].mask, i)
+    once = len(first) == len(order)  # no mask has two layers (the common case)
+    uses = {m: 1 for m in first} if once else Counter(layers[i].mask for i in order)
+    lead = list(first.values())
+    fills = None
+    if fill_of is not None:
+        fills = [fill_of(i) if uses[layers[i].mask] == 1 else None for i in lead]
+    filled = set() if fills is None else {layers[i].mask for i, f in zip(lead, fills) if f}
+    found = backend.iter_regions([prep.entries[i] for i in lead], [parts[i] for i in lead], fills)
     cache: dict[str, np.ndarray] = {}
     for i in order:
         m = prep.layers[i].mask
@@ -257,7 +286,7 @@ def _regions(
         uses[m] -= 1
         if not uses[m]:
             del cache[m]
-        yield i, region, not uses[m]
+        yield i, region, not uses[m], m in filled
 
 
 def _plan(
@@ -267,12 +296,13 @@ def _plan(
     coordinates) and where that part goes in the window's array."""
     if overlap not in OVERLAP_RULES:
         raise MaskValidationError(f"overlap must be one of {OVERLAP_RULES}, got {overlap!r}")
-    hit, lo, hi = prep.meeting(box)
+    hit, met = prep.meeting(box)
     parts: dict[int, BBox] = {}
     at: dict[int, tuple[slice, ...]] = {}
-    for i, a, b in zip(hit.tolist(), lo.tolist(), hi.tolist(), strict=True):
-        parts[i] = (a[0], b[0], a[1], b[1], a[2], b[2])
-        at[i] = tuple(slice(a[k] - box[2 * k], b[k] - box[2 * k]) for k in range(3))
+    z, y, x = box[0], box[2], box[4]
+    for i, p in zip(hit, zip(*met.tolist(), strict=True), strict=True):
+        parts[i] = p
+        at[i] = (slice(p[0] - z, p[1] - z), slice(p[2] - y, p[3] - y), slice(p[4] - x, p[5] - x))
     if overlap == "last":
         order = list(parts)
     else:
@@ -284,12 +314,26 @@ def _plan(
 def _paint(
     ar: Any, prep: _Prepared, box: BBox, overlap: str, dtype: object, report: bool
 ) -> Painted:
-    out = np.zeros(bbox_shape(box), label_map_dtype(dtype, prep.top))
+    dt = prep.default_dtype if dtype is None else label_map_dtype(dtype, prep.top)
+    out = np.zeros(bbox_shape(box), dt)
     order, parts, at = _plan(ar, prep, box, overlap)
     layers = prep.layers
-    method = paint_method(out.dtype, [layers[i].value for i in order])
+    if overlap == "last" and prep.increasing and dt == np.uint8:
+        method = "max"  # any part of an increasing table increases
+    else:
+        method = paint_method(dt, [layers[i].value for i in order])
+    fill_of = None
+    if not report and method != "copy" and out.dtype == np.uint8:
+
+        def fill_of(i: int) -> int | None:  # a plain boolean mask: unpacked as its label
+            plain = layers[i].stored is None and prep.entries[i].dtype == np.bool_
+            return (layers[i].value if method == "max" else 255) if plain else None
+
     painted = []
-    for i, region, last in _regions(ar._backend, prep, order, parts):
+    for i, region, last, filled in _regions(ar._backend, prep, order, parts, fill_of):
+        if filled:
+            paint_filled(out[at[i]], region, layers[i].value, method)
+            continue
         where = _where(region, layers[i].stored)
         scratch = not report and (last or where is not region)  # nothing reads it again
         paint(out[at[i]], where, layers[i].value, method, scratch=scratch and where.flags.writeable)
@@ -455,7 +499,7 @@ def _channels(ar: Any, prep: _Prepared, box: BBox, as_: str, dtype: np.dtype) ->
         result = np.zeros((len(labels), *shape), dtype)
         targets = {lab: result[k] for k, lab in enumerate(labels)}
     order, parts, at = _plan(ar, prep, box, "last")
-    for i, region, _last in _regions(ar._backend, prep, order, parts):
+    for i, region, _last, _filled in _regions(ar._backend, prep, order, parts):
         ly = layers[i]
         target = targets[ly.key if as_ == "dict" else ly.value][at[i]]
         np.copyto(target, 1, where=_where(region, ly.stored), casting="unsafe")

@@ -19,6 +19,7 @@ from medmask.conversions.labels import (
     read_label_table_attrs,
 )
 from medmask.errors import MaskValidationError
+from medmask.labeltable import LabelTable
 
 
 def write(tmp_path, name, text):
@@ -60,7 +61,8 @@ def test_itksnap_files_keep_colours_and_drop_clear_label(tmp_path):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ('{"liver": 1, "spleen": 1}', "liver|spleen|label"),
+        ('{"liver": -1, "spleen": 1}', "label of 'liver' must be positive"),
+        ('{"liver": 0}', "0, the background"),
         ('{"labels": {"background": 0, "liver": [1, 2]}}', "nnU-Net region"),
         ("[1, 2]", "names"),
         ('{"1": 2}', "map to names"),
@@ -93,7 +95,23 @@ def test_labels_arg_takes_mappings_and_files(tmp_path):
     assert labels_arg({"liver": 1}) == {"liver": 1}
     assert labels_arg(write(tmp_path, "t.json", '["a", "b"]')) == {"a": 1, "b": 2}
     with pytest.raises(MaskValidationError):
-        labels_arg({"a": 1, "b": 1})
+        labels_arg({"a": 0})
+
+
+def test_a_merge_is_one_table_everywhere_and_refused_only_where_a_label_map_is_split(tmp_path):
+    """One rule (LabelTable): names may share a label when a table is read or given; the
+    readers that split a label map into masks refuse it, naming the label and the names."""
+    merged = '{"kidney_left": 3, "kidney_right": 3, "liver": 1}'
+    for table in (
+        labels_arg({"kidney_left": 3, "kidney_right": 3}),
+        read_label_table(write(tmp_path, "m.json", merged)),
+    ):
+        assert isinstance(table, LabelTable) and table.merges() == {
+            3: ("kidney_left", "kidney_right")
+        }
+    with pytest.raises(MaskValidationError, match=r"label 3 is given to 2 names") as err:
+        read_label_table(tmp_path / "m.json").require_one_to_one(tmp_path / "m.json")
+    assert "m.json" in str(err.value)
 
 
 def test_check_table_covers_names_what_would_be_lost():

@@ -271,12 +271,15 @@ def test_label_tables_and_msk_coverage(tmp_path):
     (tmp_path / "t.txt").write_text("# comment\n1 liver\n5, portal vein\n")
     assert read_label_table(tmp_path / "t.txt") == {"liver": 1, "portal vein": 5}
     (tmp_path / "dup.json").write_text(json.dumps({"a": 1, "b": 1}))
-    with pytest.raises(MaskValidationError, match="label 1 is already used"):
-        read_label_table(tmp_path / "dup.json")
+    assert read_label_table(tmp_path / "dup.json").merges() == {1: ("a", "b")}  # a merge
     lab = np.zeros((5, 5, 5), np.uint8)
     lab[0] = 1
     lab[3] = 7
     save(tmp_path / "lab.nii.gz", lab)
+    for split in (labelmap_to_msk, labelmap_to_archive):  # a merge cannot be split
+        with pytest.raises(MaskValidationError, match="label 1 is given to 2 names") as err:
+            split(tmp_path / "lab.nii.gz", tmp_path / "dup.json", tmp_path / "m.mska")
+        assert "dup.json" in str(err.value)
     with pytest.raises(MaskValidationError, match=r"labels \[7\] are not in the label table"):
         labelmap_to_msk(tmp_path / "lab.nii.gz", {"liver": 1}, tmp_path / "m.msk")
     assert not (tmp_path / "m.msk").exists()

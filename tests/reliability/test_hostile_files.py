@@ -126,6 +126,32 @@ def test_layout_specific_variants_get_what_the_format_says(samples, tmp_path, na
             assert any(f"field '{field}'" in m for m in res.messages), (label, res.messages)
 
 
+@pytest.mark.parametrize(
+    "label, mask",
+    [
+        ("row0(liver,bool).mapping=bare 0", "liver"),
+        ("row0(liver,bool).mapping=bare 2", "liver"),
+        ("row1(organs,uint8).mapping=bare 256", "organs"),
+        ("row4(big,uint32).mapping=bare 4294967296", "big"),
+    ],
+)
+def test_the_index_paths_refuse_a_mapping_the_mask_cannot_hold(samples, tmp_path, label, mask):
+    """A 2.2 row whose (bare) mapping does not fit its dtype (label 0 of a boolean mask, a
+    label beyond the dtype) is refused by ``info()``/``infos()`` as by ``ar[name]``:
+    ``CorruptFileError`` naming the file, the mask and the field."""
+    case = {c.label: c for c in M.hostile(samples["mska2"], None, 0)}[label]
+    path = _write(tmp_path, "m.mska", case.data)
+    with MaskArchive(path) as ar:
+        for read in (lambda: ar[mask], lambda: ar.info(mask), ar.infos):
+            with pytest.raises(CorruptFileError) as err:
+                read()
+            assert (err.value.path, err.value.mask, err.value.field) == (
+                str(path),
+                mask,
+                "mapping",
+            ), label
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_corrupt_and_hostile_variants_long(samples, seed):

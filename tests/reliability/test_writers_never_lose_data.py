@@ -348,7 +348,7 @@ def test_failed_validation_leaves_the_archive(tmp_path, codec):
         with pytest.raises(MaskValidationError):
             ar.add("", mask(2))  # bad name
         with pytest.raises(MaskValidationError):
-            ar.add("m2", np.zeros(SHAPE, bool))  # not a SegmentationMask
+            ar.add("m2", np.full(SHAPE, 0.5, np.float32))  # not a mask: fractions
         assert path.read_bytes() == before
         ar.add("m2", mask(2))
     assert_archive(path, range(3))

@@ -350,3 +350,18 @@ def test_medmask_040_refuses_a_23_archive_with_attributes(tmp_path):
     assert out["with"][0] == "UnsupportedFormatError"
     assert "upgrade medmask" in out["with"][1] and "archive_attrs" in out["with"][1]
     assert out["without"] == ["ok", ["m0", "m1"]]
+
+
+def test_convert_keeps_them_and_says_when_a_layout_drops_them(tmp_path, capsys):
+    from medmask.cli import main
+
+    src = tmp_path / "a.mska"
+    write(src, attrs=ATTRS)
+    assert main(["convert", str(src), "-o", str(tmp_path / "b.mska")]) == 0
+    with MaskArchive(tmp_path / "b.mska") as ar:
+        assert ar.archive_attrs == ATTRS and ar.layout.name == "2.3"
+    capsys.readouterr()
+    assert main(["convert", str(src), "-o", str(tmp_path / "c.mska"), "--compat", "0.4"]) == 0
+    assert "archive attributes" in capsys.readouterr().err
+    with MaskArchive(tmp_path / "c.mska") as ar:
+        assert ar.archive_attrs == {} and ar.layout.name == "2.2" and len(ar) == 2

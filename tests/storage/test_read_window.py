@@ -225,9 +225,9 @@ def test_only_masks_whose_box_meets_the_window_are_decoded(tmp_path, monkeypatch
     with MaskArchive(tmp_path / "a.mska") as ar:
         real = type(ar._backend).iter_regions
 
-        def spy(self, entries, regions):
+        def spy(self, entries, regions, *fills):
             seen.extend(e.name for e in entries)
-            return real(self, entries, regions)
+            return real(self, entries, regions, *fills)
 
         monkeypatch.setattr(type(ar._backend), "iter_regions", spy)
         got = ar.read_window(((0, 20), (0, 30), (7, 14)))  # x 7..13: m1 (6..10), m2 (12..16)
@@ -362,3 +362,47 @@ def test_the_resolved_table_follows_changes(tmp_path):
         ar.delete("m0")
         with pytest.raises(MaskNotFoundError):
             ar.read_window(w, ["m0"])
+
+
+# -- the codec and backend parts of a window read -------------------------------------------------
+@pytest.mark.parametrize("codec", ["bitzstd", "zstd"])
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16])
+def test_decode_region_is_the_slice_of_the_decoded_array(codec, dtype):
+    from medmask.codecs import BlobSpec, get_codec
+
+    c = get_codec(codec)
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        shape = tuple(int(v) for v in rng.integers(1, 19, 3))
+        a = rng.random(shape) < 0.4
+        if dtype is not bool:
+            a = (a * rng.integers(1, 300 if dtype is np.uint16 else 200, shape)).astype(dtype)
+        blob, spec = c.encode(a), BlobSpec(np.dtype(dtype), shape)
+        r = []
+        for s in shape:
+            lo = int(rng.integers(0, s))
+            r += [lo, int(rng.integers(lo + 1, s + 1))]
+        want = a[r[0] : r[1], r[2] : r[3], r[4] : r[5]]
+        same(np.asarray(c.decode_region(blob, spec, tuple(r))), want, codec)
+        if dtype is bool:  # filled: the label where set, made while unpacking
+            k = int(rng.integers(1, 256))
+            same(c.decode_region(blob, spec, tuple(r), fill=k), want.astype(np.uint8) * k, "fill")
+    with pytest.raises(MaskValidationError, match="not inside"):
+        get_codec("bitzstd").decode_region(blob, spec, (0, shape[0] + 1, 0, 1, 0, 1))
+
+
+@pytest.mark.parametrize("layout", ["2.3", "1"])
+def test_iter_regions_with_fills_in_every_layout(tmp_path, layout):
+    """The backends' regions, filled or not, are the stored masks' parts (version 1 through
+    the interface's default, version 2 through its cropped blobs)."""
+    _space, masks = _space_and_masks()
+    write(tmp_path / "a.mska", masks, layout)
+    with MaskArchive(tmp_path / "a.mska") as ar:
+        entries = [ar._entry(n)[1] for n in ("m1", "m4")]
+        regions = [(2, 10, 4, 20, 6, 11), (3, 18, 9, 25, 25, 29)]
+        plain = list(ar._backend.iter_regions(entries, regions))
+        filled = list(ar._backend.iter_regions(entries, regions, [7, None]))
+    for k, (n, r) in enumerate(zip(("m1", "m4"), regions, strict=True)):
+        want = masks[n][r[0] : r[1], r[2] : r[3], r[4] : r[5]]
+        same(np.asarray(plain[k]) != 0, want, n)
+    same(filled[0], masks["m1"][2:10, 4:20, 6:11].astype(np.uint8) * 7, "filled")

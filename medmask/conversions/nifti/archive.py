@@ -19,10 +19,12 @@ from ...geometry import (
 )
 from ...io.atomic import write_atomic
 from ...io.names import expect_name, split_suffix
+from ...labeltable import LabelTable
+from ...ops import OVERLAP_RULES as _OVERLAP_RULES
 from ...ops import smallest_uint_dtype
 from ...segmask import SegmentationMask
 from ...spaces import GRID_ATOL, describe_space, spaces_match
-from ...storage import MaskArchive, save_mask
+from ...storage import Layer, MaskArchive, paint_label_map, save_mask
 from ..common import NeedsOptionError
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
@@ -107,20 +109,26 @@ def folder_to_archive(
 
 def _table_for(
     path: object, labels: Mapping[str, int] | str | os.PathLike | None
-) -> tuple[dict[str, int], dict[str, dict]]:
+) -> tuple[LabelTable, dict[str, dict]]:
+    """The table that splits the label map ``path`` into masks (one name per label).
+
+    Raises:
+        MaskValidationError: Names share a label (a merge cannot be split), or no table.
+    """
     if labels is not None:
         if isinstance(labels, str | os.PathLike):
             from ..labels import read_label_table_attrs
 
-            return read_label_table_attrs(labels)
-        return labels_arg(labels), {}
+            table, attrs = read_label_table_attrs(labels)
+            return table.require_one_to_one(labels), attrs
+        return labels_arg(labels).require_one_to_one(path), {}
     found = nifti_label_table(path)
     if found is None:
         raise NeedsOptionError(
             f"{path}: a label map needs its label table: this file has no TotalSegmentator "
             "names extension; give labels= / --labels TABLE (JSON, text, ITK-SNAP, dataset.json)"
         )
-    return found
+    return LabelTable(found[0]).require_one_to_one(path), found[1]
 
 
 def labelmap_to_msk(
@@ -245,10 +253,11 @@ def archive_to_folder(
     return written
 
 
-#: How overlapping masks are settled in a label map: ``"last"`` (a later mask in the
-#: numbering wins, the default), ``"first"`` (an earlier mask keeps its voxels),
-#: ``"smaller"`` (the mask with fewer voxels wins, so small structures survive).
-OVERLAP_RULES = ("last", "first", "smaller")
+#: How overlapping masks are settled in a label map (:data:`medmask.ops.OVERLAP_RULES`, the
+#: one rule set of the painter): ``"last"`` (a later mask in the numbering wins, the
+#: default), ``"first"`` (an earlier mask keeps its voxels), ``"smaller"`` (the mask with
+#: fewer voxels wins, so small structures survive).
+OVERLAP_RULES = _OVERLAP_RULES
 
 
 @dataclass
@@ -257,7 +266,7 @@ class LabelmapExport:
 
     Attributes:
         path: The label map written.
-        table: ``{name: label}`` as written (also in the header extension).
+        table: ``{name: label}`` as written (several names may share a label: a merge).
         voxels: ``{name: voxels of the mask}``.
         lost: ``{name: voxels the mask lost to overlaps}`` (only masks that lost some).
         emptied: Names of non-empty masks that lost all their voxels.
@@ -277,16 +286,17 @@ class LabelmapExport:
         return sum(self.lost.values())
 
 
-def _parts(ar: MaskArchive) -> list[tuple[str, str, int]]:
-    """``(mask, name in the table, stored label)`` per label the archive holds."""
-    parts: list[tuple[str, str, int]] = []
+def _parts(ar: MaskArchive) -> list[tuple[str, str, int | None]]:
+    """``(mask, name in the table, stored label)`` per label the archive holds (``None``:
+    every non-zero voxel of a one-label mask)."""
+    parts: list[tuple[str, str, int | None]] = []
     for info in ar.infos():
-        mask_name = info.name
         items = [(n, v) for n, v in info.mapping.items() if v != 0]
         if len(items) <= 1:
-            parts.append((mask_name, mask_name, items[0][1] if items else -1))
+            one = items[0][1] if items and info.dtype not in (None, "bool") else None
+            parts.append((info.name, info.name, one))
         else:
-            parts.extend((mask_name, n, lab) for n, lab in items)
+            parts.extend((info.name, n, lab) for n, lab in items)
     return parts
 
 
@@ -301,19 +311,23 @@ def export_labelmap(
     """Export an archive of masks as one multi-label NIfTI with its names.
 
     Numbering: ``labels`` (a subset of the archive's masks and/or a chosen numbering,
-    e.g. TotalSegmentator's class map or an nnU-Net ``dataset.json``), else 1, 2, ...
-    in archive order (a multi-label mask contributes each of its labels). The names go
-    into the header as TotalSegmentator's ``<CaretExtension>`` (code 0), so that
-    TotalSegmentator's tools show them, and into ``X.json`` beside the file.
+    e.g. TotalSegmentator's class map or an nnU-Net ``dataset.json``; several names may
+    share a label, a merge: ``{"kidney_left": 3, "kidney_right": 3}``), else 1, 2, ... in
+    archive order (a multi-label mask contributes each of its labels). The names go into
+    the header as TotalSegmentator's ``<CaretExtension>`` (code 0; one name per label,
+    :meth:`~medmask.labeltable.LabelTable.class_table` for a merge), so that
+    TotalSegmentator's tools show them, and the whole table into ``X.json`` beside the file.
 
-    Overlaps are settled by ``overlap`` (:data:`OVERLAP_RULES`); every mask that loses
-    voxels is counted in the result, and a mask losing all of them is listed in
-    ``emptied``: nothing is dropped silently.
+    The masks are painted by :func:`medmask.storage.paint_label_map`, the painter every
+    label map of medmask goes through; overlaps are settled by ``overlap``
+    (:data:`OVERLAP_RULES`); every mask that loses voxels is counted in the result, and a
+    mask losing all of them is listed in ``emptied``: nothing is dropped silently.
 
     Args:
         archive: The ``.mska``.
         out: The ``.nii.gz`` / ``.nii`` to write (atomically).
-        labels: Optional ``{name: label}`` or a table file.
+        labels: Optional ``{name: label}`` (a mapping or a
+            :class:`~medmask.labeltable.LabelTable`) or a table file.
         overlap: ``"last"``, ``"first"`` or ``"smaller"``.
         write_json: Also write ``<stem>.json`` (``{name: label}``) beside ``out``.
 
@@ -332,34 +346,29 @@ def export_labelmap(
     with MaskArchive(archive) as ar:
         if len(ar) == 0 or ar.space is None:
             raise MaskValidationError(f"{archive}: the archive holds no masks")
-        plan = _numbering(archive, _parts(ar), labels)
-        regions, colors = _regions(ar, plan)
-        lab, voxels, lost = _paint(regions, overlap, tuple(int(s) for s in ar.space.shape))
-        table_out = {key: value for key, value, _r in regions}
+        table, layers = _numbering(archive, _parts(ar), labels)
+        dtype = smallest_uint_dtype(table.max_label())
+        res = paint_label_map(ar, layers, overlap=overlap, dtype=dtype, report=True)
+        classes = table.class_table()  # one name per label in the file's own table
+        colors = _class_colors(ar, table, {ly.key: ly.mask for ly in layers})
         segmask_to_nifti(
-            SegmentationMask(lab, table_out, ar.space, copy=False),
+            SegmentationMask(res.array, classes, ar.space, copy=False),
             out,
-            label_names=table_out,
+            label_names=classes,
             colors=colors,
         )
     if write_json:
-        _write_table_json(out, table_out)
-    emptied = [k for k, n in lost.items() if n == voxels[k]]
-    return LabelmapExport(out, table_out, voxels, lost, emptied, overlap)
-
-
-#: One label of a label-map export: ``(name in the table, mask, stored label or -1 for
-#: "any non-zero voxel", value in the label map)``.
-_Planned = tuple[str, str, int, int]
+        _write_table_json(out, table.to_dict())
+    return LabelmapExport(out, table.to_dict(), res.voxels, res.lost, res.emptied, overlap)
 
 
 def _numbering(
     archive: object,
-    parts: list[tuple[str, str, int]],
+    parts: list[tuple[str, str, int | None]],
     labels: Mapping[str, int] | str | os.PathLike | None,
-) -> list[_Planned]:
-    """The labels to paint, in order: the table's (``labels``), else 1, 2, ... over every
-    part in archive order (a repeated name becomes ``mask:name``).
+) -> tuple[LabelTable, list[Layer]]:
+    """The table and the painter's layers, in order: the table's (``labels``), else 1, 2,
+    ... over every part in archive order (a repeated name becomes ``mask:name``).
 
     Raises:
         MaskValidationError: The table names masks the archive does not hold.
@@ -374,59 +383,31 @@ def _numbering(
                 f"{archive}: the label table names {len(unknown)} masks the archive does not "
                 f"hold: {unknown[:8]}{' ...' if len(unknown) > 8 else ''}{hint}"
             )
-        return [(n, by_name[n][0], by_name[n][1], int(v)) for n, v in wanted.items()]
+        layers = [Layer(n, by_name[n][0], int(v), by_name[n][1]) for n, v in wanted.items()]
+        return wanted, layers
     table: dict[str, int] = {}
-    plan = []
+    layers = []
     for k, (mask_name, name, lab) in enumerate(parts, start=1):
         key = name if name not in table else f"{mask_name}:{name}"
         while key in table:
             key += "'"
         table[key] = k
-        plan.append((key, mask_name, lab, k))
-    return plan
+        layers.append(Layer(key, mask_name, k, lab))
+    return LabelTable(table), layers
 
 
-def _regions(
-    ar: MaskArchive, plan: list[_Planned]
-) -> tuple[list[tuple[str, int, np.ndarray]], dict[str, object]]:
-    """``([(name, value, bool region), ...], {name: colour})``: each mask read once."""
-    colors = {}
-    regions: list[tuple[str, int, np.ndarray]] = []
-    current, arr = None, None
-    for key, mask_name, stored, value in plan:
-        if mask_name != current:
-            current, arr = mask_name, ar.read_array(mask_name)
-            info_attrs = getattr(ar.info(mask_name), "attrs", None) or {}
-            color = info_attrs.get("color")
-        region = (arr != 0) if stored == -1 or arr.dtype == np.bool_ else (arr == stored)
-        if color is not None:
-            colors[key] = color
-        regions.append((key, value, region))
-    return regions, colors
-
-
-def _paint(
-    regions: list[tuple[str, int, np.ndarray]], overlap: str, shape: tuple[int, ...]
-) -> tuple[np.ndarray, dict[str, int], dict[str, int]]:
-    """The label map of ``regions`` under the overlap rule: ``(label map, {name: voxels},
-    {name: voxels lost to overlaps})``."""
-    voxels = {key: int(np.count_nonzero(r)) for key, _v, r in regions}
-    order = list(range(len(regions)))
-    if overlap == "first":
-        order.reverse()
-    elif overlap == "smaller":
-        order.sort(key=lambda i: -voxels[regions[i][0]])  # biggest first, smallest last
-    top = max((v for _k, v, _r in regions), default=0)
-    lab = np.zeros(shape, smallest_uint_dtype(top))
-    for i in order:
-        _key, value, region = regions[i]
-        lab[region] = value
-    lost: dict[str, int] = {}
-    for key, value, region in regions:
-        kept = int(np.count_nonzero(lab[region] == value)) if voxels[key] else 0
-        if kept < voxels[key]:
-            lost[key] = voxels[key] - kept
-    return lab, voxels, lost
+def _class_colors(
+    ar: MaskArchive, table: LabelTable, masks: Mapping[str, str]
+) -> dict[str, object]:
+    """``{class name: stored colour}`` (the colour of a label's first name that has one)."""
+    colors: dict[str, object] = {}
+    stored = {i.name: i.attrs.get("color") for i in ar.infos() if i.attrs}
+    for label in table.labels():
+        for name in table.names_of(label):
+            color = stored.get(masks[name])
+            if color is not None:
+                colors.setdefault(table.class_name(label), color)
+    return colors
 
 
 def _write_table_json(out: Path, table: Mapping[str, int]) -> None:

@@ -279,19 +279,25 @@ class V2Archive(ArchiveBackend):
         }
 
     def iter_regions(
-        self, entries: Sequence[Entry], regions: Sequence[tuple[int, ...]]
+        self,
+        entries: Sequence[Entry],
+        regions: Sequence[tuple[int, ...]],
+        fills: Sequence[int | None] | None = None,
     ) -> Iterator[np.ndarray]:
         """The part of each entry inside its region: the blobs read together (one
         :meth:`~medmask.io.source.ByteSource.read_many`), each checked and decompressed,
         and only the region's rows and bytes unpacked."""
         blobs = self._blobs(entries)
-        for e, r in zip(entries, regions, strict=True):
+        fills = fills or [None] * len(entries)
+        for e, r, fill in zip(entries, regions, fills, strict=True):
             blob = blobs[e.name]
             if blob is None:  # the CRC failed: read again (retried remotely) or raise
                 blob = read_blob(self.source, e)
             b = e.bbox
             rel = (r[0] - b[0], r[1] - b[0], r[2] - b[2], r[3] - b[2], r[4] - b[4], r[5] - b[4])
-            yield decode_blob_region(e.codec, blob, e.spec, rel, path=self.path, mask=e.name)
+            yield decode_blob_region(
+                e.codec, blob, e.spec, rel, path=self.path, mask=e.name, fill=fill
+            )
 
     def read_boxes(self, entries: Sequence[Entry]) -> list[np.ndarray | None]:
         """The stored regions of several entries, their blobs read together."""
