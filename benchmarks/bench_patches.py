@@ -122,10 +122,11 @@ def medmask_peer(
     anywhere; patches padded past the grid as nnU-Net pads), the image sliced from nnU-Net's
     ``.b2nd`` (``case["nnunet_image"]``, ``float32`` as nnU-Net normalised it; it records no
     grid, so its shape is checked against the archive's) or from the uncompressed ``.nii``
-    (``case["ct_nii"]``, ``int16`` HU, read as ``float32``); ``cfg.workers`` workers of a torch
-    ``DataLoader`` (persistent), batches of 2. ``medmask-coords`` draws class voxels from
-    nnU-Net-style coordinates written beside each archive (``save_foreground_coords``: label
-    preprocessing the other medmask rows do not need) instead of the decoded masks.
+    (``case["ct_nii"]``, ``int16`` HU, read as ``float32``); ``cfg.workers`` workers of the
+    torch ``DataLoader`` (persistent) ``PatchDataset.loader`` gives: batches of 2, each built
+    in a worker. ``medmask-coords`` draws class voxels from nnU-Net-style coordinates written
+    beside each archive (``save_foreground_coords``: label preprocessing the other medmask rows
+    do not need) instead of the decoded masks.
 
     Args:
         task: ``"labelmap"``: every mask, labels 1..117 in archive order, a later mask wins an
@@ -142,7 +143,6 @@ def medmask_peer(
         A :class:`Run`.
     """
     import torch
-    from torch.utils.data import DataLoader
 
     from medmask.patches import NnUNetPolicy, PatchCase, coords_path, save_foreground_coords
     from medmask_monai import PatchDataset
@@ -168,9 +168,7 @@ def medmask_peer(
         foreground=foreground,
     )
     torch.manual_seed(cfg.seed)
-    loader = DataLoader(
-        ds, batch_size=2, shuffle=True, num_workers=cfg.workers, persistent_workers=True
-    )
+    loader = ds.loader(2, num_workers=cfg.workers, persistent_workers=True)  # shuffled
     return Run(
         loader,
         lambda b: (b["image"].numpy(), b["label"].numpy()),
@@ -691,12 +689,10 @@ def nnunet_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int 
 
 def medmask_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int = 40) -> float:
     """Median seconds per batch of 2 of medmask's ``PatchDataset`` (``.b2nd`` image) in this
-    process (no workers; two items and torch's default collation), as :func:`nnunet_single`."""
-    from torch.utils.data import default_collate
-
+    process (no workers; one batch as ``PatchDataset.loader`` asks it), as :func:`nnunet_single`."""
     ds = medmask_peer(task, cases, False, cfg).loader.dataset
     rng = np.random.default_rng(cfg.seed)
-    draw = lambda: default_collate([ds[int(i)] for i in rng.integers(len(ds), size=2)])  # noqa: E731
+    draw = lambda: ds[rng.integers(len(ds), size=2).tolist()]  # noqa: E731
     for _ in range(3):
         draw()
     ts = []
