@@ -151,6 +151,8 @@ def test_distributed_sampler_splits_the_cases(cases):
         loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2)
         got = [b["case"].tolist() for b in loader]
         assert sum(got, []) == [i % 2 for i in idx]
+        batched = [b["case"].tolist() for b in ds.loader(2, sampler=sampler, num_workers=2)]
+        assert batched == got
         seen += idx
     assert sorted(seen) == list(range(len(ds)))
 
