@@ -326,3 +326,18 @@ def test_the_batch_loader_gives_torchs_batches(cases, layout, mode, axes, worker
             check_item(item, cases[int(item["case"])], names, mode)
     with pytest.raises(IndexError):
         make()[[0, 99]]
+
+
+def test_the_batch_loader_applies_a_transform_per_patch(cases):
+    seen = []
+
+    def tag(item):
+        seen.append(item["case"])
+        return {**item, "mean": item["image"].mean()}
+
+    ds = PatchDataset([(c.nii, c.archive) for c in cases], PATCH, samples_per_case=3, transform=tag)
+    (batch,) = list(ds.loader(6, shuffle=False))
+    assert len(seen) == 6 and batch["case"].tolist() == [0, 1, 0, 1, 0, 1]
+    assert torch.allclose(batch["mean"], batch["image"].mean(dim=(1, 2, 3, 4)))
+    for j in range(6):
+        check_item({k: v[j] for k, v in batch.items()}, cases[j % 2])
