@@ -32,7 +32,17 @@ from .pack_tree import case_name, find_cases
 __all__ = ["main", "build_parser", "find_cases", "case_name", "verify_file", "file_info"]
 
 #: The modules whose ``register`` adds subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = (pack, pack_tree, unpack, unpack_tree, inspect, convert, stats, show, convert_images)
+COMMAND_MODULES = (
+    pack,
+    pack_tree,
+    unpack,
+    unpack_tree,
+    inspect,
+    convert,
+    stats,
+    show,
+    convert_images,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
