@@ -5,10 +5,7 @@ written), for both tasks and every image layout."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,18 +14,9 @@ pytest.importorskip("torch")
 pytest.importorskip("blosc2")
 pytest.importorskip("nnunetv2")
 
+from bench_scripts import load_script  # noqa: E402
+
 from medmask.geometry import affine_to_space  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    path = REPO / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
