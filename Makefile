@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo test test-slow lint bench bench-all reliability clean
+.PHONY: setup demo test test-slow test-realdata lint bench bench-compare bench-all reliability clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -n 2 -q --runslow $(ARGS)
 
+# only the tests on the sample data of ../shared/data (MEDMASK_REAL_CASE, MEDMASK_INTERCHANGE)
+test-realdata: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m realdata $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check medmask medmask_monai tests benchmarks examples
 	$(VENV)/bin/ruff format --check medmask medmask_monai tests benchmarks examples
@@ -42,17 +46,26 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_format.py $(ARGS)
 
-# every benchmark, each writing its Markdown table (and pictures) into bench_output/
+# make bench of this tree and of medmask 0.4.0 side by side, in one run (ARGS=--ref COMMIT ...)
+bench-compare: $(STAMP)
+	$(PY) benchmarks/side_by_side.py $(ARGS)
+
+# every benchmark (each checks that medmask's output equals its peer's before timing, and
+# writes its Markdown into bench_output/), then the tables README.md and docs/ quote
+# (their <!-- bench:NAME --> regions) and charts copied from there: benchmarks/update_docs.py
 bench-all: $(STAMP)
-	$(PY) benchmarks/bench_format.py
+	$(PY) benchmarks/bench_format.py --repeat 7
 	$(PY) benchmarks/bench_monai.py
-	$(PY) benchmarks/bench_interop.py
+	$(PY) benchmarks/bench_interop.py --repeat 5
 	$(PY) benchmarks/bench_remote.py
 	$(PY) benchmarks/bench_pack.py
-	$(PY) benchmarks/bench_stats.py
+	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_stats.py --repeat 5
 	$(PY) benchmarks/bench_patches.py
 	$(PY) benchmarks/bench_window.py
+	$(PY) benchmarks/update_docs.py
 
+# the reliability campaign: bench_output/reliability.md (ARGS=--write-docs: docs/reliability.md)
 reliability: $(STAMP)
 	$(PY) benchmarks/reliability_report.py $(ARGS)
 

@@ -8,6 +8,7 @@ its half-open box ``(z0, z1, y0, y1, x0, x1)``, or ``None`` when empty, as medma
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REAL_CASE = HERE.parent.parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", HERE.parent.parent / "shared" / "data" / "totalseg_s0000")
+)
 
 Box = tuple[int, int, int, int, int, int]
 Crop = tuple[np.ndarray, Box]

@@ -39,9 +39,16 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-REAL_CASE = HERE.parent.parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", HERE.parent.parent / "shared" / "data" / "totalseg_s0000")
+)
+
+from _check import require, require_equal  # noqa: E402
+from _regions import begin, end  # noqa: E402
 
 from medmask import MaskArchive, SegmentationMask  # noqa: E402
+from medmask.inspect import file_info  # noqa: E402
 from medmask.spaces import default_space  # noqa: E402
 
 try:
@@ -150,11 +157,18 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
                 )
 
         r = res[COLUMNS[0]]
+        write_nii()  # what is timed writes, and reads back, the masks themselves
+        for n, a in zip(names, arrays):
+            got = np.asanyarray(nib.load(str(nii_dir / f"{n}.nii.gz")).dataobj)
+            require_equal(f"{title}: {n}.nii.gz written", got.transpose(2, 1, 0) != 0, a)
         r["pack"] = median_time(write_nii, max(1, min(repeat, 2)))
         files = nii_files or sorted(nii_dir.glob("*.nii.gz"))
         r["size"] = sum(os.path.getsize(f) for f in files)
         r["files"] = len(files)
         by_name = {Path(f).name[: -len(".nii.gz")]: f for f in files}
+        for n, a in zip(names, arrays):  # the files timed (the case's own, when given)
+            got = np.asanyarray(nib.load(str(by_name[n])).dataobj)
+            require_equal(f"{title}: {n}.nii.gz", got.transpose(2, 1, 0) != 0, a)
         r["read_all"] = median_time(
             lambda: [np.asanyarray(nib.load(str(f)).dataobj) for f in files], max(1, min(repeat, 3))
         )
@@ -172,14 +186,19 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
                 for n, s in zip(names, segs):
                     ar.add(n, s)
 
+        def read_all(path=path):
+            with MaskArchive(path) as ar:
+                return [ar.read_array(i) for i in range(len(ar))]
+
+        pack()  # what is timed gives back the masks, by position and by name
+        got = read_all()
+        require(len(got) == len(arrays), f"{title}, {col}: {len(got)} masks read back")
+        for n, g, a in zip(names, got, arrays):
+            require_equal(f"{title}, {col}: {n}", g, a)
         r = res[col]
         r["pack"] = median_time(pack, repeat)
         r["size"] = os.path.getsize(path)
         r["files"] = 1
-
-        def read_all(path=path):
-            with MaskArchive(path) as ar:
-                return [ar.read_array(i) for i in range(len(ar))]
 
         r["read_all"] = median_time(read_all, max(1, min(repeat, 3)) if codec == "zstd" else repeat)
 
@@ -195,8 +214,12 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
             ratios = [peak_ratio(lambda k=k, ar=ar: ar.read_array(names[k])) for k in sample]
         r["mem_median"] = statistics.median(ratios)
         r["mem_max"] = max(ratios)
-        with MaskArchive(path) as ar:  # correctness, every mask
-            assert all(np.array_equal(ar.read_array(n), a) for n, a in zip(names, arrays)), col
+        with MaskArchive(path) as ar:  # and after the timed runs, by name
+            for n, a in zip(names, arrays):
+                require_equal(f"{title}, {col}: {n} after timing", ar.read_array(n), a)
+        if codec is None:
+            info = file_info(path)
+            version = f"{info['version']}.{info['minor_version']}"
 
     # peers on the label map ----------------------------------------------------------------------
     lab = label_map(arrays)
@@ -230,6 +253,9 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
         blob = enc()
         path = workdir / f"{title}-{col.split()[0]}.bin"
         path.write_bytes(blob)
+        require_equal(f"{title}, {col}: the label map decoded", dec(blob), lab)
+        for k in sample:  # what "read one" returns: the organ's voxels in the label map
+            require_equal(f"{title}, {col}: label {k + 1}", dec_one(blob, k + 1), lab == k + 1)
         r["pack"] = median_time(enc, repeat)
         r["size"] = len(blob)
         r["files"] = 1
@@ -250,6 +276,7 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
         "present": len(present),
         "shape": arrays[0].shape,
         "overlap": overlap,
+        "format": version,
         "results": res,
     }
 
@@ -257,10 +284,10 @@ def bench_dataset(title: str, data, repeat: int, workdir: Path) -> dict:
 def bench_open_10k(repeat: int, workdir: Path, n: int = 10_000) -> dict:
     """Open time of an archive of ``n`` small masks, and the cost of appending one more."""
     shape = (16, 24, 24)
-    rng = np.random.default_rng(1)
     space = default_space(shape)
     out = {"masks": n}
     for label, codec in (("v1", "zstd"), ("v2", None)):
+        rng = np.random.default_rng(1)  # the same masks in both archives
         path = workdir / f"big-{label}.mska"
         t = time.perf_counter()
         with MaskArchive(path, "w", codec=codec, space=space) as ar:
@@ -269,24 +296,37 @@ def bench_open_10k(repeat: int, workdir: Path, n: int = 10_000) -> dict:
                 z = int(rng.integers(0, shape[0] - 2))
                 arr[z : z + 2, 3:9, 4:12] = True
                 ar.add(f"m{k}", SegmentationMask(arr, {f"m{k}": 1}, space, copy=False))
+                if k == n // 2:
+                    middle = arr
         build = time.perf_counter() - t
         out[f"{label}_build"] = build
-        out[f"{label}_open"] = median_time(lambda path=path: MaskArchive(path).close(), repeat)
 
         def open_read(path=path):
             with MaskArchive(path) as ar:
                 return ar.read_array(f"m{n // 2}")
 
+        with MaskArchive(path) as ar:  # what is timed opens this archive and reads this mask
+            require(len(ar) == n, f"{label} archive of {n} masks: {len(ar)} listed")
+        require_equal(f"{label} archive of {n} masks: m{n // 2}", open_read(), middle)
+        out[f"{label}_open"] = median_time(lambda path=path: MaskArchive(path).close(), repeat)
         out[f"{label}_open_read"] = median_time(open_read, repeat)
         before = os.path.getsize(path)
         extra = SegmentationMask(np.ones(shape, bool), {"extra": 1}, space)
+        added: list[str] = []
 
-        def append_one(path=path, extra=extra):
+        def append_one(path=path, extra=extra, added=added):
             with MaskArchive(path, "a") as ar:
-                ar.add(f"extra{time.perf_counter_ns()}", extra)
+                added.append(f"extra{time.perf_counter_ns()}")
+                ar.add(added[-1], extra)
 
         out[f"{label}_append"] = median_time(append_one, 3)
         out[f"{label}_append_bytes"] = (os.path.getsize(path) - before) / 3
+        with MaskArchive(path) as ar:  # the appends were committed, the rest kept
+            require(ar.all_names()[n:] == added, f"{label}: appended masks not all listed")
+            require_equal(f"{label}: appended mask", ar.read_array(added[-1]), extra.data)
+            require_equal(
+                f"{label}: m{n // 2} after the appends", ar.read_array(f"m{n // 2}"), middle
+            )
     return out
 
 
@@ -301,11 +341,13 @@ def fmt_s(v, unit="s"):
     return f"{v * 1e3:.2f} ms" if unit == "ms" or v < 1 else f"{v:.2f} s"
 
 
-def print_dataset(d: dict) -> None:
+def print_dataset(d: dict, name: str) -> None:
+    """The dataset's table and comparisons, as region ``name`` (quoted by the docs)."""
     res = d["results"]
     print(
         f"\n### {d['title']}: {d['masks']} masks ({d['present']} non-empty), shape (z,y,x) {tuple(d['shape'])}\n"
     )
+    print(begin(name))
     cols = [c for c in COLUMNS]
     print("| metric | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
@@ -343,6 +385,40 @@ def print_dataset(d: dict) -> None:
             print(f"- {c}: skipped ({res[c]['skipped']})")
         elif "note" in res[c]:
             print(f"- {c}: {res[c]['note']}")
+    print(end(name))
+
+
+def _sig3(seconds: float) -> str:
+    """3 significant digits: ``1.53 s``, ``478 ms``, ``24.5 ms``, ``1.80 ms``."""
+    v, unit = (seconds, "s") if seconds >= 1 else (seconds * 1e3, "ms")
+    digits = 2 if v < 10 else 1 if v < 100 else 0
+    return f"{v:.{digits}f} {unit}"
+
+
+def print_summary(d: dict, name: str) -> None:
+    """The README's short table of the real case (size, read all, read one), region ``name``."""
+    import medmask
+
+    res = d["results"]
+    cols = [res[c] for c in COLUMNS[:3]]
+    if any("size" not in r for r in cols):
+        return
+    release = ".".join(medmask.__version__.split(".")[:2])
+    z, y, x = d["shape"]
+    print(begin(name))
+    print(
+        f"| the {d['masks']} TotalSegmentator masks of one CT ({x}x{y}x{z}) | {d['masks']} "
+        f"`.nii.gz` | `.mska` v1 (medmask 0.1.x) | `.mska` v{d['format']} (medmask {release}) |"
+    )
+    print("| --- | ---: | ---: | ---: |")
+    rows = [
+        ("bytes on disk", lambda r: f"{r['size']:,}"),
+        (f"read all {d['masks']} as full arrays", lambda r: _sig3(r["read_all"])),
+        ("open the file and read one organ", lambda r: _sig3(r["read_one"])),
+    ]
+    for label, f in rows:
+        print(f"| {label} | {f(cols[0])} | {f(cols[1])} | **{f(cols[2])}** |")
+    print(end(name))
 
 
 def _picture(path: Path | None) -> None:
@@ -471,7 +547,9 @@ def _run(args: argparse.Namespace) -> int:
             report["datasets"].append(
                 bench_dataset("real case totalseg_s0000", load_real(args.real), args.repeat, work)
             )
-            print_dataset(report["datasets"][-1])
+            print_dataset(report["datasets"][-1], "format-real")
+            print("\nThe README's summary of it:\n")
+            print_summary(report["datasets"][-1], "format-summary")
             _picture(plot_dataset(report["datasets"][-1], args.out))
         else:
             print(f"\n(real case not found at {args.real}: skipped)")
@@ -483,12 +561,13 @@ def _run(args: argparse.Namespace) -> int:
                 work,
             )
             report["datasets"].append(d)
-            print_dataset(d)
+            print_dataset(d, "format-synthetic")
             _picture(plot_dataset(d, args.out))
         if args.big:
             big = bench_open_10k(args.repeat, work, args.big)
             report["big"] = big
             print(f"\n### archive of {big['masks']:,} masks (16x24x24 each)\n")
+            print(begin("format-big"))
             print("| | v1 (0.1.x zstd) | v2 (bitzstd) |\n|---|---|---|")
             for key, label in (
                 ("open", "open (parse index)"),
@@ -500,6 +579,7 @@ def _run(args: argparse.Namespace) -> int:
             print(
                 f"| bytes written per append | {big['v1_append_bytes']:,.0f} | {big['v2_append_bytes']:,.0f} |"
             )
+            print(end("format-big"))
             _picture(plot_big(big, args.out))
         if not args.no_match:
             try:
@@ -508,11 +588,9 @@ def _run(args: argparse.Namespace) -> int:
                 print("\n(bench_match.py not available: match table skipped)")
             else:
                 print("\n### match_allowed_values\n")
-                report["match"] = (
-                    bench_match.main(["--repeat", str(args.repeat)])
-                    if hasattr(bench_match, "main")
-                    else None
-                )
+                print(begin("format-match"))
+                report["match"] = bench_match.main(["--repeat", str(args.repeat)])
+                print(end("format-match"))
                 if report["match"]:
                     _picture(plot_match(report["match"], args.out))
     finally:

@@ -25,6 +25,7 @@ Other scripts can ``import bench_match`` and call :func:`run` (rows as dicts) or
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -39,7 +40,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from medmask.ops import match_allowed_values  # noqa: E402
 
-REAL_CASE = ROOT.parent / "shared/data/totalseg_s0000"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _check import require_equal  # noqa: E402
+
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(os.environ.get("MEDMASK_REAL_CASE", ROOT.parent / "shared/data/totalseg_s0000"))
 SYNTHETIC_SHAPE = (294, 192, 179)
 SYNTHETIC_LABELS = 60  # ellipsoids, labelled with distinct labels drawn from 1..117
 SYNTHETIC_LABEL_SPACE = 117  # as many labels as the real case has masks
@@ -173,8 +178,11 @@ def run(repeat: int = 7) -> list[dict]:
     ):
         for name, values in label_sets(lab, labels):
             ref = np.isin(lab, values)
-            assert np.array_equal(match_allowed_values(lab, values), ref), (title, name)
-            assert np.array_equal(interval_method(lab, values), ref), (title, name)
+            # before timing: all three give numpy.isin's answer
+            require_equal(
+                f"match_allowed_values, {title} {name}", match_allowed_values(lab, values), ref
+            )
+            require_equal(f"interval method, {title} {name}", interval_method(lab, values), ref)
             ms = _time(
                 {
                     "medmask": lambda lab=lab, v=values: match_allowed_values(lab, v),

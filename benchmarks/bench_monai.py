@@ -26,11 +26,13 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import monai
+import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, LoadImaged, RandSpatialCropd
@@ -40,12 +42,21 @@ from medmask.nifti import archive_to_labelmap, folder_to_archive, nifti_files, s
 from medmask.phantoms import write_phantom_dataset
 from medmask_monai import LoadMaskd, MaskArchiveDataset
 
-REAL_CASE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg_s0000"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _check import require, require_equal  # noqa: E402
+from _regions import region  # noqa: E402
+
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get(
+        "MEDMASK_REAL_CASE",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg_s0000",
+    )
+)
 
 
 def median_s(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` runs (after one untimed warm-up run)."""
-    fn()
+    """Median wall time of ``fn()`` over ``repeat`` runs (the checked run before warmed up)."""
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -70,11 +81,50 @@ def pick_organs(archive: Path, k: int) -> list[str]:
     return [n for v, n in sorted(sizes, reverse=True)[:k] if v]
 
 
-def loader_pass(dataset, workers: int) -> int:
-    n = 0
+def loader_pass(dataset, workers: int, key: str | None = None, crop: bool = False) -> list:
+    """Every item once through a DataLoader. With ``key``: what came through, as
+    ``(mask name, shape)`` when ``crop`` (random crops), else ``(mask name, voxels)``."""
+    seen = []
     for batch in DataLoader(dataset, batch_size=1, num_workers=workers):
-        n += len(batch["name"]) if "name" in batch else 1
-    return n
+        if key is None:
+            continue
+        for name, x in zip(batch["name"], batch[key]):
+            seen.append(
+                (strip_suffix(name), tuple(x.shape) if crop else int(torch.count_nonzero(x)))
+            )
+    return sorted(seen)
+
+
+def _spatial(t) -> np.ndarray:
+    """A loaded volume as a numpy array without the channel axis LoadMaskd adds."""
+    a = np.asarray(t)
+    return a[0] if a.ndim == 4 and a.shape[0] == 1 else a
+
+
+def check_row(label: str, ref: dict, got, names: list[str], mode: str) -> None:
+    """``LoadMaskd``'s output ``got`` holds what ``LoadImaged`` read (``ref``) from the
+    ``.nii.gz`` of ``names``: one channel per mask, a label map of them (later masks
+    win, labels 1, 2, ... in that order), or one multi-label file read as it is.
+
+    Raises:
+        OutputsDiffer: A channel, a label or the affine differs.
+    """
+    first = ref[next(iter(ref))]
+    require(
+        np.allclose(np.asarray(got.affine), np.asarray(first.affine), atol=1e-4),
+        f"{label}: affine",
+    )
+    if mode == "channels":
+        require(got.shape[0] == len(names), f"{label}: {got.shape[0]} channels")
+        for k, n in enumerate(names):
+            require_equal(f"{label}: channel {n}", np.asarray(got[k]) != 0, np.asarray(ref[n]) != 0)
+    elif mode == "file":
+        require_equal(f"{label}: the label map", _spatial(got), np.asarray(first))
+    else:
+        want = np.zeros(first.shape, np.uint8)
+        for k, n in enumerate(names):
+            want[np.asarray(ref[n]) != 0] = k + 1
+        require_equal(f"{label}: the label map of {len(names)} masks", _spatial(got), want)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def msk(archive: Path, **kw) -> Callable[[], object]:
         load = LoadMaskd("label", **kw)
-        return lambda: load({"label": str(archive)})
+        return lambda: load({"label": str(archive)})["label"]
+
+    names = [strip_suffix(f.name) for f in files]
+    #: per row: the masks of the reference and how LoadMaskd's output holds them
+    checks = [(names, "channels"), (names, "file"), (organs, "labels"), (organs[:1], "labels")]
 
     rows: list[tuple[str, Callable, Callable, Callable]] = [
         (
@@ -151,49 +205,74 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             (
                 f"all {n} masks through a DataLoader ({w} workers), full volumes",
-                lambda: loader_pass(Dataset(items, load_nii), w),
-                lambda: loader_pass(MaskArchiveDataset(v2), w),
-                lambda: loader_pass(MaskArchiveDataset(v1), w),
+                lambda key=None: loader_pass(Dataset(items, load_nii), w, key and "label"),
+                lambda key=None: loader_pass(MaskArchiveDataset(v2), w, key and "mask"),
+                lambda key=None: loader_pass(MaskArchiveDataset(v1), w, key and "mask"),
             )
         )
+        checks.append((names, "loader"))
         size = [args.crop] * 3
         crop_nii = Compose([load_nii, RandSpatialCropd("label", size, random_size=False)])
         crop_msk = RandSpatialCropd("mask", size, random_size=False)
         rows.append(
             (
                 f"the same, each cropped to {args.crop}³ in the workers",
-                lambda: loader_pass(Dataset(items, crop_nii), w),
-                lambda: loader_pass(MaskArchiveDataset(v2, transform=crop_msk), w),
-                lambda: loader_pass(MaskArchiveDataset(v1, transform=crop_msk), w),
+                lambda key=None: loader_pass(Dataset(items, crop_nii), w, key and "label", True),
+                lambda key=None: loader_pass(
+                    MaskArchiveDataset(v2, transform=crop_msk), w, key and "mask", True
+                ),
+                lambda key=None: loader_pass(
+                    MaskArchiveDataset(v1, transform=crop_msk), w, key and "mask", True
+                ),
             )
         )
+        checks.append((names, "loader"))
 
     with MaskArchive(v2) as ar:
         grid = tuple(int(v) for v in ar.space.shape[::-1])
     sizes = (sum(f.stat().st_size for f in files), v2.stat().st_size, v1.stat().st_size)
-    print(
-        f"case: {src} ({n} masks, grid (x, y, z) {grid})\n"
+    head = (
+        f"case: {src.name} ({n} masks, grid (x, y, z) {grid})\n"
         f"bytes on disk: {sizes[0]:,} (.nii.gz) / {sizes[1]:,} (.mska v2) / {sizes[2]:,} (.mska v1)\n"
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, MONAI {monai.__version__}; median of {args.repeat} runs\n"
+        f"torch {torch.__version__}, MONAI {monai.__version__}; median of {args.repeat} runs"
     )
-    print(
+    print(head + "\n")
+    table = [
         "| load | `LoadImaged` on `.nii.gz` | `LoadMaskd` on `.mska` v2 | speed-up | "
-        "`LoadMaskd` on `.mska` v1 | speed-up |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for label, ref, new2, new1 in rows:
+        "`LoadMaskd` on `.mska` v1 | speed-up |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    print("\n".join(table))
+    for (label, ref, new2, new1), (row_names, mode) in zip(rows, checks, strict=True):
+        # before timing (and as the warm-up run): the archives give what the files give
+        if mode == "loader":
+            want = ref(key=True)
+            for version, f in (("v2", new2), ("v1", new1)):
+                require(f(key=True) == want, f"{label}, .mska {version}: items differ")
+        else:
+            want = ref()
+            for version, f in (("v2", new2), ("v1", new1)):
+                check_row(f"{label}, .mska {version}", want, f(), row_names, mode)
         t_ref, t2, t1 = (median_s(f, args.repeat) for f in (ref, new2, new1))
-        print(
+        table.append(
             f"| {label} | {fmt(t_ref)} | {fmt(t2)} | **{ratio(t_ref, t2)}** | {fmt(t1)} | "
-            f"{ratio(t_ref, t1)} |",
-            flush=True,
+            f"{ratio(t_ref, t1)} |"
         )
-    print(
-        "\nThe one-channel-per-mask output of LoadMaskd is allocated zeroed: the pages of empty "
+        print(table[-1], flush=True)
+    note = (
+        "The one-channel-per-mask output of LoadMaskd is allocated zeroed: the pages of empty "
         "masks are only touched by whatever reads them later. The DataLoader rows include "
         "starting the workers and moving every item to the main process (shared memory)."
     )
+    print("\n" + note)
+    checked = (
+        "Before the timed runs, one run of each way was checked: the archives gave what the "
+        "`.nii.gz` files give (every channel, label map and affine; every DataLoader item)."
+    )
+    text = "\n".join([region("monai", "\n".join([head, "", *table])), "", note, checked, ""])
+    (out / "bench_monai.md").write_text(text, encoding="utf-8")
+    print(f"\n(wrote {out / 'bench_monai.md'})")
     return 0
 
 

@@ -86,6 +86,7 @@ from _patchcase import (  # noqa: E402
     synthetic_ct,
     variant,
 )
+from _regions import region  # noqa: E402
 
 ORGANS = ["urinary_bladder", "colon", "femur_left", "femur_right", "iliopsoas_left"]
 TASKS = {"labelmap": "117 classes as a label map", "organs": "5 organs as channels"}
@@ -816,6 +817,86 @@ def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
     return lines
 
 
+#: The rows of the summary (README.md, docs/training.md): short names of the loaders.
+SHORT = {
+    "monai": "MONAI `LoadImaged` + `RandCropByPosNegLabeld`",
+    "nnunet": "nnU-Net v2 `nnUNetDataLoader`, one per torch worker",
+    "nnunet-mt": "nnU-Net v2, its `NonDetMultiThreadedAugmenter`",
+    "torchio": "TorchIO `Queue` + `LabelSampler`",
+    "medmask": "**medmask** `PatchDataset`, `.mska` + `.b2nd` image",
+    "medmask-nii": "**medmask** `PatchDataset`, `.mska` + uncompressed `.nii` image",
+    "medmask-coords": "medmask, `.b2nd`, class voxels from `.fgcoords.npz`",
+}
+
+
+def _ok(results: dict, peer: str, task: str) -> dict | None:
+    r = results.get((peer, task))
+    return r if r is not None and r.get("status") == "ok" else None
+
+
+def summary(results: dict, args: argparse.Namespace) -> list[str]:
+    """One row per loader, both tasks side by side: patches/s, vs MONAI, CPU per patch, peak
+    RSS per worker (USS)."""
+    tasks = [t for t in TASKS if t in args.tasks]
+    head = "| loader | " + " | ".join(
+        f"{TASKS[t]}: patches/s | vs MONAI | CPU per patch | peak RSS per worker (USS)"
+        for t in tasks
+    )
+    lines = [head + " |", "| --- |" + " ---: | ---: | ---: | ---: |" * len(tasks)]
+    for peer in args.peers:
+        cells = []
+        for t in tasks:
+            r, ref = _ok(results, peer, t), _ok(results, "monai", t)
+            if r is None:
+                cells += [str(results.get((peer, t), {}).get("status", "")), "", "", ""]
+                continue
+            rate = statistics.median(r["rates"])
+            vs = f"{rate / statistics.median(ref['rates']):.1f}x" if ref else ""
+            cells += [
+                f"{rate:,.1f}",
+                vs,
+                f"{r['cpu_ms']:.1f} ms",
+                f"{mib(r['worker_rss'])} ({mib(r['worker_uss'])})",
+            ]
+        lines.append(f"| {SHORT[peer]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(results: dict, args: argparse.Namespace) -> list[str]:
+    """Issue 18's targets for the medmask rows, met or not, in this run."""
+    out = []
+    for peer in ("medmask", "medmask-nii"):
+        for t in (t for t in TASKS if t in args.tasks):
+            r = _ok(results, peer, t)
+            if r is None:
+                continue
+            rate = statistics.median(r["rates"])
+            said = []
+            ref = _ok(results, "monai", t)
+            if ref:
+                x = rate / statistics.median(ref["rates"])
+                said.append(f">= 15x MONAI: {x:.1f}x ({'met' if x >= 15 else 'missed'})")
+            for nn in ("nnunet", "nnunet-mt"):
+                o = _ok(results, nn, t)
+                if o:
+                    theirs = statistics.median(o["rates"])
+                    said.append(
+                        f"faster than {nn}: {rate:,.1f} vs {theirs:,.1f} patches/s "
+                        f"({'met' if rate > theirs else 'missed'}; CPU per patch "
+                        f"{r['cpu_ms']:.1f} vs {o['cpu_ms']:.1f} ms)"
+                    )
+            for other in ("monai", "nnunet", "nnunet-mt"):
+                o = _ok(results, other, t)
+                if o:
+                    below = r["worker_rss"] < o["worker_rss"]
+                    said.append(
+                        f"peak RSS per worker below {other}'s: {mib(r['worker_rss'])} vs "
+                        f"{mib(o['worker_rss'])} ({'met' if below else 'missed'})"
+                    )
+            out.append(f"- {SHORT[peer]}, {TASKS[t]}: " + "; ".join(said))
+    return out
+
+
 def report(results: dict, man: dict, args: argparse.Namespace) -> str:
     import torch
 
@@ -828,8 +909,6 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         except Exception:  # pragma: no cover - a peer not installed
             versions.append(f"{mod} missing")
     lines = [
-        "# Patches per second for training (issue 18)",
-        "",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}, {', '.join(versions)}. {len(man['cases'])} cases made from "
         f"{REAL_CASE.name} (grid 294x192x179, {len(man['names'])} masks; synthetic int16 CT); "
@@ -883,7 +962,34 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         "is what only that process holds. nnU-Net's image `.b2nd` is stored once per dataset "
         "(here once per task).",
     ]
-    return "\n".join(lines) + "\n"
+    labels = {name: lab for name, _, lab, _ in disk_bytes(man)}
+    brief = [
+        lines[0],
+        "",
+        *summary(results, args),
+        "",
+        "Labels on disk per case (117 classes): "
+        + "; ".join(f"{k.split(':')[0]} {v:,.0f} B" for k, v in list(labels.items())[:4])
+        + " (medmask's `.mska` holds all 117 masks with their overlaps).",
+        "",
+        "Targets (issue 18), in this run:",
+        "",
+        *targets(results, args),
+    ]
+    return (
+        "\n".join(
+            [
+                "# Patches per second for training (issue 18)",
+                "",
+                region("patches", "\n".join(lines)),
+                "",
+                "Summary (README.md, docs/training.md):",
+                "",
+                region("patches-summary", "\n".join(brief)),
+            ]
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,14 +48,21 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_CASE = REPO.parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000")
+)
 FIVE = ["liver", "spleen", "kidney_left", "kidney_right", "pancreas"]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _check import require, require_equal  # noqa: E402
+from _regions import region  # noqa: E402
 
 
 def measure(fn: Callable[[], object], repeat: int, proxy) -> tuple[float, int, int]:
-    """Median seconds, and requests and body bytes of one run (counted at the proxy)."""
-    fn()
+    """Median seconds, and requests and body bytes of one run (counted at the proxy); the
+    caller ran ``fn`` once already (its output checked), which warmed it up."""
     times, reqs, nbytes = [], [], []
     for _ in range(repeat):
         proxy.reset_counts()
@@ -104,6 +111,39 @@ class NiftiObjects:
             img = nib.Nifti1Image.from_bytes(gzip.decompress(raw))
             out.append(np.asanyarray(img.dataobj))
         return out
+
+
+def check_outputs(results: dict, names: list[str], table: dict[str, int]) -> None:
+    """What each row reads from S3 is the same: the archive's masks, the ``.nii.gz``
+    objects' and the multi-label ``.nii.gz``'s (outside the voxels several masks share,
+    which a label map cannot hold).
+
+    Raises:
+        OutputsDiffer: A mask or label map differs.
+    """
+    liver, liver_nii = results["one"]
+    require_equal("liver: archive against .nii.gz", liver, np.asarray(liver_nii).T != 0)
+    masks, arrays, (lab,) = results["all"]
+    require(list(masks) == names, "all masks: the archive lists other names")
+    shared = sum(np.asarray(a) != 0 for a in arrays) > 1  # (x, y, z), as the .nii.gz
+    five, five_nii, five_ml = results["five"]
+    five = np.asarray(five)[0]
+    require_equal("5-organ label map: LoadMaskd against 5 .nii.gz", five, five_nii)
+    require_equal(
+        "5-organ label map: LoadMaskd against the multi-label, outside shared voxels",
+        np.where(shared, 0, five),
+        np.where(shared, 0, five_ml),
+    )
+    lab = np.asarray(lab)
+    for n, a in zip(names, arrays, strict=True):
+        require_equal(
+            f"all masks: {n}, archive against .nii.gz", masks[n].data, np.asarray(a).T != 0
+        )
+        require_equal(
+            f"all masks: {n}, multi-label outside shared voxels",
+            (lab == table[n]) & ~shared,
+            (np.asarray(a) != 0) & ~shared,
+        )
 
 
 def fmt_bytes(n: int) -> str:
@@ -202,6 +242,15 @@ def main() -> None:
         def ml_all() -> object:
             return objs.arrays(["s0000_ml.nii.gz"])
 
+        check_outputs(
+            {
+                "one": (mska_one(), nii_one()),
+                "five": (mska_five(), nii_five(), ml_five()),
+                "all": (mska_all(), nii_all(), ml_all()),
+            },
+            names,
+            table,
+        )
         rows = [
             ("open + one mask (liver)", [("archive", mska_one), ("1 .nii.gz", nii_one)]),
             (
@@ -255,6 +304,14 @@ def main() -> None:
 
         s3_targets = [f"s3://{bucket}/copies/s{i:04d}.mska" for i in range(n_copies)]
         local_targets = [str(local_dir / f"s{i:04d}.mska") for i in range(n_copies)]
+        # the same items from S3 as from disk (whole masks, no crop), before timing
+        on_s3 = MaskArchiveDataset(s3_targets[:1], storage_options=so)
+        on_disk = MaskArchiveDataset(local_targets[:1])
+        require(on_s3.items == on_disk.items, "DataLoader: the datasets list different items")
+        for i in range(0, len(on_disk), 7):
+            a, b = on_s3[i], on_disk[i]
+            require(a["name"] == b["name"], f"DataLoader item {i}: {a['name']} / {b['name']}")
+            require_equal(f"DataLoader item {i} ({b['name']}) from S3", a["mask"], b["mask"])
         rates = {"local": [], "s3": []}
         for _ in range(max(1, min(args.repeat, 3))):
             rates["local"].append(loader_rate(local_targets, None)[0])
@@ -285,7 +342,7 @@ def main() -> None:
             f"{ml.stat().st_size:,} B.",
             "",
         ]
-        text = "\n".join([*head, *lines, "", *dl_lines, ""])
+        text = "\n".join([region("remote", "\n".join([*head, *lines, "", *dl_lines])), ""])
         print(text)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -34,7 +34,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-REAL_CASE = HERE.parent.parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get("MEDMASK_REAL_CASE", HERE.parent.parent / "shared" / "data" / "totalseg_s0000")
+)
+
+import numpy as np  # noqa: E402
+from _check import require  # noqa: E402
+from _regions import region  # noqa: E402
 
 import medmask  # noqa: E402
 from medmask import MaskArchive  # noqa: E402
@@ -63,6 +70,35 @@ def rewrite(src: Path, dst: Path, **kw) -> None:
     with MaskArchive(src) as ar, MaskArchive(dst, "w", space=ar.space, **kw) as out:
         for name in ar.all_names():
             out.add(name, ar[name])
+
+
+def decoded_truth(archive: Path) -> dict[str, tuple[int, tuple | None]]:
+    """``{name: (voxels, bounding box)}`` of every mask, from decoding it."""
+    out = {}
+    with MaskArchive(archive) as ar:
+        for name, m in ar.read_all_masks().items():
+            nz = np.argwhere(m.data)
+            box = None
+            if nz.size:
+                lo, hi = nz.min(axis=0), nz.max(axis=0) + 1
+                box = tuple(int(v) for pair in zip(lo, hi) for v in pair)
+            out[name] = (int(nz.shape[0]), box)
+    return out
+
+
+def check_stats(df, truth: dict, n: int, what: str) -> None:
+    """Every archive's rows say what decoding its masks says (voxels, box, emptiness).
+
+    Raises:
+        OutputsDiffer: A row differs, or rows are missing.
+    """
+    require(len(df) == len(truth) * n, f"{what}: {len(df)} rows for {n} archives")
+    for row in df.itertuples():
+        voxels, box = truth[row.name]
+        require(row.voxels == voxels, f"{what}: {row.case}/{row.name} voxels {row.voxels}")
+        require(bool(row.empty) == (voxels == 0), f"{what}: {row.case}/{row.name} empty")
+        got = None if row.bbox is None else tuple(int(v) for v in row.bbox)
+        require(voxels == 0 or got == box, f"{what}: {row.case}/{row.name} bbox {got}")
 
 
 def decode_all(files: list[Path]) -> int:
@@ -95,52 +131,59 @@ def main(argv: list[str] | None = None) -> int:
         folder_to_archive(args.real, src)
         n = args.archives
         files = copies(src, work / "v22", n)
-        medmask.stats(files[0])  # imports pandas once, outside the timings
+        truth = decoded_truth(src)
         rows = []
-        t_stats, df = timed(lambda: medmask.stats(work / "v22"), args.repeat)
-        assert len(df) == 117 * n and set(df["source"]) == {"index"}
+        # before timing (and warming up): each way gives what decoding gives
+        df = medmask.stats(work / "v22")
+        check_stats(df, truth, n, "stats 2.2")
+        require(set(df["source"]) == {"index"}, "stats 2.2 decoded masks")
+        t_stats, _ = timed(lambda: medmask.stats(work / "v22"), args.repeat)
         rows.append(("medmask.stats, format 2.2 (index only)", t_stats, "index"))
         if not args.no_old:
             old21, old20, old1 = (work / f"s0000_{v}.mska" for v in ("21", "20", "v1"))
             rewrite(src, old21, compat="0.3")
             copies(old21, work / "v21", n)
-            t21, df21 = timed(lambda: medmask.stats(work / "v21"), args.repeat)
-            assert df21["voxels"].equals(df["voxels"]) and set(df21["source"]) == {"index"}
+            df21 = medmask.stats(work / "v21")
+            check_stats(df21, truth, n, "stats 2.1")
+            require(set(df21["source"]) == {"index"}, "stats 2.1 decoded masks")
+            t21, _ = timed(lambda: medmask.stats(work / "v21"), args.repeat)
             rows.append(("medmask.stats, format 2.1 (index only, medmask 0.3.0)", t21, "index"))
             rewrite(src, old20, compat="0.2")
             rewrite(src, old1, codec="zstd")
             copies(old20, work / "v20", n)
             copies(old1, work / "v1", n)
-            t20, df20 = timed(lambda: medmask.stats(work / "v20"), args.repeat)
-            t1, df1 = timed(lambda: medmask.stats(work / "v1"), args.repeat)
-            assert df20["voxels"].equals(df["voxels"]) and df1["voxels"].equals(df["voxels"])
+            check_stats(medmask.stats(work / "v20"), truth, n, "stats 2.0")
+            check_stats(medmask.stats(work / "v1"), truth, n, "stats v1")
+            t20, _ = timed(lambda: medmask.stats(work / "v20"), args.repeat)
+            t1, _ = timed(lambda: medmask.stats(work / "v1"), args.repeat)
             rows.append(("medmask.stats, format 2.0 (centroids decoded)", t20, "decoded"))
             rows.append(("medmask.stats, version 1 (all decoded)", t1, "decoded"))
-        t_dec, count = timed(lambda: decode_all(files), args.repeat)
-        assert count == 117 * n
+        require(decode_all(files) == len(truth) * n, "decoding: masks missing")
+        t_dec, _ = timed(lambda: decode_all(files), args.repeat)
         rows.append(("decode every mask (read_all_masks), format 2.2", t_dec, "baseline"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     ratio = t_dec / t_stats
-    lines = [
-        "# medmask.stats benchmark",
-        "",
+    machine = (
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; {n} archives (copies of the real case, 117 masks each, "
-        f"{n * 117:,} masks), medians of {args.repeat} runs, one run for every row",
-        "",
+        f"{n * 117:,} masks), medians of {args.repeat} runs, one run for every row"
+    )
+    table = [
         "| what | total | per archive | vs decoding |",
         "|---|---:|---:|---:|",
     ]
     for label, t, _ in rows:
-        lines.append(f"| {label} | {t:.3f} s | {t / n * 1e3:.2f} ms | {t_dec / t:.1f}x |")
-    lines += [
+        table.append(f"| {label} | {t:.3f} s | {t / n * 1e3:.2f} ms | {t_dec / t:.1f}x |")
+    table += [
         "",
         f"- medmask.stats from the index is **{ratio:.0f}x** faster than decoding "
         f"(target >= 20x): {t_stats / n * 1e3:.2f} ms per archive against {t_dec / n * 1e3:.1f} ms.",
     ]
-    text = "\n".join(lines)
+    body = region("stats", "\n".join([machine, "", *table]))
+    checked = "Every row's answer was checked against decoding every mask before it was timed."
+    text = "\n".join(["# medmask.stats benchmark", "", body, "", checked])
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_stats.md").write_text(text + "\n")

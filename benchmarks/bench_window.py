@@ -48,6 +48,7 @@ from _patchcase import (  # noqa: E402
     publish,
     synthetic_ct,
 )
+from _regions import region  # noqa: E402
 from study_window_layouts import (  # noqa: E402
     check_readers,
     time_readers,
@@ -77,9 +78,10 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     mska = work / "case.mska"
     folder_to_archive(args.real, mska)
     seg = case.label_map(dtype=np.int16)
-    nnunet_save(
+    written = nnunet_save(
         work / "nn", "case", nnunet_normalise(synthetic_ct(case), seg), seg, 117, PATCH, False
     )
+    b2nd = Path(written[1]).stat().st_size  # the _seg.b2nd
     _data, seg_b2, _, _ = nnUNetDatasetBlosc2(str(work / "nn")).load_case("case")
     ar = MaskArchive(mska)
     big = largest(case)
@@ -105,10 +107,10 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     t_org = time_readers({**b2, **alone}, on_big, None, args.repeat, f"on {big}")
     for fn in (new, old, ar):
         fn.close()
-    return report(args, case, mska, seg_b2, t_any, t_org, big)
+    return report(args, case, mska, b2nd, t_any, t_org, big)
 
 
-def report(args, case, mska, seg_b2, t_any, t_org, big) -> list[str]:
+def report(args, case, mska, b2nd, t_any, t_org, big) -> list[str]:
     ms = lambda s: f"{s * 1e3:.3f} ms"  # noqa: E731
     ra, ro = t_any["blosc2"], t_org["blosc2"]
     rows = [
@@ -142,31 +144,35 @@ def report(args, case, mska, seg_b2, t_any, t_org, big) -> list[str]:
             ro,
         ),
     ]
-    lines = [
-        "# Window reads (`benchmarks/bench_window.py`)",
-        "",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"numpy {np.__version__}; real case {args.real.name} (grid (z, y, x) {case.shape}, "
-        f"{len(case.names)} masks, `.mska` {mska.stat().st_size:,} B); 96³ windows, medians over "
-        f"{args.windows} windows x {args.repeat} passes, readers interleaved; every medmask "
-        f"window checked equal to the reference on {min(args.check, args.windows)} windows of each kind first.",
-        "",
+    head = (
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}, Python {platform.python_version()}, numpy {np.__version__}; "
+        f"real case {args.real.name} (grid (z, y, x) {case.shape}, {len(case.names)} masks); "
+        f"96³ windows, medians over {args.windows} windows x {args.repeat} passes, readers "
+        f"interleaved; every medmask window checked equal to the reference on "
+        f"{min(args.check, args.windows)} windows of each kind first."
+    )
+    table = [
         f"| reader | window anywhere | vs blosc2 | window on {big} | vs blosc2 |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for text, a, ba, o, bo in rows:
         cells = [ms(a) if a is not None else "", f"{a / ba:.2f}x" if a is not None else ""]
         cells += [ms(o) if o is not None else "", f"{o / bo:.2f}x" if o is not None else ""]
-        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+        table.append(f"| {text} | " + " | ".join(cells) + " |")
     r_any, r_org = t_any["read_window"] / ra, t_org["read_window organ"] / ro
     ok_any, ok_org = r_any <= 2, r_org <= 1
-    lines += [
-        "",
+    sizes = (
+        f"Stored: the `.mska` of all {len(case.names)} masks {mska.stat().st_size:,} B, "
+        f"nnU-Net's `_seg.b2nd` {b2nd:,} B (one label per voxel)."
+    )
+    targets = (
         f"Targets (issue 18): anywhere <= 2x of the blosc2 label window: {r_any:.2f}x "
         f"({'met' if ok_any else 'MISSED'}); the largest organ <= 1x: {r_org:.2f}x "
-        f"({'met' if ok_org else 'MISSED'}).",
-    ]
-    return lines
+        f"({'met' if ok_org else 'MISSED'})."
+    )
+    body = "\n".join([head, "", *table, "", sizes, "", targets])
+    return ["# Window reads (`benchmarks/bench_window.py`)", "", region("window", body)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -169,7 +169,7 @@ def main() -> int:
     )
 
     # 4. every mask, both ways, through a DataLoader with workers
-    by_case = {case_name(src, c): c for c in cases}
+    by_case = {case_name(src, c): Path(c) for c in cases}
     ds_msk = MaskArchiveDataset(archives)  # items: archives in order, masks in archive order
     nii_files = []
     for a in archives:
@@ -195,7 +195,7 @@ def main() -> int:
     )
 
     # 5. one training sample: 4 organs of a case as a label map
-    case = cases[0]
+    case = Path(cases[0])
     archive = packed / f"{case_name(src, case)}.mska"
     with MaskArchive(archive) as ar:
         stored = ar.all_names()

@@ -22,6 +22,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +47,13 @@ from medmask.nifti import folder_to_archive, space_to_affine
 from medmask.phantoms import write_phantom_dataset
 from medmask_monai import LoadMaskd
 
-REAL_CASE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg_s0000"
+#: The real case (env ``MEDMASK_REAL_CASE`` points elsewhere).
+REAL_CASE = Path(
+    os.environ.get(
+        "MEDMASK_REAL_CASE",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg_s0000",
+    )
+)
 
 #: Output label of each organ (several organs may share one).
 PHANTOM_ORGANS = {"liver": 1, "spleen": 2, "kidney_left": 3, "kidney_right": 3, "stomach": 4}

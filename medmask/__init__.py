@@ -16,6 +16,7 @@ from .codecs import available_codecs, get_codec, register_codec
 from .errors import (
     ArchiveLockedError,
     CorruptFileError,
+    ForeignFileError,
     MaskNotFoundError,
     MaskValidationError,
     MedMaskError,
@@ -63,6 +64,7 @@ __all__ = [
     "SpaceMismatchError",
     "CorruptFileError",
     "UnsupportedFormatError",
+    "ForeignFileError",
     "MaskNotFoundError",
     "ArchiveLockedError",
     "__version__",

@@ -32,6 +32,7 @@ the same limits, and the reserved keys of :data:`ARCHIVE_KEYS` (``source``, ``gr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -55,6 +56,8 @@ __all__ = [
     "parse_archive_attrs",
     "make_extra",
     "centroid_of",
+    "PALETTE",
+    "palette_color",
 ]
 
 #: Attribute keys coded as DICOM code triplets.
@@ -200,7 +203,9 @@ def _archive_problem(attrs: object) -> tuple[str | None, dict | None]:
         if not isinstance(source, dict):
             return f"'source' must be an object, got {source!r}", None
         for key in SOURCE_KEYS:
-            if key in source and not isinstance(source[key], str):
+            value = source.get(key, "")
+            several = key == "SOPInstanceUID" and isinstance(value, list)  # a SEG series
+            if not (isinstance(value, str) or several and all(isinstance(v, str) for v in value)):
                 return f"'source.{key}' must be a string, got {source[key]!r}", None
     if "grid" in norm and norm["grid"] not in GRID_KINDS:
         return f"'grid' must be one of {list(GRID_KINDS)}, got {norm['grid']!r}", None
@@ -362,3 +367,77 @@ def centroid_of(crop: np.ndarray, origin: tuple[int, int, int] = (0, 0, 0)) -> t
         for p, o in ((pz, origin[0]), (py, origin[1]), (px, origin[2]))
     )
     return total, c
+
+
+# -- default colours ------------------------------------------------------------------------------
+#: The fixed palette (RGB 0-255) of masks without a stored ``color``, in order of use: the
+#: pictures (``medmask show``, notebooks) and the exports (Slicer, DICOM SEG, NIfTI label
+#: tables) all take colours from it (:func:`palette_color`).
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
+    (255, 105, 180),
+    (100, 149, 237),
+    (154, 205, 50),
+    (255, 160, 122),
+    (72, 61, 139),
+    (0, 206, 209),
+    (199, 21, 133),
+    (189, 183, 107),
+    (95, 158, 160),
+    (210, 105, 30),
+)
+
+
+def palette_color(k: int) -> tuple[int, int, int]:
+    """The ``k``-th default colour (0-based): :data:`PALETTE`, then well-spread hues.
+
+    No two ``k`` below 1024 share a colour, so that masks without a stored colour never
+    look alike (beyond the fixed palette, golden-angle hues cycle through three
+    saturation/brightness levels, skipping any colour already given).
+
+    Args:
+        k: The position in the order of use.
+
+    Returns:
+        ``(r, g, b)``, integers 0-255.
+    """
+    if k < len(PALETTE):
+        return PALETTE[k]
+    extended = _extended(1024 - len(PALETTE))
+    return extended[(k - len(PALETTE)) % len(extended)]
+
+
+@functools.cache
+def _extended(n: int) -> tuple[tuple[int, int, int], ...]:
+    """``n`` colours after :data:`PALETTE`, each new (computed once, when first needed)."""
+    import colorsys
+
+    seen, out, j = set(PALETTE), [], 0
+    while len(out) < n:
+        h = (j * 0.618033988749895) % 1.0
+        s, v = ((0.65, 0.95), (0.9, 0.7), (0.45, 0.85))[j % 3]
+        rgb = tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(h, s, v))
+        if rgb not in seen:
+            seen.add(rgb)
+            out.append(rgb)
+        j += 1
+    return tuple(out)

@@ -11,8 +11,9 @@ locked file), so code written against plain Python keeps working.
     MedMaskError
     ├── MaskValidationError     (also ValueError)  bad arrays, labels, names, spaces
     │   └── SpaceMismatchError                       a mask's grid differs from the archive's
-    ├── CorruptFileError        (also ValueError)  a file is damaged, truncated or not ours
+    ├── CorruptFileError        (also ValueError)  a file is damaged or truncated
     │   └── UnsupportedFormatError                   an unknown version or codec id
+    ├── ForeignFileError        (also ValueError)  another format (NIfTI, NRRD, DICOM...)
     ├── MaskNotFoundError       (also KeyError)    a name or position that is not stored
     ├── ArchiveLockedError      (also OSError)     another writer holds the archive
     └── RemoteReadError         (also OSError)     a URL stays unreadable after retries
@@ -34,6 +35,7 @@ __all__ = [
     "SpaceMismatchError",
     "CorruptFileError",
     "UnsupportedFormatError",
+    "ForeignFileError",
     "MaskNotFoundError",
     "ArchiveLockedError",
     "RemoteReadError",
@@ -124,14 +126,37 @@ class SpaceMismatchError(MaskValidationError):
 
 
 class CorruptFileError(MedMaskError, ValueError):
-    """A file is damaged, truncated, fails a checksum, or is not a medmask file.
+    """A file is damaged, truncated or fails a checksum (a medmask file, or a foreign file
+    being converted), or starts with bytes no format medmask knows.
 
-    ``path``, ``mask`` and ``field`` (see :class:`MedMaskError`) say where.
+    ``path``, ``mask`` and ``field`` (see :class:`MedMaskError`) say where. A file of
+    another format medmask recognises is not damaged: that is :class:`ForeignFileError`.
     """
 
 
 class UnsupportedFormatError(CorruptFileError):
     """The file declares a format version or codec this release cannot read."""
+
+
+class ForeignFileError(MedMaskError, ValueError):
+    """A medmask file was expected, and this is a file of another format medmask recognises
+    (NIfTI, NRRD, a Slicer segmentation, DICOM, gzip, zip...), told by its first bytes.
+
+    Not a :class:`CorruptFileError`: nothing is damaged. The message names the format and
+    what to do (``medmask pack`` converts the formats it can read into an archive).
+
+    Args:
+        message: What the file is and what to do.
+        kind: The format's key in the format table (``"nifti"``, ``"seg.nrrd"``...).
+        path: The file.
+
+    Attributes:
+        kind: See above.
+    """
+
+    def __init__(self, message: str = "", *, kind: str | None = None, path: object = None) -> None:
+        self.kind = kind
+        super().__init__(message, path=path)
 
 
 class MaskNotFoundError(MedMaskError, KeyError):

@@ -26,6 +26,7 @@ from .spaces import (
     describe_space,
     grid_differences,
     spaces_match,
+    zyx_of,
 )
 
 __all__ = [
@@ -110,7 +111,7 @@ def lps_to_space(lps: np.ndarray, shape_xyz: tuple[int, ...], *, atol: float = 1
         y_orientation=tuple(float(v) for v in rot[:, 1]),
         z_orientation=tuple(float(v) for v in rot[:, 2]),
     )
-    return xyz.reverse_axis_order()
+    return zyx_of(xyz)
 
 
 def lps_matrix(space_zyx: Space) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .bbox import bounding_box
-from .errors import CorruptFileError, UnsupportedFormatError
+from .errors import CorruptFileError, ForeignFileError, UnsupportedFormatError
 from .format import Signature, read_msk_record, sniff_target, verify_all
 from .io.names import is_url
 from .io.target import Target
@@ -102,6 +102,7 @@ def sniff_file(path: PathArg, *, storage_options: Mapping[str, Any] | None = Non
         says what the file can hold): kind ``"msk"`` or ``"mska"`` and the format version.
 
     Raises:
+        ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...).
         CorruptFileError: Too short, or not a medmask file.
         UnsupportedFormatError: A format version this release does not read.
         FileNotFoundError: No such file.
@@ -134,7 +135,7 @@ def is_archive(path: PathArg, *, storage_options: Mapping[str, Any] | None = Non
         return sniff_file(path, storage_options=storage_options)[0] == "mska"
     except UnsupportedFormatError:
         raise
-    except CorruptFileError:
+    except (CorruptFileError, ForeignFileError):
         return False
 
 
@@ -203,6 +204,8 @@ def file_info(path: PathArg, *, storage_options: Mapping[str, Any] | None = None
 
     Raises:
         CorruptFileError: The file is damaged or not a medmask file.
+        ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+            message says which, and how to convert it.
         UnsupportedFormatError: A format version this release does not read.
         FileNotFoundError: No such file.
     """
@@ -287,6 +290,8 @@ def list_masks(path: PathArg, *, storage_options: Mapping[str, Any] | None = Non
 
     Raises:
         CorruptFileError: The file is damaged or not a medmask file.
+        ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+            message says which, and how to convert it.
         FileNotFoundError: No such file.
     """
     target = Target.of(path, storage_options)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .spaces import Space
+from .spaces import Space, zyx_of
 
 __all__ = ["phantom_case", "write_phantom_dataset", "ORGANS"]
 
@@ -77,7 +77,7 @@ def phantom_case(
         y_orientation=tuple(rot[:, 1]),
         z_orientation=tuple(rot[:, 2]),
     )
-    return masks, xyz.reverse_axis_order()
+    return masks, zyx_of(xyz)
 
 
 def write_phantom_dataset(

@@ -329,6 +329,8 @@ class SegmentationMask:
 
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
+            ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+                message says which, and how to convert it.
             UnsupportedFormatError: A version this release does not read.
         """
         seg = upcall(SegmentationMask, "load")(path)

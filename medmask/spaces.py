@@ -20,6 +20,8 @@ from .errors import CorruptFileError, MaskValidationError, SpaceMismatchError
 
 __all__ = [
     "Space",
+    "ZYXSpace",
+    "zyx_of",
     "default_space",
     "space_to_disk_json",
     "space_from_disk_json",
@@ -36,12 +38,59 @@ __all__ = [
 GRID_ATOL = 1e-3
 
 
+class ZYXSpace(Space):
+    """A :class:`spacetransformer.Space` in medmask's in-memory ``(z, y, x)`` order.
+
+    The same fields and methods as ``Space`` (``.reverse_axis_order()`` gives the usual
+    ``(x, y, z)`` space); only its ``repr`` differs, naming the axes in the order they are
+    stored: ``Space``'s field ``x_orientation`` holds the direction of array axis 0, which
+    is the z axis here. It compares equal to any ``Space`` with the same fields.
+    """
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like Space
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Space):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
+
+    def __repr__(self) -> str:
+        def fmt(v: object) -> str:
+            return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"
+
+        return (
+            "Space in (z, y, x) order (medmask's array order; .reverse_axis_order() gives "
+            f"(x, y, z)):\n  shape (z, y, x):   {tuple(int(s) for s in self.shape)}\n"
+            f"  spacing (z, y, x): {fmt(self.spacing)}\n"
+            f"  origin (LPS mm):   {fmt(self.origin)}\n"
+            f"  z axis direction:  {fmt(self.x_orientation)}  (field x_orientation: axis 0)\n"
+            f"  y axis direction:  {fmt(self.y_orientation)}  (field y_orientation: axis 1)\n"
+            f"  x axis direction:  {fmt(self.z_orientation)}  (field z_orientation: axis 2)"
+        )
+
+
+_FIELDS = ("shape", "origin", "spacing", "x_orientation", "y_orientation", "z_orientation")
+
+
+def zyx_of(xyz: Space) -> ZYXSpace:
+    """The ``(z, y, x)`` space of an ``(x, y, z)`` one, as a :class:`ZYXSpace` (the same
+    fields as ``xyz.reverse_axis_order()``, which returns a plain ``Space``)."""
+    return ZYXSpace(
+        shape=tuple(xyz.shape[::-1]),
+        origin=tuple(xyz.origin),
+        spacing=tuple(xyz.spacing[::-1]),
+        x_orientation=tuple(xyz.z_orientation),
+        y_orientation=tuple(xyz.y_orientation),
+        z_orientation=tuple(xyz.x_orientation),
+    )
+
+
 def default_space(shape_zyx: tuple[int, ...]) -> Space:
     """The default ``(z, y, x)`` space of an array: unit spacing, zero origin, identity axes.
 
     On disk it is the identity ``(x, y, z)`` space.
     """
-    return Space(shape=tuple(int(s) for s in shape_zyx[::-1])).reverse_axis_order()
+    return zyx_of(Space(shape=tuple(int(s) for s in shape_zyx[::-1])))
 
 
 def space_to_disk_json(space_zyx: Space) -> bytes:
@@ -94,7 +143,7 @@ def _zyx_space_of(obj: dict) -> Space:
     by spacetransformer) once: the same as ``Space.from_dict(obj).reverse_axis_order()``,
     which builds and validates two spaces, at half the cost of every archive open."""
     d = {**_DISK_DEFAULTS, **obj}
-    return Space(
+    return ZYXSpace(
         shape=tuple(d["shape"][::-1]),
         origin=tuple(d["origin"]),
         spacing=tuple(d["spacing"][::-1]),

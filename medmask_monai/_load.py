@@ -16,6 +16,7 @@ import numpy as np
 from medmask import MaskArchive, MaskFile
 from medmask.errors import (
     CorruptFileError,
+    ForeignFileError,
     MaskNotFoundError,
     MaskValidationError,
     UnsupportedFormatError,
@@ -38,6 +39,7 @@ __all__ = [
     "as_numpy_dtype",
     "is_archive",
     "file_kind",
+    "medmask_kind",
     "label_dtype",
     "MissingNameWarning",
 ]
@@ -163,15 +165,29 @@ def file_kind(
         FileNotFoundError: No such file or object.
         UnsupportedFormatError: A medmask file of a format version this release does not read.
     """
+    try:
+        return medmask_kind(path, storage_options)
+    except UnsupportedFormatError:  # a medmask file, but a newer one: say so, not "not medmask"
+        raise
+    except (CorruptFileError, ForeignFileError):  # damaged, or another format
+        return None
+
+
+def medmask_kind(
+    path: str | os.PathLike | Target, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """``"mska"`` or ``"msk"``, as :func:`file_kind`, raising what the sniff says otherwise.
+
+    Raises:
+        ForeignFileError: Another format (the message names it and how to convert it).
+        CorruptFileError: Too short, or bytes no format knows.
+        UnsupportedFormatError: A format version this release does not read.
+        FileNotFoundError: No such file or object.
+    """
     target = Target.of(path, storage_options)
     if target.is_url and target.format_name in ("mska", "msk"):
         return target.format_name
-    try:
-        return sniff_target(target).kind
-    except UnsupportedFormatError:  # a medmask file, but a newer one: say so, not "not medmask"
-        raise
-    except CorruptFileError:
-        return None
+    return sniff_target(target).kind
 
 
 def is_archive(

@@ -14,10 +14,10 @@ import numpy as np
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
-from medmask.errors import CorruptFileError, MaskValidationError
+from medmask.errors import MaskValidationError
 from medmask.io.names import is_url
 
-from ._load import Names, as_numpy_dtype, check_options, file_kind, load_mask_array
+from ._load import Names, as_numpy_dtype, check_options, load_mask_array, medmask_kind
 
 __all__ = ["MaskReader", "SUFFIXES", "load_paths"]
 
@@ -119,14 +119,14 @@ class MaskReader(ImageReader):
         Decoding happens in :meth:`get_data`; nothing stays open.
 
         Raises:
-            CorruptFileError: A file is not a medmask file (so that ``LoadImage``,
-                given explicit readers, falls back to the next one, e.g. for NIfTI).
+            ForeignFileError: A file of another format (so that ``LoadImage``, given
+                explicit readers, falls back to the next one, e.g. for NIfTI).
+            CorruptFileError: A file is damaged or no known format.
             FileNotFoundError: A file does not exist.
         """
         paths = [p if is_url(p) else os.fspath(p) for p in ensure_tuple(data)]
         for p in paths:
-            if file_kind(p, self.storage_options) is None:
-                raise CorruptFileError("not a medmask file (.msk / .mska)", path=p, field="magic")
+            medmask_kind(p, self.storage_options)  # raises what the file is, if not ours
         return paths if len(paths) > 1 else paths[0]
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:

@@ -20,6 +20,7 @@ from monai.utils import TransformBackends, convert_to_dst_type
 from medmask.errors import MaskNotFoundError, MaskValidationError, close_matches
 from medmask.ops import match_allowed_values, smallest_int_dtype, value_runs
 
+from ._like import check_same_grid_as, image_grid, place_like
 from ._load import Names, as_numpy_dtype, label_dtype
 from .reader import MaskReader, load_paths
 
@@ -75,11 +76,23 @@ class LoadMask(Transform):
         storage_options: fsspec options for URLs (``s3://``, ``gs://``, ``https://``...):
             credentials, endpoint... fsspec's own configuration applies too. Decoding is
             done by a :class:`~medmask_monai.MaskReader` with these arguments.
+        like: Put the masks on this image's grid: a loaded image (``MetaTensor``) or
+            ``(affine, spatial_shape)`` (the 4x4 RAS affine and the ``(x, y, z)`` shape, as
+            MONAI reports them). An archive's grid may cover only part of the image (a DICOM
+            SEG packed without its source series spans its frames); when both grids are
+            one lattice (same spacing and direction, a whole number of voxels apart) the
+            masks are padded with 0 and cropped onto the image's grid, exactly, and get
+            its affine. Otherwise ``SpaceMismatchError`` names both grids: masks are never
+            interpolated here (resampling them is your decision). ``None``: the archive's
+            own grid.
 
     Raises:
         MaskNotFoundError: A requested name is absent and ``missing="raise"``.
-        MaskValidationError: Bad ``names``, ``mode``, ``dtype`` or ``missing``.
-        CorruptFileError: The file is damaged or not a medmask file.
+        MaskValidationError: Bad ``names``, ``mode``, ``dtype``, ``missing`` or ``like``.
+        SpaceMismatchError: ``like`` is on another lattice, or masks have voxels outside
+            its grid.
+        CorruptFileError: The file is damaged.
+        ForeignFileError: The file is another format (NIfTI, NRRD, DICOM...).
 
     Example:
         >>> load = LoadMask(names={"liver": 1, "kidney_left": 2, "kidney_right": 2})  # doctest: +SKIP
@@ -93,10 +106,14 @@ class LoadMask(Transform):
         dtype: np.dtype | torch.dtype | str | type | None = None,
         missing: str = "raise",
         storage_options: Mapping[str, Any] | None = None,
+        like: Any = None,
     ) -> None:
         self.reader = MaskReader(
             names=names, mode=mode, dtype=dtype, missing=missing, storage_options=storage_options
         )
+        if like is not None:
+            image_grid(like)  # fail early on something that is not an image
+        self.like = like
 
     # the reader's settings, readable here as before
     names = property(lambda self: self.reader.names)
@@ -105,13 +122,21 @@ class LoadMask(Transform):
     missing = property(lambda self: self.reader.missing)
     storage_options = property(lambda self: self.reader.storage_options)
 
-    def __call__(self, path: PathLike | Sequence[PathLike]) -> MetaTensor:
+    def __call__(self, path: PathLike | Sequence[PathLike], like: Any = None) -> MetaTensor:
         """Load ``path`` (several paths: stacked on the channel axis).
+
+        Args:
+            path: The file(s).
+            like: An image whose grid the masks are put on, for this call (see the class;
+                default: the ``like`` given at construction).
 
         Returns:
             A ``(C, x, y, z)`` ``MetaTensor``.
         """
         array, meta = self.reader.get_data(path)
+        like = self.like if like is None else like
+        if like is not None:
+            array, meta = place_like(array, meta, like)
         return to_metatensor(array, meta)
 
 
@@ -126,6 +151,18 @@ class LoadMaskd(MapTransform):
         missing: See :class:`LoadMask`.
         allow_missing_keys: Skip keys absent from the dictionary instead of raising.
         storage_options: See :class:`LoadMask`.
+        like: The key of an image already loaded in the same dictionary (e.g.
+            ``"image"``, by ``LoadImaged`` before this transform): the masks are put on its
+            grid as :class:`LoadMask`'s ``like`` does (pad/crop on one lattice, exact; else
+            ``SpaceMismatchError`` naming both grids).
+        check_grid: Without ``like``, compare the masks' grid with every image already
+            loaded in the dictionary (values with an ``affine``) and raise
+            ``SpaceMismatchError`` when one differs: masks on another grid than their image
+            would train shifted labels without any error. ``False`` skips the check.
+
+    Raises:
+        SpaceMismatchError: See ``like`` and ``check_grid``.
+        MaskValidationError: ``like`` names a key that holds no loaded image.
 
     Example:
         >>> load = LoadMaskd("label", names=["liver", "spleen"], missing="empty")  # doctest: +SKIP
@@ -142,16 +179,37 @@ class LoadMaskd(MapTransform):
         missing: str = "raise",
         allow_missing_keys: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        like: Hashable | None = None,
+        check_grid: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.loader = LoadMask(
             names=names, mode=mode, dtype=dtype, missing=missing, storage_options=storage_options
         )
+        self.like = like
+        self.check_grid = check_grid
+
+    def _image(self, d: Mapping[Hashable, Any]) -> Any:
+        image = d.get(self.like)
+        if not hasattr(image, "affine"):
+            held = "nothing" if image is None else f"a {type(image).__name__}"
+            raise MaskValidationError(
+                f"LoadMaskd(like={self.like!r}): d[{self.like!r}] holds {held}, not a loaded "
+                f"image; load it first (LoadImaged({self.like!r}) before LoadMaskd)"
+            )
+        return image
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
+            if self.like is not None:
+                d[key] = self.loader(d[key], like=self._image(d))
+                continue
             d[key] = self.loader(d[key])
+            if self.check_grid:
+                for other, value in d.items():
+                    if other not in self.keys and hasattr(value, "affine"):
+                        check_same_grid_as(d[key], value, str(key), str(other))
         return d
 
 

@@ -10,10 +10,19 @@ import pytest
 pytest_plugins = ["remote_support"]  # moto S3 server and fault-injecting proxy fixtures
 
 REPO = Path(__file__).resolve().parents[1]
-#: The real TotalSegmentator case beside the repository (never copied into it).
-REAL_CASE = Path(
-    os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000")
-)
+SHARED = REPO.parent / "shared" / "data"
+#: The real TotalSegmentator case beside the repository (never copied into it); env
+#: ``MEDMASK_REAL_CASE`` points elsewhere.
+REAL_CASE = Path(os.environ.get("MEDMASK_REAL_CASE", SHARED / "totalseg_s0000"))
+#: The interchange samples (a Slicer ``.seg.nrrd``, a highdicom DICOM SEG); env
+#: ``MEDMASK_INTERCHANGE`` points elsewhere.
+INTERCHANGE = Path(os.environ.get("MEDMASK_INTERCHANGE", SHARED / "interchange"))
+INTERCHANGE_FILES = ("Segmentation.seg.nrrd", "seg_image_ct_binary.dcm")
+#: The fixtures that hand out sample data: a test that uses one carries ``realdata``.
+REAL_DATA_FIXTURES = {"real_case", "interchange"}
+#: Tests that use sample data without the ``realdata`` marker (checked by
+#: tests/architecture/test_test_rules.py).
+UNMARKED_REAL_DATA = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,6 +30,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[UNMARKED_REAL_DATA] = [
+        item.nodeid
+        for item in items
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and "realdata" not in item.keywords
+    ]
     if config.getoption("--runslow") or "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="long variant: run with --runslow")
@@ -31,10 +46,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def real_case() -> Path:
-    """Folder of the 117 real TotalSegmentator masks; skips when absent."""
+    """Folder of the 117 real TotalSegmentator masks (``MEDMASK_REAL_CASE``); skips when absent."""
     if not (REAL_CASE.is_dir() and any(REAL_CASE.glob("*.nii.gz"))):
-        pytest.skip(f"real case not found at {REAL_CASE}")
+        pytest.skip(f"sample data: real case not found at {REAL_CASE} (set MEDMASK_REAL_CASE)")
     return REAL_CASE
+
+
+@pytest.fixture(scope="session")
+def interchange() -> Path:
+    """Folder of the interchange samples (``MEDMASK_INTERCHANGE``): ``Segmentation.seg.nrrd``
+    (3D Slicer) and ``seg_image_ct_binary.dcm`` (highdicom); skips when absent."""
+    missing = [n for n in INTERCHANGE_FILES if not (INTERCHANGE / n).is_file()]
+    if missing:
+        pytest.skip(
+            f"sample data: {', '.join(missing)} not found in {INTERCHANGE} (set MEDMASK_INTERCHANGE)"
+        )
+    return INTERCHANGE
+
+
+#: A few masks of the real case for the fast real-data tests: overlapping ones (rib_right_12
+#: lies inside the sacrum; femur/hip touch), big and small, one empty.
+REAL_FEW = (
+    "adrenal_gland_left",
+    "colon",
+    "femur_right",
+    "hip_left",
+    "liver",
+    "rib_right_12",
+    "sacrum",
+    "urinary_bladder",
+)
+
+
+@pytest.fixture
+def real_subset(real_case, tmp_path):
+    """``f(names=REAL_FEW) -> folder``: a folder of links to some masks of the real case
+    (the fast real-data tests use it; the whole case is for the ``--runslow`` variants)."""
+
+    def make(names=REAL_FEW) -> Path:
+        folder = tmp_path / "real_subset"
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            src = real_case / f"{name}.nii.gz"
+            assert src.is_file(), f"{src}: not in the real case"
+            (folder / src.name).symlink_to(src)
+        return folder
+
+    return make
 
 
 def write_nifti_case(

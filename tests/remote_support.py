@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import select
 import socket
 import struct
 import threading
@@ -114,8 +115,8 @@ class Fault:
     Attributes:
         kind: ``"503"``, ``"500"``, ``"drop"`` (close without answering), ``"reset"`` (TCP
             RST), ``"truncate"`` (send half the body, then close), ``"flip"`` (flip one bit
-            of the body), ``"latency"`` (sleep ``delay`` first) or ``"stall"`` (sleep
-            ``delay``, then drop).
+            of the body), ``"latency"`` (sleep ``delay`` first) or ``"stall"`` (answer
+            nothing until the client gives up, or ``delay`` passes; then drop).
         times: How many matching requests it hits (``None``: all of them).
         method: Only requests of this method (``None``: any).
         ranged: Only requests with (True) or without (False) a Range header (``None``: any).
@@ -151,6 +152,8 @@ class Record:
     status: int
     body_bytes: int
     fault: str | None = None
+    #: A stalled request whose client closed the connection (gave up) during the stall.
+    abandoned: bool = False
 
 
 @dataclass
@@ -160,6 +163,11 @@ class _State:
     records: list[Record] = field(default_factory=list)
     latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    #: While set: each request waits there until that many are in the proxy together.
+    gather: threading.Barrier | None = None
+    gather_timeouts: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -185,7 +193,36 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def _client_gone(self) -> bool:
+        """The client closed its end (it gave up waiting)."""
+        ready, _, _ = select.select([self.connection], [], [], 0)
+        if not ready:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _stall(self, rec: Record, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self._client_gone():
+                rec.abandoned = True
+                return
+            time.sleep(0.01)
+
     def _handle(self) -> None:
+        st = self.state
+        with st.lock:
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        try:
+            self._handle_counted()
+        finally:
+            with st.lock:
+                st.in_flight -= 1
+
+    def _handle_counted(self) -> None:
         st = self.state
         body = self._read_body()
         with st.lock:
@@ -197,11 +234,20 @@ class _Handler(BaseHTTPRequestHandler):
         rec = Record(self.command, self.path, self.headers.get("Range"), 0, 0, fault and fault.kind)
         with st.lock:
             st.records.append(rec)
+        gather = st.gather
+        if gather is not None:
+            try:
+                gather.wait()
+            except threading.BrokenBarrierError:
+                with st.lock:
+                    st.gather_timeouts += 1
         if st.latency:
             time.sleep(st.latency)
         kind = fault.kind if fault else None
-        if kind in ("latency", "stall"):
+        if kind == "latency":
             time.sleep(fault.delay)
+        if kind == "stall":
+            self._stall(rec, fault.delay)
         if kind in ("drop", "stall"):
             self.close_connection = True
             return
@@ -313,9 +359,26 @@ class FaultProxy:
         """Add ``seconds`` to every request."""
         self.state.latency = seconds
 
+    def gather(self, n: int | None, timeout: float = 30.0) -> None:
+        """From now on, hold each request until ``n`` requests are in the proxy together
+        (``None``: stop holding). A request that waited ``timeout`` seconds in vain goes on
+        and is counted in :meth:`gather_timeouts` (only against a hang: requests sent
+        one after the other all time out there)."""
+        self.state.gather = None if n is None else threading.Barrier(n, timeout=timeout)
+
+    def gather_timeouts(self) -> int:
+        """Requests that gave up waiting for the others (see :meth:`gather`)."""
+        return self.state.gather_timeouts
+
+    def max_in_flight(self) -> int:
+        """The most requests the proxy handled at once since :meth:`reset_counts`."""
+        return self.state.max_in_flight
+
     def reset_counts(self) -> None:
         with self.state.lock:
             self.state.records.clear()
+            self.state.max_in_flight = self.state.in_flight
+            self.state.gather_timeouts = 0
 
     def records(self, method: str | None = None) -> list[Record]:
         with self.state.lock:

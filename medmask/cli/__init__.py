@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -79,6 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options whose value may start with ``-`` (a negative number): argparse would read
+#: ``--window -160,240`` as two options.
+NEGATIVE_VALUES = ("--window",)
+_NEGATIVE = re.compile(r"-\d|-\.\d")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--window -160,240`` as ``--window=-160,240``, so that argparse takes the value.
+
+    Args:
+        argv: The command-line arguments.
+
+    Returns:
+        The arguments, with a negative value joined to its option (:data:`NEGATIVE_VALUES`).
+    """
+    out, args = [], list(argv)
+    k = 0
+    while k < len(args):
+        a = args[k]
+        if a in NEGATIVE_VALUES and k + 1 < len(args) and _NEGATIVE.match(args[k + 1]):
+            out.append(f"{a}={args[k + 1]}")
+            k += 2
+            continue
+        out.append(a)
+        k += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medmask`` console script.
 
@@ -89,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 success, 1 a file failed, 2 bad usage.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except UsageError as exc:

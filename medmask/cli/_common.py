@@ -4,6 +4,7 @@ common options (``-q``, ``--debug``, ``--storage-option``) and small path helper
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -26,8 +27,20 @@ class UsageError(Exception):
     """Bad arguments discovered after parsing (exit status 2)."""
 
 
+#: How library messages name an option for both audiences: ``keyword=VALUE / --flag``
+#: (``threshold=T / --threshold T``); the command line shows the flag alone.
+_BOTH_SPELLINGS = re.compile(r"\b[a-z_][a-z0-9_]*=[A-Za-z0-9_]* / (?=--)")
+
+
+def flags_only(msg: str) -> str:
+    """A library message as the command line says it: options named by their flag only
+    (``threshold=T / --threshold T`` -> ``--threshold T``)."""
+    return _BOTH_SPELLINGS.sub("", msg)
+
+
 def err(args: argparse.Namespace, msg: str) -> None:
-    print(f"medmask {args.command}: error: {msg}", file=sys.stderr)
+    """An error on stderr: ``medmask COMMAND: error: <msg>`` (options named by flag only)."""
+    print(f"medmask {args.command}: error: {flags_only(msg)}", file=sys.stderr)
 
 
 def progress(
@@ -49,16 +62,20 @@ def progress(
 
 def note(args: argparse.Namespace, msg: str) -> None:
     """A remark on stderr, after the output: ``medmask COMMAND: note: <msg>``."""
-    print(f"medmask {args.command}: note: {msg}", file=sys.stderr)
+    print(f"medmask {args.command}: note: {flags_only(msg)}", file=sys.stderr)
 
 
 def warn(args: argparse.Namespace, msg: str) -> None:
     """A warning on stderr: ``medmask COMMAND: warning: <msg>``."""
-    print(f"medmask {args.command}: warning: {msg}", file=sys.stderr)
+    print(f"medmask {args.command}: warning: {flags_only(msg)}", file=sys.stderr)
 
 
 def print_lost(
-    args: argparse.Namespace, lost: Mapping[str, int], heading: str, of: Mapping[str, int] | None
+    args: argparse.Namespace,
+    lost: Mapping[str, int],
+    heading: str,
+    of: Mapping[str, int] | None,
+    taken_by: Mapping[str, list[str]] | None = None,
 ) -> None:
     """The table of voxels each mask lost to overlaps in a label map (not with ``--quiet``).
 
@@ -67,12 +84,77 @@ def print_lost(
         lost: Voxels lost per mask name (nothing is printed when empty).
         heading: The line above the table.
         of: Each mask's voxel count, printed as ``N of TOTAL``; ``None`` prints ``N`` only.
+        taken_by: The masks that took each one's voxels, printed as ``(to a, b)``.
     """
     if not lost or args.quiet:
         return
     print(heading)
     for name, n in lost.items():
-        print(f"  {name}: {n:,}" if of is None else f"  {name}: {n:,} of {of.get(name, 0):,}")
+        line = f"  {name}: {n:,}" if of is None else f"  {name}: {n:,} of {of.get(name, 0):,}"
+        winners = (taken_by or {}).get(name)
+        print(line + (f" (to {', '.join(winners)})" if winners else ""))
+
+
+_RULES = {
+    "last": "the later mask wins",
+    "first": "the earlier mask wins",
+    "smaller": "the smaller mask wins",
+}
+
+
+def print_export(args: argparse.Namespace, report: Any, out: object, what: str) -> None:
+    """The one report of an export (``unpack -o X`` and ``convert -o X`` alike): what was
+    written, then for a label map the voxels lost to overlaps, per mask, and the masks
+    that lost all of them; notes and renamed files.
+
+    Args:
+        args: The parsed arguments (``overlap`` is the rule, when the command has one).
+        report: The :class:`~medmask.conversions.ConversionReport`.
+        out: The output.
+        what: What was written, e.g. ``"label map"``.
+    """
+    how = _rule(args)
+    say(args, f"wrote {out} ({what}, {plural(len(report.masks), 'mask')})")
+    warn_emptied(args, report, out)
+    if report.lost:
+        note(
+            args,
+            f"{sum(report.lost.values()):,} voxels belonged to several masks; the label map "
+            f"keeps one ({how}); -o DIR or X.seg.nrrd keep overlaps",
+        )
+        print_lost(
+            args,
+            report.lost,
+            f"voxels lost to overlaps ({how}):",
+            report.voxels,
+            getattr(report, "taken_by", None),
+        )
+    elif what == "label map" and not args.quiet:
+        print("no voxel belongs to two masks: the label map holds every mask exactly")
+    for remark in report.notes:
+        note(args, remark)
+    if report.renamed and not args.quiet:
+        print(f"{len(report.renamed)} names made safe for the file system:")
+        for fname, name in list(report.renamed.items())[:20]:
+            print(f"  {name!r} -> {fname}")
+
+
+def _rule(args: argparse.Namespace) -> str:
+    rule = getattr(args, "overlap", "last")
+    return f"rule --overlap {rule}: {_RULES.get(rule, rule)}"
+
+
+def warn_emptied(args: argparse.Namespace, report: Any, out: object) -> None:
+    """A warning (stderr, also with ``--json``) for every mask an export left empty."""
+    taken = getattr(report, "taken_by", None) or {}
+    for name in report.emptied:
+        winners = ", ".join(taken.get(name, [])) or "overlapping masks"
+        warn(
+            args,
+            f"mask {name!r} lost all its {report.voxels.get(name, 0):,} voxels to {winners} "
+            f"({_rule(args)}): it is absent from {out}; try --overlap smaller, or -o DIR "
+            "/ X.seg.nrrd, which keep overlaps",
+        )
 
 
 def report_failed(args: argparse.Namespace, messages: Iterable[str]) -> int:
@@ -87,7 +169,7 @@ def report_failed(args: argparse.Namespace, messages: Iterable[str]) -> int:
     """
     failed = list(messages)
     for msg in failed:
-        print(f"medmask {args.command}: FAILED {msg}", file=sys.stderr)
+        print(f"medmask {args.command}: FAILED {flags_only(msg)}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -24,11 +24,11 @@ from ._common import (
     AddCommand,
     UsageError,
     note,
+    print_export,
     progress,
     say,
     storage_options,
     target,
-    warn,
 )
 
 #: medmask's own formats, which ``convert`` rewrites (any other output is an export).
@@ -118,6 +118,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError("convert writes a new file: give an -o different from SRC")
     if kind not in MEDMASK_KINDS:
         return _export(args, src, out, kind)
+    if args.overlap != "last":
+        raise UsageError(f"--overlap: label maps only; {out} is a medmask file (keeps overlaps)")
     to = 1 if args.compat == "0.1" else (2 if args.to is None else args.to)
     codec = "zstd" if to == 1 else "bitzstd"
     compat = args.compat if args.compat not in (None, "0.1") else None
@@ -135,7 +137,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     say(
         args,
-        f"wrote {out} ({_written(to, compat)}, {n} masks): {_size(src)} -> {_size(out)} bytes",
+        f"wrote {out} ({_written(to, compat)}, {n} masks): {_size(args, src)} -> "
+        f"{_size(args, out)} bytes",
     )
     return EXIT_OK
 
@@ -146,10 +149,12 @@ def _written(to: int, compat: str | None) -> str:
     return f"version 2, readable by medmask {compat}" if compat else "version 2"
 
 
-def _size(target: str) -> str:
-    if is_url(target):
-        return "?"
-    return f"{os.stat(target).st_size:,}"
+def _size(args: argparse.Namespace, path: str) -> str:
+    """A file's or object's size in bytes, as printed (``?`` if the store does not say)."""
+    if not is_url(path):
+        return f"{os.stat(path).st_size:,}"
+    size = (target(args, path).info() or {}).get("size")
+    return "?" if size is None else f"{int(size):,}"
 
 
 def _archive_to_archive(
@@ -220,25 +225,12 @@ def _msk_to(
 def _export(args: argparse.Namespace, src: str, out: str, kind: str) -> int:
     # the name was checked before: what fails now is the file (exit status 1)
     report = from_archive(
-        target(args, src), target(args, out), progress=progress(args, None, "exporting")
+        target(args, src),
+        target(args, out),
+        overlap=args.overlap if kind == "nifti" else "last",
+        progress=progress(args, None, "exporting"),
     )
-    what = "label map" if kind == "nifti" else get_format(kind).title
-    say(args, f"wrote {out} ({what}, {len(report.masks)} masks)")
-    for remark in report.notes:
-        say(args, f"note: {remark}")
-    for name in report.emptied:
-        warn(
-            args,
-            f"mask {name!r} lost all its {report.voxels.get(name, 0):,} voxels to later masks: "
-            f"it is absent from {out}",
-        )
-    if report.lost:
-        note(
-            args,
-            f"{sum(report.lost.values()):,} voxels belonged to several masks; in the label map "
-            f"the later mask wins (masks losing voxels: {', '.join(report.lost)}); "
-            "'medmask unpack SRC -o DIR' writes one lossless file per mask",
-        )
+    print_export(args, report, out, "label map" if kind == "nifti" else get_format(kind).title)
     return EXIT_OK
 
 
@@ -302,5 +294,11 @@ def register(add: AddCommand) -> None:
         help="write what medmask RELEASE reads: 0.3 (format 2.1), 0.2 (format 2.0, without "
         "centroids and attributes) or 0.1 (version 1, the same as --to 1); default: the "
         "current format (2.2)",
+    )
+    s.add_argument(
+        "--overlap",
+        choices=["last", "first", "smaller"],
+        default="last",
+        help="label-map output: which mask keeps a voxel several masks claim (default: last)",
     )
     s.set_defaults(func=cmd_convert)

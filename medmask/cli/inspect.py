@@ -82,6 +82,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     files = _inputs(args, args.files)
     tables, failed = _each(args, files, list_masks, "listing")
     rows = [r for t in tables for r in t]
+    if failed and not tables:  # nothing could be listed: the errors say why, no empty table
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(rows, indent=1, ensure_ascii=False))
         return EXIT_FAILED if failed else EXIT_OK
@@ -130,7 +132,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         out = infos if several else (infos[0] if infos else None)
         if out is not None:
             print(json.dumps(out, indent=1, ensure_ascii=False))
-    else:
+    elif infos:
         print("\n\n".join("\n".join(_info_lines(i)) for i in infos))
     return EXIT_FAILED if failed else EXIT_OK
 

@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 from ..conversions import NeedsOptionError, check_output, to_archive
+from ..conversions.common import ConversionReport
 from ..conversions.dispatch import PACK_OUTPUTS
+from ..conversions.pipeline import case_threads
 from ..errors import MaskValidationError
 from ..io.formats import formats
 from ..io.target import Target
+from ..packing import label_table
 from ._common import (
     CODEC_HELP,
     EXIT_OK,
@@ -43,25 +46,46 @@ def cmd_pack(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not src.exists():
         raise UsageError(f"{src}: no such file or folder")
+    if args.reference is not None and not Path(args.reference).exists():
+        raise UsageError(f"--reference {args.reference}: no such folder (the DICOM image series)")
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.labels and args.scheme:
+        raise UsageError("give --labels TABLE or --scheme NAME, not both")
+    try:
+        labels = label_table(None, args.scheme) if args.scheme else args.labels
+    except MaskValidationError as exc:  # an unknown scheme
+        raise UsageError(str(exc)) from None
     t = time.perf_counter()
     try:
-        report = to_archive(
-            src,
-            out,
-            labels=args.labels,
-            drop_unlisted=args.drop_unlisted,
-            threshold=args.threshold,
-            reference=args.reference,
-            codec=codec_arg(args),
-            resample=args.resample,
-            allow_float=args.allow_float,
-            binarize=args.binarize,
-            progress=progress(args, None, "packing"),
-        )
+        with case_threads(args.threads):
+            report = _pack(args, src, out, labels)
     except NeedsOptionError as exc:  # a missing or misplaced option: bad usage
         raise UsageError(str(exc)) from None
+    return _print_report(args, src, out, report, t)
+
+
+def _pack(args: argparse.Namespace, src: Target, out: Target, labels: object) -> ConversionReport:
+    return to_archive(
+        src,
+        out,
+        labels=labels,  # type: ignore[arg-type]
+        drop_unlisted=args.drop_unlisted,
+        threshold=args.threshold,
+        reference=args.reference,
+        codec=codec_arg(args),
+        resample=args.resample,
+        allow_float=args.allow_float,
+        binarize=args.binarize,
+        progress=progress(args, None, "packing"),
+    )
+
+
+def _print_report(
+    args: argparse.Namespace, src: Target, out: Target, report: ConversionReport, t: float
+) -> int:
     for remark in report.notes:
         note(args, remark)
     for new, old in report.renamed.items():
@@ -69,7 +93,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK
-    before, after = _size(src), _size(out)
+    # the bytes of what was packed (a case folder's image is not), not the whole source
+    before = report.source_bytes if report.source_bytes is not None else _size(src)
+    after = _size(out)
     empty = [n for n, c in report.voxels.items() if c == 0]
     say(
         args,
@@ -117,6 +143,12 @@ def register(add: AddCommand) -> None:
         "'label name' text lines",
     )
     s.add_argument(
+        "--scheme",
+        metavar="NAME",
+        help="number a label map by this built-in scheme (totalseg, btcv, amos, abdomenatlas, "
+        "flare, msd_task..., see docs/datasets.md) instead of --labels",
+    )
+    s.add_argument(
         "--drop-unlisted",
         action="store_true",
         help="drop labels the table does not name (refused by default: their voxels would be lost)",
@@ -148,6 +180,12 @@ def register(add: AddCommand) -> None:
         "--reference",
         metavar="DICOM_DIR",
         help="DICOM SEG: the source image series; masks get its full grid",
+    )
+    s.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads reading and compressing masks (default: every CPU)",
     )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_pack)

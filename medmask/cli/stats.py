@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import MaskValidationError
+from ..errors import MaskValidationError, close_matches
 from ..io.names import expect_name, split_suffix
 from ._common import (
     AddCommand,
@@ -113,6 +113,20 @@ def _print_masks(df) -> None:
         )
 
 
+def _grid_note(df) -> str:
+    """The summary's word on archives whose grid is their segmentation's own extent (a SEG
+    packed without its image series), which may not line up with the image."""
+    if "archive_grid" not in df.columns:
+        return ""
+    paths = {p for p, g in zip(df["path"], df["archive_grid"], strict=True) if g == "segmentation"}
+    if not paths:
+        return ""
+    return (
+        f"; {plural(len(paths), 'file')} on the segmentation's own grid, not the image's "
+        "(archive_grid; see 'medmask info')"
+    )
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from .. import stats as st
 
@@ -137,6 +151,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.lacking:
         names = set(df["name"])
         if args.lacking not in names:
+            near = close_matches(args.lacking, sorted(names))
+            if near:  # most likely misspelt: every case would be listed as lacking it
+                raise UsageError(
+                    f"--lacking {args.lacking}: no file stores a mask of this name{near}"
+                )
             say_err = f"medmask stats: note: no file stores a mask named {args.lacking!r}"
             print(say_err, file=sys.stderr)
         for case in st.lacking(df, args.lacking, empty_is_missing=not args.stored_empty_counts):
@@ -166,9 +185,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
             _print_summary(summary)
     decoded = int(df.attrs.get("decoded", 0))
     if not args.json and not args.lacking:
-        extra = ""
+        extra = _grid_note(df)
         if decoded:
-            extra = (
+            extra += (
                 f"; {plural(decoded, 'mask')} decoded (version-1 files or archives of medmask "
                 "0.2.0 lack stored figures; 'medmask convert' upgrades them)"
             )

@@ -6,21 +6,20 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from pathlib import Path
 
 from ..conversions import NeedsOptionError, from_archive, output_format
 from ..errors import MaskValidationError
-from ..io.formats import formats
+from ..io.formats import formats, get_format
 from ._common import (
     EXIT_OK,
     AddCommand,
     UsageError,
     note,
-    plural,
-    print_lost,
+    print_export,
     progress,
-    say,
     target,
-    warn,
+    warn_emptied,
 )
 
 
@@ -43,6 +42,8 @@ def cmd_unpack(args: argparse.Namespace) -> int:
         raise UsageError(f"--labelmap writes a .nii.gz label map; {out} is not named like one")
     if src.info() is None:
         raise UsageError(f"{src}: no such file")
+    if args.source is not None and not Path(args.source).is_dir():  # a missing input: usage
+        raise UsageError(f"--source {args.source}: no such folder (the DICOM image series)")
     try:
         report = from_archive(
             src,
@@ -51,39 +52,22 @@ def cmd_unpack(args: argparse.Namespace) -> int:
             overlap=args.overlap,
             source=args.source,
             labelmap_seg=args.seg_type == "labelmap",
+            force=args.force,
             progress=progress(args, None, "unpacking"),
         )
     except NeedsOptionError as exc:  # an option the output does not take, or needs
         raise UsageError(str(exc)) from None
-    for name in report.emptied:
-        warn(
-            args,
-            f"mask {name!r} lost all its {report.voxels.get(name, 0):,} voxels to overlapping "
-            f"masks (rule --overlap {args.overlap}; try --overlap smaller, or -o DIR / "
-            "X.seg.nrrd, which keep overlaps)",
-        )
     if args.json:
+        warn_emptied(args, report, out)
         print(json.dumps(report.to_json(), indent=1))
         return EXIT_OK
-    say(args, f"wrote {out} ({kind}): {plural(len(report.masks), 'mask')}")
-    if report.lost:
-        note(
-            args,
-            f"{sum(report.lost.values()):,} voxels belonged to several masks; the label map "
-            f"keeps one (rule --overlap {args.overlap}; -o DIR or X.seg.nrrd keep overlaps)",
-        )
-    print_lost(
-        args, report.lost, f"voxels lost to overlaps (rule: {args.overlap} wins):", report.voxels
-    )
-    if not report.lost and kind == "nifti" and not args.quiet:
-        print("no voxel belongs to two masks: the label map holds every mask exactly")
-    for remark in report.notes:
-        say(args, f"note: {remark}")
-    if report.renamed and not args.quiet:
-        print(f"{len(report.renamed)} names made safe for the file system:")
-        for fname, name in list(report.renamed.items())[:20]:
-            print(f"  {name!r} -> {fname}")
+    print_export(args, report, out, "label map" if kind == "nifti" else formats_title(kind))
     return EXIT_OK
+
+
+def formats_title(kind: str) -> str:
+    """What an export of ``kind`` is called in its report (``folder``, ``3D Slicer ...``)."""
+    return "folder" if kind == "folder" else get_format(kind).title
 
 
 def _outputs(sep: str = "\n") -> str:
@@ -141,6 +125,12 @@ def register(add: AddCommand) -> None:
         choices=["binary", "labelmap"],
         default="binary",
         help="X.dcm: BINARY (default, overlaps allowed) or LABELMAP (no overlaps)",
+    )
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="-o DIR: write into a folder that holds other files (refused by default: the "
+        "masks of two cases would mix)",
     )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_unpack)

@@ -9,7 +9,7 @@ the implementations (``read`` = pack, ``write`` = unpack) of the built-in entrie
   file in or out), ``nifti.archive`` (folders and label maps to and from archives),
   ``nifti.cases`` (where a dataset's masks are) and ``nifti.format`` (the table entries).
 * :mod:`~medmask.conversions.slicer`: 3D Slicer ``.seg.nrrd`` (extra ``nrrd``: pynrrd).
-* :mod:`~medmask.conversions.dicom_seg`: DICOM SEG (extra ``dicom``: pydicom, highdicom);
+* :mod:`~medmask.conversions.dicom_seg`: DICOM SEG (extra ``dicom``: pydicom);
   ``dicom_seg.read``, ``dicom_seg.frames``, ``dicom_seg.write``, ``dicom_seg.series``.
 * :mod:`~medmask.conversions.nnunet`: nnU-Net's raw dataset layout (``unpack-tree``).
 * :mod:`~medmask.conversions.labels`: label tables (JSON, text, ITK-SNAP, nnU-Net).

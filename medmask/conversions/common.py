@@ -4,9 +4,10 @@ records, the report of a conversion, and writing records into an archive."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,8 @@ from ..errors import MaskValidationError
 from ..io.formats import identify_target
 from ..segmask import SegmentationMask
 from ..spaces import Space
-from ..storage import MaskArchive, load_mask
+from ..storage import MaskArchive, PreparedMask, load_mask
+from .pipeline import ordered_map
 
 __all__ = [
     "NeedsOptionError",
@@ -47,14 +49,58 @@ class MaskRecord:
 
     Attributes:
         name: The mask name (made unique by the reader).
-        array: A bool ``(z, y, x)`` array on the file's grid.
+        array: A bool ``(z, y, x)`` array on the file's grid, or (with ``origin``) the
+            box of the grid that holds every voxel of the mask.
         attrs: Attributes for :meth:`MaskArchive.add_segmask` (colour, coded
             terminology, description, label value, format-specific extras).
+        origin: ``(z0, y0, x0)``: ``array`` is the box of the grid starting there
+            (readers that know where a mask lies build only that box); ``None``: ``array``
+            covers the whole grid.
     """
 
     name: str
     array: np.ndarray
     attrs: dict = field(default_factory=dict)
+    origin: tuple[int, int, int] | None = None
+
+    def full(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The mask on the whole grid of ``shape`` (the array itself when it covers it).
+
+        Raises:
+            MaskValidationError: The array (or its box) does not fit the grid.
+        """
+        shape = tuple(int(s) for s in shape)
+        if self.origin is None:
+            if tuple(self.array.shape) != shape:
+                raise MaskValidationError(
+                    f"mask {self.name!r}: shape {self.array.shape} is not the grid {shape}"
+                )
+            return self.array
+        box = self.box(shape)
+        out = np.zeros(shape, bool)
+        out[box] = self.array
+        return out
+
+    def box(self, shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
+        """The slices of the grid ``shape`` that ``array`` covers.
+
+        Raises:
+            MaskValidationError: The box does not fit the grid.
+        """
+        origin = self.origin or (0, 0, 0)
+        if self.array.ndim != 3 or any(
+            o < 0 or o + n > s for o, n, s in zip(origin, self.array.shape, shape, strict=True)
+        ):
+            raise MaskValidationError(
+                f"mask {self.name!r}: a box of {self.array.shape} at {origin} does not fit "
+                f"the grid {tuple(shape)}"
+            )
+        return tuple(slice(o, o + n) for o, n in zip(origin, self.array.shape, strict=True))  # type: ignore[return-value]
+
+
+#: A record, or a function that builds one (run on the case's threads; see
+#: :func:`records_to_archive`).
+RecordSource = MaskRecord | Callable[[], MaskRecord]
 
 
 @dataclass
@@ -71,6 +117,12 @@ class ConversionReport:
         voxels: ``{name: voxels}`` where known.
         lost: ``{name: voxels lost to overlaps}`` (label-map exports).
         emptied: Masks that lost all their voxels to overlaps.
+        ids: Identifiers of the source that join the archive back to its images (a DICOM
+            SEG's patient, study, series, instance and algorithm), where the format has
+            them.
+        taken_by: ``{name: [the masks that took its voxels]}`` for the masks in ``lost``.
+        source_bytes: Bytes of the files packed, when they are not the whole source (a
+            case folder whose image is not packed); ``None``: the source's size.
     """
 
     source: str
@@ -82,6 +134,9 @@ class ConversionReport:
     voxels: dict[str, int] = field(default_factory=dict)
     lost: dict[str, int] = field(default_factory=dict)
     emptied: list[str] = field(default_factory=list)
+    ids: dict = field(default_factory=dict)
+    source_bytes: int | None = None
+    taken_by: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The report as a JSON-ready dict."""
@@ -95,25 +150,39 @@ class ConversionReport:
             "voxels": dict(self.voxels),
             "lost": dict(self.lost),
             "emptied": list(self.emptied),
+            "ids": dict(self.ids),
+            "source_bytes": self.source_bytes,
+            "taken_by": {k: list(v) for k, v in self.taken_by.items()},
         }
 
 
 def records_to_archive(
-    records: Iterable[MaskRecord],
+    records: Iterable[RecordSource],
     space: Space,
     out: str | os.PathLike,
     *,
     codec: str | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    threads: int | None = None,
+    archive_attrs: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Write mask records into a new archive (atomically: on error nothing is left).
 
+    Records given as functions are built, and every record is encoded (crop, bit-pack,
+    zstd), on the case's threads (:func:`medmask.conversions.pipeline.ordered_map`): a few
+    masks are in flight at a time, and they are stored in the order given.
+
     Args:
-        records: The masks (bool ``(z, y, x)`` arrays on ``space``).
+        records: The masks (bool ``(z, y, x)`` arrays on ``space``, or boxes of it), or
+            functions that build them.
         space: The grid.
         out: The ``.mska`` to write.
         codec: ``None`` (version 2) or ``"zstd"`` (version 1: attributes are then dropped).
-        progress: Optional wrapper of the record iterable.
+        progress: Optional wrapper of the iterable of stored records.
+        threads: Threads (default: :func:`medmask.conversions.pipeline.current_threads`).
+        archive_attrs: Attributes of the archive as a whole (e.g. ``{"grid":
+            "segmentation"}``), kept where the layout holds them (dropped, like mask
+            attributes, by version 1).
 
     Returns:
         The names written.
@@ -121,66 +190,33 @@ def records_to_archive(
     Raises:
         MaskValidationError: A record's array is not on ``space``.
     """
+    shape = tuple(int(s) for s in space.shape)
     names = []
     with MaskArchive(out, "w", codec=codec, space=space) as ar:
         keep = ar.supports_attrs
-        for rec in _prefetch(progress(records) if progress else records):
-            if tuple(rec.array.shape) != tuple(int(s) for s in space.shape):
-                raise MaskValidationError(
-                    f"mask {rec.name!r}: shape {rec.array.shape} is not the grid {tuple(space.shape)}"
-                )
-            seg = SegmentationMask(rec.array, {rec.name: 1}, space, copy=False)
-            ar.add(rec.name, seg, attrs=(rec.attrs or None) if keep else None)
+
+        def build(item: RecordSource) -> tuple[MaskRecord, object]:
+            rec = item() if callable(item) else item
+            return rec, _ready(ar, rec, shape, keep)
+
+        done = ordered_map(build, records, threads=threads)
+        for rec, ready in progress(done) if progress else done:
+            ar.add(rec.name, ready)
             names.append(rec.name)
+        if archive_attrs and ar.layout.archive_attrs:
+            ar.set_archive_attrs(archive_attrs)
     return names
 
 
-def _prefetch(items: Iterable[MaskRecord], depth: int = 2) -> Iterator[MaskRecord]:
-    """Iterate ``items`` while a thread builds the next ``depth`` of them.
-
-    Building a mask (unpacking a foreign file's voxels) then overlaps with encoding the
-    previous one (zstd and numpy release the GIL). Memory stays bounded (``depth`` masks
-    ahead); an exception in the builder is raised here; when the consumer stops early the
-    builder stops too.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
-
-    t = threading.Thread(target=work, name="medmask-prefetch", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
+def _ready(ar: MaskArchive, rec: MaskRecord, shape: tuple[int, ...], keep: bool) -> PreparedMask:
+    """A record checked and encoded for the archive (on one of the case's threads)."""
+    attrs = (rec.attrs or None) if keep else None
+    if rec.origin is None:
+        seg = SegmentationMask(rec.full(shape), {rec.name: 1}, ar.space, copy=False)
+        return ar.prepare(rec.name, seg, attrs=attrs)
+    rec.box(shape)  # a clear error for a box outside the grid
+    box = rec.array if rec.array.dtype == np.bool_ else rec.array != 0
+    return ar.prepare(rec.name, box, attrs=attrs, origin=rec.origin)
 
 
 def is_archive(path: str | os.PathLike) -> bool:

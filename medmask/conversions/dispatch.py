@@ -231,13 +231,15 @@ def from_archive(
     source: str | os.PathLike | None = None,
     labelmap_seg: bool = False,
     names: Iterable[str] | None = None,
+    force: bool = False,
     progress: Progress = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> ConversionReport:
     """Export an archive (or ``.msk``) to the format ``out``'s name says.
 
     * a folder (an existing one, a trailing ``/``, or a name without suffix): one
-      ``<safe name>.nii.gz`` per mask;
+      ``<safe name>.nii.gz`` per mask; a folder holding other files is refused unless
+      ``force`` (two cases' masks would mix);
     * ``X.nii.gz`` / ``X.nii``: one label map with TotalSegmentator's names extension and
       ``X.json`` (numbering from ``labels``, else archive order; overlaps settled by
       ``overlap``, losses reported);
@@ -254,6 +256,7 @@ def from_archive(
         source: DICOM SEG: folder of the referenced image series (required).
         labelmap_seg: DICOM SEG: write a LABELMAP SEG (refused when masks overlap).
         names: Only these masks (folder, .seg.nrrd and .dcm outputs).
+        force: Folder output: write into a folder that holds other files too.
         progress: Optional wrapper of iterables.
         storage_options: fsspec options for URLs given as strings.
 
@@ -264,7 +267,8 @@ def from_archive(
     Raises:
         FileNotFoundError: No such archive.
         MaskValidationError: An output name that says no format unpack writes, options
-            that do not fit the output, a missing ``source`` for ``.dcm``.
+            that do not fit the output, a missing ``source`` for ``.dcm``, a folder
+            holding other files (without ``force``; a ``NeedsOptionError``).
         SpaceMismatchError: ``.dcm``: the archive's grid is not the source series'.
     """
     archive_t, out_t = Target.of(archive, storage_options), Target.of(out, storage_options)
@@ -272,7 +276,12 @@ def from_archive(
     if archive_t.info() is None:
         raise FileNotFoundError(f"{archive_t}: no such file")
     given = _given(
-        labels=labels, overlap=overlap, source=source, labelmap_seg=labelmap_seg, names=names
+        labels=labels,
+        overlap=overlap,
+        source=source,
+        labelmap_seg=labelmap_seg,
+        names=names,
+        force=force,
     )
     _check_options(fmt, "unpack", given, out_t)
     return fmt.write(archive_t, out_t, progress=progress, **given)

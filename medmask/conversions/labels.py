@@ -25,6 +25,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ..attrs import palette_color
 from ..errors import MaskValidationError
 from ..labeltable import LabelTable
 
@@ -312,7 +313,7 @@ def caret_xml(table: Mapping[str, int], colors: Mapping[str, Iterable[int]] | No
     for k, (name, label) in enumerate(table.items()):
         rgb = colors.get(name)
         if rgb is None:
-            rgb = _palette(k)
+            rgb = palette_color(k)
         r, g, b = (max(0, min(255, int(v))) / 255.0 for v in list(rgb)[:3])
         safe = name.replace("]]>", "]]]]><![CDATA[>")
         rows.append(
@@ -330,18 +331,10 @@ def caret_xml(table: Mapping[str, int], colors: Mapping[str, Iterable[int]] | No
     return xml.encode("utf-8")
 
 
-def _palette(k: int) -> tuple[int, int, int]:
-    """A fixed, well-spread colour for the ``k``-th label (golden-angle hues)."""
-    import colorsys
-
-    h = (k * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(h, 0.65, 0.95)
-    return round(r * 255), round(g * 255), round(b * 255)
-
-
 def default_color(k: int) -> list[int]:
-    """The default colour of the ``k``-th mask (0-based) when none is stored."""
-    return list(_palette(k))
+    """The default colour of the ``k``-th mask (0-based) when none is stored: medmask's one
+    palette (:func:`medmask.attrs.palette_color`, as the pictures use)."""
+    return list(palette_color(k))
 
 
 def nnunet_dataset_json(

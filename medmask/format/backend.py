@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,7 +33,29 @@ from ..spaces import Space
 from .base import Entry
 from .layouts import LAYOUTS, Layout
 
-__all__ = ["ArchiveBackend"]
+__all__ = ["ArchiveBackend", "Prepared"]
+
+
+@dataclass
+class Prepared:
+    """A mask made ready to stage by :meth:`ArchiveBackend.prepare` (encoded, where the
+    format allows it, away from the archive's state).
+
+    Attributes:
+        name: The mask's name.
+        array: The mask on the whole grid (``None`` once encoded).
+        mapping: Its label mapping.
+        codec: The codec it is (to be) encoded with.
+        attrs: Its validated attributes.
+        encoded: What the format computed ahead (``None``: :meth:`stage` does the work).
+    """
+
+    name: str
+    array: np.ndarray | None
+    mapping: LabelMapping
+    codec: Codec
+    attrs: dict | None = None
+    encoded: Any = None
 
 
 class ArchiveBackend(ABC):
@@ -222,6 +245,44 @@ class ArchiveBackend(ABC):
 
         ``attrs`` must be validated and may be given only when :attr:`supports_attrs`.
         """
+
+    def prepare(
+        self,
+        name: str,
+        array: np.ndarray,
+        mapping: LabelMapping,
+        codec: Codec,
+        attrs: dict | None = None,
+        origin: tuple[int, int, int] | None = None,
+    ) -> Prepared:
+        """Do what :meth:`stage` can do before it touches the archive (encode the mask),
+        so that several masks can be prepared at once on different threads; it reads no
+        state that staging changes. The default defers all of it to :meth:`stage`.
+
+        Args:
+            name: The mask's name.
+            array: The mask on the whole grid, or (``origin``) a box of the grid holding
+                every voxel of it.
+            mapping: Its label mapping.
+            codec: The codec.
+            attrs: Validated attributes.
+            origin: Where the box ``array`` lies on the grid (the archive's space must be
+                set).
+        """
+        if origin is not None:
+            assert self.space is not None
+            full = np.zeros(tuple(int(s) for s in self.space.shape), array.dtype)
+            z, y, x = (int(v) for v in origin)
+            full[z : z + array.shape[0], y : y + array.shape[1], x : x + array.shape[2]] = array
+            array = full
+        return Prepared(name, array, mapping, codec, attrs)
+
+    def stage_prepared(self, prepared: Prepared) -> Entry:
+        """:meth:`stage` a mask made ready by :meth:`prepare`."""
+        assert prepared.array is not None
+        return self.stage(
+            prepared.name, prepared.array, prepared.mapping, prepared.codec, prepared.attrs
+        )
 
     @abstractmethod
     def stage_delete(self, index: int) -> None:

@@ -3,8 +3,10 @@
 :func:`read_signature` reads the magic (``MSK1``: one mask, ``MSKA``: an archive) and the
 version bytes from a file's head. Everything that asks "which medmask file is this?"
 (the readers, ``medmask.inspect``, ``medmask.stats``, the pictures, the MONAI loaders)
-goes through it. Foreign formats (NIfTI, DICOM SEG, NRRD...) are told by
-:mod:`medmask.io.formats` from the same head bytes.
+goes through it. A file that is not a medmask file is told by the format table
+(:func:`medmask.io.formats.identify`, the one answer to "what kind of file is this?") from
+the same head bytes: a NIfTI, NRRD, DICOM... file raises :class:`ForeignFileError` saying
+what it is and how to convert it; bytes no format knows raise :class:`CorruptFileError`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, ForeignFileError
+from ..io.formats import HEAD_BYTES, identify
 from ..io.source import ByteSource
 from ..io.target import Target, open_source
 from .layouts import LAYOUTS, Layout
@@ -50,14 +53,16 @@ def read_signature(head: bytes | memoryview, *, path: object = None) -> Signatur
     """Tell a medmask file by its first :data:`SIGNATURE_SIZE` bytes.
 
     Args:
-        head: The file's first bytes (at least six for a medmask file).
+        head: The file's first bytes (at least six for a medmask file; a foreign format is
+            recognised from up to :data:`~medmask.io.formats.HEAD_BYTES`).
         path: The file, for messages.
 
     Returns:
         The :class:`Signature`.
 
     Raises:
-        CorruptFileError: Too short, or not a medmask file (field ``header``/``magic``).
+        ForeignFileError: A file of another format the format table recognises.
+        CorruptFileError: Too short, or bytes no format knows (field ``header``/``magic``).
         UnsupportedFormatError: A major version this release does not read.
     """
     if len(head) < SIGNATURE_SIZE:
@@ -69,6 +74,9 @@ def read_signature(head: bytes | memoryview, *, path: object = None) -> Signatur
     magic, major, minor = bytes(head[:4]), head[4], head[5]
     kind = KINDS.get(magic)
     if kind is None:
+        foreign = identify(bytes(head))
+        if foreign is not None and foreign.kind not in KINDS.values():
+            raise _foreign(foreign, path)
         raise CorruptFileError(
             f"not a medmask file (magic {magic!r}, expected b'MSK1' or b'MSKA')",
             path=path,
@@ -78,11 +86,23 @@ def read_signature(head: bytes | memoryview, *, path: object = None) -> Signatur
     return Signature(kind, major, minor)
 
 
+def _foreign(fmt, path: object) -> ForeignFileError:
+    """The error for a file of format ``fmt`` (an entry of the format table)."""
+    if fmt.capabilities.pack:
+        todo = f"convert it with `medmask pack {path or 'FILE'} -o OUT.mska`"
+    else:
+        todo = fmt.hint or "medmask does not convert it"
+    return ForeignFileError(
+        f"this is a {fmt.title}, not a medmask file; {todo}", kind=fmt.kind, path=path
+    )
+
+
 def sniff(source: ByteSource) -> tuple[str, int]:
     """``(kind, major)`` of the medmask file read through ``source`` (see
     :func:`read_signature`, which also gives the minor version).
 
     Raises:
+        ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...).
         CorruptFileError: The file is too short or not a medmask file.
         UnsupportedFormatError: The major version is not one this release reads.
     """
@@ -99,6 +119,7 @@ def sniff_target(
         storage_options: For a URL: options of its filesystem.
 
     Raises:
+        ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...).
         CorruptFileError: Too short, or not a medmask file.
         UnsupportedFormatError: A major version this release does not read.
         FileNotFoundError: No such file or object.
@@ -108,5 +129,10 @@ def sniff_target(
 
 
 def _head(source: ByteSource) -> bytes:
+    """The signature bytes; more of the head when they are not a medmask magic (to tell
+    which foreign format the file is: one more read, on the failure path only)."""
     size = source.size()
-    return source.read(0, min(size, SIGNATURE_SIZE), field="header") if size else b""
+    head = source.read(0, min(size, SIGNATURE_SIZE), field="header") if size else b""
+    if bytes(head[:4]) not in KINDS and size > len(head):
+        head = source.read(0, min(size, HEAD_BYTES), field="header")
+    return head

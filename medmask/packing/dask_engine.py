@@ -10,12 +10,13 @@ from typing import Any
 
 from ..io.target import Target
 from .case import _run_case
+from .discover import Case
 from .local import _default_workers
 from .results import CaseResult, Progress, _failed
 
 
 def _run_dask(
-    client: Any, jobs: list[tuple[Target, Target]], options: dict[str, Any], bar: Progress
+    client: Any, jobs: list[tuple[Case, Target]], options: dict[str, Any], bar: Progress
 ) -> list[CaseResult]:
     from dask.base import tokenize
     from distributed import as_completed
@@ -37,7 +38,7 @@ def _run_dask(
                         "the Dask workers running this case died too often (KilledWorker): "
                         "look at the workers' memory and logs"
                     )
-                results.append(_failed(case.path, out.path, exc))
+                results.append(_failed(case.source, out.path, exc))
     except BaseException:
         client.cancel(list(futures))
         raise

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..io.target import Target
 from .case import _run_case
+from .discover import Case
 from .results import CaseResult, Progress, _failed
 
 
@@ -17,7 +18,7 @@ def _default_workers() -> int:
 
 
 def _run_local(
-    jobs: list[tuple[Target, Target]], options: dict[str, Any], n: int, bar: Progress
+    jobs: list[tuple[Case, Target]], options: dict[str, Any], n: int, bar: Progress
 ) -> list[CaseResult]:
     if n <= 1:
         return list(bar(_run_case(c, o, options) for c, o in jobs))
@@ -35,7 +36,7 @@ def _adopt(environ: dict[str, str], cwd: str) -> None:
 
 
 def _local_pool(
-    jobs: list[tuple[Target, Target]], options: dict[str, Any], n: int
+    jobs: list[tuple[Case, Target]], options: dict[str, Any], n: int
 ) -> Iterator[CaseResult]:
     """Results as cases finish in a process pool. A worker process that dies (killed, out of
     memory) breaks a ``ProcessPoolExecutor`` and every case it had not finished: those are
@@ -50,7 +51,7 @@ def _local_pool(
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
     pending = list(jobs)
     for attempt in (1, 2):
-        broken: list[tuple[Target, Target]] = []
+        broken: list[tuple[Case, Target]] = []
         with ProcessPoolExecutor(
             max_workers=min(n, len(pending)),
             mp_context=context,
@@ -67,7 +68,7 @@ def _local_pool(
                         broken.append((case, out))
                     else:
                         yield _failed(
-                            case.path,
+                            case.source,
                             out.path,
                             RuntimeError(
                                 "a worker process died while packing this case, twice "
@@ -75,7 +76,7 @@ def _local_pool(
                             ),
                         )
                 except Exception as exc:  # noqa: BLE001 - anything else the pool raises
-                    yield _failed(case.path, out.path, exc)
+                    yield _failed(case.source, out.path, exc)
         pending = broken
         if not pending:
             return

@@ -52,6 +52,8 @@ class PackReport:
         results: One :class:`CaseResult` per case, in case order.
         seconds: Wall time of the whole run.
         engine: ``"1 process"``, ``"N processes"`` or ``"dask <scheduler address>"``.
+        skipped_files: ``{what: count}`` of files found and left out on purpose (DICOM
+            files that are not SEGs: images, reports...).
     """
 
     root: str
@@ -59,6 +61,7 @@ class PackReport:
     results: list[CaseResult]
     seconds: float
     engine: str
+    skipped_files: dict[str, int] = field(default_factory=dict)
 
     @property
     def packed(self) -> list[CaseResult]:
@@ -87,10 +90,11 @@ class PackReport:
         total_in = sum(r.bytes_in for r in packed)
         total_out = sum(r.bytes_out for r in packed)
         ratio = f", {total_in / total_out:.1f}x smaller" if total_out else ""
+        files = "".join(f", {k} skipped: {v}" for k, v in self.skipped_files.items())
         return (
             f"{n} case{'' if n == 1 else 's'}: {len(packed)} packed "
             f"({sum(r.masks for r in packed)} masks, {total_in:,} -> {total_out:,} bytes{ratio}), "
-            f"{len(self.skipped)} already packed and verified, {len(self.failed)} failed, "
+            f"{len(self.skipped)} already packed and verified, {len(self.failed)} failed{files}, "
             f"in {self.seconds:.1f} s on {self.engine} -> {self.dest}"
         )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..attrs import centroid_of
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, ForeignFileError
 from ..format import read_msk_record, sniff_target
 from ..io.target import Target
 from ..spaces import Space
@@ -140,5 +140,5 @@ def file_part(target: Target) -> Part | None:
 def _is_archive(target: Target) -> bool:
     try:
         return sniff_target(target).kind == "mska"
-    except CorruptFileError:  # not a medmask file at all
+    except (CorruptFileError, ForeignFileError):  # not a medmask file at all
         return False

@@ -10,6 +10,7 @@ Format versions live behind :mod:`medmask.format`; byte sources in :mod:`medmask
 from __future__ import annotations
 
 from ._common import MaskInfo
+from ._editing import PreparedMask
 from ._window import Layer, Painted, paint_label_map
 from .archive import MaskArchive
 from .maskfile import MaskFile, load_mask, save_mask
@@ -18,6 +19,7 @@ __all__ = [
     "MaskFile",
     "MaskArchive",
     "MaskInfo",
+    "PreparedMask",
     "save_mask",
     "load_mask",
     "Layer",

@@ -15,14 +15,33 @@ from ..attrs import validate_archive_attrs, validate_attrs
 from ..codecs import Codec, get_codec
 from ..errors import MaskValidationError
 from ..format.layouts import LAYOUTS
+from ..mapping import LabelMapping
 from ..segmask import SegmentationMask
-from ..spaces import check_same_grid
+from ..spaces import Space, check_same_grid
 from ._masks import as_segmask, check_mask_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..format.backend import ArchiveBackend
+    from ..format.backend import ArchiveBackend, Prepared
 
-__all__ = ["ArchiveEditing"]
+__all__ = ["ArchiveEditing", "PreparedMask"]
+
+
+class PreparedMask:
+    """A mask made ready by :meth:`MaskArchive.prepare` (checked and encoded), waiting to
+    be stored with :meth:`MaskArchive.add`.
+
+    Attributes:
+        name: The name it was prepared under.
+        space: Its grid.
+    """
+
+    __slots__ = ("name", "space", "_owner", "_prepared")
+
+    def __init__(self, name: str, space: Space, owner: object, prepared: Prepared) -> None:
+        self.name, self.space, self._owner, self._prepared = name, space, owner, prepared
+
+    def __repr__(self) -> str:
+        return f"PreparedMask({self.name!r})"
 
 
 class ArchiveEditing:
@@ -92,11 +111,107 @@ class ArchiveEditing:
     def _write_codec(self) -> Codec:
         return self._codec or get_codec(self._backend.default_codec)
 
+    # -- encoding ahead, on any thread -----------------------------------------------------
+    def prepare(
+        self,
+        name: str,
+        mask: SegmentationMask | np.ndarray,
+        *,
+        attrs: Mapping[str, Any] | None = None,
+        origin: tuple[int, int, int] | None = None,
+    ) -> PreparedMask:
+        """Check and encode a mask for :meth:`add` without storing it.
+
+        Encoding (cropping to the bounding box, bit-packing, compressing) is most of the
+        work of :meth:`add`; it reads nothing that storing changes, so several threads may
+        prepare masks at once while one thread stores the prepared ones, in the order it
+        chooses (``add(name, prepared)``).
+
+        Args:
+            name: The name it will be stored under.
+            mask: A :class:`~medmask.SegmentationMask` or an array, as for :meth:`add`;
+                with ``origin``, a boolean array holding the box of the grid that holds
+                every voxel of the mask.
+            attrs: The mask's attributes (see :meth:`add`).
+            origin: ``(z0, y0, x0)``: where the box ``mask`` lies on the archive's grid
+                (the archive needs a space).
+
+        Returns:
+            A :class:`PreparedMask` for :meth:`add` on this archive.
+
+        Raises:
+            MaskValidationError: As :meth:`add`; a box without a space, not boolean, or
+                outside the grid.
+            SpaceMismatchError: The mask's grid differs from the archive's.
+            io.UnsupportedOperation: The archive was opened read-only.
+        """
+        self._check_writable()
+        check_mask_name(name)
+        attrs = self._check_attrs(attrs, name)
+        if origin is None:
+            seg = as_segmask(name, mask, self.space, path=self.path)
+            self._check_grid(seg, name)
+            data, mapping, space = seg.data, seg.mapping, seg.space
+        else:
+            data, space = self._box(name, mask, origin), self.space
+            mapping = LabelMapping({name: 1})
+        codec = self._write_codec()
+        prepared = self._backend.prepare(name, data, mapping, codec, attrs, origin)
+        return PreparedMask(name, space, self, prepared)
+
+    def _box(self, name: str, box: object, origin: tuple[int, int, int]) -> np.ndarray:
+        """A boolean box that fits the archive's grid at ``origin``.
+
+        Raises:
+            MaskValidationError: No space yet, not a 3-D boolean array, or outside the grid.
+        """
+        if self.space is None:
+            raise MaskValidationError(
+                "a box needs the archive's grid: pass space= when creating the archive",
+                path=self.path,
+            )
+        shape = tuple(int(v) for v in self.space.shape)
+        if not isinstance(box, np.ndarray) or box.dtype != np.bool_ or box.ndim != 3:
+            raise MaskValidationError(f"mask {name!r}: a box is a 3-D boolean array")
+        if len(origin) != 3 or any(
+            int(o) < 0 or int(o) + n > s for o, n, s in zip(origin, box.shape, shape, strict=True)
+        ):
+            raise MaskValidationError(
+                f"mask {name!r}: a box of {box.shape} at {tuple(origin)} does not fit the "
+                f"grid {shape}",
+                path=self.path,
+            )
+        return box
+
+    def _add_prepared(self, name: str, ready: PreparedMask) -> None:
+        """Store a mask made ready by :meth:`prepare`."""
+        if ready._owner is not self or ready.name != name:
+            raise MaskValidationError(
+                f"mask {name!r}: prepared for {ready.name!r} by another archive or name; "
+                "prepare it with this archive's prepare() under this name"
+            )
+        with self._lock:
+            if name in self._by_name:
+                raise MaskValidationError(
+                    f"a mask named {name!r} is already stored", path=self.path
+                )
+            if self.space is not None:
+                check_same_grid(self.space, ready.space, what=f"{self.path}: mask {name!r}")
+            b = self._backend
+
+            def stage() -> None:
+                if b.space is None:
+                    b.set_space(ready.space)
+                b.stage_prepared(ready._prepared)
+
+            self._change(stage)
+            self._by_name[name] = len(b.names) - 1
+
     # -- the changes ---------------------------------------------------------------------
     def add(
         self,
         name: str,
-        mask: SegmentationMask | np.ndarray,
+        mask: SegmentationMask | np.ndarray | PreparedMask,
         *,
         label: int = 1,
         mapping: Mapping[str, int] | None = None,
@@ -113,7 +228,9 @@ class ArchiveEditing:
                 archive's, tolerance :data:`medmask.spaces.GRID_ATOL`; the first one
                 gives a new archive its space), or a plain ``(z, y, x)`` array on the
                 archive's grid: a boolean array, or one holding only 0 and 1, is stored as
-                the binary mask ``{name: label}``; a label map needs ``mapping``.
+                the binary mask ``{name: label}``; a label map needs ``mapping``; or a
+                :class:`PreparedMask` from this archive's :meth:`prepare` under ``name``
+                (the other arguments were given to ``prepare``).
             label: The label of a binary array.
             mapping: ``{name: label}`` of a label-map array (then ``label`` is ignored).
             attrs: The mask's attributes (colour, description, coded terminology, ...;
@@ -131,6 +248,9 @@ class ArchiveEditing:
             OSError: The write failed; the archive is left as it was.
         """
         self._check_writable()
+        if isinstance(mask, PreparedMask):
+            self._add_prepared(name, mask)
+            return
         seg = as_segmask(name, mask, self.space, label=label, mapping=mapping, path=self.path)
         check_mask_name(name)
         attrs = self._check_attrs(attrs, name)

@@ -107,6 +107,8 @@ class MaskArchive(ArchiveEditing, ArchiveWindows, DeprecatedArchiveNames):
     Raises:
         FileNotFoundError: Mode ``"r"`` and the file does not exist.
         CorruptFileError: The file is damaged (the message names file, mask, field).
+        ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+            message says which, and how to convert it.
         UnsupportedFormatError: A format version or codec this release does not read.
         ArchiveLockedError: Another writer holds the archive (modes ``"w"``/``"a"``).
         MaskValidationError: An unknown mode; mode ``"w"``/``"a"`` and a name whose suffix

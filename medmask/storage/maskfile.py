@@ -83,6 +83,8 @@ class MaskFile:
 
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
+            ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+                message says which, and how to convert it.
             UnsupportedFormatError: A version this release does not read.
             OSError: It cannot be read (``RemoteReadError`` for a URL, after retries).
         """
@@ -101,6 +103,8 @@ class MaskFile:
 
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
+            ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+                message says which, and how to convert it.
         """
         r = self._record(cropped=True)
         return r.array, r.bbox, r.mapping, r.space
@@ -114,6 +118,8 @@ class MaskFile:
 
         Raises:
             CorruptFileError: The file is damaged or not a ``.msk``.
+            ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+                message says which, and how to convert it.
         """
         with open_source(self.target) as source:
             r = read_msk_record(source, cropped=True)
@@ -216,5 +222,7 @@ def load_mask(
     Raises:
         FileNotFoundError: No such file.
         CorruptFileError: The file is damaged or not a ``.msk``.
+        ForeignFileError: A file of another format (NIfTI, NRRD, DICOM...): the
+            message says which, and how to convert it.
     """
     return MaskFile(path, "r", storage_options=storage_options).read()

@@ -10,42 +10,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..attrs import PALETTE as _PALETTE
+from ..attrs import palette_color
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..spaces import Space
 
-#: The fixed palette (RGB 0-255) for masks without a stored colour, in order of use.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (220, 190, 255),
-    (170, 110, 40),
-    (255, 250, 200),
-    (128, 0, 0),
-    (170, 255, 195),
-    (128, 128, 0),
-    (255, 215, 180),
-    (0, 0, 128),
-    (128, 128, 128),
-    (255, 105, 180),
-    (100, 149, 237),
-    (154, 205, 50),
-    (255, 160, 122),
-    (72, 61, 139),
-    (0, 206, 209),
-    (199, 21, 133),
-    (189, 183, 107),
-    (95, 158, 160),
-    (210, 105, 30),
-)
+#: The fixed palette (RGB 0-255) for masks without a stored colour, in order of use: the
+#: one palette of medmask (:data:`medmask.attrs.PALETTE`; exports use it too).
+PALETTE = _PALETTE
 #: Background of the panels where no image is drawn (RGB 0-255).
 BACKGROUND = (24, 24, 24)
 _PLANES = ("axial", "coronal", "sagittal")
@@ -56,7 +29,8 @@ _POS, _NEG = "LPS", "RAI"  # medmask spaces are LPS: +x is patient left, +y post
 def mask_colors(
     names: Sequence[str], attrs: Sequence[dict | None] | None = None
 ) -> dict[str, tuple[int, int, int]]:
-    """The colour of each mask: its stored ``color`` attribute, else the next palette colour.
+    """The colour of each mask: its stored ``color`` attribute, else the next palette colour
+    (:func:`medmask.attrs.palette_color`: no colour given twice).
 
     Args:
         names: Mask names, in drawing order.
@@ -73,7 +47,7 @@ def mask_colors(
         if isinstance(color, list | tuple) and len(color) == 3:
             out[name] = tuple(int(c) for c in color)
         else:
-            out[name] = PALETTE[k % len(PALETTE)]
+            out[name] = palette_color(k)
             k += 1
     return out
 

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CorruptFileError, MaskNotFoundError, MaskValidationError, SpaceMismatchError
+from ..errors import (
+    CorruptFileError,
+    ForeignFileError,
+    MaskNotFoundError,
+    MaskValidationError,
+    SpaceMismatchError,
+)
 from ..format import sniff_target
 from ..segmask import SegmentationMask
 from ..storage import MaskArchive, load_mask
@@ -126,7 +132,7 @@ def _is_archive(path: Path) -> bool:
     """Whether a file's first bytes say it is an archive (anything else is read as a .msk)."""
     try:
         return sniff_target(path).kind == "mska"
-    except CorruptFileError:
+    except (CorruptFileError, ForeignFileError):
         return False
 
 

@@ -127,6 +127,33 @@ def _thumbnail(ar: MaskArchive, size: int, budget: int) -> tuple[bytes | None, i
     return png_bytes(_strip([(_to_uint8(rgb), view)], size)), len(layers) - boxes, boxes
 
 
+def _row(info, colors: dict, vml: float, layout: str) -> str:
+    """One row of :func:`archive_html`'s table."""
+    esc = html.escape
+    c = colors[info.name]
+    swatch = (
+        f'<span style="display:inline-block;width:0.9em;height:0.9em;'
+        f'background:rgb({c[0]},{c[1]},{c[2]})"></span>'
+    )
+    if info.voxels == 0:  # never drawn: an empty swatch, no colour of its own
+        swatch = '<span style="display:inline-block;width:0.9em;height:0.9em"></span>'
+    if info.voxels is None:
+        vox, ml, box = "(decode)", "", f"(format {layout}: not stored)"
+    elif info.voxels == 0:
+        vox, ml, box = "0", "0", "empty"
+    else:
+        b = info.bbox
+        vox = f"{int(info.voxels):,}"
+        ml = f"{int(info.voxels) * vml:,.2f}"
+        box = f"{b[0]}:{b[1]}, {b[2]}:{b[3]}, {b[4]}:{b[5]}" if b else ""
+    labels = ", ".join(f"{esc(str(k))}={v}" for k, v in info.mapping.items())
+    return (
+        f"<tr><td>{info.index}</td><td>{swatch} {esc(info.name)}</td><td>{labels}</td>"
+        f"<td style='text-align:right'>{vox}</td><td style='text-align:right'>{ml}</td>"
+        f"<td>{box}</td></tr>"
+    )
+
+
 def archive_html(
     archive: MaskArchive,
     max_rows: int = 50,
@@ -166,31 +193,18 @@ def archive_html(
         head += f"<br/>{esc(key)}: {esc(shown if len(shown) <= 160 else shown[:157] + '...')}"
     vml = _voxel_ml(space)
     infos = ar.infos()
-    colors = _colors_of(infos)
-    rows = []
-    for info in infos[: max(0, int(max_rows))]:
-        c = colors[info.name]
-        swatch = (
-            f'<span style="display:inline-block;width:0.9em;height:0.9em;'
-            f'background:rgb({c[0]},{c[1]},{c[2]})"></span>'
-        )
-        if info.voxels is None:
-            vox, ml, box = "(decode)", "", f"(format {ar.layout.name}: not stored)"
-        elif info.voxels == 0:
-            vox, ml, box = "0", "0", "empty"
-        else:
-            b = info.bbox
-            vox = f"{int(info.voxels):,}"
-            ml = f"{int(info.voxels) * vml:,.2f}"
-            box = f"{b[0]}:{b[1]}, {b[2]}:{b[3]}, {b[4]}:{b[5]}" if b else ""
-        labels = ", ".join(f"{esc(str(k))}={v}" for k, v in info.mapping.items())
-        rows.append(
-            f"<tr><td>{info.index}</td><td>{swatch} {esc(info.name)}</td><td>{labels}</td>"
-            f"<td style='text-align:right'>{vox}</td><td style='text-align:right'>{ml}</td>"
-            f"<td>{box}</td></tr>"
-        )
+    colors = _colors_of(infos)  # the colours `medmask show` and viz.render draw them in
+    # non-empty masks first (in archive order), so that the first rows are what is drawn
+    shown = sorted(infos, key=lambda i: i.voxels == 0)
+    rows = [_row(info, colors, vml, ar.layout.name) for info in shown[: max(0, int(max_rows))]]
     if n > max_rows:
-        rows.append(f"<tr><td colspan='6'>... {n - max(0, int(max_rows))} more masks</td></tr>")
+        hidden = shown[max(0, int(max_rows)) :]
+        empty = sum(1 for i in hidden if i.voxels == 0)
+        rows.append(
+            f"<tr><td colspan='6'>... {len(hidden)} more masks"
+            + (f" ({empty} of them empty)" if empty else "")
+            + "</td></tr>"
+        )
     table = (
         "<table><thead><tr><th>#</th><th>name</th><th>labels</th><th>voxels</th><th>mL</th>"
         "<th>bbox z0:z1, y0:y1, x0:x1</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"

@@ -338,10 +338,10 @@ def test_find_cases_layouts_and_names(tmp_path):
     (root / ".hidden").mkdir()
     shutil.copy(case / "liver.nii.gz", root / ".hidden" / "liver.nii.gz")
     cases = find_cases(root)
-    rel = [c.relative_to(root).as_posix() for c in cases]
+    rel = [Path(c).relative_to(root).as_posix() for c in cases]
     assert rel == ["a b", "a_b", "site/case_0000/segmentations", "site/case_0001"]
     assert case_name(root, cases[2]) == "site__case_0000"
-    assert find_cases(case) == [case] and case_name(case, case) == "case_0001"
+    assert [Path(c) for c in find_cases(case)] == [case] and case_name(case, case) == "case_0001"
     seg = root / "site" / "case_0000" / "segmentations"
     assert case_name(seg, seg) == "case_0000"
     dest = tmp_path / "packed"

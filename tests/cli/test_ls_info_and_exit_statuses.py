@@ -130,6 +130,7 @@ def test_info_space_fields_match_nibabel(files, tmp_path):
     assert msk["voxels"] == 3 * 4 * 5 + 2 * 2 * 3
 
 
+@pytest.mark.realdata
 def test_info_space_on_the_real_case(real_case, tmp_path):
     from medmask.conversions.nifti import folder_to_archive
 
@@ -171,8 +172,7 @@ def test_every_command_is_checked(top_help):
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_missing_input_exits_2_for_every_command(command, tmp_path, top_help):
-    if f"    {command} " not in top_help:
-        pytest.skip(f"medmask {command} is not a command of this build")
+    assert f"    {command} " in top_help, f"medmask {command} is gone from medmask --help"
     args = [a.format(missing=tmp_path / "nope.mska", tmp=tmp_path) for a in COMMANDS[command]]
     r = run(*args)
     assert r.returncode == 2, (r.returncode, r.stderr)
@@ -274,8 +274,7 @@ def test_convert_keeps_attributes_and_compacts(files, tmp_path):
     a[1:3, 1:3, 1:3] = True
     attrs = {"description": "reviewed liver", "color": [200, 40, 40]}
     with MaskArchive(src, "w", space=space) as ar:
-        if not ar.supports_attrs:
-            pytest.skip("this build stores no attributes")
+        assert ar.supports_attrs
         ar.add_segmask(SegmentationMask(a, {"liver": 1}, space), "liver", attrs=attrs)
         ar.add_segmask(SegmentationMask(~a, {"rest": 1}, space), "rest")
     with MaskArchive(src, "a") as ar:  # appends leave superseded index segments behind
@@ -301,8 +300,6 @@ def test_convert_reclaims_deleted_and_replaced_masks(files, tmp_path):
     big = np.ones(SHAPE[::-1], bool)
     big[::2, ::3, ::5] = False  # not trivially compressible
     with MaskArchive(src, "a") as ar:
-        if not hasattr(ar, "delete"):
-            pytest.skip("this build cannot delete masks")
         ar.add("big", big)
         ar.delete("big")
         ar.replace("spleen", big)
@@ -340,53 +337,6 @@ def test_inspect_library(files, tmp_path):
     info = file_info(files["a"])
     assert info["masks"] == 3 and info["empty_masks"] == 1 and info["generation"] == 1
     assert verify_file(files["a"])["ok"] and not verify_file(tmp_path / "nope.mska")["ok"]
-
-
-# -- the example session of docs/cli.md runs as written -----------------------------------------
-def cli_session() -> list[tuple[str, list[str]]]:
-    """``(command, output lines)`` of the ``console`` block of docs/cli.md's example session."""
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
-    section = doc[doc.index("## Example session") :]
-    start = section.index("```console\n") + len("```console\n")
-    block = section[start : section.index("\n```", start)]
-    steps: list[tuple[str, list[str]]] = []
-    for line in block.splitlines():
-        if line.startswith("$ "):
-            steps.append((line[2:], []))
-        elif steps and line.strip():
-            steps[-1][1].append(line)
-    return steps
-
-
-@pytest.mark.slow
-def test_docs_cli_session_runs_as_written(real_case, tmp_path):
-    from medmask.phantoms import write_phantom_dataset
-
-    (tmp_path / "s0000").symlink_to(real_case)
-    write_phantom_dataset(tmp_path / "dataset", layout="mixed")
-    bin_dir = str(Path(sys.executable).parent)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8"}
-    steps = cli_session()
-    assert len(steps) >= 15
-    for command, shown in steps:
-        r = subprocess.run(
-            ["bash", "-c", command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        said = [ln for ln in shown if ln.startswith("exit status ")]
-        got = (r.stdout + r.stderr).splitlines()
-        merged = sorted(got) == sorted(shown)  # stdout and stderr, shown interleaved
-        if said:  # the session shows the status: it must be that one
-            assert r.stdout.splitlines()[-1] == said[-1], (command, got)
-        else:
-            assert r.returncode == 0, (command, r.stderr)
-        # what ls / info / verify print first is deterministic: it must be what is shown
-        if shown and command.startswith(("medmask ls", "medmask info", "medmask verify")):
-            assert merged or (got and got[0] == shown[0]), (command, got[:1], shown[:1])
 
 
 # -- URLs ---------------------------------------------------------------------------------------

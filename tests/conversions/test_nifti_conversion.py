@@ -307,6 +307,7 @@ def test_labelmap_export_of_a_multilabel_mask(tmp_path):
     assert [int((out == k).sum()) for k in (1, 2, 3)] == [16, 16, 16]
 
 
+@pytest.mark.realdata
 def test_real_case_round_trip(real_case, tmp_path):
     names = folder_to_archive(real_case, tmp_path / "s.mska")
     assert len(names) == 117

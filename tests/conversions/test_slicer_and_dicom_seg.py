@@ -32,16 +32,10 @@ from medmask.conversions.slicer import read_seg_nrrd  # noqa: E402
 from medmask.errors import MaskValidationError, SpaceMismatchError  # noqa: E402
 from medmask.geometry import lps_matrix  # noqa: E402
 
-INTERCHANGE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "interchange"
-SLICER_FILE = INTERCHANGE / "Segmentation.seg.nrrd"
-SEG_FILE = INTERCHANGE / "seg_image_ct_binary.dcm"
+#: The interchange samples, in the folder of the ``interchange`` fixture (MEDMASK_INTERCHANGE).
+SLICER_FILE = "Segmentation.seg.nrrd"
+SEG_FILE = "seg_image_ct_binary.dcm"
 CT2 = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "77654033" / "CT2"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return path
 
 
 def blobs(shape, seed=0, n=3, overlap=True):
@@ -79,13 +73,13 @@ def series(tmp_path_factory):
 
 
 # -- detection ----------------------------------------------------------------------------------
-def test_detect_by_content_not_name(tmp_path):
-    need(SLICER_FILE)
+@pytest.mark.realdata
+def test_detect_by_content_not_name(tmp_path, interchange):
     odd = tmp_path / "renamed.bin"
-    odd.write_bytes(SLICER_FILE.read_bytes())
+    odd.write_bytes((interchange / SLICER_FILE).read_bytes())
     assert detect(odd) == "seg.nrrd"
     seg = tmp_path / "noext"
-    seg.write_bytes(need(SEG_FILE).read_bytes())
+    seg.write_bytes((interchange / SEG_FILE).read_bytes())
     assert detect(seg) == "dicom-seg"
     assert detect(next(CT2.iterdir())) == "dicom"
     (tmp_path / "junk.nii.gz").write_bytes(b"hello")
@@ -94,8 +88,9 @@ def test_detect_by_content_not_name(tmp_path):
 
 
 # -- Slicer -------------------------------------------------------------------------------------
-def test_slicer_file_round_trip_through_archive(tmp_path):
-    src = need(SLICER_FILE)
+@pytest.mark.realdata
+def test_slicer_file_round_trip_through_archive(tmp_path, interchange):
+    src = interchange / SLICER_FILE
     rep = to_archive(src, tmp_path / "s.mska")
     a = slicerio.read_segmentation(str(src))
     assert rep.masks == [s["name"] for s in a["segments"]]
@@ -240,8 +235,9 @@ def test_duplicate_segment_names_disambiguated_and_reported(tmp_path, capsys):
 
 
 # -- DICOM SEG ----------------------------------------------------------------------------------
-def test_real_seg_same_world_voxels_as_highdicom(tmp_path):
-    src = need(SEG_FILE)
+@pytest.mark.realdata
+def test_real_seg_same_world_voxels_as_highdicom(tmp_path, interchange):
+    src = interchange / SEG_FILE
     seg = read_dicom_seg(src)
     recs = list(seg.records)
     vol = hd.seg.segread(str(src)).get_volume()
@@ -284,7 +280,7 @@ def test_highdicom_binary_overlapping_seg_round_trip(tmp_path, series):
     ref = back.ReferencedSeriesSequence[0]
     assert ref.SeriesInstanceUID == read_series_geometry(folder).series_uid
     assert len(ref.ReferencedInstanceSequence) == space.shape[0]
-    # LABELMAP on request: written when nothing overlaps, refused otherwise (nothing written)
+    # LABELMAP on request (overlapping masks too: tests/conversions/test_dicom_seg_export.py)
     apart = {"a": masks[0] & ~masks[1], "c": masks[2] & ~masks[0] & ~masks[1]}
     with MaskArchive(tmp_path / "b.mska", "w", space=space) as out:
         for n, m in apart.items():
@@ -296,20 +292,6 @@ def test_highdicom_binary_overlapping_seg_round_trip(tmp_path, series):
     got = read_dicom_seg(tmp_path / "lab.dcm", reference=folder)
     for rec, (n, m) in zip(got.records, apart.items(), strict=True):
         assert rec.name == n and np.array_equal(rec.array, m)
-    assert (
-        cli(
-            "unpack",
-            tmp_path / "a.mska",
-            "-o",
-            tmp_path / "lm.dcm",
-            "--source",
-            folder,
-            "--seg-type",
-            "labelmap",
-        )
-        == 1
-    )
-    assert not (tmp_path / "lm.dcm").exists()
 
 
 def test_labelmap_and_fractional_segs(tmp_path, series):
@@ -640,11 +622,10 @@ def test_missing_extra_message_names_pip_install(monkeypatch):
         slicer._nrrd()
     with pytest.raises(ImportError, match=r'pip install "medmask\[dicom\]"'):
         dicom_seg._pydicom()
-    with pytest.raises(ImportError, match=r'pip install "medmask\[dicom\]"'):
-        dicom_seg._highdicom()
 
 
 # -- the real case --------------------------------------------------------------------------------
+@pytest.mark.realdata
 def test_real_case_labelmap_warns_about_rib_right_12(real_case, tmp_path, capsys):
     import shutil
 
@@ -664,10 +645,19 @@ def test_real_case_labelmap_warns_about_rib_right_12(real_case, tmp_path, capsys
     assert "warning" not in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_real_case_every_format_round_trip(real_case, tmp_path):
-    """The whole real case: archive -> .seg.nrrd (layers) -> archive, exact."""
-    to_archive(real_case, tmp_path / "s.mska")
+#: The fast real-data variant (a few masks of the case) and the whole case (``--runslow``).
+WHOLE_OR_FEW = ["few", pytest.param("whole", marks=pytest.mark.slow)]
+
+
+def _real_source(which: str, real_case: Path, real_subset) -> Path:
+    return real_case if which == "whole" else real_subset()
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("which", WHOLE_OR_FEW)
+def test_real_case_every_format_round_trip(real_case, real_subset, tmp_path, which):
+    """The real case (a few masks, or all): archive -> .seg.nrrd (layers) -> archive, exact."""
+    to_archive(_real_source(which, real_case, real_subset), tmp_path / "s.mska")
     from_archive(tmp_path / "s.mska", tmp_path / "s.seg.nrrd")
     to_archive(tmp_path / "s.seg.nrrd", tmp_path / "back.mska")
     with MaskArchive(tmp_path / "s.mska") as a, MaskArchive(tmp_path / "back.mska") as b:
@@ -717,11 +707,13 @@ def test_cielab_colours_round_trip():
     assert abs(L * 100 / 65535 - 53.24) < 0.02 and a > 50000 and b > 49000
 
 
-@pytest.mark.slow
-def test_real_case_dicom_seg_round_trip(real_case, tmp_path):
-    """The whole real case (oblique grid, overlapping masks) -> DICOM SEG on a pydicom CT
-    series -> archive: the same voxels; highdicom sees them at the same world positions."""
-    to_archive(real_case, tmp_path / "s.mska")
+@pytest.mark.realdata
+@pytest.mark.parametrize("which", WHOLE_OR_FEW)
+def test_real_case_dicom_seg_round_trip(real_case, real_subset, tmp_path, which):
+    """The real case (oblique grid, overlapping masks; a few, or all) -> DICOM SEG on a
+    pydicom CT series -> archive: the same voxels; highdicom sees them at the same world
+    positions."""
+    to_archive(_real_source(which, real_case, real_subset), tmp_path / "s.mska")
     with MaskArchive(tmp_path / "s.mska") as ar:
         space = ar.space
     write_ct_series(tmp_path / "ct", space)
@@ -742,7 +734,7 @@ def test_real_case_dicom_seg_round_trip(real_case, tmp_path):
 def test_is_archive_by_first_bytes_and_unpack_of_a_single_mask(tmp_path):
     from medmask import SegmentationMask
     from medmask.conversions.common import iter_archive_records
-    from medmask.errors import CorruptFileError, UnsupportedFormatError
+    from medmask.errors import CorruptFileError, ForeignFileError, UnsupportedFormatError
     from medmask.inspect import is_archive, sniff_file
     from medmask.spaces import Space
 
@@ -759,10 +751,13 @@ def test_is_archive_by_first_bytes_and_unpack_of_a_single_mask(tmp_path):
     renamed.write_bytes(packed.read_bytes())
     assert is_archive(packed) and is_archive(renamed) and not is_archive(single)
     assert sniff_file(packed)[:2] == ("mska", 2) and sniff_file(single)[0] == "msk"
-    for name, content in (("short", b"MS"), ("other", b"NRRD0004\n")):
+    for name, content, error in (
+        ("short", b"MS", CorruptFileError),
+        ("other", b"NRRD0004\n", ForeignFileError),  # another format: called by its name
+    ):
         (tmp_path / name).write_bytes(content)
         assert not is_archive(tmp_path / name)
-        with pytest.raises(CorruptFileError):
+        with pytest.raises(error):
             sniff_file(tmp_path / name)
     future = tmp_path / "future.mska"
     future.write_bytes(b"MSKA" + bytes([99, 0]) + packed.read_bytes()[6:])

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from medmask.codecs import get_codec
-from medmask.errors import CorruptFileError, MaskValidationError, UnsupportedFormatError
+from medmask.errors import (
+    CorruptFileError,
+    ForeignFileError,
+    MaskValidationError,
+    UnsupportedFormatError,
+)
 from medmask.format import LAYOUTS, compat_choices, read_signature
 from medmask.format import checks as C
 from medmask.format.records import Record
@@ -166,7 +171,10 @@ def test_the_sniff_reads_kind_and_version_from_the_first_bytes():
         read_signature(b"MSK", path="f.msk")
     assert (err.value.path, err.value.field) == ("f.msk", "header")
     with pytest.raises(CorruptFileError, match="not a medmask file") as err:
-        read_signature(b"\x89PNG\r\n\x1a\n", path="f.msk")
+        read_signature(b"\x00\x07junk", path="f.msk")  # bytes no format knows
     assert err.value.field == "magic"
+    with pytest.raises(ForeignFileError, match="this is a PNG picture, not a medmask") as err:
+        read_signature(b"\x89PNG\r\n\x1a\n", path="f.msk")  # a format the table knows
+    assert not isinstance(err.value, CorruptFileError) and err.value.kind == "png"
     with pytest.raises(UnsupportedFormatError, match=r"format version 9\.4 is not supported"):
         read_signature(b"MSKA\x09\x04", path="f.mska")

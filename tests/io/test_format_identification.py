@@ -28,15 +28,9 @@ from medmask.io.formats import (
 )
 from medmask.spaces import Space
 
-INTERCHANGE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "interchange"
-SLICER_FILE = INTERCHANGE / "Segmentation.seg.nrrd"
-SEG_FILE = INTERCHANGE / "seg_image_ct_binary.dcm"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"sample data {path} not found")
-    return path
+#: The interchange samples, in the folder of the ``interchange`` fixture (MEDMASK_INTERCHANGE).
+SLICER_FILE = "Segmentation.seg.nrrd"
+SEG_FILE = "seg_image_ct_binary.dcm"
 
 
 def kind(data: bytes) -> str | None:
@@ -90,9 +84,13 @@ def test_nifti_written_by_nibabel_to_disk_is_identified_by_path(tmp_path):
         assert identify_target(tmp_path / name).kind == "nifti", name
 
 
-def test_slicer_sample_and_our_own_seg_nrrd_and_plain_nrrd(tmp_path):
+@pytest.mark.realdata
+def test_slicer_sample_is_a_seg_nrrd(interchange):
+    assert kind((interchange / SLICER_FILE).read_bytes()) == "seg.nrrd"
+
+
+def test_our_own_seg_nrrd_and_plain_nrrd(tmp_path):
     nrrd = pytest.importorskip("nrrd")
-    assert kind(need(SLICER_FILE).read_bytes()) == "seg.nrrd"
     from medmask.conversions.common import MaskRecord
     from medmask.conversions.slicer import write_seg_nrrd
 
@@ -105,22 +103,26 @@ def test_slicer_sample_and_our_own_seg_nrrd_and_plain_nrrd(tmp_path):
     assert kind(gzip.compress(raw)) == "nrrd"  # a gzipped NRRD image is still an image
 
 
-def test_dicom_seg_from_highdicom_and_images_from_pydicom(tmp_path):
-    pydicom = pytest.importorskip("pydicom")
-    pytest.importorskip("highdicom")
-    from pydicom.data import get_testdata_file
-
-    seg = need(SEG_FILE).read_bytes()
+@pytest.mark.realdata
+def test_the_highdicom_seg_sample_is_a_dicom_seg(interchange):
+    seg = (interchange / SEG_FILE).read_bytes()
     assert kind(seg) == "dicom-seg"
     assert dicom_sop_class(seg) in SEG_SOP_CLASSES
+
+
+def test_images_from_pydicom_are_dicom():
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
     ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
     assert kind(ct) == "dicom"
     assert dicom_sop_class(ct) == pydicom.uid.CTImageStorage
 
 
-def test_a_seg_is_told_by_its_file_meta_alone(tmp_path):
+@pytest.mark.realdata
+def test_a_seg_is_told_by_its_file_meta_alone(interchange):
     """No pixel data and no dataset: the first few hundred bytes say it is a SEG."""
-    seg = need(SEG_FILE).read_bytes()
+    seg = (interchange / SEG_FILE).read_bytes()
     meta_end = 132 + 12 + int.from_bytes(seg[140:144], "little")  # (0002,0000) group length
     assert kind(seg[:meta_end]) == "dicom-seg"
     sop_at = seg.index(b"\x02\x00\x02\x00UI")  # (0002,0002) Media Storage SOP Class UID
@@ -191,6 +193,11 @@ def test_folders_missing_files_and_urls(tmp_path):
 
 
 # -- robustness ---------------------------------------------------------------------------------
+def _identify_every_cut(data: bytes) -> None:
+    for cut in range(0, min(len(data), 700), 7):
+        identify(data[:cut])  # any answer, never an exception
+
+
 def test_truncated_and_random_bytes_never_raise():
     samples = [
         _nifti_bytes(),
@@ -201,13 +208,16 @@ def test_truncated_and_random_bytes_never_raise():
         b"MSKA",
         b"\x1f\x8b\x08\x00garbage",
     ]
-    if SEG_FILE.exists():
-        samples.append(SEG_FILE.read_bytes()[:4096])
     rng = np.random.default_rng(0)
     samples += [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (0, 1, 347, 5000)]
     for data in samples:
-        for cut in range(0, min(len(data), 700), 7):
-            identify(data[:cut])  # any answer, never an exception
+        _identify_every_cut(data)
+
+
+@pytest.mark.realdata
+def test_truncated_samples_never_raise(interchange):
+    for name in (SEG_FILE, SLICER_FILE):
+        _identify_every_cut((interchange / name).read_bytes()[:4096])
 
 
 def test_lookup_order_and_entries_are_declared():

@@ -207,6 +207,7 @@ def real_archive(real_case, tmp_path_factory):
 REAL_ORGANS = ["femur_left", "hip_right", "urinary_bladder", "iliac_artery_right", "liver"]
 
 
+@pytest.mark.realdata
 def test_real_case_few_organs(real_case, real_archive):
     load_nii = LoadImage(image_only=True, dtype=None)
     combined = LoadMask(names=REAL_ORGANS)(str(real_archive))
@@ -219,6 +220,7 @@ def test_real_case_few_organs(real_case, real_archive):
         assert ((combined[0] == k) <= (ref != 0)).all()  # overlaps: a later name may take voxels
 
 
+@pytest.mark.realdata
 def test_real_case_every_affine(real_case, real_archive):
     """All 117 files (affines differ by up to 1.6e-4) share the archive's one grid."""
     got = LoadMask(names=["colon"])(str(real_archive))
@@ -233,6 +235,7 @@ def test_real_case_every_affine(real_case, real_archive):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_real_case_every_mask(real_case, real_archive):
     load_nii = LoadImage(image_only=True, dtype=None)
     for f in nifti_files(real_case):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 
 import nibabel as nib
 import numpy as np
@@ -234,27 +233,3 @@ def test_distributed_sampler_partitions(archives):
     ds = MaskArchiveDataset(archives)
     parts = [list(DistributedSampler(ds, num_replicas=3, rank=r, shuffle=False)) for r in range(3)]
     assert sorted(i for p in parts for i in p) == list(range(15))
-
-
-def test_building_over_1000_archives_is_fast(tmp_path):
-    space = affine_to_space(AFF, (8, 8, 8))
-    a = np.zeros((8, 8, 8), bool)
-    a[2:4, 2:4, 2:4] = True
-    seg = SegmentationMask(a, {"x": 1}, space)
-    with MaskArchive(tmp_path / "proto.mska", "w", space=space) as ar:
-        for k in range(3):
-            ar.add(f"m{k}", seg)
-    proto = (tmp_path / "proto.mska").read_bytes()
-    paths = []
-    for i in range(1000):
-        p = tmp_path / f"c{i}.mska"
-        p.write_bytes(proto)
-        paths.append(p)
-    t, cpu = time.perf_counter(), time.process_time()
-    ds = MaskArchiveDataset(paths)
-    elapsed, used = time.perf_counter() - t, time.process_time() - cpu
-    assert len(ds) == 3000
-    # CPU time: the 2-core test machine is shared (other runs stretch wall time); the
-    # wall-clock bound only guards against hangs
-    msg = f"building over 1,000 archives took {used:.2f} s CPU, {elapsed:.2f} s wall"
-    assert used < 2.0 and elapsed < 10.0, msg

@@ -336,11 +336,7 @@ def test_storage_options_are_kept_and_urls_stay_strings(case):
 
 
 def test_memory_url_through_loadmaskd_and_dataset(case):
-    """fsspec's in-memory filesystem: a real URL without a server (skips before remote reads)."""
-    import inspect
-
-    if "storage_options" not in inspect.signature(MaskArchive).parameters:
-        pytest.skip("MaskArchive does not read URLs yet")
+    """fsspec's in-memory filesystem: a real URL without a server."""
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")
     fs.pipe("/firsthour/case.mska", (case / "case.mska").read_bytes())

@@ -23,7 +23,12 @@ from monai.transforms import (  # noqa: E402
 )
 
 from medmask import MaskArchive, SegmentationMask, save_mask  # noqa: E402
-from medmask.errors import CorruptFileError, MaskNotFoundError, MaskValidationError  # noqa: E402
+from medmask.errors import (  # noqa: E402
+    CorruptFileError,
+    ForeignFileError,
+    MaskNotFoundError,
+    MaskValidationError,
+)
 from medmask.nifti import affine_to_space  # noqa: E402
 from medmask_monai import (  # noqa: E402
     LoadMask,
@@ -183,8 +188,9 @@ def test_several_paths_stack_on_channels(case):
 def test_errors_on_bad_files(case, tmp_path):
     with pytest.raises(FileNotFoundError):
         LoadMask()(str(tmp_path / "nope.mska"))
-    with pytest.raises(CorruptFileError):
-        LoadMask()(str(case / "ct.nii.gz"))
+    with pytest.raises(ForeignFileError, match="this is a NIfTI image.*medmask pack") as err:
+        LoadMask()(str(case / "ct.nii.gz"))  # another format, not a damaged file
+    assert not isinstance(err.value, CorruptFileError) and err.value.kind == "nifti"
     broken = tmp_path / "broken.mska"
     raw = bytearray((case / "case.mska").read_bytes())
     raw[len(raw) // 2] ^= 0xFF
@@ -227,7 +233,7 @@ def test_reader_in_loadimaged(case):
     reader = MaskReader()
     assert reader.verify_suffix("a.mska") and reader.verify_suffix(["a.msk", "b.MSKA"])
     assert not reader.verify_suffix("a.nii.gz") and not reader.verify_suffix(["a.mska", "b.nii"])
-    with pytest.raises(CorruptFileError):
+    with pytest.raises(ForeignFileError, match="NIfTI"):
         reader.read(item["image"])  # so that LoadImage falls back to nibabel for it
     data, meta = reader.get_data(reader.read(item["label"]))
     assert data.shape == (1, *SHAPE) and meta["original_channel_dim"] == 0

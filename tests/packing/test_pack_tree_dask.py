@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from test_pack_tree_local import Killer, slow_dataset
+from test_pack_tree_local import Killer, kill_dataset
 
 from medmask import MaskArchive
 from medmask.geometry import space_to_affine
@@ -189,16 +189,29 @@ def test_dask_s3_to_s3(client, s3):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_killed_worker_mid_case_is_rescheduled_and_leaves_no_partial_archive(client, tmp_path):
-    names = slow_dataset(tmp_path, n_cases=6, n_masks=40)
-    dest = tmp_path / "packed"
+def test_killed_worker_mid_case_is_rescheduled_and_leaves_no_partial_archive(
+    client, tmp_path, monkeypatch
+):
+    from kill_gate import GateByPath
+
+    import medmask.packing.dask_engine
+
+    names = kill_dataset(tmp_path, n_cases=6, n_masks=12)
+    dest, gate = tmp_path / "packed", tmp_path / "gate"
     dest.mkdir()
+    gate.mkdir()
+    # the worker packing case_03 stops after 5 of its 12 masks until it is killed
+    monkeypatch.setattr(medmask.packing.dask_engine, "_run_case", GateByPath(gate, "case_03", 5))
     pids = set(client.run(os.getpid).values())
-    with Killer(dest, lambda: pids) as killer:
+    with Killer(dest, gate, lambda: pids) as killer:
         report = pack_tree(tmp_path / "data", dest, client=client)
-    assert killer.killed, "no worker was caught mid-case (cases too fast?)"
+    assert killer.problems == [] and len(killer.killed) == 1, killer.problems
+    assert killer.killed[0][1].startswith(".case_03.mska.")
     assert report.ok, [r.error for r in report.failed]
-    assert [r.status for r in report.results] == ["packed"] * 6
+    # the held case is packed anew; a case whose result the killed worker held may be run
+    # again and find its archive already packed and verified
+    statuses = [r.status for r in report.results]
+    assert statuses[3] == "packed" and set(statuses) <= {"packed", "skipped"}, statuses
     assert sorted(p.name for p in dest.iterdir()) == [f"case_{c:02d}.mska" for c in range(6)]
     for c in range(6):
         _verify(dest / f"case_{c:02d}.mska", names)
@@ -246,3 +259,19 @@ def test_cli_dask_local_cluster_and_existing_cluster(client, tmp_path):
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
+
+
+def test_dask_packs_a_mixed_collection(client, tmp_path):
+    """DICOM SEGs (one with its CT beside it, two of one absent series, a split series), a
+    .seg.nrrd and NIfTI folders, as Dask tasks: what the workers wrote is what the sources
+    hold, and a second run skips every case."""
+    pytest.importorskip("highdicom")
+    from mixed_tree import build_tree, check_packed
+
+    tree = build_tree(tmp_path / "collection")
+    report = pack_tree(tree.root, tmp_path / "packed", client=client)
+    assert report.ok, [r.error for r in report.failed]
+    assert report.skipped_files == {"DICOM files that are not a SEG": tree.ct_files}
+    check_packed(tree, tmp_path / "packed")
+    again = pack_tree(tree.root, tmp_path / "packed", client=client)
+    assert [r.status for r in again.results] == ["skipped"] * len(tree.expected)

@@ -8,7 +8,6 @@ import io
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +19,7 @@ from medmask.conversions import _inflate
 from medmask.conversions.nifti import load_nifti, read_nifti
 from medmask.errors import MaskValidationError
 from medmask.packing import (
+    Case,
     CaseResult,
     already_packed,
     case_name,
@@ -38,8 +38,12 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
-def _names(case: Path) -> list[str]:
-    return sorted(p.name[: -len(".nii.gz")] for p in case.glob("*.nii.gz"))
+def _folder(case) -> Path:
+    return Path(case.source) if isinstance(case, Case) else Path(case)
+
+
+def _names(case) -> list[str]:
+    return sorted(p.name[: -len(".nii.gz")] for p in _folder(case).glob("*.nii.gz"))
 
 
 def _temps(folder: Path) -> list[Path]:
@@ -50,14 +54,17 @@ def _temps(folder: Path) -> list[Path]:
 def test_find_cases_name_and_plan(dataset, tmp_path):
     cases = find_cases(dataset)
     assert [case_name(dataset, c) for c in cases] == ["case_0000", "case_0001", "case_0002"]
-    assert cases[0].name == "segmentations" and cases[1].name == "case_0001"
-    assert find_cases(cases[0]) == [cases[0]] and case_name(cases[0], cases[0]) == "case_0000"
+    assert {c.kind for c in cases} == {"folder"}
+    assert _folder(cases[0]).name == "segmentations" and _folder(cases[1]).name == "case_0001"
+    alone = find_cases(cases[0].source)
+    assert [c.source for c in alone] == [cases[0].source] and alone[0].rel == ""
+    assert case_name(cases[0].source, alone[0]) == "case_0000"
     # names that collide once made safe get suffixes, in case order
     for sub in ("a b", "a_b", ".hidden"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "m.nii.gz").write_bytes(b"")
     found = find_cases(tmp_path)
-    assert [c.name for c in found] == ["a b", "a_b"]  # hidden folders skipped
+    assert [c.rel for c in found] == ["a b", "a_b"]  # hidden folders skipped
     outs = [Path(o).name for _c, o in plan_outputs(tmp_path, tmp_path / "out", found)]
     assert outs == ["a_b.mska", "a_b-2.mska"]
     with pytest.raises(FileNotFoundError):
@@ -84,7 +91,7 @@ def test_pack_case_then_skip_then_repack(dataset, tmp_path):
     assert r.bytes_out == out.stat().st_size and r.bytes_in > 0 and r.error is None
     with MaskArchive(out) as ar:
         assert sorted(ar.all_names()) == _names(case)
-        liver = np.asarray(nib.load(case / "liver.nii.gz").dataobj).transpose(2, 1, 0)
+        liver = np.asarray(nib.load(_folder(case) / "liver.nii.gz").dataobj).transpose(2, 1, 0)
         np.testing.assert_array_equal(ar["liver"].data, liver.astype(bool))
     assert already_packed(case, out)
     assert pack_case(case, out).status == "skipped"
@@ -103,9 +110,9 @@ def test_pack_case_failure_leaves_nothing(dataset, tmp_path):
     src = tmp_path / "case"
     src.mkdir()
     good = find_cases(dataset)[1]
-    for f in sorted(good.glob("*.nii.gz"))[:3]:
+    for f in sorted(_folder(good).glob("*.nii.gz"))[:3]:
         (src / f.name).write_bytes(f.read_bytes())
-    liver = (good / "liver.nii.gz").read_bytes()
+    liver = (_folder(good) / "liver.nii.gz").read_bytes()
     (src / "zz_truncated.nii.gz").write_bytes(liver[: len(liver) // 2])
     out = tmp_path / "out" / "c.mska"
     with pytest.raises(MaskValidationError, match="zz_truncated"):
@@ -149,7 +156,7 @@ def test_pack_tree_report_resume_and_bad_case(dataset, tmp_path, workers):
         pack_tree(ds, tmp_path / "x.mska")
     with pytest.raises(ValueError, match="workers"):
         pack_tree(ds, dest, workers=0)
-    with pytest.raises(MaskValidationError, match="no folder with .nii.gz"):
+    with pytest.raises(MaskValidationError, match="no case found"):
         pack_tree(tmp_path / "packed", tmp_path / "p2")
 
 
@@ -306,6 +313,7 @@ def test_inflater_is_zlib_ng_here():
     assert _inflate.INFLATER == "zlib-ng"
 
 
+@pytest.mark.realdata
 def test_real_case_reads_identically(real_case):
     files = sorted(real_case.glob("*.nii.gz"))[::29]
     for f in files:
@@ -331,17 +339,17 @@ def test_cli_pack_tree_s3(dataset, s3):
 
 
 # -- killed workers ---------------------------------------------------------------------------
-def slow_dataset(root: Path, n_cases: int, n_masks: int) -> list[str]:
-    """Cases slow enough to be caught mid-way: ``n_masks`` masks of 64x128x128 each (one set
-    of files, linked into every case under ``root/data``). Returns the mask names."""
+def kill_dataset(root: Path, n_cases: int, n_masks: int) -> list[str]:
+    """``n_cases`` cases of ``n_masks`` small masks (one set of files, linked into every case
+    under ``root/data``). Returns the mask names."""
     rng = np.random.default_rng(3)
     src = root / "_files"
     src.mkdir(parents=True)
     names = []
     for k in range(n_masks):
-        m = np.zeros((128, 128, 64), np.uint8)
-        x, y, z = rng.integers(8, 56, 3)
-        m[x : x + 60, y : y + 60, z : z + 8] = 1
+        m = np.zeros((32, 32, 16), np.uint8)
+        x, y, z = rng.integers(2, 16, 3)
+        m[x : x + 14, y : y + 14, z : z + 4] = 1
         name = f"organ_{k:02d}"
         nib.save(nib.Nifti1Image(m, np.eye(4)), src / f"{name}.nii.gz")
         names.append(name)
@@ -354,29 +362,45 @@ def slow_dataset(root: Path, n_cases: int, n_masks: int) -> list[str]:
 
 
 class Killer:
-    """In a thread: SIGKILL the (first) process among ``pids()`` that holds an unfinished
-    archive of ``dest`` open, i.e. a worker caught in the middle of a case."""
+    """In a thread: wait for the worker that :mod:`kill_gate` holds mid-case (its
+    ``paused-<pid>`` file), check that it is one of ``pids()`` and has the case's unfinished
+    archive of ``dest`` open, and SIGKILL it. Event-driven: however fast or slow the cases
+    go, the kill lands in the middle of one."""
 
-    def __init__(self, dest: Path, pids) -> None:
-        self.dest, self.pids = dest, pids
+    def __init__(self, dest: Path, gate: Path, pids) -> None:
+        self.dest, self.gate, self.pids = dest, gate, pids
         self.killed: list[tuple[int, str]] = []
+        self.problems: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        psutil = pytest.importorskip("psutil")
+        import psutil
+
         while not self._stop.is_set():
-            for tmp in self.dest.glob(".*.mska.*.tmp"):
-                for pid in self.pids():
-                    try:
-                        files = psutil.Process(pid).open_files()
-                    except psutil.Error:
-                        continue
-                    if any(f.path == str(tmp) for f in files):
-                        os.kill(pid, signal.SIGKILL)
-                        self.killed.append((pid, tmp.name))
-                        return
-            time.sleep(0.005)
+            paused = sorted(self.gate.glob("paused-*"))
+            if paused:
+                pid = int(paused[0].name.removeprefix("paused-"))
+                try:
+                    files = [f.path for f in psutil.Process(pid).open_files()]
+                except psutil.Error as exc:
+                    self.problems.append(f"worker {pid}: {exc}")
+                    files = []
+                # the case's unfinished archive: a file of dest, or of a staging folder in it
+                tmps = [
+                    Path(f).relative_to(self.dest).parts[0]
+                    for f in files
+                    if Path(f).is_relative_to(self.dest)
+                    and Path(f).relative_to(self.dest).parts[0].endswith(".tmp")
+                ]
+                if pid not in self.pids():
+                    self.problems.append(f"{pid} is not a worker of this run")
+                elif not tmps:
+                    self.problems.append(f"worker {pid} holds no unfinished archive: {files}")
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append((pid, tmps[0] if tmps else ""))
+                return
+            self._stop.wait(0.005)
 
     def __enter__(self) -> Killer:
         self._thread.start()
@@ -387,17 +411,28 @@ class Killer:
         self._thread.join(5)
 
 
-def test_local_pool_survives_a_killed_worker(tmp_path):
+def test_local_pool_survives_a_killed_worker(tmp_path, monkeypatch):
     psutil = pytest.importorskip("psutil")
-    names = slow_dataset(tmp_path, n_cases=6, n_masks=40)
-    dest = tmp_path / "packed"
+    from kill_gate import GateByPath
+
+    import medmask.packing.local
+
+    names = kill_dataset(tmp_path, n_cases=6, n_masks=12)
+    dest, gate = tmp_path / "packed", tmp_path / "gate"
     dest.mkdir()
+    gate.mkdir()
+    # the worker packing case_03 stops after 5 of its 12 masks until it is killed
+    monkeypatch.setattr(medmask.packing.local, "_run_case", GateByPath(gate, "case_03", 5))
     me = psutil.Process()
-    with Killer(dest, lambda: [p.pid for p in me.children(recursive=True)]) as killer:
+    with Killer(dest, gate, lambda: [p.pid for p in me.children(recursive=True)]) as killer:
         report = pack_tree(tmp_path / "data", dest, workers=2)
-    assert killer.killed, "no worker was caught mid-case (cases too fast?)"
+    assert killer.problems == [] and len(killer.killed) == 1, killer.problems
+    assert killer.killed[0][1].startswith(".case_03.mska.")
     assert report.ok, [r.error for r in report.failed]
-    assert [r.status for r in report.results] == ["packed"] * 6
+    # the held case is packed anew; a case whose result the killed worker held may be run
+    # again and find its archive already packed and verified
+    statuses = [r.status for r in report.results]
+    assert statuses[3] == "packed" and set(statuses) <= {"packed", "skipped"}, statuses
     assert sorted(p.name for p in dest.iterdir()) == [f"case_{c:02d}.mska" for c in range(6)]
     for c in range(6):
         with MaskArchive(dest / f"case_{c:02d}.mska") as ar:

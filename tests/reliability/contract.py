@@ -2,7 +2,8 @@
 
 For any file, a reader must either raise :class:`~medmask.errors.CorruptFileError`
 (including :class:`~medmask.errors.UnsupportedFormatError`), at open or when the damaged
-mask is read, or return exactly what was stored. Nothing else may escape (no
+mask is read, or :class:`~medmask.errors.ForeignFileError` at open (damage made its first
+bytes another format's, e.g. a gzip magic), or return exactly what was stored. Nothing else may escape (no
 ``MaskValidationError``, ``MemoryError``, ``struct.error``, ``RecursionError``...), the
 interpreter must not die, each file must be done within a time bound, and the memory a
 read allocates must stay bounded (measured with ``tracemalloc``, capped hard with
@@ -10,7 +11,7 @@ read allocates must stay bounded (measured with ``tracemalloc``, capped hard wit
 
 Statuses of one checked file:
 
-``rejected``   CorruptFileError when opening (or reading a ``.msk``)
+``rejected``   CorruptFileError (or ForeignFileError) when opening (or reading a ``.msk``)
 ``partial``    the archive opened; some masks raised CorruptFileError, the others read back equal
 ``intact``     everything read back equal to the original
 ``older``      (v2 archive) the previous commit was read: a prefix of the masks, all equal
@@ -113,13 +114,14 @@ def read_everything(path: str | os.PathLike) -> dict:
 def check_path(path: str, kind: str, expected: list, space) -> Result:
     """Apply every reading entry point to ``path`` and classify the outcome."""
     from medmask import MaskArchive, MaskFile, load_mask
-    from medmask.errors import CorruptFileError
+    from medmask.errors import CorruptFileError, ForeignFileError
 
+    rejected = (CorruptFileError, ForeignFileError)  # at open: damaged, or now another format
     msgs: list[str] = []
     if not kind.startswith("mska"):
         try:
             sm = load_mask(path)
-        except CorruptFileError as exc:
+        except rejected as exc:
             return Result("rejected", rejected_at="open", messages=[str(exc)[:300]])
         _, exp_arr, exp_map = expected[0]
         same = _same(sm.data, sm.mapping.to_dict(), exp_arr, exp_map) and _space_equal(
@@ -138,13 +140,13 @@ def check_path(path: str, kind: str, expected: list, space) -> Result:
 
     try:
         ar = MaskArchive(path)
-    except CorruptFileError as exc:
+    except rejected as exc:
         res = Result("rejected", rejected_at="open", messages=[str(exc)[:300]])
         # opening to append must refuse the same file and leave it untouched
         before = Path(path).read_bytes()
         try:
             MaskArchive(path, "a").close()
-        except CorruptFileError:
+        except rejected:
             pass
         else:
             res.messages.append("mode 'a' opened a file mode 'r' rejects")

@@ -65,11 +65,11 @@ def _imports():
 
 
 def read_all(path: Path) -> None:
-    """Every public read path; only CorruptFileError may escape."""
+    """Every public read path; only CorruptFileError (ForeignFileError at open) may escape."""
     import numpy as np
 
     from medmask import MaskArchive, MaskFile, load_mask
-    from medmask.errors import CorruptFileError
+    from medmask.errors import CorruptFileError, ForeignFileError
 
     try:
         if path.suffix == ".msk":
@@ -90,7 +90,7 @@ def read_all(path: Path) -> None:
                         assert np.array_equal(full.data[z0:z1, y0:y1, x0:x1], crop)
                 except CorruptFileError:
                     continue
-    except CorruptFileError:
+    except (CorruptFileError, ForeignFileError):
         return
 
 

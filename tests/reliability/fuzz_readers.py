@@ -32,7 +32,7 @@ with atheris.instrument_imports():
     import medmask.format.v1  # noqa: F401
     import medmask.format.v2  # noqa: F401
     import medmask.storage  # noqa: F401
-    from medmask.errors import CorruptFileError
+    from medmask.errors import CorruptFileError, ForeignFileError
 
 from reliability.contract import read_everything  # noqa: E402
 
@@ -44,7 +44,7 @@ def check_input(data: bytes) -> None:
     suffix = ".mska" if data[:4] == b"MSKA" else ".msk"
     path = _TMP / f"input{suffix}"
     path.write_bytes(data)
-    with contextlib.suppress(CorruptFileError):
+    with contextlib.suppress(CorruptFileError, ForeignFileError):
         read_everything(path)
 
 

@@ -37,7 +37,6 @@ def test_corrupt_and_hostile_files_are_rejected(samples):
     # version 2 never returns a different array: its checksums catch every flip (the
     # contract's verdict makes a non-forged version-2 "different" a failure, above)
     assert sum(n for (k, _f, _s), n in sweep.counts.items() if k.endswith("2")) > 300
-    assert sweep.max_seconds < C.TIME_BOUND
     assert sweep.max_peak < C.MEMORY_BOUND
     # rejecting is not always right: every untouched sample reads back exactly, every
     # variant the spec allows is read, every invalid one is refused
@@ -94,19 +93,20 @@ def test_corruption_long(samples):
 
 
 def test_sigkill_while_appending(tmp_path):
+    """Killed after 0 to 4 reported commits, a random instant into the next append."""
     r = W.kill_cycles(tmp_path / "a.mska", cycles=25)
-    assert r["problems"] == [] and r["masks"] > 25
+    assert r["problems"] == [] and r["masks"] >= r["awaited"] > 25, r
 
 
 @pytest.mark.slow
 def test_sigkill_while_appending_long(tmp_path):
     r = W.kill_cycles(tmp_path / "a.mska", cycles=300, seed=1)
-    assert r["problems"] == []
+    assert r["problems"] == [] and r["masks"] >= r["awaited"], r
 
 
 def test_readers_in_other_processes_see_consistent_archives(tmp_path):
-    r = W.concurrent_readers(tmp_path / "a.mska", seconds=2.0, readers=2)
-    assert r["problems"] == [] and r["reads"] > 100 and r["opens"] > 4
+    r = W.concurrent_readers(tmp_path / "a.mska", appends=20, readers=2)
+    assert r["problems"] == [] and r["commits_seen"] == 20 and r["opens"] > 4, r
 
 
 def _replace_forever(path: str) -> None:

@@ -52,9 +52,6 @@ def _leak_run_in_fresh_process(archives) -> dict:
 
 def test_dataloader_workers_keep_files_and_memory_flat(archives):
     pytest.importorskip("torch")
-    mm = pytest.importorskip("medmask_monai")
-    if not hasattr(mm, "MaskArchiveDataset"):
-        pytest.skip("medmask_monai.MaskArchiveDataset is not there yet")
     r = _leak_run_in_fresh_process(archives)
     assert r["items"] == 3000, r
     # per worker: never more archives open than max_open (the LRU closes the others; the
@@ -65,5 +62,6 @@ def test_dataloader_workers_keep_files_and_memory_flat(archives):
     assert r["worker_fds_end"] <= r["worker_fds_start"] + 16, r
     assert r["worker_rss_end"] - r["worker_rss_start"] < 48 << 20, r
     assert r["own_rss_end"] - r["own_rss_start"] < 48 << 20, r
+    assert r["workers_left"] == 0, r
     assert r["own_fds_after"] <= r["own_fds_before"] + 1, r
     assert r["own_archive_fds_after"] == 0, r

@@ -15,12 +15,9 @@ from hypothesis import strategies as st
 
 from reliability import samples as S
 
-nifti = pytest.importorskip("medmask.nifti")
 pytest.importorskip("nibabel")
-if not hasattr(nifti, "safe_filename"):  # pragma: no cover
-    pytest.skip("medmask.nifti.safe_filename is not there yet", allow_module_level=True)
 
-from medmask import MaskArchive  # noqa: E402
+from medmask import MaskArchive, nifti  # noqa: E402
 
 HOSTILE_NAMES = [
     "../../escape", "../escape2", "/etc/passwd", "/tmp/abs", "a/../../b", "a/b/c", "..", ".",

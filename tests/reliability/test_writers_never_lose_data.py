@@ -132,14 +132,14 @@ def test_second_writer_refused_in_every_mode(tmp_path, codec):
 def test_sigkill_while_appending_version1(tmp_path):
     """(Version 2 is covered by tests/reliability/test_campaign.py.)"""
     r = W.kill_cycles(tmp_path / "a.mska", 30, "zstd")
-    assert r["problems"] == [] and r["masks"] >= 10, r
+    assert r["problems"] == [] and r["masks"] >= r["awaited"] > 30, r
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("codec", CODECS)
 def test_sigkill_while_appending_long(tmp_path, codec):
     r = W.kill_cycles(tmp_path / "a.mska", 400, codec, seed=7)
-    assert r["problems"] == [] and r["masks"] >= 200, r
+    assert r["problems"] == [] and r["masks"] >= r["awaited"] >= 400, r
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -78,30 +78,67 @@ def _append_forever(path: str, start: int, codec, conn) -> None:
             k += 1
 
 
-def kill_cycles(
-    path: Path, cycles: int, codec=None, seed: int = 0, max_sleep: float = 0.05
-) -> dict:
-    """SIGKILL a child that appends in a loop at a random moment, ``cycles`` times. After
-    each kill the archive must open and list every mask the child reported stored (a mask
-    committed whose report was lost is fine), each reading back equal."""
+#: Longest wait for a child's next commit report (only against a hang: a child that commits
+#: nothing for this long is reported as a problem).
+REPORT_TIMEOUT = 120.0
+
+
+def _kill_after_reports(p, conn, reports: int, rng: random.Random) -> tuple[list, str | None]:
+    """Let the child ``p`` report ``reports`` commits on ``conn``, then SIGKILL it a random
+    instant (0-2 ms) later, inside the operation that follows. Returns the reports received
+    (those after the last awaited one too) and a problem, if the child stalled or died."""
+    got: list = []
+    problem = None
+    while len(got) < reports:
+        if not conn.poll(REPORT_TIMEOUT):
+            problem = f"no commit reported within {REPORT_TIMEOUT:.0f} s"
+            break
+        try:
+            got.append(conn.recv())
+        except EOFError:
+            problem = f"the child died after {len(got)} of {reports} commits (exit {p.exitcode})"
+            break
+    time.sleep(rng.uniform(0.0, 0.002))  # where in the next operation the kill lands
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    while conn.poll():
+        try:
+            got.append(conn.recv())
+        except EOFError:
+            break
+    conn.close()
+    return got, problem
+
+
+def kill_cycles(path: Path, cycles: int, codec=None, seed: int = 0, max_commits: int = 4) -> dict:
+    """SIGKILL a child that appends in a loop, ``cycles`` times: each time after it reported
+    a random number (0 to ``max_commits``) of commits, a random instant into the next
+    append (counted, not timed: the same kills on a loaded machine). After each kill the
+    archive must open and list every mask the child reported stored (a mask committed
+    whose report was lost is fine), each reading back equal.
+
+    Returns:
+        ``cycles``, ``awaited`` (commits waited for before the kills: the least number of
+        masks the archive must hold), ``masks`` (it holds), ``leftover_temps``,
+        ``seconds`` and ``problems``.
+    """
     rng = random.Random(seed)
     done: list[int] = []
     problems: list[str] = []
+    awaited = 0
     t0 = time.perf_counter()
     for cycle in range(cycles):
         parent, child = FORK.Pipe(duplex=False)
         p = FORK.Process(target=_append_forever, args=(str(path), len(done), codec, child))
         p.start()
         child.close()
-        time.sleep(rng.uniform(0.001, max_sleep))
-        os.kill(p.pid, signal.SIGKILL)
-        p.join()
-        while parent.poll():
-            try:
-                done.append(parent.recv())
-            except EOFError:
-                break
-        parent.close()
+        reports = rng.randint(0, max_commits)
+        awaited += reports
+        got, problem = _kill_after_reports(p, parent, reports, rng)
+        done += got
+        if problem:
+            problems.append(f"cycle {cycle}: {problem}")
+            break
         if not path.exists():
             if done:
                 problems.append(f"cycle {cycle}: archive missing after {len(done)} masks")
@@ -126,6 +163,7 @@ def kill_cycles(
             problems.append(f"final check: {type(exc).__name__}: {exc}")
     return {
         "cycles": cycles,
+        "awaited": awaited,
         "masks": len(done),
         "leftover_temps": len(temp_leftovers(path.parent)),
         "seconds": time.perf_counter() - t0,
@@ -134,13 +172,14 @@ def kill_cycles(
 
 
 # -- SIGKILL while replacing (mode "w", save_mask) ----------------------------------------------
-def _replace_forever(path: str, codec, kind: str) -> None:
+def _replace_forever(path: str, codec, kind: str, conn) -> None:
     k = 0
     while True:
         if kind == "msk":
             save_mask(mask(k % 2), path, codec=codec)
         else:
             make_archive(Path(path), 3 + k % 2, codec, start=10 * (k % 2))
+        conn.send(k)
         k += 1
 
 
@@ -148,7 +187,8 @@ def replace_cycles(
     folder: Path, cycles: int, codec=None, kind: str = "mska", seed: int = 0
 ) -> dict:
     """SIGKILL a child that keeps replacing a file (``save_mask`` / ``MaskArchive(..., "w")``)
-    between two contents: after each kill the file holds one of them, never a torn mix."""
+    between two contents, each time after 0 to 3 replacements it reported, a random instant
+    into the next one: after each kill the file holds one of them, never a torn mix."""
     rng = random.Random(seed)
     path = Path(folder) / ("m.msk" if kind == "msk" else "a.mska")
     olds = [[0, 1, 2], [10, 11, 12, 13]]
@@ -159,11 +199,14 @@ def replace_cycles(
     problems: list[str] = []
     seen = set()
     for cycle in range(cycles):
-        p = FORK.Process(target=_replace_forever, args=(str(path), codec, kind))
+        parent, child = FORK.Pipe(duplex=False)
+        p = FORK.Process(target=_replace_forever, args=(str(path), codec, kind, child))
         p.start()
-        time.sleep(rng.uniform(0.001, 0.04))
-        os.kill(p.pid, signal.SIGKILL)
-        p.join()
+        child.close()
+        _got, problem = _kill_after_reports(p, parent, rng.randint(0, 3), rng)
+        if problem:
+            problems.append(f"cycle {cycle}: {problem}")
+            break
         try:
             if kind == "msk":
                 m = load_mask(path)
@@ -188,21 +231,23 @@ def replace_cycles(
 
 
 # -- readers while a writer appends --------------------------------------------------------------
-def _reader(path: str, seconds: float, threads: int, q) -> None:
-    """Open once and ``refresh()`` (each thread its own handle), or reopen each round;
-    every listed mask, read by name, position, crop and info, must equal the original."""
-    stats = {"opens": 0, "refreshes": 0, "reads": 0, "bad": []}
+def _reader(path: str, threads: int, rounds, stop, q) -> None:
+    """Threads each with their own handle: per round, ``refresh()`` it or reopen, list,
+    and read up to 12 listed masks (by name, position, crop and info), which must equal
+    the originals. Every round is counted in ``rounds`` once listed; each thread does at
+    least one round, then goes on until ``stop`` is set."""
+    stats = {"opens": 0, "refreshes": 0, "reads": 0, "rounds": 0, "lengths": set(), "bad": []}
     lock = threading.Lock()
-    deadline = time.time() + seconds
 
     def work(tid: int) -> None:
         ar = MaskArchive(path)
-        opens = 1
-        refreshes = reads = 0
+        opens, refreshes, reads, done = 1, 0, 0, 0
+        lengths: set[int] = set()
         bad = []
         rng = random.Random(tid)
         try:
-            while time.time() < deadline:
+            while True:
+                last = stop.is_set()
                 if rng.random() < 0.3:
                     ar.close()
                     ar = MaskArchive(path)
@@ -211,6 +256,10 @@ def _reader(path: str, seconds: float, threads: int, q) -> None:
                     ar.refresh()
                     refreshes += 1
                 names = ar.all_names()
+                lengths.add(len(names))
+                with rounds.get_lock():
+                    rounds.value += 1
+                done += 1
                 for i in rng.sample(range(len(names)), min(len(names), 12)):
                     k = int(names[i][1:])
                     exp = mask(k)
@@ -224,6 +273,8 @@ def _reader(path: str, seconds: float, threads: int, q) -> None:
                     if ar.info(names[i]).mapping != exp.mapping.to_dict():
                         bad.append(names[i] + " info")
                     reads += 1
+                if last:
+                    break
         except Exception as exc:  # noqa: BLE001 - reported, not raised, in the child
             bad.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -232,6 +283,8 @@ def _reader(path: str, seconds: float, threads: int, q) -> None:
             stats["opens"] += opens
             stats["refreshes"] += refreshes
             stats["reads"] += reads
+            stats["rounds"] += done
+            stats["lengths"] |= lengths
             stats["bad"] += bad
 
     ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -242,11 +295,11 @@ def _reader(path: str, seconds: float, threads: int, q) -> None:
     q.put(stats)
 
 
-def _shared_reader(path: str, seconds: float, threads: int, q) -> None:
-    """One MaskArchive handle shared by ``threads`` threads (a snapshot)."""
+def _shared_reader(path: str, threads: int, stop, q) -> None:
+    """One MaskArchive handle (a snapshot) shared by ``threads`` threads, each reading at
+    least once, then until ``stop`` is set."""
     stats = {"reads": 0, "bad": []}
     lock = threading.Lock()
-    deadline = time.time() + seconds
     with MaskArchive(path) as ar:
         names = ar.all_names()
 
@@ -254,12 +307,15 @@ def _shared_reader(path: str, seconds: float, threads: int, q) -> None:
             rng = random.Random(tid)
             reads, bad = 0, []
             try:
-                while time.time() < deadline:
+                while True:
+                    last = stop.is_set()
                     i = rng.randrange(len(names))
                     got = ar.read_array(names[i]) if tid % 2 else ar[i].data
                     if not np.array_equal(got, mask(int(names[i][1:])).data):
                         bad.append(names[i])
                     reads += 1
+                    if last:
+                        break
             except Exception as exc:  # noqa: BLE001
                 bad.append(f"{type(exc).__name__}: {exc}")
             with lock:
@@ -274,51 +330,86 @@ def _shared_reader(path: str, seconds: float, threads: int, q) -> None:
     q.put(stats)
 
 
+def _wait_for(counter, target: int) -> bool:
+    """Wait until the shared ``counter`` reaches ``target`` (``False`` after
+    :data:`REPORT_TIMEOUT`: only against a hang)."""
+    deadline = time.monotonic() + REPORT_TIMEOUT
+    while counter.value < target:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
+
+
 def concurrent_readers(
-    path: Path, seconds: float = 2.0, readers: int = 2, threads: int = 2, codec=None
+    path: Path, appends: int = 40, readers: int = 2, threads: int = 2, codec=None
 ) -> dict:
     """Reader processes (each with ``threads`` threads refreshing or reopening their own
     handle) plus one process whose threads share a single handle, while this process
-    appends; a second writer is refused meanwhile."""
+    appends ``appends`` masks; every tenth append, a second writer must be refused.
+
+    Counted, not timed: after each append the writer waits until the refreshing readers
+    have listed the archive ``readers * threads + 1`` more times, so that at least one
+    listing started after that commit (each thread can have one listing in flight). So
+    every commit is seen by a reader (``lengths_seen``) whatever the machine's load.
+
+    Returns:
+        ``appended``, ``commits_seen`` (after how many of the appends some refreshing
+        reader listed exactly the masks committed so far), ``opens``, ``refreshes``, ``rounds``,
+        ``reads``, ``second_writer_tries`` / ``second_writer_refused``, ``problems``.
+    """
     from medmask.errors import ArchiveLockedError
 
-    make_archive(path, 5, codec)
+    first = 5
+    make_archive(path, first, codec)
     q = FORK.Queue()
+    rounds, stop = FORK.Value("q", 0), FORK.Event()
     procs = [
-        FORK.Process(target=_reader, args=(str(path), seconds, threads, q)) for _ in range(readers)
+        FORK.Process(target=_reader, args=(str(path), threads, rounds, stop, q))
+        for _ in range(readers)
     ]
-    procs.append(FORK.Process(target=_shared_reader, args=(str(path), seconds, 4, q)))
+    procs.append(FORK.Process(target=_shared_reader, args=(str(path), 4, stop, q)))
     for p in procs:
         p.start()
-    t0 = time.time()
-    k = 5
-    refused = 0
-    with MaskArchive(path, "a") as ar:
-        while time.time() - t0 < seconds:
-            ar.add_segmask(mask(k), f"m{k}")
-            k += 1
-            if k % 10 == 0:
-                try:
-                    MaskArchive(path, "a").close()
-                except ArchiveLockedError:
-                    refused += 1
-            if codec == "zstd":
-                time.sleep(0.005)  # version 1 rewrites the file per append
-    results = [q.get(timeout=seconds + 60) for _ in procs]
+    problems: list[str] = []
+    k = first
+    tries = refused = 0
+    in_flight = readers * threads
+    try:
+        with MaskArchive(path, "a") as ar:
+            for _ in range(appends):
+                ar.add(f"m{k}", mask(k))
+                k += 1
+                if k % 10 == 0:
+                    tries += 1
+                    try:
+                        MaskArchive(path, "a").close()
+                    except ArchiveLockedError:
+                        refused += 1
+                if not _wait_for(rounds, rounds.value + in_flight + 1):
+                    problems.append(f"the readers listed nothing for {REPORT_TIMEOUT:.0f} s")
+                    break
+    finally:
+        stop.set()
+    results = [q.get(timeout=REPORT_TIMEOUT) for _ in procs]
     for p in procs:
         p.join()
-    problems = [b for r in results for b in r["bad"]]
+    problems += [b for r in results for b in r["bad"]]
     try:
         assert_archive(path, range(k))
     except AssertionError as exc:
         problems.append(f"final: {exc}")
+    lengths = set().union(*(r.get("lengths", set()) for r in results))
     return {
-        "appended": k - 5,
+        "appended": k - first,
+        "commits_seen": len(lengths & set(range(first + 1, k + 1))),
         "reader_processes": len(procs),
         "threads": readers * threads + 4,
         "opens": sum(r.get("opens", 0) for r in results),
         "refreshes": sum(r.get("refreshes", 0) for r in results),
+        "rounds": sum(r.get("rounds", 0) for r in results),
         "reads": sum(r["reads"] for r in results),
+        "second_writer_tries": tries,
         "second_writer_refused": refused,
         "problems": problems,
     }
@@ -371,6 +462,10 @@ def leak_run(
     import gc
 
     gc.collect()
+    # the last epoch's workers exit on their own time (a loaded machine delays it): wait for
+    # them, so that what is counted is what stays open, not what is still being torn down
+    _gone, alive = psutil.wait_procs(me.children(recursive=True), timeout=REPORT_TIMEOUT)
+    gc.collect()
     fds_after = me.num_fds()
     steady = [s for s in samples if s[0] > 0 or s[1] >= 0.25]  # after the warm-up
     first = [s for s in steady if s[0] == steady[0][0] and s[1] < 0.5] or steady[:1]
@@ -397,6 +492,7 @@ def leak_run(
         "worker_rss_end": max(s[5] for s in last),
         "peak_rss_total": max(s[4] + s[5] for s in samples),
         "samples": len(samples),
+        "workers_left": len(alive),
     }
 
 

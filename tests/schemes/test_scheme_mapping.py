@@ -159,6 +159,7 @@ def real_names(real_case):
     return sorted(p.name.removesuffix(".nii.gz") for p in real_case.glob("*.nii.gz"))
 
 
+@pytest.mark.realdata
 def test_real_case_maps_fully_onto_totalseg(real_names):
     m = get_scheme("totalseg").map(real_names)
     assert len(real_names) == 117
@@ -167,6 +168,7 @@ def test_real_case_maps_fully_onto_totalseg(real_names):
     assert m.label_table() == load_class_map("totalseg_v2").table.to_dict()
 
 
+@pytest.mark.realdata
 def test_real_case_onto_btcv(real_names):
     m = get_scheme("btcv").map(real_names)
     assert m.unknown == {} and m.not_available() == [] and not any(c.is_merge for c in m.classes)
@@ -189,6 +191,7 @@ def test_real_case_onto_btcv(real_names):
     accounted(m, real_names)
 
 
+@pytest.mark.realdata
 def test_real_case_onto_amos(real_names):
     m = get_scheme("amos").map(real_names)
     assert m.unknown == {}
@@ -204,6 +207,7 @@ def test_real_case_onto_amos(real_names):
     accounted(m, real_names)
 
 
+@pytest.mark.realdata
 def test_real_case_onto_abdomenatlas_merges_lobes(real_names):
     m = get_scheme("abdomenatlas").map(real_names)
     assert set(m["lung_left"].sources) == {"lung_upper_lobe_left", "lung_lower_lobe_left"}
@@ -214,6 +218,7 @@ def test_real_case_onto_abdomenatlas_merges_lobes(real_names):
     assert t["inferior_vena_cava"] == 7 and t["gallbladder"] == 2
 
 
+@pytest.mark.realdata
 def test_real_case_onto_totalseg_v1_and_back(real_names):
     m = get_scheme("totalseg_v1").map(real_names)
     assert len(m.available()) == 97

@@ -99,6 +99,7 @@ def test_totalseg_v1_to_v2_changes_are_recorded_and_consistent():
     assert default_vocabulary().parts("heart") == tuple(changes["merged"]["heart"])
 
 
+@pytest.mark.realdata
 def test_real_case_names_are_the_v2_class_map(real_case):
     names = {p.name.removesuffix(".nii.gz") for p in real_case.glob("*.nii.gz")}
     assert names == set(load_class_map("totalseg_v2").table)

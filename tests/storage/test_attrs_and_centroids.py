@@ -88,6 +88,7 @@ def test_attrs_and_centroid_round_trip(tmp_path, mode, compat, minor):
         assert ar.info("liver").attrs == LIVER
 
 
+@pytest.mark.realdata
 def test_centroid_of_the_real_case_matches_argwhere(tmp_path, real_case):
     nib = pytest.importorskip("nibabel")
     files = sorted(real_case.glob("*.nii.gz"))[:12]

@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.realdata
 def test_bench_window_checks_every_reader_then_reports(real_case, tmp_path):
     pytest.importorskip("nnunetv2")
     pytest.importorskip("blosc2")
@@ -43,3 +44,4 @@ def test_bench_window_checks_every_reader_then_reports(real_case, tmp_path):
     assert code == 0
     text = (tmp_path / "bench_window.md").read_text()
     assert "read_window" in text and "Targets (issue 18)" in text
+    assert "<!-- bench:window -->" in text  # the region docs/benchmarks.md quotes

@@ -182,6 +182,7 @@ def test_a_label_map_takes_a_dtype_that_holds_its_labels(tmp_path, dtype):
 
 
 # -- the real case -----------------------------------------------------------------------------------
+@pytest.mark.realdata
 def test_windows_of_the_real_case(tmp_path, real_case):
     from medmask.nifti import folder_to_archive
 

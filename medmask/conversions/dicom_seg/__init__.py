@@ -1,4 +1,4 @@
-"""DICOM Segmentation objects (SEG) in and out (needs the ``dicom`` extra: pydicom, highdicom).
+"""DICOM Segmentation objects (SEG) in and out (needs the ``dicom`` extra: pydicom).
 
 In (:func:`read_dicom_seg`): BINARY and FRACTIONAL SEGs (Segmentation Storage,
 ``1.2.840.10008.5.1.4.1.1.66.4``) and LABELMAP SEGs (``1.2.840.10008.5.1.4.1.1.66.7``).
@@ -13,9 +13,12 @@ values are only 0 and the maximum is read as binary; a truly fractional one need
 threshold. ``reference`` (a folder holding the source series) puts the SEG onto the full
 grid of its source series.
 
-Out (:func:`write_dicom_seg`): a BINARY (default; overlaps allowed) or LABELMAP SEG (when
-nothing overlaps) built with highdicom from the source series, whose grid must be the
-archive's (1e-3 mm, direction cosines).
+Out (:func:`write_dicom_seg`): a BINARY (default; overlaps allowed; one frame per non-empty
+slice of each segment) or LABELMAP SEG (overlaps settled by the label maps' ``overlap``
+rules, losses reported) referencing the source series, whose grid must be the archive's
+(1e-3 mm, direction cosines). The dataset is built with pydicom (:mod:`.build`) and the
+repeated per-frame groups are encoded once per slice (:mod:`.encode`); highdicom reads it
+back in the tests.
 
 Attributes: ``SegmentLabel`` <-> name; ``SegmentedPropertyCategoryCodeSequence`` <->
 ``category``; ``SegmentedPropertyTypeCodeSequence`` <-> ``type`` (with its modifier
@@ -24,7 +27,8 @@ Attributes: ``SegmentLabel`` <-> name; ``SegmentedPropertyCategoryCodeSequence``
 ``description``; ``SegmentNumber`` -> ``label_value``.
 
 The package: :mod:`.base` (optional imports, SOP classes, colours), :mod:`.series` (the
-source image series and its grid), :mod:`.read` (SEG -> masks), :mod:`.write` (masks -> SEG).
+source image series and its grid), :mod:`.read` (SEG -> masks), :mod:`.write` (masks -> SEG),
+:mod:`.build` (the SEG's modules), :mod:`.encode` (the frames as bytes).
 """
 
 from __future__ import annotations

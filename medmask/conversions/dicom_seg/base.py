@@ -22,16 +22,6 @@ def _pydicom():
     return pydicom
 
 
-def _highdicom():
-    try:
-        import highdicom
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            'writing DICOM SEG needs highdicom: pip install "medmask[dicom]"'
-        ) from None
-    return highdicom
-
-
 # -- colours ------------------------------------------------------------------------------
 _D65 = np.array([0.95047, 1.0, 1.08883])
 _M = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])

@@ -1,5 +1,5 @@
 """The frames of a DICOM SEG: where each one lies (plane positions, orientation, pixel
-spacing, the segment it belongs to) and their pixels, unpacked with numpy."""
+spacing, the segment it belongs to). Their pixels are read by :mod:`.pixels`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...spaces import GRID_ATOL
-from .base import _UNCOMPRESSED, _err, _floats
+from .base import _err, _floats
 
-__all__ = ["FrameGeometry", "frame_geometry", "pixel_frames"]
+__all__ = ["FrameGeometry", "frame_geometry", "Frames"]
 
 #: ``frames(i0, i1)``: the pixels of frames ``i0 .. i1 - 1`` as ``(frames, rows, columns)``.
 Frames = Callable[[int, int], np.ndarray]
@@ -170,42 +170,3 @@ def _frames_parsed(
                 raise _err(path, f"frame {i + 1} names no segment (SegmentIdentificationSequence)")
             seg_of[i] = int(si.ReferencedSegmentNumber)
     return positions, seg_of
-
-
-def pixel_frames(path: object, ds, rows: int, cols: int, nframes: int) -> Frames:
-    """A reader of the SEG's frames: bit-unpacked (BINARY) or viewed (8/16 bits) straight
-    from uncompressed pixel data, else decoded by pydicom.
-
-    Raises:
-        MaskValidationError: Pixel data shorter than the frames need, BitsAllocated not 1,
-            8 or 16, or compressed data pydicom cannot decode.
-    """
-    transfer = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2.1"))
-    bits = int(ds.get("BitsAllocated", 1))
-    frame_px = rows * cols
-    if transfer not in _UNCOMPRESSED or "PixelData" not in ds:
-        try:  # compressed: let pydicom decode (needs its pixel-data plugins)
-            allpx = ds.pixel_array.reshape(nframes, rows, cols)
-        except Exception as exc:  # noqa: BLE001
-            raise _err(path, f"cannot decode the pixel data ({transfer}: {exc})") from None
-        return lambda i0, i1: allpx[i0:i1]
-    raw = np.frombuffer(ds.PixelData, np.uint8)
-    if bits not in (1, 8, 16):
-        raise _err(path, f"BitsAllocated {bits} is not 1, 8 or 16")
-    dt = np.dtype(np.uint8 if bits <= 8 else "<u2")
-    need = (nframes * frame_px + 7) // 8 if bits == 1 else nframes * frame_px * dt.itemsize
-    if raw.size < need:
-        raise _err(
-            path, f"PixelData holds {raw.size:,} bytes, {need:,} needed for {nframes} frames"
-        )
-    if bits != 1:
-        vals = raw[:need].view(dt).reshape(nframes, rows, cols)
-        return lambda i0, i1: vals[i0:i1]
-
-    def unpack(i0: int, i1: int) -> np.ndarray:
-        b0 = i0 * frame_px
-        b1 = i1 * frame_px
-        chunk = np.unpackbits(raw[b0 // 8 : (b1 + 7) // 8], bitorder="little")
-        return chunk[b0 % 8 : b0 % 8 + (b1 - b0)].reshape(i1 - i0, rows, cols)
-
-    return unpack

@@ -4,6 +4,7 @@ frame positions fall on it (used by reading with ``reference=`` and by writing).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,35 +125,42 @@ class _Series:
     z_index: np.ndarray  # slice index of each dataset on ``space`` (gaps allowed)
 
 
-def read_series_geometry(folder: str | os.PathLike, *, series_uid: str | None = None) -> _Series:
-    """Read a DICOM image series from a folder: its datasets (sorted along the slice
-    normal) and its ``(z, y, x)`` grid.
-
-    Args:
-        folder: A folder holding the series' files (others are skipped: non-DICOM files,
-            other SOP classes, SEGs).
-        series_uid: Pick this series when the folder holds several.
-
-    Returns:
-        The series (``datasets``, ``space``, ``series_uid``, ``frame_of_reference``).
+def _image_series(
+    where: str | os.PathLike | Sequence[str | os.PathLike], headers_only: bool
+) -> tuple[Path, dict[str, list]]:
+    """``(folder for messages, {SeriesInstanceUID: datasets})`` of the image files (those
+    with a plane position and pixel spacing) in a folder or a list of files.
 
     Raises:
-        MaskValidationError: No image series, several series without ``series_uid``, or
-            slices that do not make one regular grid.
+        MaskValidationError: A folder that is not one.
     """
     pydicom = _pydicom()
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MaskValidationError(f"{folder}: not a folder of DICOM files")
+    if isinstance(where, str | os.PathLike):
+        folder = Path(where)
+        if not folder.is_dir():
+            raise MaskValidationError(f"{folder}: not a folder of DICOM files")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+    else:
+        files = sorted(Path(f) for f in where)
+        folder = Path(os.path.commonpath([str(f) for f in files])) if files else Path(".")
     groups: dict[str, list] = {}
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for f in files:
         try:
-            ds = pydicom.dcmread(f, force=False)
+            ds = pydicom.dcmread(f, force=False, stop_before_pixels=headers_only)
         except Exception:  # noqa: BLE001 - not DICOM: skip
             continue
         if "ImagePositionPatient" not in ds or "PixelSpacing" not in ds:
             continue
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
+    return folder, groups
+
+
+def _pick_series(folder: Path, groups: dict[str, list], series_uid: str | None) -> str:
+    """The series to read: ``series_uid``, or the only one.
+
+    Raises:
+        MaskValidationError: None, not ``series_uid``, or several without ``series_uid``.
+    """
     if not groups:
         raise MaskValidationError(
             f"{folder}: no DICOM image series found (files with ImagePositionPatient)"
@@ -163,13 +171,38 @@ def read_series_geometry(folder: str | os.PathLike, *, series_uid: str | None = 
                 f"{folder}: does not hold series {series_uid} (it holds {sorted(groups)[:4]}); "
                 "is it the SEG's source series?"
             )
-        uid = series_uid
-    elif len(groups) > 1:
+        return series_uid
+    if len(groups) > 1:
         raise MaskValidationError(
             f"{folder}: holds {len(groups)} series ({sorted(groups)[:4]}); give a folder with one"
         )
-    else:
-        uid = next(iter(groups))
+    return next(iter(groups))
+
+
+def read_series_geometry(
+    folder: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    series_uid: str | None = None,
+    headers_only: bool = False,
+) -> _Series:
+    """Read a DICOM image series: its datasets (sorted along the slice normal) and its
+    ``(z, y, x)`` grid.
+
+    Args:
+        folder: A folder holding the series' files (searched recursively), or the files
+            themselves; other files are skipped (non-DICOM files, other SOP classes, SEGs).
+        series_uid: Pick this series when there are several.
+        headers_only: Read the datasets without their pixel data (enough for the grid).
+
+    Returns:
+        The series (``datasets``, ``space``, ``series_uid``, ``frame_of_reference``).
+
+    Raises:
+        MaskValidationError: No image series, several series without ``series_uid``, or
+            slices that do not make one regular grid.
+    """
+    folder, groups = _image_series(folder, headers_only)
+    uid = _pick_series(folder, groups, series_uid)
     dss = groups[uid]
     ori = _floats(dss[0].ImageOrientationPatient, 6)
     ps = _floats(dss[0].PixelSpacing, 2)

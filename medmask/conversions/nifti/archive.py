@@ -8,6 +8,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,13 @@ from ...labeltable import LabelTable
 from ...ops import OVERLAP_RULES as _OVERLAP_RULES
 from ...ops import smallest_uint_dtype
 from ...segmask import SegmentationMask
-from ...spaces import GRID_ATOL, describe_space, spaces_match
-from ...storage import Layer, MaskArchive, paint_label_map, save_mask
-from ..common import NeedsOptionError
+from ...spaces import GRID_ATOL, Space, describe_space, spaces_match
+from ...storage import Layer, MaskArchive, PreparedMask, paint_label_map, save_mask
+from ..common import MaskRecord, NeedsOptionError, records_to_archive
 from ..labels import check_table_covers, labels_arg
 from ..names import safe_filename, strip_suffix
+from ..overlaps import taken_by
+from ..pipeline import ordered_map
 from .io import (
     MaskResampledWarning,
     nifti_files,
@@ -48,6 +51,7 @@ def folder_to_archive(
     allow_float: bool = False,
     binarize: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
+    threads: int | None = None,
 ) -> list[str]:
     """Pack a folder of binary NIfTI masks (TotalSegmentator layout) into one archive.
 
@@ -66,12 +70,16 @@ def folder_to_archive(
             raising.
         allow_float: Accept float files holding 0/1 (see :func:`read_nifti`).
         binarize: Read every non-zero voxel as part of the mask (0/255 masks).
-        progress: Optional wrapper for the file iterable (e.g. ``tqdm``).
+        progress: Optional wrapper for the iterable of stored masks (e.g. ``tqdm``).
+        threads: Files read and encoded at once (default:
+            :func:`medmask.conversions.pipeline.current_threads`: every core); they are
+            stored in file order, and at most a few masks are in memory.
 
     Returns:
         The stored names, in order.
 
     Raises:
+        FileNotFoundError: No such folder (the message says where a relative path starts).
         MaskValidationError: No NIfTI files, a non-binary, float, 4-D or unreadable mask.
         SpaceMismatchError: A file's grid (shape, spacing, origin or axes) differs from
             the first file's; the message names the file and both grids.
@@ -79,32 +87,63 @@ def folder_to_archive(
     files = nifti_files(folder)
     if not files:
         raise MaskValidationError(f"{folder}: no .nii.gz / .nii files found")
+    first = [nifti_to_segmask(files[0], allow_float=allow_float, binarize=binarize)]
     names = []
-    with MaskArchive(out, "w", codec=codec) as ar:
-        for f in progress(files) if progress else files:
-            seg = nifti_to_segmask(f, allow_float=allow_float, binarize=binarize)
+    with MaskArchive(out, "w", codec=codec, space=first[0].space) as ar:
+
+        def job(f: Path) -> tuple[Path, str, SegmentationMask | PreparedMask]:
+            seg = (
+                first.pop()
+                if f is files[0]
+                else nifti_to_segmask(f, allow_float=allow_float, binarize=binarize)
+            )
             name = strip_suffix(f.name)
-            if ar.space is not None and not spaces_match(ar.space, seg.space, atol):
-                if not resample:
-                    raise SpaceMismatchError(
-                        f"{f}: its grid differs from the archive's grid "
-                        f"({'; '.join(grid_differences(ar.space, seg.space, atol))}): "
-                        f"file {describe_space(seg.space)}; archive {describe_space(ar.space)} "
-                        f"(taken from {files[0].name}; tolerance {atol}); "
-                        "resample it first, or pass resample=True / --resample"
-                    )
-                warnings.warn(
-                    f"{f}: resampled (nearest neighbour) from {describe_space(seg.space)} "
-                    f"onto the archive's grid {describe_space(ar.space)}",
-                    MaskResampledWarning,
-                    stacklevel=2,
-                )
-                seg = SegmentationMask(
-                    resample_nearest(seg.data, seg.space, ar.space), {name: 1}, ar.space, copy=False
-                )
-            ar.add(name, seg)
+            if not spaces_match(ar.space, seg.space, atol):
+                return f, name, seg  # settled in file order below
+            return f, name, ar.prepare(name, seg)
+
+        done = ordered_map(job, files, threads=threads)
+        for f, name, ready in progress(done) if progress else done:
+            if isinstance(ready, SegmentationMask):
+                seg = _onto_grid(f, name, ready, ar.space, files[0].name, atol, resample)
+                ready = ar.prepare(name, seg)
+            ar.add(name, ready)
             names.append(name)
     return names
+
+
+def _onto_grid(
+    f: Path,
+    name: str,
+    seg: SegmentationMask,
+    space: Space,
+    first: str,
+    atol: float,
+    resample: bool,
+) -> SegmentationMask:
+    """A mask on another grid than the archive's, resampled onto it (with a
+    :class:`MaskResampledWarning`) when ``resample``.
+
+    Raises:
+        SpaceMismatchError: Not ``resample``; the message names the file and both grids.
+    """
+    if not resample:
+        raise SpaceMismatchError(
+            f"{f}: its grid differs from the archive's grid "
+            f"({'; '.join(grid_differences(space, seg.space, atol))}): "
+            f"file {describe_space(seg.space)}; archive {describe_space(space)} "
+            f"(taken from {first}; tolerance {atol}); "
+            "resample it first, or pass resample=True / --resample"
+        )
+    warnings.warn(
+        f"{f}: resampled (nearest neighbour) from {describe_space(seg.space)} "
+        f"onto the archive's grid {describe_space(space)}",
+        MaskResampledWarning,
+        stacklevel=3,
+    )
+    return SegmentationMask(
+        resample_nearest(seg.data, seg.space, space), {name: 1}, space, copy=False
+    )
 
 
 def _table_for(
@@ -170,6 +209,7 @@ def labelmap_to_archive(
     codec: str | None = None,
     allow_float: bool = False,
     drop_unlisted: bool = False,
+    threads: int | None = None,
 ) -> dict[str, int]:
     """A multi-label NIfTI plus its label table as an archive of one binary mask per label.
 
@@ -187,6 +227,7 @@ def labelmap_to_archive(
         allow_float: See :func:`read_nifti`.
         drop_unlisted: Drop the voxels of labels the table does not name instead of
             refusing.
+        threads: Labels cut out and encoded at once (default: every core).
 
     Returns:
         ``{name: voxel count}`` in table order.
@@ -200,14 +241,15 @@ def labelmap_to_archive(
     array, space = read_nifti(path, allow_float=allow_float)
     present = np.unique(array)
     check_table_covers(path, (int(v) for v in present if v), table, drop_unlisted=drop_unlisted)
-    counts = {}
-    with MaskArchive(out, "w", codec=codec, space=space) as ar:
-        keep_attrs = ar.supports_attrs
-        for name, label in table.items():
-            region = array == label
-            counts[name] = int(np.count_nonzero(region))
-            a = {**attrs.get(name, {}), "label_value": int(label)} if keep_attrs else None
-            ar.add(name, SegmentationMask(region, {name: 1}, space, copy=False), attrs=a)
+    counts = dict.fromkeys(table, 0)
+
+    def job(name: str, label: int) -> MaskRecord:
+        region = array == label
+        counts[name] = int(np.count_nonzero(region))
+        return MaskRecord(name, region, {**attrs.get(name, {}), "label_value": int(label)})
+
+    jobs = [partial(job, name, label) for name, label in table.items()]
+    records_to_archive(jobs, space, out, codec=codec, threads=threads)
     return counts
 
 
@@ -217,40 +259,74 @@ def archive_to_folder(
     *,
     names: Iterable[str] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    force: bool = False,
 ) -> dict[str, Path]:
     """Export every mask (or ``names``) of an archive as ``<safe name>.nii.gz`` in ``out_dir``.
 
     File names come from :func:`~medmask.conversions.names.safe_filename`: whatever the
     mask names hold (``/``, ``..``, absolute paths, odd characters), nothing is written
-    outside ``out_dir``. Each file is written atomically.
+    outside ``out_dir``. Each file is written atomically. A folder that already holds
+    files this export would not write (another case's masks) is refused unless ``force``
+    (see :func:`check_folder_for`); the files it would write are replaced.
 
     Args:
         archive: The ``.mska``.
         out_dir: The folder (created if missing).
         names: Only these masks (default: all, in archive order).
         progress: Optional wrapper for the name iterable (e.g. ``tqdm``).
+        force: Write into a folder that holds other files too.
 
     Returns:
         ``{mask name: file written}``.
 
     Raises:
+        NeedsOptionError: ``out_dir`` holds other files and not ``force``.
         MaskNotFoundError: A name in ``names`` is not stored.
         CorruptFileError: The archive is damaged.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = out_dir.resolve()
-    written: dict[str, Path] = {}
     taken: set[str] = set()
     with MaskArchive(archive) as ar:
         wanted = list(names) if names is not None else ar.all_names()
+        for name in wanted:
+            ar.info(name)  # a missing name fails before anything is written
+        planned = {name: out_dir / f"{safe_filename(name, taken)}.nii.gz" for name in wanted}
+        check_folder_for(out_dir, planned.values(), force=force)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        root = out_dir.resolve()
         for name in progress(wanted) if progress else wanted:
-            target = out_dir / f"{safe_filename(name, taken)}.nii.gz"
+            target = planned[name]
             if target.parent.resolve() != root:  # defence in depth
                 raise MaskValidationError(f"refusing to write {target} outside {out_dir}")
             segmask_to_nifti(ar[name], target)
-            written[name] = target
-    return written
+    return planned
+
+
+def check_folder_for(out_dir: Path, files: Iterable[Path], *, force: bool = False) -> None:
+    """Refuse to write ``files`` into a folder that holds anything else (unless ``force``):
+    unpacking a second archive there would mix two cases' masks without a word.
+
+    Hidden files (``.DS_Store``...) are ignored; a folder that does not exist yet is fine.
+
+    Args:
+        out_dir: The folder.
+        files: The files that will be written into it.
+        force: Allow it.
+
+    Raises:
+        NeedsOptionError: Other files are there; the message names some of them.
+    """
+    if force or not out_dir.is_dir():
+        return
+    mine = {Path(f).name for f in files}
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in mine and p.name[:1] != ".")
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise NeedsOptionError(
+            f"{out_dir}: the folder holds {len(others)} file(s) this unpack would not write "
+            f"({shown}); writing here would mix them with this archive's masks: unpack into "
+            "an empty or new folder, or pass force=True / --force to write beside them"
+        )
 
 
 #: How overlapping masks are settled in a label map (:data:`medmask.ops.OVERLAP_RULES`, the
@@ -271,6 +347,7 @@ class LabelmapExport:
         lost: ``{name: voxels the mask lost to overlaps}`` (only masks that lost some).
         emptied: Names of non-empty masks that lost all their voxels.
         overlap_rule: The rule applied (see :data:`OVERLAP_RULES`).
+        taken_by: ``{name: [the masks that took its voxels]}`` for the masks in ``lost``.
     """
 
     path: Path
@@ -279,6 +356,7 @@ class LabelmapExport:
     lost: dict[str, int] = field(default_factory=dict)
     emptied: list[str] = field(default_factory=list)
     overlap_rule: str = "last"
+    taken_by: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def overlap(self) -> int:
@@ -349,6 +427,7 @@ def export_labelmap(
         table, layers = _numbering(archive, _parts(ar), labels)
         dtype = smallest_uint_dtype(table.max_label())
         res = paint_label_map(ar, layers, overlap=overlap, dtype=dtype, report=True)
+        winners = taken_by(ar, layers, res)
         classes = table.class_table()  # one name per label in the file's own table
         colors = _class_colors(ar, table, {ly.key: ly.mask for ly in layers})
         segmask_to_nifti(
@@ -359,7 +438,7 @@ def export_labelmap(
         )
     if write_json:
         _write_table_json(out, table.to_dict())
-    return LabelmapExport(out, table.to_dict(), res.voxels, res.lost, res.emptied, overlap)
+    return LabelmapExport(out, table.to_dict(), res.voxels, res.lost, res.emptied, overlap, winners)
 
 
 def _numbering(

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from ..names import NIFTI_SUFFIXES
+from .images import image_name
 
-__all__ = ["is_mask_file_name", "mask_folders"]
+__all__ = ["is_mask_file_name", "holds_masks", "mask_folders"]
 
 
 def is_mask_file_name(name: str) -> bool:
@@ -16,9 +17,16 @@ def is_mask_file_name(name: str) -> bool:
     return name.endswith(NIFTI_SUFFIXES) and not name.startswith(".")
 
 
+def holds_masks(names: list[str]) -> bool:
+    """Whether a folder with these file names holds masks: a NIfTI file that is not named
+    as an image (a folder of images only, such as nnU-Net's ``imagesTr`` of
+    ``case_0000.nii.gz``, is not a case)."""
+    return any(is_mask_file_name(n) and not image_name(n) for n in names)
+
+
 def _has_nifti(d: Path) -> bool:
     try:
-        return any(is_mask_file_name(p.name) and p.is_file() for p in d.iterdir())
+        return holds_masks([p.name for p in d.iterdir() if p.is_file()])
     except OSError:
         return False
 
@@ -32,7 +40,8 @@ def _is_case(d: Path) -> bool:
 def mask_folders(root: str | os.PathLike) -> list[Path]:
     """The case folders under a local root (the root itself when it is one).
 
-    A case is a folder that directly holds NIfTI masks; in TotalSegmentator's layout
+    A case is a folder that directly holds NIfTI masks (:func:`holds_masks`: a folder of
+    images only is not one); in TotalSegmentator's layout
     (``CASE/ct.nii.gz`` + ``CASE/segmentations/<organ>.nii.gz``) the ``segmentations``
     folder is the case and the image beside it is not a mask. Hidden folders and files are
     skipped.

@@ -17,13 +17,20 @@ from ..names import safe_filename
 from ..targets import local_copy, local_folder
 from .archive import (
     archive_to_folder,
+    check_folder_for,
     export_labelmap,
     folder_to_archive,
     labelmap_to_archive,
     labelmap_to_msk,
 )
 from .cases import mask_folders
-from .io import MaskResampledWarning, nifti_label_table, nifti_to_segmask, segmask_to_nifti
+from .io import (
+    MaskResampledWarning,
+    nifti_files,
+    nifti_label_table,
+    nifti_to_segmask,
+    segmask_to_nifti,
+)
 
 __all__ = ["NiftiFormat", "NiftiFolderFormat"]
 
@@ -108,6 +115,7 @@ class NiftiFormat(Nifti):
         report.voxels = res.voxels
         report.lost = res.lost
         report.emptied = res.emptied
+        report.taken_by = res.taken_by
         report.notes.append(f"label table also in {out.stem}.json")
         return report
 
@@ -150,6 +158,7 @@ class NiftiFolderFormat(NiftiFolder):
         report.notes += [
             str(w.message) for w in caught if issubclass(w.category, MaskResampledWarning)
         ]
+        report.source_bytes = sum(f.stat().st_size for f in nifti_files(case))  # what was packed
         return report
 
     def write(
@@ -159,19 +168,22 @@ class NiftiFolderFormat(NiftiFolder):
         *,
         progress: Progress = None,
         names: Iterable[str] | None = None,
+        force: bool = False,
     ) -> ConversionReport:
-        """One ``<safe name>.nii.gz`` per mask (a ``.msk``: one file); see
-        :func:`medmask.conversions.from_archive`."""
+        """One ``<safe name>.nii.gz`` per mask (a ``.msk``: one file), into a folder that
+        holds nothing else unless ``force``; see :func:`medmask.conversions.from_archive`."""
         dest = local_folder(out, "a folder of masks")
         report = ConversionReport(str(archive), str(out), self.kind)
         with local_copy(archive) as src:
             if not is_archive(src):
                 seg = load_mask(src)
+                file = dest / f"{safe_filename(split_suffix(src)[0])}.nii.gz"
+                check_folder_for(dest, [file], force=force)
                 dest.mkdir(parents=True, exist_ok=True)
-                segmask_to_nifti(seg, dest / f"{safe_filename(split_suffix(src)[0])}.nii.gz")
+                segmask_to_nifti(seg, file)
                 report.masks = [archive.name]
                 return report
-            written = archive_to_folder(src, dest, names=names, progress=progress)
+            written = archive_to_folder(src, dest, names=names, progress=progress, force=force)
         report.masks = list(written)
         report.renamed = {p.name: n for n, p in written.items() if p.name != f"{n}.nii.gz"}
         return report

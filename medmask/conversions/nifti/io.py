@@ -24,6 +24,7 @@ from ...spaces import Space
 from ..common import NeedsOptionError
 from ..labels import caret_xml, check_table_covers, parse_caret_xml
 from ..names import NIFTI_SUFFIXES, strip_suffix
+from .images import looks_like_image
 
 
 class MaskResampledWarning(UserWarning):
@@ -74,31 +75,6 @@ def load_nifti(path: str | os.PathLike):
         ) from None
 
 
-def _looks_like_image(data: np.ndarray) -> str | None:
-    """Why an array looks like an image rather than a mask, or ``None``."""
-    if not data.size:
-        return None
-    lo, hi = float(data.min()), float(data.max())
-    if data.dtype.kind == "f" and (not np.isfinite(lo) or not np.isfinite(hi)):
-        return "it holds non-finite values"
-    reasons = []
-    if lo < 0:
-        reasons.append(f"negative values (min {lo:g})")
-    if data.dtype.kind == "f":
-        sample = data.ravel()[:: max(1, data.size // 100_000)]
-        if np.any(sample != np.round(sample)):
-            reasons.append("fractional values")
-    if hi - lo > 1000:
-        reasons.append(f"a value range of {lo:g}..{hi:g}")
-    if not reasons:
-        return None
-    return (
-        " and ".join(reasons)
-        + ": it looks like an image (a CT or MR volume), not a mask; pack the masks "
-        "(e.g. CASE/segmentations/ or the label map), not the image"
-    )
-
-
 def read_nifti(
     path: str | os.PathLike, *, allow_float: bool = False, binarize: bool = False
 ) -> tuple[np.ndarray, Space]:
@@ -110,7 +86,9 @@ def read_nifti(
             (converted to the smallest unsigned integer dtype). By default float data
             is refused: masks hold integer labels.
         binarize: Return a bool array, any non-zero voxel True (for 0/255 masks and
-            the like; float data is accepted as long as it is finite).
+            the like; float data is accepted as long as it is finite). Data that looks
+            like an image (:func:`~medmask.conversions.nifti.images.looks_like_image`) is
+            refused all the same.
 
     Returns:
         ``(array, space)``: the array in ``(z, y, x)`` order (integer or bool dtype as
@@ -143,9 +121,12 @@ def read_nifti(
     if binarize:
         if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
             raise MaskValidationError(f"{path}: non-finite values; cannot binarise")
+        image = looks_like_image(data, Path(path).name)
+        if image:  # --binarize is for 0/255 masks: an image would become one huge mask
+            raise MaskValidationError(f"{path}: {image}; --binarize reads masks stored as 0/N")
         data = data != 0
     elif data.dtype.kind == "f":
-        image = _looks_like_image(data)
+        image = looks_like_image(data, Path(path).name)
         if image:
             raise MaskValidationError(f"{path}: float data with {image}")
         if not allow_float:
@@ -156,7 +137,7 @@ def read_nifti(
         data = data.astype(smallest_uint_dtype(int(data.max()) if data.size else 0))
     elif data.dtype.kind == "i" and data.size and data.min() < 0:
         raise MaskValidationError(
-            f"{path}: {_looks_like_image(data) or f'negative values (min {int(data.min())})'}; "
+            f"{path}: {looks_like_image(data) or f'negative values (min {int(data.min())})'}; "
             "labels must be >= 0"
         )
     try:
@@ -224,7 +205,7 @@ def nifti_to_segmask(
     array, space = read_nifti(path, allow_float=allow_float, binarize=binary and binarize)
     if binary:
         if array.dtype != np.bool_ and array.size and array.max() > 1:
-            image = _looks_like_image(array)
+            image = looks_like_image(array, Path(path).name)
             if image:
                 raise MaskValidationError(f"{path}: {image}")
             values = np.unique(array)
@@ -233,18 +214,19 @@ def nifti_to_segmask(
                     f"it holds exactly two values (0 and {int(values[1])}): binarize=True / "
                     "--binarize reads every non-zero voxel as part of the mask"
                 )
-            else:
+            else:  # never --binarize here: it would merge the labels into one mask
                 hint = (
-                    "for a label map give its label table (labelmap_to_archive, or "
-                    "'medmask pack FILE --labels TABLE'); binarize=True / --binarize reads "
-                    "every non-zero voxel as part of one mask"
+                    "it looks like a label map: pack it on its own with its label table "
+                    "(labelmap_to_archive, or 'medmask pack FILE --labels TABLE')"
                 )
             raise NeedsOptionError(
                 f"{path}: a binary mask holds values {values[:8].tolist()}"
                 f"{' ...' if values.size > 8 else ''}; {hint}"
             )
+        # values are 0/1 now: one-byte integers are already booleans (no copy)
+        mask = array.view(bool) if array.dtype.itemsize == 1 else array != 0
         return SegmentationMask(
-            array.astype(bool, copy=False),
+            mask,
             {name or strip_suffix(Path(path).name): 1},
             space,
             copy=False,
@@ -267,8 +249,17 @@ def nifti_files(folder: str | os.PathLike) -> list[Path]:
 
     Returns:
         Paths of the ``.nii.gz`` / ``.nii`` files.
+
+    Raises:
+        FileNotFoundError: No such folder (the message says where a relative path starts).
+        NotADirectoryError: ``folder`` is a file.
     """
     folder = Path(folder)
+    if not folder.exists():
+        where = "" if folder.is_absolute() else f" (relative to {os.getcwd()})"
+        raise FileNotFoundError(f"{folder}: no such folder of NIfTI masks{where}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: a file, not a folder of NIfTI masks")
     return sorted(
         p
         for p in folder.iterdir()

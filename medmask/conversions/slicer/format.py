@@ -8,7 +8,8 @@ from ...io.formats.builtin import SlicerSegmentation
 from ...io.target import Target
 from ..common import ConversionReport, iter_archive_records, records_to_archive
 from ..targets import local_copy
-from .read import read_seg_nrrd
+from .extent import grid_kind
+from .read import seg_nrrd_jobs
 from .write import write_seg_nrrd
 
 __all__ = ["SlicerFormat"]
@@ -22,12 +23,23 @@ class SlicerFormat(SlicerSegmentation):
     def read(
         self, src: Target, out: Target, *, codec: str | None = None, progress: Progress = None
     ) -> ConversionReport:
-        """Pack every segment (empty ones too); see :func:`medmask.conversions.to_archive`."""
+        """Pack every segment (empty ones too); see :func:`medmask.conversions.to_archive`.
+        A file Slicer saved cropped to its segments' extent is said in a note and recorded
+        as ``grid: segmentation`` (``image`` when it covers the whole image)."""
         report = ConversionReport(str(src), str(out), self.kind)
         with local_copy(src) as path, out.writing() as dest:
-            space, records, renamed = read_seg_nrrd(path)
+            space, jobs, renamed = seg_nrrd_jobs(path)
+            kind, note = grid_kind(path)
             report.renamed = renamed
-            report.masks = records_to_archive(records, space, dest, codec=codec, progress=progress)
+            report.notes += [note] if note else []
+            report.masks = records_to_archive(
+                jobs,
+                space,
+                dest,
+                codec=codec,
+                progress=progress,
+                archive_attrs={"grid": kind} if kind else None,
+            )
         return report
 
     def write(

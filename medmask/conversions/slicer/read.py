@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..names import unique_names
 from .base import NRRD_SPACES, _nrrd, field_error
 from .terminology import parse_terminology
 
-__all__ = ["read_seg_nrrd"]
+__all__ = ["read_seg_nrrd", "seg_nrrd_jobs"]
 
 _LAYERED_KINDS = (["list", "domain", "domain", "domain"], ["vector", "domain", "domain", "domain"])
 
@@ -29,9 +30,35 @@ def read_seg_nrrd(
         path: The file (3-D or 4-D layered).
 
     Returns:
-        ``(space, records, renamed)``: the ``(z, y, x)`` LPS space, one record per
-        segment in file order (empty segments included), and ``{new name: name in the
+        ``(space, records, renamed)``: the ``(z, y, x)`` LPS space, one whole-grid record
+        per segment in file order (empty segments included), and ``{new name: name in the
         file}`` for duplicate or empty names made unique (``name (2)``, ...).
+
+    Raises:
+        MaskValidationError: See :func:`seg_nrrd_jobs`.
+    """
+    space, jobs, renamed = seg_nrrd_jobs(path)
+    shape = tuple(int(s) for s in space.shape)
+    records = []
+    for job in jobs:
+        rec = job()
+        records.append(MaskRecord(rec.name, rec.full(shape), rec.attrs))
+    return space, records, renamed
+
+
+def seg_nrrd_jobs(
+    path: str | os.PathLike,
+) -> tuple[Space, list[Callable[[], MaskRecord]], dict[str, str]]:
+    """Read a Slicer ``.seg.nrrd``: its voxels, and one job per segment that cuts the
+    segment out (only inside its ``Extent`` when that holds all of it: a boxed record).
+    The jobs are independent (safe on several threads).
+
+    Args:
+        path: The file (3-D or 4-D layered).
+
+    Returns:
+        ``(space, jobs, renamed)``: the ``(z, y, x)`` LPS space, one job per segment in
+        file order (empty segments included), and ``{new name: name in the file}``.
 
     Raises:
         MaskValidationError: Not an NRRD, unknown ``space`` or ``kinds``, bad or missing
@@ -60,12 +87,19 @@ def read_seg_nrrd(
     space = lps_to_space(m, (nx, ny, nz))
     names, changed = unique_names([f.get("Name", "") for f in segs])
     renamed = {names[k]: old for k, old in changed.items()}
-    counts: list = [None] * data.shape[3]  # per layer: voxels of each value, counted once
-    records = [
-        MaskRecord(name, *_segment(path, data, k, f, layered, counts))
+    counts = [_value_counts(data[..., k]) for k in range(data.shape[3])]
+    jobs = [
+        _segment_job(path, data, k, name, f, layered, counts)
         for k, (name, f) in enumerate(zip(names, segs, strict=True))
     ]
-    return space, records, renamed
+    return space, jobs, renamed
+
+
+def _value_counts(lab: np.ndarray) -> np.ndarray:
+    """Voxels of each value of one layer (one bincount, shared by its segments)."""
+    if not lab.size:
+        return np.zeros(1, np.int64)
+    return np.bincount(lab.ravel().astype(np.int64, copy=False))
 
 
 def _layout(path: object, header: dict) -> tuple[bool, list[int]]:
@@ -119,10 +153,16 @@ def _layers(path: object, data: np.ndarray, layered: bool, sizes: list[int]) -> 
     return data
 
 
-def _segment(
-    path: object, data: np.ndarray, k: int, f: dict[str, str], layered: bool, counts: list
-) -> tuple[np.ndarray, dict]:
-    """The voxels and attributes of segment ``k`` (fields ``f``) of ``(z, y, x, layer)`` data.
+def _segment_job(
+    path: object,
+    data: np.ndarray,
+    k: int,
+    name: str,
+    f: dict[str, str],
+    layered: bool,
+    counts: list[np.ndarray],
+) -> Callable[[], MaskRecord]:
+    """The job that cuts segment ``k`` (fields ``f``) out of ``(z, y, x, layer)`` data.
 
     Raises:
         MaskValidationError: Its ``Layer`` or ``LabelValue`` is not an integer, or its layer
@@ -138,12 +178,16 @@ def _segment(
     if not 0 <= layer < n_layers:
         raise field_error(path, key + "Layer", f"{layer} but the file has {n_layers} layer(s)")
     value = _ints(path, key + "LabelValue", f.get("LabelValue", "1"), 1)[0]
-    lab = data[..., layer]
-    if value <= 0:
-        arr = np.zeros(lab.shape, bool)
-    else:
-        arr = _segment_voxels(lab, value, f.get("Extent"), counts, layer)
-    return arr, _segment_attrs(f, value)
+    attrs = _segment_attrs(f, value)
+
+    def build() -> MaskRecord:
+        lab = data[..., layer]
+        if value <= 0:
+            return MaskRecord(name, np.zeros((0, 0, 0), bool), attrs, origin=(0, 0, 0))
+        box, origin = _segment_voxels(lab, value, f.get("Extent"), counts[layer])
+        return MaskRecord(name, box, attrs, origin=origin)
+
+    return build
 
 
 def _geometry(path: object, header: dict, layered: bool) -> np.ndarray:
@@ -197,45 +241,40 @@ def _ints(path: object, key: str, text: str, n: int) -> list[int]:
 
 
 def _segment_voxels(
-    lab: np.ndarray, value: int, extent: str | None, counts: list, layer: int
-) -> np.ndarray:
-    """``lab == value``, comparing only inside the segment's Extent when the Extent holds
-    every voxel of that value (checked against one bincount per layer)."""
-    arr = np.zeros(lab.shape, bool)
-    if counts[layer] is None:
-        counts[layer] = (
-            np.bincount(lab.ravel().astype(np.int64, copy=False))
-            if lab.size
-            else np.zeros(1, np.int64)
-        )
-    total = int(counts[layer][value]) if value < counts[layer].size else 0
+    lab: np.ndarray, value: int, extent: str | None, counts: np.ndarray
+) -> tuple[np.ndarray, tuple[int, int, int] | None]:
+    """``lab == value``: only inside the segment's Extent when the Extent holds every
+    voxel of that value (checked against the layer's value counts), as ``(box, origin)``;
+    else on the whole grid, ``(array, None)``."""
+    total = int(counts[value]) if value < counts.size else 0
     if total == 0:
-        return arr
-    box = None
-    if extent:
-        try:
-            e = [int(float(v)) for v in extent.split()]
-        except ValueError:
-            e = []
-        if len(e) == 6 and e[0] <= e[1] and e[2] <= e[3] and e[4] <= e[5]:
-            nz, ny, nx = lab.shape
-            x0, x1, y0, y1, z0, z1 = (
-                max(0, e[0]),
-                min(nx - 1, e[1]),
-                max(0, e[2]),
-                min(ny - 1, e[3]),
-                max(0, e[4]),
-                min(nz - 1, e[5]),
-            )
-            if x0 <= x1 and y0 <= y1 and z0 <= z1:
-                box = (slice(z0, z1 + 1), slice(y0, y1 + 1), slice(x0, x1 + 1))
+        return np.zeros((0, 0, 0), bool), (0, 0, 0)
+    box = _extent_box(extent, lab.shape)
     if box is not None:
         sub = lab[box] == value
         if int(np.count_nonzero(sub)) == total:
-            arr[box] = sub
-            return arr
-    np.equal(lab, value, out=arr)
-    return arr
+            return sub, (box[0].start, box[1].start, box[2].start)
+    return lab == value, None
+
+
+def _extent_box(extent: str | None, shape: tuple[int, ...]) -> tuple[slice, slice, slice] | None:
+    """The slices of a segment's ``Extent`` (``x0 x1 y0 y1 z0 z1``, inclusive) on the
+    grid, or ``None`` when it is missing or unusable."""
+    if not extent:
+        return None
+    try:
+        e = [int(float(v)) for v in extent.split()]
+    except ValueError:
+        return None
+    if len(e) != 6 or e[0] > e[1] or e[2] > e[3] or e[4] > e[5]:
+        return None
+    nz, ny, nx = shape
+    x0, x1 = max(0, e[0]), min(nx - 1, e[1])
+    y0, y1 = max(0, e[2]), min(ny - 1, e[3])
+    z0, z1 = max(0, e[4]), min(nz - 1, e[5])
+    if x0 > x1 or y0 > y1 or z0 > z1:
+        return None
+    return slice(z0, z1 + 1), slice(y0, y1 + 1), slice(x0, x1 + 1)
 
 
 def _segment_attrs(f: dict[str, str], value: int) -> dict:

@@ -25,7 +25,7 @@ from ...io.source import ByteSource, LocalFileSource
 from ...mapping import LabelMapping
 from ...spaces import Space, space_to_disk_json
 from .._io import crc32, read_verified
-from ..backend import ArchiveBackend
+from ..backend import ArchiveBackend, Prepared
 from ..base import (
     Entry,
     decode_blob_region,
@@ -356,14 +356,7 @@ class V2Archive(ArchiveBackend):
         if self._space is None:
             self._pending_space = space
 
-    def _encode(
-        self,
-        name: str,
-        array: np.ndarray,
-        mapping: LabelMapping,
-        codec: Codec,
-        attrs: dict | None,
-    ) -> Entry:
+    def _check_storable(self, name: str, array: np.ndarray, attrs: dict | None) -> None:
         if array.dtype.name not in MASK_DTYPES:
             raise MaskValidationError(f"mask {name!r}: dtype {array.dtype} cannot be stored")
         if attrs and not self.supports_attrs:
@@ -374,23 +367,57 @@ class V2Archive(ArchiveBackend):
                 path=self.path,
                 mask=name,
             )
-        blob, bbox, voxels, centroid = encode_record(array, codec)
+
+    def prepare(
+        self,
+        name: str,
+        array: np.ndarray,
+        mapping: LabelMapping,
+        codec: Codec,
+        attrs: dict | None = None,
+        origin: tuple[int, int, int] | None = None,
+    ) -> Prepared:
+        """Crop and encode the mask (no state read or written: safe on any thread)."""
+        self._check_storable(name, array, attrs)
+        encoded = encode_record(array, codec, origin)
+        return Prepared(name, None, mapping, codec, attrs, (array.dtype.name, encoded))
+
+    def stage_prepared(self, prepared: Prepared) -> Entry:
+        """Write a prepared mask's blob after the end and stage its entry."""
+        self._writable()
+        entry = self._entry_of(prepared)
+        self._entries.append(entry)
+        return entry
+
+    def _entry_of(self, prepared: Prepared) -> Entry:
+        """Write a prepared mask's blob after the end; its index entry."""
+        dtype, (blob, bbox, voxels, centroid) = prepared.encoded
         offset = self._write(blob) if blob else 0
         entry = Entry(
-            name,
-            mapping.to_dict(),
+            prepared.name,
+            prepared.mapping.to_dict(),
             offset,
             len(blob),
-            codec,
-            MASK_DTYPES[array.dtype.name],  # the stored dtype (native byte order)
+            prepared.codec,
+            MASK_DTYPES[dtype],  # the stored dtype (native byte order)
             bbox,
             crc32(blob),
             voxels,
             centroid if self.supports_attrs else None,
-            dict(attrs or {}),
+            dict(prepared.attrs or {}),
         )
-        entry._mapping = mapping.copy()
+        entry._mapping = prepared.mapping.copy()
         return entry
+
+    def _encode(
+        self,
+        name: str,
+        array: np.ndarray,
+        mapping: LabelMapping,
+        codec: Codec,
+        attrs: dict | None,
+    ) -> Entry:
+        return self._entry_of(self.prepare(name, array, mapping, codec, attrs))
 
     def stage(
         self,
@@ -402,10 +429,7 @@ class V2Archive(ArchiveBackend):
     ) -> Entry:
         """Write one mask's blob after the end; it becomes durable and visible to
         other readers at :meth:`commit` (this object sees it at once)."""
-        self._writable()
-        entry = self._encode(name, array, mapping, codec, attrs)
-        self._entries.append(entry)
-        return entry
+        return self.stage_prepared(self.prepare(name, array, mapping, codec, attrs))
 
     def stage_delete(self, index: int) -> None:
         self._save()

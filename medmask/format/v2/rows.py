@@ -30,9 +30,15 @@ from .layout import (
 
 
 def encode_record(
-    array: np.ndarray, codec: Codec
+    array: np.ndarray, codec: Codec, origin: tuple[int, int, int] | None = None
 ) -> tuple[bytes, BBox | None, int, tuple[float, float, float] | None]:
     """Crop ``array`` to its bounding box and encode it.
+
+    Args:
+        array: The mask on the whole grid, or (``origin``) a box of the grid holding every
+            voxel of it.
+        codec: The codec.
+        origin: ``(z0, y0, x0)``: where the box ``array`` lies on the grid.
 
     Returns:
         ``(blob, bbox, voxels, centroid)``; an empty mask gives ``(b"", None, 0, None)``.
@@ -41,6 +47,9 @@ def encode_record(
     if bbox is None:
         return b"", None, 0, None
     crop = array[bbox_slices(bbox)]
+    if origin is not None:
+        z, y, x = (int(v) for v in origin)
+        bbox = (bbox[0] + z, bbox[1] + z, bbox[2] + y, bbox[3] + y, bbox[4] + x, bbox[5] + x)
     voxels, centroid = centroid_of(crop, (bbox[0], bbox[2], bbox[4]))
     return codec.encode(crop), bbox, voxels, centroid
 

@@ -110,7 +110,7 @@ class NiftiFolder(FileFormat):
     fallback = True
     capabilities = Capabilities(pack=True, unpack=True, overlaps=True)
     pack_options = frozenset({"resample", "allow_float", "binarize"})
-    unpack_options = frozenset({"names"})
+    unpack_options = frozenset({"names", "force"})
     output_name = "DIR/"
     pack_help = (
         "a folder of binary NIfTI masks (names from file names), or a case folder "
@@ -184,7 +184,7 @@ class DicomSeg(FileFormat):
         attributes=("color", *_CODED, "description", "label_value", "algorithm_type"),
     )
     pack_options = frozenset({"threshold", "reference"})
-    unpack_options = frozenset({"source", "labelmap_seg", "names"})
+    unpack_options = frozenset({"source", "labelmap_seg", "names", "overlap"})
     unpack_requires = frozenset({"source"})
     output_name = "X.dcm"
     pack_help = "a DICOM SEG (BINARY, FRACTIONAL with only 0/max, LABELMAP; one mask per segment)"
