@@ -55,6 +55,7 @@ Writes the table to stdout and to ``--out``/bench_patches.md (default ``bench_ou
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -85,6 +86,7 @@ from _patchcase import (  # noqa: E402
     synthetic_ct,
     variant,
 )
+from _regions import region  # noqa: E402
 
 ORGANS = ["urinary_bladder", "colon", "femur_left", "femur_right", "iliopsoas_left"]
 TASKS = {"labelmap": "117 classes as a label map", "organs": "5 organs as channels"}
@@ -93,7 +95,9 @@ PEERS = {
     "nnunet": "nnU-Net v2: `nnUNetDataLoader` on its blosc2 data, one per torch worker",
     "nnunet-mt": "nnU-Net v2: the same, in its own `NonDetMultiThreadedAugmenter`",
     "torchio": "TorchIO: `Queue` + `LabelSampler` (.nii.gz)",
-    "medmask": "medmask: `.mska` labels + `.b2nd` / `.nii` image",
+    "medmask": "medmask: `PatchDataset`, `.mska` labels + nnU-Net's `.b2nd` image",
+    "medmask-nii": "medmask: `PatchDataset`, `.mska` labels + uncompressed `.nii` image",
+    "medmask-coords": "medmask: the same as `.b2nd`, class voxels from `.fgcoords.npz`",
 }
 CHECK_CASES = 2
 MANIFEST = "manifest.json"
@@ -103,39 +107,74 @@ MANIFEST = "manifest.json"
 # 4. THE MEDMASK SLOT: filled by the helper who builds issue 18's patch dataset.
 
 
-def medmask_peer(task: str, cases: list[dict], check: bool, cfg: argparse.Namespace) -> Run:
-    """medmask's patch loader for the benchmark. NOT YET IMPLEMENTED (issue 18).
+#: medmask's rows: the image layout and how class voxels are drawn.
+MEDMASK_VARIANTS = {
+    "medmask": ("b2nd", "exact"),
+    "medmask-nii": ("nii", "exact"),
+    "medmask-coords": ("b2nd", "coords"),
+}
 
-    Fill this with medmask's own patch dataset: labels read from each case's ``.mska`` by
-    window, crop centres from its index, the image read by slicing the case's nnU-Net ``.b2nd``
-    (``case["nnunet_image"]``, ``float32``, as nnU-Net normalised it) or its uncompressed
-    ``.nii`` (``case["ct_nii"]``, ``int16`` HU); the same policy as the other peers: batches of
-    2 patches of ``cfg.patch``³, a third of the centres on foreground with the class uniform
-    among the classes present, ``cfg.workers`` workers of a torch ``DataLoader``. Then add a
-    branch for ``"medmask"`` in :func:`check_image` (the CT it reads equals ``gt_ct.npy``).
+
+def medmask_peer(
+    task: str, cases: list[dict], check: bool, cfg: argparse.Namespace, peer: str = "medmask"
+) -> Run:
+    """medmask's ``PatchDataset``: labels read from each case's ``.mska`` by window, centres
+    from its index (nnU-Net's policy: a third on a class present, chosen uniformly, the rest
+    anywhere; patches padded past the grid as nnU-Net pads), the image sliced from nnU-Net's
+    ``.b2nd`` (``case["nnunet_image"]``, ``float32`` as nnU-Net normalised it; it records no
+    grid, so its shape is checked against the archive's) or from the uncompressed ``.nii``
+    (``case["ct_nii"]``, ``int16`` HU, read as ``float32``); ``cfg.workers`` workers of the
+    torch ``DataLoader`` (persistent) ``PatchDataset.loader`` gives: batches of 2, each built
+    in a worker. ``medmask-coords`` draws class voxels from nnU-Net-style coordinates written
+    beside each archive (``save_foreground_coords``: label preprocessing the other medmask rows
+    do not need) instead of the decoded masks.
 
     Args:
         task: ``"labelmap"``: every mask, labels 1..117 in archive order, a later mask wins an
             overlap (``LoadMask``'s label map); ``"organs"``: the masks ``cfg.organs`` as
             channels, in that order.
-        cases: One dict per case, written by :func:`write_case`: ``mska``, ``nnunet_image``,
-            ``ct_nii``... With ``check=True`` they are the first two cases and the image to
-            read is their position code instead of the CT: ``case["check_b2nd"]`` (``.b2nd``)
-            or ``case["check_nii"]`` (uncompressed ``.nii``), both ``float32``.
+        cases: One dict per case, written by :func:`write_case` (with ``check=True`` the first
+            two cases, whose image to read is their position code: ``check_b2nd`` /
+            ``check_nii``).
         check: Build the loader for the equality check (position-code images), not for timing.
-        cfg: The benchmark's options (``patch``, ``workers``, ``organs``, ``names``,
-            ``present``, ``seed``, and the timing counts, to size finite datasets).
+        cfg: The benchmark's options.
+        peer: Which medmask row (:data:`MEDMASK_VARIANTS`).
 
     Returns:
-        A :class:`Run`: the loader (an iterable of batches), ``to_arrays(batch)`` ->
-        ``(image, label)`` NumPy arrays ``(B, 1, z, y, x)`` and ``(B, C, z, y, x)`` in the
-        grid's ``(z, y, x)`` order (``C`` = 1 or 5), ``count(batch)`` -> patches, ``close``.
-
-    Raises:
-        NotImplementedError: Until issue 18's patch dataset exists (the table then says "not
-            yet implemented").
+        A :class:`Run`.
     """
-    raise NotImplementedError("medmask's patch dataset (issue 18) is not built yet")
+    import torch
+
+    from medmask.patches import NnUNetPolicy, PatchCase, coords_path, save_foreground_coords
+    from medmask_monai import PatchDataset
+
+    layout, foreground = MEDMASK_VARIANTS[peer]
+    key = {
+        "b2nd": "check_b2nd" if check else "nnunet_image",
+        "nii": "check_nii" if check else "ct_nii",
+    }
+    if foreground == "coords":
+        for c in cases:
+            if not coords_path(c["mska"]).exists():
+                save_foreground_coords(c["mska"])
+    need = 2 * (cfg.warmup + cfg.repeat * cfg.batches + cfg.check_batches) + 32
+    ds = PatchDataset(
+        [PatchCase(c[key[layout]], c["mska"]) for c in cases],
+        cfg.patch,
+        names=cfg.names if task == "labelmap" else cfg.organs,
+        mode="labelmap" if task == "labelmap" else "channels",
+        policy=NnUNetPolicy(1 / 3),
+        samples_per_case=-(-2 * need // len(cases)),
+        seed=cfg.seed,
+        foreground=foreground,
+    )
+    torch.manual_seed(cfg.seed)
+    loader = ds.loader(2, num_workers=cfg.workers, persistent_workers=True)  # shuffled
+    return Run(
+        loader,
+        lambda b: (b["image"].numpy(), b["label"].numpy()),
+        lambda b: int(b["image"].shape[0]),
+    )
 
 
 # ============================================================================================
@@ -261,7 +300,21 @@ def disk_bytes(man: dict) -> list[tuple[str, float, float, float]]:
             mean(lambda c: [c["mska"]]),
             mean(lambda c: [c["mska"]]),
         ),
+        (
+            "medmask: `.mska` + `.fgcoords.npz` (nnU-Net-style coordinates, optional)",
+            mean(lambda c: [c["nnunet_image"]]),
+            mean(lambda c: [c["mska"], *_coords_file(c)]),
+            mean(lambda c: [c["mska"], *_coords_file(c)]),
+        ),
     ]
+
+
+def _coords_file(case: dict) -> list[str]:
+    """The case's ``.fgcoords.npz`` (written for the ``medmask-coords`` row), if any."""
+    from medmask.patches import coords_path
+
+    p = coords_path(case["mska"])
+    return [str(p)] if p.exists() else []
 
 
 # ============================================================================================
@@ -445,7 +498,7 @@ BUILDERS: dict[str, Callable[..., Run]] = {
     "nnunet": nnunet_peer,
     "nnunet-mt": nnunet_mt_peer,
     "torchio": torchio_peer,
-    "medmask": medmask_peer,
+    **{p: functools.partial(medmask_peer, peer=p) for p in MEDMASK_VARIANTS},
 }
 
 
@@ -528,6 +581,15 @@ def check_image(peer: str, man: dict, task: str) -> str:
         data = nnUNetDatasetBlosc2(str(f.parent), [f.name[:-5]]).load_case(f.name[:-5])[0]
         got = data[0][...]
         ct = nnunet_normalise(ct, np.load(Path(c["dir"]) / "gt_label.npy"))
+    elif peer in MEDMASK_VARIANTS:
+        from medmask.patches import open_image
+
+        if MEDMASK_VARIANTS[peer][0] == "b2nd":  # nnU-Net's file: the CT as nnU-Net normalised it
+            src = open_image(c["nnunet_image"])
+            ct = nnunet_normalise(ct, np.load(Path(c["dir"]) / "gt_label.npy"))
+        else:
+            src = open_image(c["ct_nii"])
+        got = src.read((0, src.shape[0], 0, src.shape[1], 0, src.shape[2]))[0]
     else:
         return "image check: done by the peer"
     if not np.array_equal(got.astype(np.float32), ct.astype(np.float32)):
@@ -576,21 +638,40 @@ class Memory(threading.Thread):
         }
 
 
-def time_loader(run: Run, cfg: argparse.Namespace) -> list[float]:
-    """Patches/s of ``--repeat`` blocks of ``--batches`` batches, after ``--warmup`` batches."""
+def tree_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process and its live children."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def time_loader(run: Run, cfg: argparse.Namespace) -> tuple[list[float], float]:
+    """Patches/s of ``--repeat`` blocks of ``--batches`` batches, after ``--warmup`` batches,
+    and the CPU milliseconds per patch of every process of the peer over those blocks (a
+    measure of work that other jobs on a shared machine do not change)."""
     from tqdm import tqdm
 
     it = iter(run.loader)
     for _ in range(cfg.warmup):
         next(it)
-    rates = []
+    rates, total = [], 0
+    cpu = tree_cpu()
     for _ in tqdm(range(cfg.repeat), desc="timed blocks", file=sys.stderr, leave=False):
         n = 0
         t = time.perf_counter()
         for _ in range(cfg.batches):
             n += run.count(next(it))
         rates.append(n / (time.perf_counter() - t))
-    return rates
+        total += n
+    return rates, 1e3 * (tree_cpu() - cpu) / max(total, 1)
 
 
 def nnunet_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int = 40) -> float:
@@ -603,6 +684,22 @@ def nnunet_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int 
     for _ in range(n):
         t = time.perf_counter()
         next(dl)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def medmask_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int = 40) -> float:
+    """Median seconds per batch of 2 of medmask's ``PatchDataset`` (``.b2nd`` image) in this
+    process (no workers; one batch as ``PatchDataset.loader`` asks it), as :func:`nnunet_single`."""
+    ds = medmask_peer(task, cases, False, cfg).loader.dataset
+    rng = np.random.default_rng(cfg.seed)
+    draw = lambda: ds[rng.integers(len(ds), size=2).tolist()]  # noqa: E731
+    for _ in range(3):
+        draw()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        draw()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
@@ -624,10 +721,12 @@ def run_peer(peer: str, task: str, cfg: argparse.Namespace) -> dict:
     del run
     if peer == "nnunet" and not cfg.no_check:
         out["single_batch_s"] = nnunet_single(task, man["cases"], cfg)
+    if peer == "medmask" and not cfg.no_check:
+        out["single_batch_s"] = medmask_single(task, man["cases"], cfg)
     mem = Memory()
     mem.start()
     run = build(task, man["cases"], False, cfg)
-    out["rates"] = time_loader(run, cfg)
+    out["rates"], out["cpu_ms"] = time_loader(run, cfg)
     mem.halt.set()
     mem.join()
     run.close()
@@ -686,14 +785,15 @@ def merge(results: dict, key: tuple[str, str], res: dict) -> None:
         results.setdefault(key, res)
         return
     old["rates"] += res["rates"]
+    old["cpu_ms"] = statistics.mean([old["cpu_ms"], res["cpu_ms"]])
     for k in ("main_rss", "main_uss", "worker_rss", "worker_uss"):
         old[k] = max(old[k], res[k])
 
 
 def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
     lines = [
-        "| task | loader | patches/s | vs MONAI | checked patches (centred on / holding foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+        "| task | loader | patches/s | vs MONAI | CPU per patch | checked patches (centred on / holding foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for task, label in TASKS.items():
         if task not in args.tasks:
@@ -703,18 +803,98 @@ def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
         for peer in args.peers:
             r = results[(peer, task)]
             if r.get("status") != "ok":
-                lines.append(f"| {label} | {PEERS[peer]} | {r.get('status')} | | | | |")
+                lines.append(f"| {label} | {PEERS[peer]} | {r.get('status')} | | | | | |")
                 continue
             rate = statistics.median(r["rates"])
             vs = f"{rate / ref_rate:.1f}x" if ref_rate else ""
             ck = r["check"]
             lines.append(
-                f"| {label} | {PEERS[peer]} | {rate:,.1f} | {vs} | {ck['patches']} equal "
+                f"| {label} | {PEERS[peer]} | {rate:,.1f} | {vs} | {r['cpu_ms']:.1f} ms | {ck['patches']} equal "
                 f"({100 * ck['fg_centres'] / ck['patches']:.0f}% / {100 * ck['fg_any'] / ck['patches']:.0f}%), "
                 f"{r['image_check']} | "
                 f"{mib(r['worker_rss'])} ({mib(r['worker_uss'])}) | {mib(r['main_rss'])} ({mib(r['main_uss'])}) |"
             )
     return lines
+
+
+#: The rows of the summary (README.md, docs/training.md): short names of the loaders.
+SHORT = {
+    "monai": "MONAI `LoadImaged` + `RandCropByPosNegLabeld`",
+    "nnunet": "nnU-Net v2 `nnUNetDataLoader`, one per torch worker",
+    "nnunet-mt": "nnU-Net v2, its `NonDetMultiThreadedAugmenter`",
+    "torchio": "TorchIO `Queue` + `LabelSampler`",
+    "medmask": "**medmask** `PatchDataset`, `.mska` + `.b2nd` image",
+    "medmask-nii": "**medmask** `PatchDataset`, `.mska` + uncompressed `.nii` image",
+    "medmask-coords": "medmask, `.b2nd`, class voxels from `.fgcoords.npz`",
+}
+
+
+def _ok(results: dict, peer: str, task: str) -> dict | None:
+    r = results.get((peer, task))
+    return r if r is not None and r.get("status") == "ok" else None
+
+
+def summary(results: dict, args: argparse.Namespace) -> list[str]:
+    """One row per loader, both tasks side by side: patches/s, vs MONAI, CPU per patch, peak
+    RSS per worker (USS)."""
+    tasks = [t for t in TASKS if t in args.tasks]
+    head = "| loader | " + " | ".join(
+        f"{TASKS[t]}: patches/s | vs MONAI | CPU per patch | peak RSS per worker (USS)"
+        for t in tasks
+    )
+    lines = [head + " |", "| --- |" + " ---: | ---: | ---: | ---: |" * len(tasks)]
+    for peer in args.peers:
+        cells = []
+        for t in tasks:
+            r, ref = _ok(results, peer, t), _ok(results, "monai", t)
+            if r is None:
+                cells += [str(results.get((peer, t), {}).get("status", "")), "", "", ""]
+                continue
+            rate = statistics.median(r["rates"])
+            vs = f"{rate / statistics.median(ref['rates']):.1f}x" if ref else ""
+            cells += [
+                f"{rate:,.1f}",
+                vs,
+                f"{r['cpu_ms']:.1f} ms",
+                f"{mib(r['worker_rss'])} ({mib(r['worker_uss'])})",
+            ]
+        lines.append(f"| {SHORT[peer]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(results: dict, args: argparse.Namespace) -> list[str]:
+    """Issue 18's targets for the medmask rows, met or not, in this run."""
+    out = []
+    for peer in ("medmask", "medmask-nii"):
+        for t in (t for t in TASKS if t in args.tasks):
+            r = _ok(results, peer, t)
+            if r is None:
+                continue
+            rate = statistics.median(r["rates"])
+            said = []
+            ref = _ok(results, "monai", t)
+            if ref:
+                x = rate / statistics.median(ref["rates"])
+                said.append(f">= 15x MONAI: {x:.1f}x ({'met' if x >= 15 else 'missed'})")
+            for nn in ("nnunet", "nnunet-mt"):
+                o = _ok(results, nn, t)
+                if o:
+                    theirs = statistics.median(o["rates"])
+                    said.append(
+                        f"faster than {nn}: {rate:,.1f} vs {theirs:,.1f} patches/s "
+                        f"({'met' if rate > theirs else 'missed'}; CPU per patch "
+                        f"{r['cpu_ms']:.1f} vs {o['cpu_ms']:.1f} ms)"
+                    )
+            for other in ("monai", "nnunet", "nnunet-mt"):
+                o = _ok(results, other, t)
+                if o:
+                    below = r["worker_rss"] < o["worker_rss"]
+                    said.append(
+                        f"peak RSS per worker below {other}'s: {mib(r['worker_rss'])} vs "
+                        f"{mib(o['worker_rss'])} ({'met' if below else 'missed'})"
+                    )
+            out.append(f"- {SHORT[peer]}, {TASKS[t]}: " + "; ".join(said))
+    return out
 
 
 def report(results: dict, man: dict, args: argparse.Namespace) -> str:
@@ -729,8 +909,6 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         except Exception:  # pragma: no cover - a peer not installed
             versions.append(f"{mod} missing")
     lines = [
-        "# Patches per second for training (issue 18)",
-        "",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}, {', '.join(versions)}. {len(man['cases'])} cases made from "
         f"{REAL_CASE.name} (grid 294x192x179, {len(man['names'])} masks; synthetic int16 CT); "
@@ -743,14 +921,18 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         *table(results, man, args),
     ]
     single = [
-        (t, r["single_batch_s"])
+        (p, t, r["single_batch_s"])
         for (p, t), r in results.items()
-        if p == "nnunet" and "single_batch_s" in r
+        if p in ("nnunet", "medmask") and "single_batch_s" in r
     ]
-    for task, s in single:
+    who = {
+        "nnunet": "nnU-Net's `nnUNetDataLoader`",
+        "medmask": "medmask's `PatchDataset` (`.b2nd` image)",
+    }
+    for peer, task, s in single:
         lines.append("")
         lines.append(
-            f"nnU-Net's `nnUNetDataLoader` in one process ({TASKS[task]}): {s * 1e3:.1f} ms per batch "
+            f"{who[peer]} in one process ({TASKS[task]}): {s * 1e3:.1f} ms per batch "
             f"of 2 patches ({2 / s:.0f} patches/s)."
         )
     lines += [
@@ -764,7 +946,11 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {img:,.0f} | {lab:,.0f} | {org:,.0f} |")
     lines += [
         "",
-        "Notes: the foreground shares are measured on the checked batches (few: expect a "
+        "Notes: CPU per patch is the CPU time (user + system) of the peer's main process and "
+        "workers over the timed blocks, divided by the patches: the work each loader does, "
+        "which other jobs on a shared machine change far less than patches/s (under load, a "
+        "loader with more busy threads, e.g. nnU-Net's augmenter with a feeder thread per "
+        "worker, gets a larger share of the cores). The foreground shares are measured on the checked batches (few: expect a "
         "spread); the target is a third of the centres. MONAI's negative and TorchIO's "
         "background centres lie on label 0, nnU-Net's anywhere. MONAI moves a centre inward "
         "until the patch fits in the volume (it may then leave the organ) and TorchIO draws "
@@ -776,7 +962,34 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         "is what only that process holds. nnU-Net's image `.b2nd` is stored once per dataset "
         "(here once per task).",
     ]
-    return "\n".join(lines) + "\n"
+    labels = {name: lab for name, _, lab, _ in disk_bytes(man)}
+    brief = [
+        lines[0],
+        "",
+        *summary(results, args),
+        "",
+        "Labels on disk per case (117 classes): "
+        + "; ".join(f"{k.split(':')[0]} {v:,.0f} B" for k, v in list(labels.items())[:4])
+        + " (medmask's `.mska` holds all 117 masks with their overlaps).",
+        "",
+        "Targets (issue 18), in this run:",
+        "",
+        *targets(results, args),
+    ]
+    return (
+        "\n".join(
+            [
+                "# Patches per second for training (issue 18)",
+                "",
+                region("patches", "\n".join(lines)),
+                "",
+                "Summary (README.md, docs/training.md):",
+                "",
+                region("patches-summary", "\n".join(brief)),
+            ]
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,16 @@
-"""MONAI integration for medmask: readers, transforms and a dataset.
+"""MONAI integration for medmask: readers, transforms, datasets and patch training.
 
-``from medmask_monai import MaskReader, LoadMask, LoadMaskd, SelectLabels, SelectLabelsd, MaskArchiveDataset``
+``from medmask_monai import MaskReader, LoadMask, LoadMaskd, SelectLabels, SelectLabelsd,
+MaskArchiveDataset, PatchDataset, RandCropByMaskIndex, RandCropByMaskIndexd``
 
-Needs the ``monai`` extra (torch, monai, nibabel). Imports ``medmask``; the core
-never imports this package.
+Needs the ``monai`` extra (torch, monai, nibabel; the ``patches`` extra adds blosc2 and zarr
+for image files read by window). Imports ``medmask``; the core never imports this package.
 """
 
 from ._load import MissingNameWarning
+from .crops import RandCropByMaskIndex, RandCropByMaskIndexd
 from .dataset import MaskArchiveDataset
+from .patches import PatchDataset
 from .reader import MaskReader
 from .transforms import LoadMask, LoadMaskd, SelectLabels, SelectLabelsd
 
@@ -18,5 +21,8 @@ __all__ = [
     "SelectLabels",
     "SelectLabelsd",
     "MaskArchiveDataset",
+    "PatchDataset",
+    "RandCropByMaskIndex",
+    "RandCropByMaskIndexd",
     "MissingNameWarning",
 ]

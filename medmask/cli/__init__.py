@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, inspect, pack, pack_tree, show, stats, unpack, unpack_tree
+from . import convert, convert_images, inspect, pack, pack_tree, show, stats, unpack, unpack_tree
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -33,7 +33,17 @@ from .pack_tree import case_name, find_cases
 __all__ = ["main", "build_parser", "find_cases", "case_name", "verify_file", "file_info"]
 
 #: The modules whose ``register`` adds subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = (pack, pack_tree, unpack, unpack_tree, inspect, convert, stats, show)
+COMMAND_MODULES = (
+    pack,
+    pack_tree,
+    unpack,
+    unpack_tree,
+    inspect,
+    convert,
+    stats,
+    show,
+    convert_images,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -155,6 +155,7 @@ COMMANDS = {
     "convert": ["convert", "{missing}", "-o", "{tmp}/x.mska"],
     "stats": ["stats", "{missing}"],
     "show": ["show", "{missing}", "-o", "{tmp}/x.png"],
+    "convert-images": ["convert-images", "{missing}", "-o", "{tmp}/images", "--to", "nii"],
 }
 
 
