@@ -21,6 +21,9 @@ average is printed before and after (the benchmark machine may be shared).
 Usage::
 
     python benchmarks/bench_ingest.py [--case DIR] [--repeat 5] [--cases 40] [--workers 2]
+        [--parts nifti,seg,tree]
+
+Quick run (one part, fewer repeats): ``--parts seg --repeat 3`` or ``--cases 8 --tree-repeat 1``.
 
 Writes the table to stdout and to ``bench_output/ingest.md``.
 """
@@ -39,18 +42,24 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))
-DEFAULT_CASE = Path(
-    os.environ.get("MEDMASK_REAL_CASE", REPO.parent / "shared" / "data" / "totalseg_s0000")
-)
+sys.path[:0] = [str(HERE), str(REPO / "tests")]
+from _regions import begin, end  # noqa: E402 - the docs' region (update_docs.py copies it)
+from bench_pack import DEFAULT_CASE, LOAD_SCRIPT  # noqa: E402 - the same case and nibabel load
 
-# whole-process peers; each prints its peak RSS (KiB) on its last stderr line
-RSS = "import atexit, resource, sys\natexit.register(lambda: print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
-NIBABEL = RSS + (
-    "import numpy as np, nibabel as nib\nfrom pathlib import Path\n"
-    "for f in sorted(Path(sys.argv[1]).glob('*.nii.gz')):\n"
-    "    np.asanyarray(nib.load(f).dataobj)\n"
+#: The region of docs/benchmarks.md this benchmark's table fills.
+REGION = "ingest"
+
+# whole-process peers; each prints its own peak RSS (KiB) on its last stderr line: VmHWM, the
+# high-water mark of its own memory map (ru_maxrss would carry over the parent's across exec)
+RSS = (
+    "import atexit, sys\n"
+    "def _hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('maxrss', line.split()[1], file=sys.stderr)\n"
+    "atexit.register(_hwm)\n"
 )
+NIBABEL = RSS + LOAD_SCRIPT
 HIGHDICOM = RSS + (
     "import highdicom as hd\nseg = hd.seg.segread(sys.argv[1])\n"
     "for n in seg.segment_numbers:\n"
@@ -103,17 +112,29 @@ def rss(runs: list[tuple[float, int]]) -> float:
     return statistics.median(r for _t, r in runs) / 1024
 
 
-def in_process(fns: dict[str, object], repeat: int) -> dict[str, float]:
-    """Median seconds of each function, called in turn in this process."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
+def _cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def in_process(fns: dict[str, object], repeat: int) -> dict[str, tuple[float, float]]:
+    """``(median wall seconds, median CPU seconds of the process, all threads)`` of each
+    function, called in turn in this process. CPU time stretches less with other jobs on
+    the machine than wall time does."""
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()  # warm
     for _ in range(repeat):
         for k, fn in fns.items():
-            t = time.perf_counter()
+            c, t = _cpu(), time.perf_counter()
             fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[k].append((time.perf_counter() - t, _cpu() - c))
+    return {
+        k: (statistics.median(w for w, _c in v), statistics.median(c for _w, c in v))
+        for k, v in times.items()
+    }
 
 
 # -- equality before timing -----------------------------------------------------------------------
@@ -174,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=40, help="cases of the pack-tree collection")
     p.add_argument("--tree-repeat", type=int, default=3, help="runs of each pack-tree engine")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="pack-tree workers")
+    p.add_argument(
+        "--parts",
+        default="nifti,seg,tree",
+        help="what to measure: nifti, seg (SEG and .seg.nrrd), tree",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench_output" / "ingest.md")
     args = p.parse_args(argv)
     files = sorted(args.case.glob("*.nii.gz"))
@@ -193,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     emit("# Ingest speed (benchmarks/bench_ingest.py)")
     emit()
+    emit(begin(REGION))
     emit(
         f"{platform.node() or 'machine'}: {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, inflater {INFLATER}; case {args.case.name} "
@@ -206,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     emit("| --- | ---: | ---: | ---: | --- |")
     for row in rows:
         emit("| " + " | ".join(row) + " |")
+    emit(end(REGION))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")
@@ -226,10 +254,24 @@ def _measure(tmp: Path, args: argparse.Namespace, files: list[Path]) -> list[tup
         scripts[name].write_text(text)
     mm = [py, str(scripts["medmask"])]
     rows = []
-    print("NIfTI ...", file=sys.stderr)
+    parts = set(args.parts.split(","))
     out = tmp / "nifti.mska"
     run([*mm, "pack", "-q", str(args.case), "-o", str(out)])
     check_nifti(args.case, out)
+    if "nifti" in parts:
+        rows += _nifti_rows(args, mm, scripts, out, files)
+    if "seg" in parts:
+        rows += _seg_rows(tmp, args, mm, scripts, out)
+    if "tree" in parts:
+        rows += _tree_rows(tmp, args, files, scripts)
+    return rows
+
+
+def _nifti_rows(
+    args, mm: list[str], scripts: dict, out: Path, files: list[Path]
+) -> list[tuple[str, ...]]:
+    print("NIfTI ...", file=sys.stderr)
+    py = sys.executable
     r = interleaved(
         {
             "mm": [*mm, "pack", "-q", str(args.case), "-o", str(out)],
@@ -238,7 +280,7 @@ def _measure(tmp: Path, args: argparse.Namespace, files: list[Path]) -> list[tup
         args.repeat,
     )
     pairs = statistics.median(a / b for (a, _), (b, _) in zip(r["mm"], r["peer"], strict=True))
-    rows.append(
+    return [
         (
             f"NIfTI, {len(files)} `.nii.gz` (whole process, `medmask pack` vs nibabel load)",
             f"{med(r['mm']):.2f} s, {rss(r['mm']):.0f} MiB",
@@ -246,10 +288,7 @@ def _measure(tmp: Path, args: argparse.Namespace, files: list[Path]) -> list[tup
             f"**{med(r['mm']) / med(r['peer']):.2f}x** (pairs {pairs:.2f}x)",
             "<= 0.45x",
         )
-    )
-    rows += _seg_rows(tmp, args, mm, scripts, out)
-    rows += _tree_rows(tmp, args, files, scripts)
-    return rows
+    ]
 
 
 def _seg_rows(
@@ -261,6 +300,7 @@ def _seg_rows(
 
     from medmask import MaskArchive
     from medmask.conversions import from_archive, to_archive
+    from medmask.conversions.dicom_seg import read_dicom_seg
 
     py = sys.executable
     print("DICOM SEG setup (highdicom writes the 117-segment SEG) ...", file=sys.stderr)
@@ -277,7 +317,15 @@ def _seg_rows(
         for n in s.segment_numbers:
             s.get_volume(segment_numbers=[n], combine_segments=False)
 
-    t = in_process({"mm": lambda: to_archive(seg, tmp / "seg.mska"), "hd": hd_each}, args.repeat)
+    def mm_read() -> None:  # the read alone: every segment's box, no archive written
+        with read_dicom_seg(seg) as s:
+            for job in s.jobs:
+                job()
+
+    t = in_process(
+        {"mm": lambda: to_archive(seg, tmp / "seg.mska"), "read": mm_read, "hd": hd_each},
+        args.repeat,
+    )
     r = interleaved(
         {
             "mm": [*mm, "pack", "-q", str(seg), "-o", str(tmp / "seg.mska")],
@@ -288,10 +336,17 @@ def _seg_rows(
     rows = [
         (
             "DICOM SEG, 117 segments (in one process: `to_archive` vs `segread` + `get_volume` each)",
-            f"{t['mm'] * 1000:.0f} ms",
-            f"{t['hd'] * 1000:.0f} ms",
-            f"**{t['hd'] / t['mm']:.1f}x faster**",
+            f"{t['mm'][0] * 1000:.0f} ms (CPU {t['mm'][1] * 1000:.0f} ms)",
+            f"{t['hd'][0] * 1000:.0f} ms (CPU {t['hd'][1] * 1000:.0f} ms)",
+            f"**{t['hd'][0] / t['mm'][0]:.1f}x faster** (CPU {t['hd'][1] / t['mm'][1]:.1f}x)",
             ">= 10x faster",
+        ),
+        (
+            "DICOM SEG, 117 segments, the read alone (`read_dicom_seg`, every segment's box; no archive)",
+            f"{t['read'][0] * 1000:.0f} ms (CPU {t['read'][1] * 1000:.0f} ms)",
+            f"{t['hd'][0] * 1000:.0f} ms (CPU {t['hd'][1] * 1000:.0f} ms)",
+            f"{t['hd'][0] / t['read'][0]:.1f}x faster (CPU {t['hd'][1] / t['read'][1]:.1f}x)",
+            "",
         ),
         (
             "DICOM SEG, 117 segments (whole process, peak RSS)",
@@ -325,9 +380,9 @@ def _seg_rows(
     rows += [
         (
             "`.seg.nrrd`, 117 segments (in one process: `to_archive` vs slicerio read + `segment_mask` each)",
-            f"{t['mm'] * 1000:.0f} ms",
-            f"{t['sl'] * 1000:.0f} ms",
-            f"{t['sl'] / t['mm']:.1f}x faster",
+            f"{t['mm'][0] * 1000:.0f} ms (CPU {t['mm'][1] * 1000:.0f} ms)",
+            f"{t['sl'][0] * 1000:.0f} ms (CPU {t['sl'][1] * 1000:.0f} ms)",
+            f"{t['sl'][0] / t['mm'][0]:.1f}x faster (CPU {t['sl'][1] / t['mm'][1]:.1f}x)",
             "",
         ),
         (

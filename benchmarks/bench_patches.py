@@ -86,6 +86,7 @@ from _patchcase import (  # noqa: E402
     synthetic_ct,
     variant,
 )
+from _regions import region  # noqa: E402
 
 ORGANS = ["urinary_bladder", "colon", "femur_left", "femur_right", "iliopsoas_left"]
 TASKS = {"labelmap": "117 classes as a label map", "organs": "5 organs as channels"}
@@ -122,10 +123,11 @@ def medmask_peer(
     anywhere; patches padded past the grid as nnU-Net pads), the image sliced from nnU-Net's
     ``.b2nd`` (``case["nnunet_image"]``, ``float32`` as nnU-Net normalised it; it records no
     grid, so its shape is checked against the archive's) or from the uncompressed ``.nii``
-    (``case["ct_nii"]``, ``int16`` HU, read as ``float32``); ``cfg.workers`` workers of a torch
-    ``DataLoader`` (persistent), batches of 2. ``medmask-coords`` draws class voxels from
-    nnU-Net-style coordinates written beside each archive (``save_foreground_coords``: label
-    preprocessing the other medmask rows do not need) instead of the decoded masks.
+    (``case["ct_nii"]``, ``int16`` HU, read as ``float32``); ``cfg.workers`` workers of the
+    torch ``DataLoader`` (persistent) ``PatchDataset.loader`` gives: batches of 2, each built
+    in a worker. ``medmask-coords`` draws class voxels from nnU-Net-style coordinates written
+    beside each archive (``save_foreground_coords``: label preprocessing the other medmask rows
+    do not need) instead of the decoded masks.
 
     Args:
         task: ``"labelmap"``: every mask, labels 1..117 in archive order, a later mask wins an
@@ -142,7 +144,6 @@ def medmask_peer(
         A :class:`Run`.
     """
     import torch
-    from torch.utils.data import DataLoader
 
     from medmask.patches import NnUNetPolicy, PatchCase, coords_path, save_foreground_coords
     from medmask_monai import PatchDataset
@@ -168,9 +169,7 @@ def medmask_peer(
         foreground=foreground,
     )
     torch.manual_seed(cfg.seed)
-    loader = DataLoader(
-        ds, batch_size=2, shuffle=True, num_workers=cfg.workers, persistent_workers=True
-    )
+    loader = ds.loader(2, num_workers=cfg.workers, persistent_workers=True)  # shuffled
     return Run(
         loader,
         lambda b: (b["image"].numpy(), b["label"].numpy()),
@@ -639,21 +638,40 @@ class Memory(threading.Thread):
         }
 
 
-def time_loader(run: Run, cfg: argparse.Namespace) -> list[float]:
-    """Patches/s of ``--repeat`` blocks of ``--batches`` batches, after ``--warmup`` batches."""
+def tree_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process and its live children."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def time_loader(run: Run, cfg: argparse.Namespace) -> tuple[list[float], float]:
+    """Patches/s of ``--repeat`` blocks of ``--batches`` batches, after ``--warmup`` batches,
+    and the CPU milliseconds per patch of every process of the peer over those blocks (a
+    measure of work that other jobs on a shared machine do not change)."""
     from tqdm import tqdm
 
     it = iter(run.loader)
     for _ in range(cfg.warmup):
         next(it)
-    rates = []
+    rates, total = [], 0
+    cpu = tree_cpu()
     for _ in tqdm(range(cfg.repeat), desc="timed blocks", file=sys.stderr, leave=False):
         n = 0
         t = time.perf_counter()
         for _ in range(cfg.batches):
             n += run.count(next(it))
         rates.append(n / (time.perf_counter() - t))
-    return rates
+        total += n
+    return rates, 1e3 * (tree_cpu() - cpu) / max(total, 1)
 
 
 def nnunet_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int = 40) -> float:
@@ -666,6 +684,22 @@ def nnunet_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int 
     for _ in range(n):
         t = time.perf_counter()
         next(dl)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def medmask_single(task: str, cases: list[dict], cfg: argparse.Namespace, n: int = 40) -> float:
+    """Median seconds per batch of 2 of medmask's ``PatchDataset`` (``.b2nd`` image) in this
+    process (no workers; one batch as ``PatchDataset.loader`` asks it), as :func:`nnunet_single`."""
+    ds = medmask_peer(task, cases, False, cfg).loader.dataset
+    rng = np.random.default_rng(cfg.seed)
+    draw = lambda: ds[rng.integers(len(ds), size=2).tolist()]  # noqa: E731
+    for _ in range(3):
+        draw()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        draw()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
@@ -687,10 +721,12 @@ def run_peer(peer: str, task: str, cfg: argparse.Namespace) -> dict:
     del run
     if peer == "nnunet" and not cfg.no_check:
         out["single_batch_s"] = nnunet_single(task, man["cases"], cfg)
+    if peer == "medmask" and not cfg.no_check:
+        out["single_batch_s"] = medmask_single(task, man["cases"], cfg)
     mem = Memory()
     mem.start()
     run = build(task, man["cases"], False, cfg)
-    out["rates"] = time_loader(run, cfg)
+    out["rates"], out["cpu_ms"] = time_loader(run, cfg)
     mem.halt.set()
     mem.join()
     run.close()
@@ -749,14 +785,15 @@ def merge(results: dict, key: tuple[str, str], res: dict) -> None:
         results.setdefault(key, res)
         return
     old["rates"] += res["rates"]
+    old["cpu_ms"] = statistics.mean([old["cpu_ms"], res["cpu_ms"]])
     for k in ("main_rss", "main_uss", "worker_rss", "worker_uss"):
         old[k] = max(old[k], res[k])
 
 
 def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
     lines = [
-        "| task | loader | patches/s | vs MONAI | checked patches (centred on / holding foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+        "| task | loader | patches/s | vs MONAI | CPU per patch | checked patches (centred on / holding foreground) | peak RSS per worker (USS) | main process RSS (USS) |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for task, label in TASKS.items():
         if task not in args.tasks:
@@ -766,18 +803,98 @@ def table(results: dict, man: dict, args: argparse.Namespace) -> list[str]:
         for peer in args.peers:
             r = results[(peer, task)]
             if r.get("status") != "ok":
-                lines.append(f"| {label} | {PEERS[peer]} | {r.get('status')} | | | | |")
+                lines.append(f"| {label} | {PEERS[peer]} | {r.get('status')} | | | | | |")
                 continue
             rate = statistics.median(r["rates"])
             vs = f"{rate / ref_rate:.1f}x" if ref_rate else ""
             ck = r["check"]
             lines.append(
-                f"| {label} | {PEERS[peer]} | {rate:,.1f} | {vs} | {ck['patches']} equal "
+                f"| {label} | {PEERS[peer]} | {rate:,.1f} | {vs} | {r['cpu_ms']:.1f} ms | {ck['patches']} equal "
                 f"({100 * ck['fg_centres'] / ck['patches']:.0f}% / {100 * ck['fg_any'] / ck['patches']:.0f}%), "
                 f"{r['image_check']} | "
                 f"{mib(r['worker_rss'])} ({mib(r['worker_uss'])}) | {mib(r['main_rss'])} ({mib(r['main_uss'])}) |"
             )
     return lines
+
+
+#: The rows of the summary (README.md, docs/training.md): short names of the loaders.
+SHORT = {
+    "monai": "MONAI `LoadImaged` + `RandCropByPosNegLabeld`",
+    "nnunet": "nnU-Net v2 `nnUNetDataLoader`, one per torch worker",
+    "nnunet-mt": "nnU-Net v2, its `NonDetMultiThreadedAugmenter`",
+    "torchio": "TorchIO `Queue` + `LabelSampler`",
+    "medmask": "**medmask** `PatchDataset`, `.mska` + `.b2nd` image",
+    "medmask-nii": "**medmask** `PatchDataset`, `.mska` + uncompressed `.nii` image",
+    "medmask-coords": "medmask, `.b2nd`, class voxels from `.fgcoords.npz`",
+}
+
+
+def _ok(results: dict, peer: str, task: str) -> dict | None:
+    r = results.get((peer, task))
+    return r if r is not None and r.get("status") == "ok" else None
+
+
+def summary(results: dict, args: argparse.Namespace) -> list[str]:
+    """One row per loader, both tasks side by side: patches/s, vs MONAI, CPU per patch, peak
+    RSS per worker (USS)."""
+    tasks = [t for t in TASKS if t in args.tasks]
+    head = "| loader | " + " | ".join(
+        f"{TASKS[t]}: patches/s | vs MONAI | CPU per patch | peak RSS per worker (USS)"
+        for t in tasks
+    )
+    lines = [head + " |", "| --- |" + " ---: | ---: | ---: | ---: |" * len(tasks)]
+    for peer in args.peers:
+        cells = []
+        for t in tasks:
+            r, ref = _ok(results, peer, t), _ok(results, "monai", t)
+            if r is None:
+                cells += [str(results.get((peer, t), {}).get("status", "")), "", "", ""]
+                continue
+            rate = statistics.median(r["rates"])
+            vs = f"{rate / statistics.median(ref['rates']):.1f}x" if ref else ""
+            cells += [
+                f"{rate:,.1f}",
+                vs,
+                f"{r['cpu_ms']:.1f} ms",
+                f"{mib(r['worker_rss'])} ({mib(r['worker_uss'])})",
+            ]
+        lines.append(f"| {SHORT[peer]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(results: dict, args: argparse.Namespace) -> list[str]:
+    """Issue 18's targets for the medmask rows, met or not, in this run."""
+    out = []
+    for peer in ("medmask", "medmask-nii"):
+        for t in (t for t in TASKS if t in args.tasks):
+            r = _ok(results, peer, t)
+            if r is None:
+                continue
+            rate = statistics.median(r["rates"])
+            said = []
+            ref = _ok(results, "monai", t)
+            if ref:
+                x = rate / statistics.median(ref["rates"])
+                said.append(f">= 15x MONAI: {x:.1f}x ({'met' if x >= 15 else 'missed'})")
+            for nn in ("nnunet", "nnunet-mt"):
+                o = _ok(results, nn, t)
+                if o:
+                    theirs = statistics.median(o["rates"])
+                    said.append(
+                        f"faster than {nn}: {rate:,.1f} vs {theirs:,.1f} patches/s "
+                        f"({'met' if rate > theirs else 'missed'}; CPU per patch "
+                        f"{r['cpu_ms']:.1f} vs {o['cpu_ms']:.1f} ms)"
+                    )
+            for other in ("monai", "nnunet", "nnunet-mt"):
+                o = _ok(results, other, t)
+                if o:
+                    below = r["worker_rss"] < o["worker_rss"]
+                    said.append(
+                        f"peak RSS per worker below {other}'s: {mib(r['worker_rss'])} vs "
+                        f"{mib(o['worker_rss'])} ({'met' if below else 'missed'})"
+                    )
+            out.append(f"- {SHORT[peer]}, {TASKS[t]}: " + "; ".join(said))
+    return out
 
 
 def report(results: dict, man: dict, args: argparse.Namespace) -> str:
@@ -792,8 +909,6 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         except Exception:  # pragma: no cover - a peer not installed
             versions.append(f"{mod} missing")
     lines = [
-        "# Patches per second for training (issue 18)",
-        "",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}, {', '.join(versions)}. {len(man['cases'])} cases made from "
         f"{REAL_CASE.name} (grid 294x192x179, {len(man['names'])} masks; synthetic int16 CT); "
@@ -806,14 +921,18 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         *table(results, man, args),
     ]
     single = [
-        (t, r["single_batch_s"])
+        (p, t, r["single_batch_s"])
         for (p, t), r in results.items()
-        if p == "nnunet" and "single_batch_s" in r
+        if p in ("nnunet", "medmask") and "single_batch_s" in r
     ]
-    for task, s in single:
+    who = {
+        "nnunet": "nnU-Net's `nnUNetDataLoader`",
+        "medmask": "medmask's `PatchDataset` (`.b2nd` image)",
+    }
+    for peer, task, s in single:
         lines.append("")
         lines.append(
-            f"nnU-Net's `nnUNetDataLoader` in one process ({TASKS[task]}): {s * 1e3:.1f} ms per batch "
+            f"{who[peer]} in one process ({TASKS[task]}): {s * 1e3:.1f} ms per batch "
             f"of 2 patches ({2 / s:.0f} patches/s)."
         )
     lines += [
@@ -827,7 +946,11 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {img:,.0f} | {lab:,.0f} | {org:,.0f} |")
     lines += [
         "",
-        "Notes: the foreground shares are measured on the checked batches (few: expect a "
+        "Notes: CPU per patch is the CPU time (user + system) of the peer's main process and "
+        "workers over the timed blocks, divided by the patches: the work each loader does, "
+        "which other jobs on a shared machine change far less than patches/s (under load, a "
+        "loader with more busy threads, e.g. nnU-Net's augmenter with a feeder thread per "
+        "worker, gets a larger share of the cores). The foreground shares are measured on the checked batches (few: expect a "
         "spread); the target is a third of the centres. MONAI's negative and TorchIO's "
         "background centres lie on label 0, nnU-Net's anywhere. MONAI moves a centre inward "
         "until the patch fits in the volume (it may then leave the organ) and TorchIO draws "
@@ -839,7 +962,34 @@ def report(results: dict, man: dict, args: argparse.Namespace) -> str:
         "is what only that process holds. nnU-Net's image `.b2nd` is stored once per dataset "
         "(here once per task).",
     ]
-    return "\n".join(lines) + "\n"
+    labels = {name: lab for name, _, lab, _ in disk_bytes(man)}
+    brief = [
+        lines[0],
+        "",
+        *summary(results, args),
+        "",
+        "Labels on disk per case (117 classes): "
+        + "; ".join(f"{k.split(':')[0]} {v:,.0f} B" for k, v in list(labels.items())[:4])
+        + " (medmask's `.mska` holds all 117 masks with their overlaps).",
+        "",
+        "Targets (issue 18), in this run:",
+        "",
+        *targets(results, args),
+    ]
+    return (
+        "\n".join(
+            [
+                "# Patches per second for training (issue 18)",
+                "",
+                region("patches", "\n".join(lines)),
+                "",
+                "Summary (README.md, docs/training.md):",
+                "",
+                region("patches-summary", "\n".join(brief)),
+            ]
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,8 @@ The steps of ``docs/training.md``, end to end:
    here to blosc2 ``.b2nd`` with nnU-Net's chunking for the patch size);
 4. patches: ``medmask_monai.PatchDataset`` (centres from each archive's index, nnU-Net's
    policy: a third on an organ present, the rest anywhere; image and label windows read by
-   slicing) in a ``DataLoader`` with persistent workers;
+   slicing) in the ``DataLoader`` of ``PatchDataset.loader`` (persistent workers, each
+   building whole batches);
 5. a small MONAI ``UNet`` trained for a few iterations (Dice + cross-entropy), the loss and
    the loader's share of the time printed.
 
@@ -31,7 +32,6 @@ import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
-from torch.utils.data import DataLoader
 
 from medmask.cli import main as medmask
 from medmask.patches import NnUNetPolicy, PatchCase
@@ -86,12 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         print(f"data: {ds!r} in {root}")
-        loader = DataLoader(
-            ds,
-            batch_size=args.batch_size,
-            shuffle=True,
-            num_workers=args.workers,
-            persistent_workers=args.workers > 0,
+        loader = ds.loader(  # a shuffled DataLoader; each worker builds whole batches
+            args.batch_size, num_workers=args.workers, persistent_workers=args.workers > 0
         )
         model = UNet(3, 1, len(ORGANS) + 1, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)

@@ -15,7 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    default_collate,
+    get_worker_info,
+)
 
 from medmask import MaskArchive
 from medmask.catalog import Catalog
@@ -41,6 +50,16 @@ from ._patch_cases import CaseFacts, Images, facts_from_archive, facts_from_cata
 from .dataset import _OpenArchives
 
 __all__ = ["PatchDataset", "patch_size_of"]
+
+
+def _batch_tensor(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+    """An empty tensor for a batch: in a DataLoader worker, in shared memory (as torch's own
+    collation allocates it), so that sending it to the main process copies nothing."""
+    like = torch.from_numpy(np.empty(0, dtype))
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=like.dtype)
+    storage = like._typed_storage()._new_shared(int(np.prod(shape)), device=like.device)
+    return like.new(storage).resize_(shape)
 
 
 def patch_size_of(size: int | Sequence[int]) -> tuple[int, int, int]:
@@ -230,6 +249,14 @@ class PatchDataset(Dataset):
         if not self.cases:
             raise MaskValidationError("a patch dataset needs at least one case")
         self._check_names()
+        channels = {c.image.channels for c in self.cases}
+        if len(channels) > 1:
+            raise MaskValidationError(
+                f"the cases' images have different numbers of channels ({sorted(channels)}): "
+                "patches of them cannot be batched"
+            )
+        self.channels = channels.pop()
+        self._image_dtype = self.dtype or np.result_type(*(c.image.dtype for c in self.cases))
         if scheme is not None:  # every class has its channel and label, in every case
             self.levels = scheme.labels()
             top = max(self.levels)
@@ -294,14 +321,28 @@ class PatchDataset(Dataset):
             w = self._worker = _Worker(self)
         return w
 
-    def __getitem__(self, i: int) -> Any:
+    def _position(self, i: object) -> int:
         n = len(self)
         if isinstance(i, bool) or not isinstance(i, int | np.integer):
             raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} patches")
-        k = int(i) % len(self.cases)
-        case, w = self.cases[k], self._state()
+        return int(i) % len(self.cases)
+
+    def __getitem__(self, i: int | Sequence[int]) -> Any:
+        """One patch (an integer index), or a whole batch (a sequence of indices, as
+        :meth:`loader` asks): the same keys, stacked, written straight into one tensor per
+        key (in a worker: in shared memory, so torch sends it without another copy)."""
+        if isinstance(i, list | tuple | range | np.ndarray | torch.Tensor):
+            ks = [self._position(int(j)) for j in i]
+            if self.transform is not None:
+                return default_collate([self._item(k) for k in ks])
+            return self._batch(ks)
+        return self._item(self._position(i))
+
+    def _draw(self, k: int, w: _Worker) -> tuple[_Case, MaskArchive, Any, tuple[int, ...]]:
+        """Case ``k``'s archive, a centre and its patch box."""
+        case = self.cases[k]
         ar = w.archives.get(k, case.case.archive)
         with w.lock:
             centre = w.sampler.draw(
@@ -312,7 +353,11 @@ class PatchDataset(Dataset):
                 offset=case.offset,
                 allowed=case.allowed,
             )
-        box = patch_box(centre.zyx, self.patch, case.image.shape, self.fit)
+        return case, ar, centre, patch_box(centre.zyx, self.patch, case.image.shape, self.fit)
+
+    def _item(self, k: int) -> Any:
+        w = self._state()
+        case, ar, centre, box = self._draw(k, w)
         image = case.image.read(box, dtype=self.dtype, pad=self.pad_value, cache=w.images)
         label = self._label(ar, case, box)
         if self.axes == "xyz":
@@ -328,6 +373,73 @@ class PatchDataset(Dataset):
         if case.available is not None:
             item["label_available"] = torch.from_numpy(case.available.copy())
         return self.transform(item) if self.transform is not None else item
+
+    def _batch(self, ks: list[int]) -> dict:
+        """Patches of cases ``ks`` stacked, each written into its slot of the batch."""
+        w = self._state()
+        spatial = self.patch if self.axes == "zyx" else self.patch[::-1]
+        n_labels = 1 if self.mode == "labelmap" else len(self.levels)
+        image = _batch_tensor((len(ks), self.channels, *spatial), self._image_dtype)
+        label = _batch_tensor((len(ks), n_labels, *spatial), self.label_dtype)
+        img_np, lab_np = image.numpy(), label.numpy()
+        centres, kinds, classes = [], [], []
+        for b, k in enumerate(ks):
+            case, ar, centre, box = self._draw(k, w)
+            read = {"dtype": self._image_dtype, "pad": self.pad_value, "cache": w.images}
+            lab = self._label(ar, case, box)
+            if self.axes == "zyx":
+                case.image.read(box, out=img_np[b], **read)
+                lab_np[b] = lab
+            else:
+                img_np[b] = case.image.read(box, **read).transpose(0, 3, 2, 1)
+                lab_np[b] = lab.transpose(0, 3, 2, 1)
+            centres.append(centre.zyx)
+            kinds.append(centre.kind)
+            classes.append(centre.name or "")
+        out = {
+            "image": image,
+            "label": label,
+            "centre": torch.tensor(centres, dtype=torch.int64).reshape(len(ks), 3),
+            "case": torch.tensor(ks, dtype=torch.int64),
+            "kind": kinds,
+            "class": classes,
+        }
+        if self.cases[ks[0]].available is not None:  # with a scheme: every case has one
+            out["label_available"] = torch.from_numpy(
+                np.stack([self.cases[k].available for k in ks]).astype(bool)
+            )
+        return out
+
+    def loader(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        sampler: Sampler | None = None,
+        drop_last: bool = False,
+        **kwargs: Any,
+    ) -> DataLoader:
+        """A ``DataLoader`` that asks the dataset for whole batches.
+
+        The same batches as ``DataLoader(ds, batch_size, ...)`` gives (the same keys, shapes
+        and dtypes), built in the worker straight into one shared-memory tensor per key
+        instead of per-patch tensors that torch then copies into a batch.
+
+        Args:
+            batch_size: Patches per batch.
+            shuffle: Random order (torch's generator: ``torch.manual_seed``); ignored with
+                ``sampler``.
+            sampler: Which indices, e.g. ``DistributedSampler(ds)``.
+            drop_last: Drop a last, smaller batch.
+            **kwargs: For the ``DataLoader`` (``num_workers``, ``persistent_workers``,
+                ``multiprocessing_context``, ``pin_memory``...).
+
+        Returns:
+            The ``DataLoader``.
+        """
+        base = sampler or (RandomSampler(self) if shuffle else SequentialSampler(self))
+        batches = BatchSampler(base, batch_size, drop_last)
+        return DataLoader(self, batch_size=None, sampler=batches, **kwargs)
 
     def _label(self, ar: MaskArchive, case: _Case, box: tuple[int, ...]) -> np.ndarray:
         """The label window of ``box`` (image grid) from the archive, as ``(C, *patch)``."""

@@ -180,15 +180,16 @@ def records_to_archive(
         codec: ``None`` (version 2) or ``"zstd"`` (version 1: attributes are then dropped).
         progress: Optional wrapper of the iterable of stored records.
         threads: Threads (default: :func:`medmask.conversions.pipeline.current_threads`).
-        archive_attrs: Attributes of the archive as a whole (e.g. ``{"grid":
-            "segmentation"}``), kept where the layout holds them (dropped, like mask
-            attributes, by version 1).
+        archive_attrs: Attributes of the archive as a whole (e.g. its ``source``,
+            ``{"grid": "segmentation"}``), set with :meth:`MaskArchive.set_archive_attrs`
+            where the layout holds them (dropped, like mask attributes, by version 1).
 
     Returns:
         The names written.
 
     Raises:
-        MaskValidationError: A record's array is not on ``space``.
+        MaskValidationError: A record's array is not on ``space``, or bad
+            ``archive_attrs``.
     """
     shape = tuple(int(s) for s in space.shape)
     names = []

@@ -271,19 +271,18 @@ def _read(case: Case, out: Path, codec: str | None, options: dict[str, Any]) -> 
 
 
 def _record_source(archive: Path, source: Mapping[str, Any]) -> None:
-    """Keep where an archive comes from as its ``source`` archive attribute: the
-    identifiers that join it back to its images (a SEG's patient, study, series, instance,
-    algorithm), its format and its path below the collection's root.
-
-    Archive-level attributes arrive with format 2.3 (``MaskArchive.set_archive_attrs``);
-    with a medmask that lacks them, or a layout that cannot hold them, nothing is kept.
+    """Keep where an archive comes from in its ``source`` archive attribute (reserved key;
+    :meth:`MaskArchive.set_archive_attrs`, format 2.3): ``source`` is merged into what the
+    format's reader already put there (a SEG's patient, study, series, instance and
+    algorithm), so a case's path below the collection's root and its format join them.
+    A layout without archive attributes (``codec="zstd"``, version 1) keeps nothing.
     """
-    set_attrs = getattr(MaskArchive, "set_archive_attrs", None)
-    if set_attrs is None:
-        return
     with MaskArchive(archive, "a") as ar:
-        if ar.supports_attrs:
-            set_attrs(ar, {"source": dict(source)})
+        if not ar.layout.archive_attrs:
+            return
+        attrs = dict(ar.archive_attrs)
+        attrs["source"] = {**attrs.get("source", {}), **source}
+        ar.set_archive_attrs(attrs)
 
 
 @contextlib.contextmanager

@@ -105,6 +105,7 @@ class ImageSource(ABC):
         dtype: Any = None,
         pad: float = 0,
         cache: ByteLRU | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """The window ``box`` = ``(z0, z1, y0, y1, x0, x1)`` as ``(C, z1 - z0, y1 - y0, x1 - x0)``.
 
@@ -112,34 +113,50 @@ class ImageSource(ABC):
 
         Args:
             box: Half-open voxel ranges on the grid.
-            dtype: Output dtype (default :attr:`dtype`).
+            dtype: Output dtype (default :attr:`dtype`; ``out``'s when given).
             pad: The value outside the grid.
             cache: Where whole reads are kept (compressed files): a per-process cache.
+            out: Write the window into this array (e.g. a slot of a batch) instead of a new one.
 
         Returns:
-            A new array.
+            A new array, or ``out``.
 
         Raises:
-            MaskValidationError: ``box`` is not 6 integers with stops >= starts.
+            MaskValidationError: ``box`` is not 6 integers with stops >= starts, or ``out``
+                has another shape than the window's.
             OSError: The file cannot be read.
         """
         box = _check_box(box, self.path)
-        size = tuple(box[2 * a + 1] - box[2 * a] for a in range(3))
+        size = (self.channels, *(box[2 * a + 1] - box[2 * a] for a in range(3)))
         lo = tuple(max(box[2 * a], 0) for a in range(3))
         hi = tuple(min(box[2 * a + 1], self.shape[a]) for a in range(3))
-        out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if out is not None and tuple(out.shape) != size:
+            raise MaskValidationError(
+                f"out has shape {tuple(out.shape)}, the window {size}", path=self.path
+            )
+        out_dtype = (
+            out.dtype if out is not None else self.dtype if dtype is None else np.dtype(dtype)
+        )
         inside = all(h > lo_ for lo_, h in zip(lo, hi))
         if inside and lo == tuple(box[0::2]) and hi == tuple(box[1::2]):
-            return _fresh(self._read(self.handle(), lo, hi, cache), out_dtype)
-        out = (
-            np.zeros((self.channels, *size), out_dtype)  # calloc: pages zeroed on first touch
-            if pad == 0
-            else np.full((self.channels, *size), pad, dtype=out_dtype)
-        )
+            if out is None:
+                return _fresh(self._read(self.handle(), lo, hi, cache), out_dtype)
+            self._read_into(self.handle(), lo, hi, cache, out)
+            return out
+        if out is None:  # calloc'd zeros: pages zeroed on first touch
+            out = np.zeros(size, out_dtype) if pad == 0 else np.full(size, pad, out_dtype)
+        else:
+            out.fill(pad)
         if inside:
             dst = tuple(slice(lo[a] - box[2 * a], hi[a] - box[2 * a]) for a in range(3))
-            out[(slice(None), *dst)] = self._read(self.handle(), lo, hi, cache)
+            np.copyto(out[(slice(None), *dst)], self._read(self.handle(), lo, hi, cache), "unsafe")
         return out
+
+    def _read_into(
+        self, handle: Any, lo: tuple[int, ...], hi: tuple[int, ...], cache: Any, out: np.ndarray
+    ) -> None:
+        """Write the in-grid window ``lo:hi`` into ``out`` (sources may read in place)."""
+        np.copyto(out, self._read(handle, lo, hi, cache), casting="unsafe")
 
     def close(self) -> None:
         """Drop this process's handle (it reopens on the next read)."""
@@ -314,6 +331,16 @@ class Blosc2Image(ImageSource):
         if handle.ndim == 4:
             return handle[(slice(None), *sl)]
         return handle[sl][None]
+
+    def _read_into(
+        self, handle: Any, lo: tuple[int, ...], hi: tuple[int, ...], cache: Any, out: np.ndarray
+    ) -> None:
+        if out.dtype != handle.dtype or not out.flags.c_contiguous:
+            super()._read_into(handle, lo, hi, cache, out)
+        elif handle.ndim == 4:  # blosc2 decompresses straight into out: no temporary
+            handle.get_slice_numpy(out, ((0, *lo), (self.channels, *hi)))
+        else:
+            handle.get_slice_numpy(out[0], (lo, hi))
 
 
 class ZarrImage(ImageSource):

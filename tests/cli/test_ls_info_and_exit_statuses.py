@@ -156,7 +156,7 @@ COMMANDS = {
     "stats": ["stats", "{missing}"],
     "catalog": ["catalog", "{missing}", "-o", "{tmp}/cat.parquet"],
     "show": ["show", "{missing}", "-o", "{tmp}/x.png"],
-    "convert-images": ["convert-images", "{missing}", "-o", "{tmp}/out", "--to", "nii"],
+    "convert-images": ["convert-images", "{missing}", "-o", "{tmp}/images", "--to", "nii"],
 }
 
 

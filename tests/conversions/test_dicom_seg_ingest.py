@@ -100,6 +100,28 @@ def test_a_12000_frame_seg_is_read_as_a_stream(big_seg, tmp_path):
             assert ar.info(f"s{k:03d}").voxels == 30 * 40 * 40
 
 
+def test_a_seg_is_told_from_other_dicom_by_its_header_alone(big_seg, series):
+    """Sorting a collection reads a file's first bytes (its SOP class and identifiers), never
+    its per-frame groups or pixel data: for the 12,000-frame SEG, a small fraction of it."""
+    from medmask.conversions.dicom_seg import SEG_SOP_CLASS
+
+    path, _grid = big_seg
+    asked: list[int] = []
+
+    def read(n: int) -> bytes:
+        asked.append(n)
+        with open(path, "rb") as fh:
+            return fh.read(n)
+
+    header = read_dicom_header(path, read=read)
+    assert header.is_seg and header.sop_class == SEG_SOP_CLASS
+    assert max(asked) * 50 < path.stat().st_size, (asked, path.stat().st_size)
+    ct = sorted(series[0].glob("*.dcm"))[0]
+    other = read_dicom_header(ct)
+    assert other is not None and not other.is_seg
+    assert other.sop_class == "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+
+
 # -- equal to highdicom, on several threads ------------------------------------------------------
 @pytest.mark.parametrize("threads", [1, 3])
 def test_boxed_segments_equal_highdicom_volumes(tmp_path, series, threads):
@@ -197,8 +219,39 @@ def test_identifiers_from_the_header(tmp_path):
     assert header.attribute("PatientID") == "PAT-7" and header.attribute("Nope") is None
     report = to_archive(path, tmp_path / "s.mska")
     assert report.ids == header.ids
+    with MaskArchive(tmp_path / "s.mska") as ar:  # `medmask pack` keeps them as `source`
+        assert ar.archive_attrs["source"] == {**header.ids, "path": "s.dcm"}
+        assert ar.grid_kind == "segmentation"  # no reference series given
+    to_archive(path, tmp_path / "v1.mska", codec="zstd")  # version 1 holds none
+    with MaskArchive(tmp_path / "v1.mska") as ar:
+        assert ar.archive_attrs == {} and len(ar) == 1
     (tmp_path / "plain.txt").write_text("not DICOM")
     assert read_dicom_header(tmp_path / "plain.txt") is None
+
+
+def test_identifiers_of_segments_by_different_algorithms_are_strings(tmp_path):
+    """Distinct algorithm names/versions of a SEG's segments are joined by DICOM's ``\\``:
+    the reserved keys of the archive's ``source`` attribute must be strings."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from medmask.attrs import validate_archive_attrs
+    from medmask.conversions.dicom_seg import seg_identifiers
+
+    segs = []
+    for name, version in (("TotalSegmentator", "2.4.0"), ("MOOSE", "3.0"), ("MOOSE", "3.0")):
+        seg, ident = Dataset(), Dataset()
+        seg.SegmentAlgorithmName = name
+        ident.AlgorithmName, ident.AlgorithmVersion = name, version
+        seg.SegmentationAlgorithmIdentificationSequence = Sequence([ident])
+        segs.append(seg)
+    ds = Dataset()
+    ds.PatientID, ds.SOPInstanceUID = "P1", "1.2.3"
+    ds.SegmentSequence = Sequence(segs)
+    ids = seg_identifiers(ds)
+    assert ids["AlgorithmName"] == "TotalSegmentator\\MOOSE"
+    assert ids["AlgorithmVersion"] == "2.4.0\\3.0"
+    assert validate_archive_attrs({"source": ids})["source"] == ids
 
 
 # -- bad input ---------------------------------------------------------------------------------

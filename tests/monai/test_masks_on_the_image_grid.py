@@ -74,7 +74,9 @@ def test_pack_says_the_grid_is_the_segmentation_s_and_records_it(seg_case):
     assert "--reference DICOM_DIR" in notes[0] and "like='image'" in notes[0]
     with MaskArchive(d / "from_seg.mska") as ar:
         assert ar.space.shape[0] == space.shape[0] - 1  # one slice short, as in the issue
-        assert dict(ar.archive_attrs) == {"grid": "segmentation"}
+        attrs = dict(ar.archive_attrs)
+        assert attrs["grid"] == "segmentation" and set(attrs) == {"grid", "source"}
+        assert attrs["source"]["path"] == "seg.dcm"  # and the SEG's identifiers
     info = run("info", d / "from_seg.mska")
     assert "'grid': 'segmentation'" in info.stdout
     stats = run("stats", d / "from_seg.mska")
@@ -82,7 +84,7 @@ def test_pack_says_the_grid_is_the_segmentation_s_and_records_it(seg_case):
     with_ref = run("pack", d / "seg.dcm", "--reference", d / "ct", "-o", d / "ref.mska")
     assert with_ref.returncode == 0 and "note:" not in with_ref.stderr
     with MaskArchive(d / "ref.mska") as ar:
-        assert dict(ar.archive_attrs) == {"grid": "image"}
+        assert ar.archive_attrs["grid"] == "image" and set(ar.archive_attrs) == {"grid", "source"}
 
 
 def _chain(label: Path, ct: Path, **like) -> Compose:

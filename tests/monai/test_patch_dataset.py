@@ -151,6 +151,8 @@ def test_distributed_sampler_splits_the_cases(cases):
         loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2)
         got = [b["case"].tolist() for b in loader]
         assert sum(got, []) == [i % 2 for i in idx]
+        batched = [b["case"].tolist() for b in ds.loader(2, sampler=sampler, num_workers=2)]
+        assert batched == got
         seen += idx
     assert sorted(seen) == list(range(len(ds)))
 
@@ -269,3 +271,73 @@ def test_the_dataset_pickles_without_open_files(cases):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_item(clone[0], c)
+
+
+def batches(loader):
+    return [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in b.items()} for b in loader]
+
+
+@pytest.mark.parametrize(
+    ("layout", "mode", "axes", "workers"),
+    [
+        ("b2nd", "labelmap", "zyx", 2),
+        ("nii", "channels", "zyx", 0),
+        ("b2nd", "labelmap", "xyz", 0),
+        ("nii_gz", "labelmap", "zyx", 0),
+    ],
+)
+def test_the_batch_loader_gives_torchs_batches(cases, layout, mode, axes, workers):
+    """``ds.loader(2)`` (batches built in place, in shared memory in a worker) gives exactly
+    the batches of ``DataLoader(ds, 2)`` for the same seeds, and each equals the truth."""
+    names = ["kidney_left", "liver", "aorta"] if mode == "channels" else None
+
+    def make():
+        return PatchDataset(
+            [(getattr(c, layout), c.archive) for c in cases],
+            PATCH,
+            names=names,
+            mode=mode,
+            axes=axes,
+            samples_per_case=7,
+            seed=2,
+        )
+
+    kw = {"num_workers": workers}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WholeImageReadWarning)
+        torch.manual_seed(0)
+        want = batches(DataLoader(make(), batch_size=2, shuffle=True, **kw))
+        torch.manual_seed(0)
+        got = batches(make().loader(2, **kw))
+    assert len(got) == len(want) == 7
+    for a, b in zip(want, got):
+        assert a.keys() == b.keys()
+        for k in a:
+            if torch.is_tensor(a[k]):
+                assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+            else:
+                assert a[k] == b[k], k
+    for b in got:
+        for j in range(len(b["case"])):
+            item = {k: v[j] for k, v in b.items()}
+            if axes == "xyz":
+                item["image"] = item["image"].permute(0, 3, 2, 1)
+                item["label"] = item["label"].permute(0, 3, 2, 1)
+            check_item(item, cases[int(item["case"])], names, mode)
+    with pytest.raises(IndexError):
+        make()[[0, 99]]
+
+
+def test_the_batch_loader_applies_a_transform_per_patch(cases):
+    seen = []
+
+    def tag(item):
+        seen.append(item["case"])
+        return {**item, "mean": item["image"].mean()}
+
+    ds = PatchDataset([(c.nii, c.archive) for c in cases], PATCH, samples_per_case=3, transform=tag)
+    (batch,) = list(ds.loader(6, shuffle=False))
+    assert len(seen) == 6 and batch["case"].tolist() == [0, 1, 0, 1, 0, 1]
+    assert torch.allclose(batch["mean"], batch["image"].mean(dim=(1, 2, 3, 4)))
+    for j in range(6):
+        check_item({k: v[j] for k, v in batch.items()}, cases[j % 2])

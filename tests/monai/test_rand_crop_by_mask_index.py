@@ -72,6 +72,28 @@ def test_the_random_state_gives_the_same_centres(case):
     assert centres(1) == centres(1) and centres(1) != centres(2)
 
 
+def test_randomize_draws_the_centres_the_crops_then_use(case):
+    """``randomize`` alone draws ``centers``; a call with ``randomize=False`` crops at them;
+    the dictionary transform's ``randomize`` draws nothing (its cropper draws per call)."""
+    c, loaded = case
+    crop = RandCropByMaskIndex(SIZE, policy=ClassRatios({"liver": 1}, 0), num_samples=3)
+    crop.set_random_state(4)
+    crop.randomize(str(c.archive), loaded["image"])
+    drawn = [tuple(int(v) for v in ctr) for ctr in crop.centers]
+    assert len(drawn) == 3
+    out = crop(loaded["image"], str(c.archive), randomize=False)
+    assert [tuple(int(v) for v in o.meta["crop_center"]) for o in out] == drawn
+    again = RandCropByMaskIndex(SIZE, policy=ClassRatios({"liver": 1}, 0), num_samples=3)
+    again.set_random_state(4)
+    again(loaded["image"], str(c.archive))  # randomize, then crop: the same draws
+    assert [tuple(int(v) for v in ctr) for ctr in again.centers] == drawn
+    dict_crop = RandCropByMaskIndexd("image", "label", SIZE, num_samples=2)
+    dict_crop.set_random_state(0)
+    before = dict_crop.cropper.R.get_state()[1].copy()
+    dict_crop.randomize()
+    assert (dict_crop.cropper.R.get_state()[1] == before).all()
+
+
 def test_class_centres_lie_on_the_class(case):
     c, loaded = case
     crop = RandCropByMaskIndex(

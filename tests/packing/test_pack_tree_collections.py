@@ -112,11 +112,20 @@ def test_mixed_tree_packs_and_resumes(tree, tmp_path, workers):
     assert [r.case for r in third.packed] == [str(seg2)]
 
 
-def test_source_identifiers_are_recorded(tree, tmp_path, monkeypatch):
-    seen: dict[str, dict] = {}
-    monkeypatch.setattr(case, "_record_source", lambda ar, src: seen.setdefault(src["path"], src))
-    report = pack_tree(tree.root, tmp_path / "p", workers=1)
+def test_source_identifiers_are_recorded(tree, tmp_path):
+    """Each archive's ``source`` archive attribute (format 2.3) holds the SEG's identifiers,
+    its format and its path below the root; medmask.stats carries it on every row."""
+    dest = tmp_path / "p"
+    report = pack_tree(tree.root, dest, workers=1)
     assert report.ok
+    seen: dict[str, dict] = {}
+    grids: dict[str, str | None] = {}
+    for r in report.packed:
+        with MaskArchive(r.out) as ar:
+            assert ar.layout.archive_attrs  # format 2.3
+            seen[ar.archive_attrs["source"]["path"]] = dict(ar.archive_attrs["source"])
+            grids[ar.archive_attrs["source"]["path"]] = ar.grid_kind
+    assert len(seen) == 7
     seg2 = seen["idc/collection/P2/ST2/SEG2/seg.dcm"]
     assert seg2 == {
         "PatientID": "P2",
@@ -130,9 +139,21 @@ def test_source_identifiers_are_recorded(tree, tmp_path, monkeypatch):
         "format": "dicom-seg",
         "path": "idc/collection/P2/ST2/SEG2/seg.dcm",
     }
+    assert seg2["SOPInstanceUID"].startswith("1.") and seg2["StudyInstanceUID"]
+    # a SEG series of two instances: both instances, a list (docs/format.md)
     assert len(seen["idc/collection/P3/part1"]["SOPInstanceUID"]) == 2
+    # a SEG whose images are in the tree lies on their grid; one without, on its own extent
+    assert grids["idc/collection/P1/ST1/SEG1/1-1.dcm"] == "image"
+    assert grids["idc/collection/P2/ST2/SEG2/seg.dcm"] == "segmentation"
     assert seen["slicer/case.seg.nrrd"] == {"format": "seg.nrrd", "path": "slicer/case.seg.nrrd"}
     assert seen["nifti/case_0001"] == {"format": "folder", "path": "nifti/case_0001"}
+    pytest.importorskip("pandas")
+    from medmask.stats import stats
+
+    df = stats(sorted(dest.glob("*.mska")))
+    joined = df["archive_source"].str.get("SeriesInstanceUID")
+    assert set(joined.dropna()) >= {ABSENT, tree.ct_series}
+    assert set(df["archive_source"].str.get("path")) == set(seen)
 
 
 def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):
@@ -164,6 +185,13 @@ def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):
         seg_type="FRACTIONAL",
         fractional=[m * 0.4],
     )
+    for k, frame_of_reference in enumerate(("1.2.3.100", "1.2.3.200")):  # one SEG series
+        write_seg(
+            _mk(root / "e" / f"for{k}.dcm"),
+            grid,
+            [(f"z{k}", square_frames(grid, [k], 1, 1, 3))],
+            ids=SegIds(series="1.2.3.77", frame_of_reference=frame_of_reference),
+        )
     report = pack_tree(root, tmp_path / "out", workers=2)
     status = {Path(r.case).name: r.status for r in report.results}
     assert status == {
@@ -171,8 +199,10 @@ def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):
         "truncated.dcm": "failed",
         "irregular.dcm": "failed",
         "frac.dcm": "failed",
+        "for0.dcm": "failed",
     }
     errors = {Path(r.case).name: r.error for r in report.failed}
+    assert "another frame of reference" in errors["for0.dcm"] and "1.2.3.200" in errors["for0.dcm"]
     assert "truncated or damaged" in errors["truncated.dcm"]
     assert "1.2.3.404" in errors["irregular.dcm"] and "--reference" in errors["irregular.dcm"]
     assert "--threshold" in errors["frac.dcm"]
@@ -183,8 +213,12 @@ def test_failures_are_reported_and_the_rest_is_packed(tree, tmp_path):
     r = subprocess.run([*cmd, "--threshold", "0.3", "-w", "1"], capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
     errors = [line for line in r.stderr.splitlines() if ": error: " in line]
-    assert [Path(e.split(": ")[2]).name for e in errors] == ["truncated.dcm", "irregular.dcm"]
-    assert "1 packed" in r.stdout and "1 already packed" in r.stdout and "2 failed" in r.stdout
+    assert sorted(Path(e.split(": ")[2]).name for e in errors) == [
+        "for0.dcm",
+        "irregular.dcm",
+        "truncated.dcm",
+    ]
+    assert "1 packed" in r.stdout and "1 already packed" in r.stdout and "3 failed" in r.stdout
     assert f"{SKIPPED_DICOM} skipped: 4" in r.stdout and f"{SKIPPED_REPEATS} skipped: 1" in r.stdout
 
 

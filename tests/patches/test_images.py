@@ -232,3 +232,22 @@ def test_a_converted_nii_checks_against_the_grid_it_came_from(ct, tmp_path):
     got = NiftiImage(out[0].dst).space
     ref = affine_to_space(space_to_affine(space), SHAPE[::-1])
     np.testing.assert_allclose(space_to_affine(got), space_to_affine(ref), atol=1e-4)
+
+
+@pytest.mark.parametrize("lead", [(), (1,)])
+def test_a_window_is_written_into_a_given_array(ct, tmp_path, lead):
+    """``read(box, out=...)``: the window lands in ``out`` (a batch's slot), padded or not,
+    the same as a new read; blosc2 (3-D and 4-D files) decompresses straight into it."""
+    blosc2 = pytest.importorskip("blosc2")
+    d, _, _ = ct
+    data = np.random.default_rng(4).normal(size=(1, *SHAPE)).astype(np.float32)
+    blosc2.asarray(data.reshape(*lead, *SHAPE), urlpath=str(tmp_path / "c.b2nd"), mode="w")
+    for src in (open_image(tmp_path / "c.b2nd"), NiftiImage(d / "ct.nii")):
+        for box in BOXES:
+            want = src.read(box, dtype=np.float32, pad=-5)
+            slot = np.full((2, *want.shape), 7, np.float32)
+            assert src.read(box, pad=-5, out=slot[1]) is not None
+            np.testing.assert_array_equal(slot[1], want)
+            assert (slot[0] == 7).all()  # nothing written outside the slot
+        with pytest.raises(MaskValidationError, match="out has shape"):
+            src.read(BOXES[0], out=np.zeros((1, 2, 2, 2), np.float32))

@@ -52,7 +52,8 @@ class DicomSegFormat(DicomSegFile):
 
         ``instances`` (local files; used by :mod:`medmask.packing`): other instances of the
         same SEG series, packed into the same archive (see :func:`read_dicom_seg`). The
-        report's ``ids`` hold the SEG's identifiers.
+        report's ``ids`` hold the SEG's identifiers; the archive keeps them, with ``path``
+        (the SEG's file name), as its ``source`` attribute (format 2.3).
         """
         report = ConversionReport(str(src), str(out), self.kind)
         with (
@@ -68,13 +69,17 @@ class DicomSegFormat(DicomSegFile):
             report.ids = dict(seg.ids)
             if reference is None:
                 report.notes.append(grid_note(seg.space))
+            source = {**seg.ids, "path": src.name}
             report.masks = records_to_archive(
                 seg.jobs,
                 seg.space,
                 dest,
                 codec=codec,
                 progress=progress,
-                archive_attrs={"grid": "image" if reference is not None else "segmentation"},
+                archive_attrs={
+                    "source": source,
+                    "grid": "image" if reference is not None else "segmentation",
+                },
             )
         return report
 

@@ -14,18 +14,8 @@ from ...errors import MaskValidationError
 from ...io.formats import SEG_SOP_CLASSES, dicom_sop_class
 from .base import _pydicom
 
-__all__ = ["DicomHeader", "read_dicom_header", "seg_identifiers", "SOURCE_KEYS"]
+__all__ = ["DicomHeader", "read_dicom_header", "seg_identifiers", "multi_value"]
 
-#: The identifiers a packed SEG keeps as its archive's ``source`` attribute, in order.
-SOURCE_KEYS = (
-    "PatientID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "Modality",
-    "AlgorithmName",
-    "AlgorithmVersion",
-)
 #: Bytes read first; a header that goes on is read further, up to :data:`MAX_HEADER`.
 FIRST_BYTES = 64 * 1024
 MAX_HEADER = 64 * 1024 * 1024
@@ -184,8 +174,9 @@ def seg_identifiers(ds) -> dict:
     ``StudyInstanceUID``, ``SeriesInstanceUID`` (of the *referenced* image series, when the
     SEG names one; the SEG's own series is ``SegSeriesInstanceUID``), the SEG's
     ``SOPInstanceUID``, ``Modality`` (of the SEG: ``SEG``) and the ``AlgorithmName`` /
-    ``AlgorithmVersion`` of its segment descriptions (one string, or a list when segments
-    differ). Attributes the file lacks are left out.
+    ``AlgorithmVersion`` of its segment descriptions (when segments differ, the distinct
+    values joined by ``\\``, DICOM's multi-value separator: every value is a string, as the
+    archive's ``source`` attribute wants). Attributes the file lacks are left out.
 
     Args:
         ds: A pydicom dataset of the SEG (its header is enough).
@@ -214,7 +205,14 @@ def seg_identifiers(ds) -> dict:
             out[key] = value
     names, versions = _algorithm(ds)
     if names:
-        out["AlgorithmName"] = names[0] if len(names) == 1 else names
+        out["AlgorithmName"] = multi_value(names)
     if versions:
-        out["AlgorithmVersion"] = versions[0] if len(versions) == 1 else versions
+        out["AlgorithmVersion"] = multi_value(versions)
     return out
+
+
+def multi_value(values: list[str]) -> str:
+    """Several values as one string, joined by ``\\`` as DICOM joins the values of a
+    multi-valued attribute (``AlgorithmName`` / ``AlgorithmVersion`` of an archive's
+    ``source`` are strings)."""
+    return "\\".join(values)
