@@ -113,6 +113,11 @@ def test_scheme_and_label_available(cases, tmp_path, mode):
                 np.testing.assert_array_equal(item["label"][ch].numpy() != 0, window(m, box))
     batch = next(iter(DataLoader(ds, batch_size=4, num_workers=2)))
     assert batch["label_available"].dtype == torch.bool and batch["label_available"].shape == (4, 3)
+    # whole batches built by the dataset (ds.loader) carry the same vectors, per case
+    whole = next(iter(ds.loader(4, shuffle=False, num_workers=0)))
+    assert whole["label_available"].dtype == torch.bool
+    expected = [([True, True, True], [True, True, False])[k] for k in whole["case"].tolist()]
+    assert whole["label_available"].tolist() == expected
 
 
 def test_stale_archive_is_caught_in_a_worker(cases, tmp_path):
