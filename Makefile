@@ -64,6 +64,7 @@ bench-all: $(STAMP)
 	$(PY) benchmarks/bench_patches.py
 	$(PY) benchmarks/bench_catalog.py
 	$(PY) benchmarks/bench_window.py
+	$(PY) benchmarks/side_by_side.py --rounds 2
 	$(PY) benchmarks/update_docs.py
 
 # the reliability campaign: bench_output/reliability.md (ARGS=--write-docs: docs/reliability.md)

@@ -35,6 +35,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _regions import region  # noqa: E402
+
 REAL_CASE = ROOT.parent / "shared" / "data" / "totalseg_s0000"
 # medmask 0.4.0 as it stood on main before the 0.5 work (format 2.2)
 DEFAULT_REF = "0c8a49a"
@@ -133,9 +137,8 @@ def _fmt(name: str, v: float) -> str:
 
 
 def render(rows: list, ref: str, args: argparse.Namespace) -> str:
+    """The Markdown page: a title and the ``side-by-side`` region (what docs/ quotes)."""
     lines = [
-        "# medmask side by side: this tree against " + ref,
-        "",
         f"`benchmarks/side_by_side.py --ref {ref} --rounds {args.rounds} --repeat {args.repeat}`: "
         f"{args.rounds} rounds, each running both trees' `bench_format.py` in turns; medians over "
         f"rounds of per-run medians. Machine: {platform.machine()}, {os.cpu_count()} cores, "
@@ -154,7 +157,8 @@ def render(rows: list, ref: str, args: argparse.Namespace) -> str:
         "",
         f"{len(rows)} figures; slower beyond noise: {', '.join(slower) if slower else 'none'}.",
     ]
-    return "\n".join(lines) + "\n"
+    title = f"# medmask side by side: this tree against {ref}\n\n"
+    return title + region("side-by-side", "\n".join(lines)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=Path, default=REAL_CASE, help="folder of the real case")
     ap.add_argument("--floor", type=float, default=0.10, help="smallest noise band (0.10 = 10%%)")
     ap.add_argument("--out", type=Path, default=Path("bench_output"), help="output folder")
+    ap.add_argument("--from-json", type=Path, help="render side_by_side.json of a past run")
     args = ap.parse_args(argv)
     args.load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    if args.from_json:  # render a past run again (its figures, this script's page)
+        past = json.loads(args.from_json.read_text())
+        args.ref, args.load_before = past["ref"], past.get("load_before", "not recorded")
+        runs = past["runs"]
+        return _write(compare(runs["before"], runs["after"], args.floor), runs, args)
     with tempfile.TemporaryDirectory(prefix="medmask-side-") as tmp:
         work = Path(tmp)
         old = export_tree(args.ref, work / "before")
@@ -182,14 +192,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {k + 1}/{args.rounds}: {side}", file=sys.stderr, flush=True)
                 report = run_once(trees[side], args, work / f"{side}_{k}.json")
                 runs[side].append(figures(report))
-    rows = compare(runs["before"], runs["after"], args.floor)
+    return _write(compare(runs["before"], runs["after"], args.floor), runs, args)
+
+
+def _write(rows: list, runs: dict, args: argparse.Namespace) -> int:
+    """Print the page and write it, with the run's figures, into ``args.out``."""
     text = render(rows, args.ref, args)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "side_by_side.md").write_text(text)
-    (args.out / "side_by_side.json").write_text(
-        json.dumps({"ref": args.ref, "runs": runs}, indent=1)
-    )
+    keep = {"ref": args.ref, "load_before": args.load_before, "runs": runs}
+    (args.out / "side_by_side.json").write_text(json.dumps(keep, indent=1))
     return 0
 
 
