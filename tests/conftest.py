@@ -20,9 +20,10 @@ INTERCHANGE = Path(os.environ.get("MEDMASK_INTERCHANGE", SHARED / "interchange")
 INTERCHANGE_FILES = ("Segmentation.seg.nrrd", "seg_image_ct_binary.dcm")
 #: The fixtures that hand out sample data: a test that uses one carries ``realdata``.
 REAL_DATA_FIXTURES = {"real_case", "interchange"}
-#: Tests that use sample data without the ``realdata`` marker (checked by
-#: tests/architecture/test_test_rules.py).
-UNMARKED_REAL_DATA = pytest.StashKey[list]()
+#: ``config.<this>``: the tests that use sample data without the ``realdata`` marker (checked
+#: by tests/architecture/test_test_rules.py; an attribute, not a stash key, because a test
+#: module cannot import this conftest by name when other folders' conftests are loaded too).
+UNMARKED_REAL_DATA = "medmask_unmarked_real_data"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,12 +31,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    config.stash[UNMARKED_REAL_DATA] = [
+    unmarked = [
         item.nodeid
         for item in items
         if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ()))
         and "realdata" not in item.keywords
     ]
+    setattr(config, UNMARKED_REAL_DATA, unmarked)
     if config.getoption("--runslow") or "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="long variant: run with --runslow")

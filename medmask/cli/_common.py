@@ -4,6 +4,7 @@ common options (``-q``, ``--debug``, ``--storage-option``) and small path helper
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -271,3 +272,48 @@ def _parse_storage_options(pairs: list[str]) -> dict[str, Any] | None:
                 raise UsageError(f"--storage-option {key}: {p!r} is both a value and a group")
         node[leaf] = value
     return out
+
+
+# -- --workers / --dask (pack-tree, catalog) ------------------------------------------------------
+_SCHEDULER = re.compile(r"^([a-z+]+://|[\w.\-]+:\d+$)")
+
+
+def add_parallel_options(s: argparse.ArgumentParser, dask_help: str) -> None:
+    """Add ``-w/--workers`` and ``--dask [SCHEDULER]`` to a command that runs many files.
+
+    Args:
+        s: The command's parser.
+        dask_help: What ``--dask`` does for this command (the text of its help).
+    """
+    s.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=max(1, min(8, os.cpu_count() or 1)),
+        metavar="N",
+        help="parallel processes, or the workers of --dask's LocalCluster (default: CPU count, "
+        "at most 8)",
+    )
+    s.add_argument(
+        "--dask", nargs="?", const="local", default=None, metavar="SCHEDULER", help=dask_help
+    )
+
+
+def check_parallel_args(args: argparse.Namespace, positional: str) -> None:
+    """Refuse ``--workers`` below 1 and a ``--dask`` value that is not a scheduler address.
+
+    Args:
+        args: The parsed arguments (``workers``, ``dask``).
+        positional: How the command's help names its inputs (``ROOT``, ``the paths``): a
+            ``--dask`` written before them swallows the first one.
+
+    Raises:
+        UsageError: Either is wrong (exit status 2).
+    """
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.dask not in (None, "local") and not _SCHEDULER.match(args.dask):
+        raise UsageError(
+            f"--dask takes a scheduler address such as tcp://host:8786, got {args.dask!r} "
+            f"(write --dask after {positional}, or --dask=ADDRESS)"
+        )

@@ -4,8 +4,6 @@ parallel processes or on Dask, updated in place. The work is :class:`medmask.Cat
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import warnings
 
 from ..errors import MaskValidationError
@@ -13,6 +11,8 @@ from ..io.names import expect_name
 from ._common import (
     AddCommand,
     UsageError,
+    add_parallel_options,
+    check_parallel_args,
     note,
     plural,
     progress,
@@ -31,13 +31,7 @@ def _check_args(args: argparse.Namespace) -> None:
         expect_name(args.output, "parquet", what="catalogue (-o)")
     except MaskValidationError as exc:
         raise UsageError(str(exc)) from None
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if args.dask not in (None, "local") and not re.match(r"^([a-z+]+://|[\w.\-]+:\d+$)", args.dask):
-        raise UsageError(
-            f"--dask takes a scheduler address such as tcp://host:8786, got {args.dask!r} "
-            "(write --dask after the paths, or --dask=ADDRESS)"
-        )
+    check_parallel_args(args, "the paths")
 
 
 def _run(args: argparse.Namespace, client: object):
@@ -123,22 +117,9 @@ def register(add: AddCommand) -> None:
         action="store_true",
         help="start from FILE: re-read only the archives that changed, drop the missing ones",
     )
-    s.add_argument(
-        "-w",
-        "--workers",
-        type=int,
-        default=max(1, min(8, os.cpu_count() or 1)),
-        metavar="N",
-        help="parallel processes, or the workers of --dask's LocalCluster (default: CPU count, "
-        "at most 8)",
-    )
-    s.add_argument(
-        "--dask",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="SCHEDULER",
-        help="read the archives as Dask tasks: on a LocalCluster of --workers processes, or on "
+    add_parallel_options(
+        s,
+        "read the archives as Dask tasks: on a LocalCluster of --workers processes, or on "
         "the cluster at SCHEDULER (tcp://host:8786; PATHS must then be shared paths or URLs)",
     )
     s.add_argument("--scheme", metavar="SCHEME", help=SCHEME_HELP)

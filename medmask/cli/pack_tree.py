@@ -6,8 +6,6 @@ Parsing and printing only; the work is :func:`medmask.packing.pack_tree`.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 from pathlib import Path
 
@@ -20,6 +18,8 @@ from ._common import (
     EXIT_OK,
     AddCommand,
     UsageError,
+    add_parallel_options,
+    check_parallel_args,
     codec_arg,
     err,
     note,
@@ -39,18 +39,13 @@ def cmd_pack_tree(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{dest}: pack-tree writes one archive per case into a folder: give -o DEST/"
         )
-    for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
+    check_parallel_args(args, "ROOT")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.labels and args.scheme:
         raise UsageError("give --labels TABLE or --scheme NAME, not both")
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
-    if args.dask not in (None, "local") and not re.match(r"^([a-z+]+://|[\w.\-]+:\d+$)", args.dask):
-        raise UsageError(
-            f"--dask takes a scheduler address such as tcp://host:8786, got {args.dask!r} "
-            "(write --dask after ROOT, or --dask=ADDRESS)"
-        )
     try:
         table = label_table(args.labels, args.scheme)
     except MaskValidationError as exc:  # an unknown scheme, an unreadable table
@@ -123,22 +118,9 @@ def register(add: AddCommand) -> None:
     s.add_argument(
         "-o", "--output", required=True, metavar="DEST", help="folder (or URL) for the archives"
     )
-    s.add_argument(
-        "-w",
-        "--workers",
-        type=int,
-        default=min(8, os.cpu_count() or 1),
-        metavar="N",
-        help="parallel processes, or the workers of --dask's LocalCluster (default: CPU count, "
-        "at most 8)",
-    )
-    s.add_argument(
-        "--dask",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="SCHEDULER",
-        help="run each case as a Dask task: on a LocalCluster of --workers processes, or on the "
+    add_parallel_options(
+        s,
+        "run each case as a Dask task: on a LocalCluster of --workers processes, or on the "
         "cluster at SCHEDULER (tcp://host:8786; ROOT and DEST must then be shared paths or URLs)",
     )
     s.add_argument("--force", action="store_true", help="repack cases already packed")

@@ -18,7 +18,6 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import UNMARKED_REAL_DATA
 
 TESTS = Path(__file__).resolve().parents[1]
 OWN_PACKAGES = ("medmask", "medmask_monai")
@@ -319,5 +318,5 @@ def test_no_wall_clock_assertions():
 def test_tests_on_sample_data_carry_the_realdata_marker(request):
     """A test that uses ``real_case`` or ``interchange`` (directly or through a fixture) is
     marked ``realdata``, so that ``-m realdata`` runs them all and ``-m "not realdata"`` none."""
-    unmarked = request.config.stash[UNMARKED_REAL_DATA]
+    unmarked = request.config.medmask_unmarked_real_data  # set by tests/conftest.py
     assert unmarked == [], _report(FIX_REALDATA, unmarked)
