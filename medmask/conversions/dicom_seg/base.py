@@ -48,17 +48,27 @@ def rgb_to_cielab(rgb: Iterable[int]) -> tuple[int, int, int]:
     )
 
 
+#: The inverse of :data:`_M` (XYZ -> linear sRGB), as rows of Python floats: a colour is
+#: converted per segment, and three scalars are cheaper in Python than in numpy.
+_M_INV = [[float(v) for v in row] for row in np.linalg.inv(_M)]
+_D65_F = [float(v) for v in _D65]
+
+
 def cielab_to_rgb(lab: Iterable[int]) -> list[int]:
     """DICOM's scaled CIELab triplet as sRGB 0-255 (the inverse of :func:`rgb_to_cielab`)."""
     L, a, b = (float(v) for v in list(lab)[:3])
     L, a, b = L * 100 / 65535, a * 255 / 65535 - 128, b * 255 / 65535 - 128
     fy = (L + 16) / 116
-    f = np.array([fy + a / 500, fy, fy - b / 200])
-    xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _D65
-    lin = np.linalg.solve(_M, xyz)
-    lin = np.clip(lin, 0, 1)
-    c = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
-    return [int(round(v)) for v in np.clip(c * 255, 0, 255)]
+    xyz = [
+        (f**3 if f > 6 / 29 else 3 * (6 / 29) ** 2 * (f - 4 / 29)) * d
+        for f, d in zip((fy + a / 500, fy, fy - b / 200), _D65_F, strict=True)
+    ]
+    out = []
+    for row in _M_INV:
+        lin = min(1.0, max(0.0, row[0] * xyz[0] + row[1] * xyz[1] + row[2] * xyz[2]))
+        c = 12.92 * lin if lin <= 0.0031308 else 1.055 * lin ** (1 / 2.4) - 0.055
+        out.append(int(round(min(255.0, max(0.0, c * 255)))))
+    return out
 
 
 # -- errors and parsing ---------------------------------------------------------------------

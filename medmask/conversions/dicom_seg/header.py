@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ...errors import MaskValidationError
 from ...io.formats import SEG_SOP_CLASSES, dicom_sop_class
 from .base import _pydicom
+from .items import segment_items
 
 __all__ = ["DicomHeader", "read_dicom_header", "seg_identifiers", "multi_value"]
 
@@ -161,7 +162,7 @@ def _algorithm(ds) -> tuple[list[str], list[str]]:
         if text and text not in into:
             into.append(text)
 
-    for seg in ds.get("SegmentSequence", []) or []:
+    for seg in segment_items(ds):
         add(names, seg.get("SegmentAlgorithmName"))
         for ident in seg.get("SegmentationAlgorithmIdentificationSequence", []) or []:
             add(names, ident.get("AlgorithmName"))

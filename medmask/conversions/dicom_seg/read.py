@@ -24,6 +24,7 @@ from ..names import unique_names
 from .base import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS, _err, _pydicom, cielab_to_rgb
 from .frames import FrameGeometry, Frames, _first, frame_geometry
 from .header import seg_identifiers
+from .items import segment_items
 from .pixels import FrameSource, decoded_frames, pixel_data_at
 from .segments import LabelVolume, binary_segment, frame_values
 from .series import _space_index, _stack_geometry, read_series_geometry
@@ -95,7 +96,7 @@ def _code(item) -> dict | None:
 
 
 def _segment_attrs(seg) -> dict:
-    attrs: dict = {"label_value": int(seg.SegmentNumber)}
+    attrs: dict = {"label_value": int(seg.get("SegmentNumber"))}
     for key, kw in (
         ("category", "SegmentedPropertyCategoryCodeSequence"),
         ("type", "SegmentedPropertyTypeCodeSequence"),
@@ -116,14 +117,17 @@ def _segment_attrs(seg) -> dict:
         c = _code(_first(r, "AnatomicRegionModifierSequence"))
         if c:
             attrs["region_modifier"] = c
-    if "RecommendedDisplayCIELabValue" in seg:
-        lab = list(seg.RecommendedDisplayCIELabValue)
+    lab = seg.get("RecommendedDisplayCIELabValue")
+    if isinstance(lab, list | tuple) or (lab is not None and hasattr(lab, "__len__")):
+        lab = list(lab)
         if len(lab) == 3:
             attrs["color"] = cielab_to_rgb(lab)
-    if seg.get("SegmentDescription"):
-        attrs["description"] = str(seg.SegmentDescription)
-    if seg.get("SegmentAlgorithmType"):
-        attrs["algorithm_type"] = str(seg.SegmentAlgorithmType)
+    description = seg.get("SegmentDescription")
+    if description:
+        attrs["description"] = str(description)
+    algorithm = seg.get("SegmentAlgorithmType")
+    if algorithm:
+        attrs["algorithm_type"] = str(algorithm)
     return attrs
 
 
@@ -249,15 +253,18 @@ def _open(path: Path) -> _Seg:
         raise _err(path, "Rows/Columns/NumberOfFrames missing or invalid") from None
     if rows <= 0 or cols <= 0 or nframes <= 0 or rows * cols * nframes > MAX_VOXELS:
         raise _err(path, f"{nframes} frames of {rows} x {cols} pixels is out of range")
-    segs = list(ds.get("SegmentSequence", []))
+    segs = segment_items(ds)
     if not segs or len(segs) > MAX_SEGMENTS:
         raise _err(path, f"SegmentSequence holds {len(segs)} segments")
-    background = [s for s in segs if int(s.get("SegmentNumber", -1)) == 0]
-    if seg_type == "LABELMAP" and background:  # pixel value 0: the background, not a mask
-        segs = [s for s in segs if int(s.get("SegmentNumber", -1)) != 0]
+    try:
+        numbers = [int(s.get("SegmentNumber")) for s in segs]
+    except (TypeError, ValueError):
+        raise _err(path, "a segment without a valid SegmentNumber") from None
+    if seg_type == "LABELMAP" and 0 in numbers:  # pixel value 0: the background, not a mask
+        segs = [s for s, n in zip(segs, numbers, strict=True) if n != 0]
+        numbers = [n for n in numbers if n != 0]
         if not segs:
             raise _err(path, "a LABELMAP SEG with only a background segment")
-    numbers = [int(s.SegmentNumber) for s in segs]
     if len(set(numbers)) != len(numbers):
         raise _err(path, f"SegmentNumber values repeat ({numbers[:10]})")
     bits = int(ds.get("BitsAllocated", 1))
@@ -442,11 +449,12 @@ def _jobs(
         volume = LabelVolume(seg.frames, seg.nframes, shape, z_of, bits)
         sources.append(volume)
         return [
-            volume.segment(n, partial(_segment_attrs, s), int(s.SegmentNumber)) for s, n in pairs
+            volume.segment(n, partial(_segment_attrs, s), int(s.get("SegmentNumber")))
+            for s, n in pairs
         ]
     assert seg.geometry is not None
     seg_of = seg.geometry.segment_of
-    known = {int(s.SegmentNumber) for s in seg.segments}
+    known = {int(s.get("SegmentNumber")) for s in seg.segments}
     unknown = sorted(set(np.unique(seg_of).tolist()) - known)
     if unknown:
         raise _err(
@@ -464,7 +472,7 @@ def _jobs(
             n,
             partial(_segment_attrs, s),
             seg.frames,
-            frames_of[int(s.SegmentNumber)],
+            frames_of[int(s.get("SegmentNumber"))],
             z_of,
             bits,
             cut,

@@ -12,6 +12,7 @@ import zstandard
 
 from ...attrs import parse_archive_attrs
 from ...codecs import decompress_bounded
+from ...compression import INDEX_LEVEL
 from ...errors import CorruptFileError, UnsupportedFormatError
 from ..base import loads_json
 from ..checks import is_uint
@@ -206,7 +207,7 @@ def _encode(prev: SegmentRef | None, fields: list[str], rows: list[list]) -> byt
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
-    return zstandard.ZstdCompressor(level=19, write_content_size=True).compress(seg_json)
+    return zstandard.ZstdCompressor(level=INDEX_LEVEL, write_content_size=True).compress(seg_json)
 
 
 def encode_segment(prev: SegmentRef | None, minor: int, rows: list[list]) -> bytes:
