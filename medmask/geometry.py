@@ -24,8 +24,11 @@ from .spaces import (
     Space,
     check_same_grid,
     describe_space,
+    direction_difference,
+    direction_text,
     grid_differences,
     spaces_match,
+    vector_text,
     zyx_of,
 )
 
@@ -226,23 +229,11 @@ def resample_nearest(array_zyx: np.ndarray, src: Space, dst: Space) -> np.ndarra
 
 def _lattice_differences(a: Space, b: Space, atol: float) -> list[str]:
     """What keeps two grids off one lattice: spacing or direction (never shape or origin)."""
-
-    def fmt(v: object) -> str:
-        return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"
-
     out = []
-    d = float(np.abs(np.subtract(a.spacing, b.spacing)).max())
-    if d > atol:
-        out.append(f"spacing (z, y, x) {fmt(a.spacing)} vs {fmt(b.spacing)}")
-    axes = ("x_orientation", "y_orientation", "z_orientation")
-    rot = max(float(np.abs(np.subtract(getattr(a, f), getattr(b, f))).max()) for f in axes)
-    if rot > atol:
-        out.append(
-            "direction (z, y, x axes) "
-            + " ".join(fmt(getattr(a, f)) for f in axes)
-            + " vs "
-            + " ".join(fmt(getattr(b, f)) for f in axes)
-        )
+    if float(np.abs(np.subtract(a.spacing, b.spacing)).max()) > atol:
+        out.append(f"spacing (z, y, x) {vector_text(a.spacing)} vs {vector_text(b.spacing)}")
+    if direction_difference(a, b) > atol:
+        out.append(f"direction (z, y, x axes) {direction_text(a)} vs {direction_text(b)}")
     return out
 
 

@@ -28,6 +28,9 @@ __all__ = [
     "spaces_match",
     "check_same_grid",
     "grid_differences",
+    "vector_text",
+    "direction_text",
+    "direction_difference",
     "describe_space",
     "GRID_ATOL",
 ]
@@ -185,6 +188,24 @@ def describe_space(space: Space) -> str:
     )
 
 
+def vector_text(v: object) -> str:
+    """``(a, b, c)`` with 6 significant digits: how messages print a grid's vectors."""
+    return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"  # type: ignore[union-attr]
+
+
+_AXES = ("x_orientation", "y_orientation", "z_orientation")
+
+
+def direction_text(space: Space) -> str:
+    """The world vectors of a grid's x, y and z axes, as messages print them."""
+    return " ".join(vector_text(getattr(space, f)) for f in _AXES)
+
+
+def direction_difference(a: Space, b: Space) -> float:
+    """The largest difference between the direction cosines of two grids."""
+    return max(float(np.abs(np.subtract(getattr(a, f), getattr(b, f))).max()) for f in _AXES)
+
+
 def grid_differences(expected: Space, got: Space, atol: float = GRID_ATOL) -> list[str]:
     """What differs between two ``(z, y, x)`` grids, for messages, with both values.
 
@@ -198,10 +219,6 @@ def grid_differences(expected: Space, got: Space, atol: float = GRID_ATOL) -> li
         (2, 0.8, 0.8) (by 0.5 mm)"`` (the origin is a world point, the direction the
         world vectors of the x, y and z axes); empty when the grids match within ``atol``.
     """
-
-    def fmt(v: object) -> str:
-        return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"
-
     if tuple(int(s) for s in expected.shape) != tuple(int(s) for s in got.shape):
         return [
             f"shape (z, y, x) {tuple(int(s) for s in got.shape)} instead of "
@@ -212,16 +229,12 @@ def grid_differences(expected: Space, got: Space, atol: float = GRID_ATOL) -> li
         a, b = getattr(expected, field), getattr(got, field)
         d = float(np.abs(np.subtract(a, b)).max())
         if d > atol:
-            out.append(f"{words} {fmt(b)} instead of {fmt(a)} (by {d:.3g} mm)")
-    axes = ("x_orientation", "y_orientation", "z_orientation")
-    rot = max(float(np.abs(np.subtract(getattr(expected, f), getattr(got, f))).max()) for f in axes)
+            out.append(f"{words} {vector_text(b)} instead of {vector_text(a)} (by {d:.3g} mm)")
+    rot = direction_difference(expected, got)
     if rot > atol:
         out.append(
-            "direction "
-            + " ".join(fmt(getattr(got, f)) for f in axes)
-            + " instead of "
-            + " ".join(fmt(getattr(expected, f)) for f in axes)
-            + f" (cosines differ by {rot:.3g})"
+            f"direction {direction_text(got)} instead of {direction_text(expected)} "
+            f"(cosines differ by {rot:.3g})"
         )
     return out
 

@@ -31,7 +31,8 @@ Attributes: ``SegmentLabel`` <-> name; ``SegmentedPropertyCategoryCodeSequence``
 ``description``; ``SegmentNumber`` -> ``label_value``.
 
 The package: :mod:`.base` (optional imports, SOP classes, colours), :mod:`.header` (a
-file's header and identifiers), :mod:`.series` (the source image series and its grid),
+file's header and identifiers), :mod:`.items` (the segment descriptions read from their raw
+bytes), :mod:`.series` (the source image series and its grid),
 :mod:`.frames` (where the frames lie), :mod:`.pixels` (their pixels, streamed),
 :mod:`.segments` (one mask per segment), :mod:`.read` (SEG -> masks), :mod:`.write` (masks
 -> SEG), :mod:`.build` (the SEG's modules), :mod:`.encode` (the frames as bytes).
