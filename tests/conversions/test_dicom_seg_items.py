@@ -210,8 +210,17 @@ def test_explicit_items_of_both_lengths_decode():
         struct.pack("<HHI", 0x0062, 0x0004, 2) + b"\x01\x00",  # an element where an item is
         _item(struct.pack("<HH2sH", 0x0062, 0x0005, b"LO", 60000) + b"abc"),  # length lies
         _item(b"\x62\x00\x05\x00\xff\xfe\x02\x00ab"),  # not a VR
+        _item(struct.pack("<HH2sHI", 0x0062, 0x0005, b"UN", 0, 6) + b"liver "),  # known, as UN
     ],
-    ids=["truncated", "item-past-end", "no-delimiter", "not-an-item", "length-lies", "bad-vr"],
+    ids=[
+        "truncated",
+        "item-past-end",
+        "no-delimiter",
+        "not-an-item",
+        "length-lies",
+        "bad-vr",
+        "known-as-un",
+    ],
 )
 def test_damaged_bytes_step_aside(raw):
     assert sequence_items(_Dataset(raw), SEGMENT_SEQUENCE) is None

@@ -196,6 +196,9 @@ def _dataset(
                 vr = code.decode("ascii")
             except UnicodeDecodeError:
                 raise _Unparsable("not a VR") from None
+        if vr == "UN" and length != _UNDEFINED and _dictionary_vr(tag) != "UN":
+            # a known element written as UN: pydicom re-reads it with its dictionary's VR
+            raise _Unparsable(f"({group:04X},{elem:04X}) stored as UN")
         is_sequence = vr == "SQ" or (vr is None and _dictionary_vr(tag) == "SQ")
         if length == _UNDEFINED:
             if not (is_sequence or vr in (None, "UN")):
