@@ -7,12 +7,34 @@ Needs the ``monai`` extra (torch, monai, nibabel; the ``patches`` extra adds blo
 for image files read by window). Imports ``medmask``; the core never imports this package.
 """
 
-from ._load import MissingNameWarning
-from .crops import RandCropByMaskIndex, RandCropByMaskIndexd
-from .dataset import MaskArchiveDataset
-from .patches import PatchDataset
-from .reader import MaskReader
-from .transforms import LoadMask, LoadMaskd, SelectLabels, SelectLabelsd
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the names below are, for type checkers and IDEs
+    from ._load import MissingNameWarning
+    from .crops import RandCropByMaskIndex, RandCropByMaskIndexd
+    from .dataset import MaskArchiveDataset
+    from .patches import PatchDataset
+    from .reader import MaskReader
+    from .transforms import LoadMask, LoadMaskd, SelectLabels, SelectLabelsd
+
+#: Public name -> the module that defines it. A name's module is imported when the name is
+#: first used: ``PatchDataset`` (and a DataLoader worker forked or spawned for it) then
+#: never imports MONAI, which alone holds ~230 MiB of a process's memory.
+_MODULES = {
+    "MaskReader": ".reader",
+    "LoadMask": ".transforms",
+    "LoadMaskd": ".transforms",
+    "SelectLabels": ".transforms",
+    "SelectLabelsd": ".transforms",
+    "MaskArchiveDataset": ".dataset",
+    "PatchDataset": ".patches",
+    "RandCropByMaskIndex": ".crops",
+    "RandCropByMaskIndexd": ".crops",
+    "MissingNameWarning": "._load",
+}
 
 __all__ = [
     "MaskReader",
@@ -26,3 +48,16 @@ __all__ = [
     "RandCropByMaskIndexd",
     "MissingNameWarning",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -33,7 +33,7 @@ from medmask.geometry import affine_to_space
 from medmask.patches import ByteLRU, CaseIndex, CentrePolicy, CentreSampler, PosNeg, archive_offset
 
 from ._load import Names, label_dtype, mask_meta, resolve_names
-from .dataset import _OpenArchives
+from ._open import _OpenArchives
 
 __all__ = ["RandCropByMaskIndex", "RandCropByMaskIndexd"]
 

@@ -46,8 +46,8 @@ from medmask.schemes import LabelScheme
 from ._cases import check_on_stale
 from ._load import Names, as_numpy_dtype, resolve_names
 from ._load import label_dtype as default_label_dtype
+from ._open import _OpenArchives
 from ._patch_cases import CaseFacts, Images, facts_from_archive, facts_from_catalog
-from .dataset import _OpenArchives
 
 __all__ = ["PatchDataset", "patch_size_of"]
 
