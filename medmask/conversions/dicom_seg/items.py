@@ -37,20 +37,12 @@ _LONG_VRS = frozenset(
 #: Text VRs that hold several values separated by backslashes (LT, ST, UT, UR hold one).
 _TEXT_VRS = frozenset(("AE", "AS", "CS", "DA", "DT", "LO", "PN", "SH", "TM", "UC", "UI"))
 _ONE_TEXT_VRS = frozenset(("LT", "ST", "UT", "UR"))
-_NUMBERS = {
-    "US": "<u2",
-    "SS": "<i2",
-    "UL": "<u4",
-    "SL": "<i4",
-    "FL": "<f4",
-    "FD": "<f8",
-    "UV": "<u8",
-    "SV": "<i8",
-}
+#: Binary number VRs -> their little-endian struct code.
 _STRUCT = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
 #: SpecificCharacterSet -> Python codec (others: pydicom decodes).
 _CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
-#: Little-endian transfer syntaxes whose dataset is not deflated: implicit VR, or explicit.
+#: The transfer syntaxes told apart: implicit VR little endian (any other little-endian,
+#: non-deflated syntax is read as explicit VR), big endian and the deflated ones (pydicom's).
 _IMPLICIT = "1.2.840.10008.1.2"
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
