@@ -152,7 +152,7 @@ def _header(sop: str, ds) -> DicomHeader:
     )
 
 
-def _algorithm(ds) -> tuple[list[str], list[str]]:
+def _algorithm(segments: list) -> tuple[list[str], list[str]]:
     """The algorithm names and versions its segments declare (unique, in order)."""
     names: list[str] = []
     versions: list[str] = []
@@ -162,7 +162,7 @@ def _algorithm(ds) -> tuple[list[str], list[str]]:
         if text and text not in into:
             into.append(text)
 
-    for seg in segment_items(ds):
+    for seg in segments:
         add(names, seg.get("SegmentAlgorithmName"))
         for ident in seg.get("SegmentationAlgorithmIdentificationSequence", []) or []:
             add(names, ident.get("AlgorithmName"))
@@ -170,7 +170,7 @@ def _algorithm(ds) -> tuple[list[str], list[str]]:
     return names, versions
 
 
-def seg_identifiers(ds) -> dict:
+def seg_identifiers(ds, segments: list | None = None) -> dict:
     """The identifiers of a SEG that join it back to its images: ``PatientID``,
     ``StudyInstanceUID``, ``SeriesInstanceUID`` (of the *referenced* image series, when the
     SEG names one; the SEG's own series is ``SegSeriesInstanceUID``), the SEG's
@@ -181,6 +181,8 @@ def seg_identifiers(ds) -> dict:
 
     Args:
         ds: A pydicom dataset of the SEG (its header is enough).
+        segments: Its SegmentSequence items, when the caller has read them already
+            (default: read here, :func:`~.items.segment_items`).
 
     Returns:
         A JSON-ready dict.
@@ -204,7 +206,7 @@ def seg_identifiers(ds) -> dict:
         value = str(ds.get(key, "") or "").strip()
         if value:
             out[key] = value
-    names, versions = _algorithm(ds)
+    names, versions = _algorithm(segment_items(ds) if segments is None else segments)
     if names:
         out["AlgorithmName"] = multi_value(names)
     if versions:

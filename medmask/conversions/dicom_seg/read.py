@@ -118,10 +118,8 @@ def _segment_attrs(seg) -> dict:
         if c:
             attrs["region_modifier"] = c
     lab = seg.get("RecommendedDisplayCIELabValue")
-    if isinstance(lab, list | tuple) or (lab is not None and hasattr(lab, "__len__")):
-        lab = list(lab)
-        if len(lab) == 3:
-            attrs["color"] = cielab_to_rgb(lab)
+    if hasattr(lab, "__len__") and len(lab) == 3:  # a list, or pydicom's MultiValue
+        attrs["color"] = cielab_to_rgb(lab)
     description = seg.get("SegmentDescription")
     if description:
         attrs["description"] = str(description)
@@ -186,7 +184,7 @@ def _read(segs: list[_Seg], threshold: float | None, reference: Reference) -> Di
         taken += len(s.segments)
         jobs += _jobs(s, own, space, z_of, threshold, notes, sources)
         sources.append(s.frames)
-    ids = seg_identifiers(segs[0].ds)
+    ids = seg_identifiers(segs[0].ds, segs[0].described)
     if len(segs) > 1:
         ids["SOPInstanceUID"] = [str(s.ds.get("SOPInstanceUID", "")) for s in segs]
     kinds = "+".join(dict.fromkeys(s.seg_type for s in segs))
@@ -204,6 +202,7 @@ class _Seg:
     cols: int
     nframes: int
     segments: list  # the SegmentSequence items that are masks (no LABELMAP background)
+    described: list  # every SegmentSequence item (the background's too)
     frames: Frames
     geometry: FrameGeometry | None = None
 
@@ -253,7 +252,7 @@ def _open(path: Path) -> _Seg:
         raise _err(path, "Rows/Columns/NumberOfFrames missing or invalid") from None
     if rows <= 0 or cols <= 0 or nframes <= 0 or rows * cols * nframes > MAX_VOXELS:
         raise _err(path, f"{nframes} frames of {rows} x {cols} pixels is out of range")
-    segs = segment_items(ds)
+    segs = described = segment_items(ds)
     if not segs or len(segs) > MAX_SEGMENTS:
         raise _err(path, f"SegmentSequence holds {len(segs)} segments")
     try:
@@ -272,7 +271,7 @@ def _open(path: Path) -> _Seg:
         frames: Frames = decoded_frames(path, rows, cols, nframes)
     else:
         frames = FrameSource(path, where[0], where[1], rows, cols, nframes, bits)
-    return _Seg(path, ds, seg_type, rows, cols, nframes, segs, frames)
+    return _Seg(path, ds, seg_type, rows, cols, nframes, segs, described, frames)
 
 
 def _check_instances(segs: list[_Seg]) -> None:
